@@ -1,0 +1,243 @@
+"""The SQLModel schema. Alembic migrations in engine/migrations create exactly these tables.
+
+Timestamps are naive UTC. Text keys (customer ids, stock codes) are kept as the source wrote them.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class SourceFile(SQLModel, table=True):
+    """A file that was ingested; its sha256 makes loading the same file twice a no-op."""
+
+    __tablename__ = "source_file"
+
+    id: int | None = Field(default=None, primary_key=True)
+    path: str
+    sha256: str = Field(index=True, unique=True, max_length=64)
+    kind: str = Field(max_length=16)  # transactions | customers
+    loaded_at: datetime
+    lines_read: int = 0
+    lines_loaded: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+
+
+class Customer(SQLModel, table=True):
+    __tablename__ = "customer"
+
+    customer_id: str = Field(primary_key=True, max_length=64)
+    first_name: str | None = Field(default=None, max_length=100)
+    phone: str | None = Field(default=None, max_length=32)
+    phone_status: str = Field(default="unknown", max_length=16)  # unknown | valid | invalid
+    signup_date: date | None = None
+    country: str | None = Field(default=None, max_length=64)
+    sms_consent: bool = False
+    timezone: str | None = Field(default=None, max_length=64)
+
+
+class Product(SQLModel, table=True):
+    __tablename__ = "product"
+
+    stock_code: str = Field(primary_key=True, max_length=64)
+    description: str | None = None
+
+
+class TransactionLine(SQLModel, table=True):
+    """One invoice line. line_hash (of every field) makes exact duplicates and reloads no-ops."""
+
+    __tablename__ = "transaction_line"
+    __table_args__ = (
+        Index("ix_transaction_line_ts", "ts"),
+        Index("ix_transaction_line_customer", "customer_id"),
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True))
+    line_hash: str = Field(unique=True, max_length=32)
+    source_file_id: int = Field(foreign_key="source_file.id")
+    line_no: int
+    invoice: str = Field(max_length=32)
+    stock_code: str | None = Field(default=None, max_length=64)
+    description: str | None = None
+    quantity: float
+    unit_price: float
+    amount: float
+    ts: datetime
+    customer_id: str | None = Field(default=None, max_length=64)
+    country: str | None = Field(default=None, max_length=64)
+    is_return: bool = False
+
+
+class SegmentationRun(SQLModel, table=True):
+    """One engine run. The published run is the latest with status 'succeeded'."""
+
+    __tablename__ = "segmentation_run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    status: str = Field(default="running", max_length=16, index=True)  # running|succeeded|failed
+    started_at: datetime
+    finished_at: datetime | None = None
+    as_of: date | None = None
+    since: date | None = None
+    until: date | None = None
+    k: int | None = None
+    k_mode: str = Field(default="auto", max_length=16)
+    seed: int = 42
+    n_customers: int | None = None
+    n_lines: int | None = None
+    params: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    diagnostics: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    error: str | None = None
+
+
+class CustomerResult(SQLModel, table=True):
+    __tablename__ = "customer_result"
+
+    run_id: int = Field(foreign_key="segmentation_run.id", primary_key=True)
+    customer_id: str = Field(primary_key=True, max_length=64)
+    recency_days: int
+    frequency: int
+    monetary: float
+    r_score: int
+    f_score: int
+    m_score: int
+    rfm_code: str = Field(max_length=8)
+    rfm_score: int
+    rfm_segment: str = Field(max_length=64)
+    rfm_grid_segment: str = Field(max_length=64)
+    cluster: int
+    value_tier: str = Field(max_length=32)
+    customer_class: str = Field(max_length=32)
+
+
+class ClusterProfile(SQLModel, table=True):
+    __tablename__ = "cluster_profile"
+
+    run_id: int = Field(foreign_key="segmentation_run.id", primary_key=True)
+    cluster: int = Field(primary_key=True)
+    size: int
+    recency_days: float
+    frequency: float
+    monetary: float
+    revenue: float
+    revenue_share: float
+    value_tier: str = Field(max_length=32)
+    strategy: str
+
+
+class AssociationRule(SQLModel, table=True):
+    """cluster is NULL for the rules mined over all customers."""
+
+    __tablename__ = "association_rule"
+    __table_args__ = (Index("ix_association_rule_run_cluster", "run_id", "cluster"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="segmentation_run.id")
+    cluster: int | None = None
+    antecedents: str
+    consequents: str
+    support: float
+    confidence: float
+    lift: float
+    leverage: float
+    conviction: float | None = None  # infinite when confidence is 1
+    zhangs_metric: float | None = None
+
+
+class Recommendation(SQLModel, table=True):
+    __tablename__ = "recommendation"
+
+    run_id: int = Field(foreign_key="segmentation_run.id", primary_key=True)
+    customer_id: str = Field(primary_key=True, max_length=64)
+    rank: int = Field(primary_key=True)
+    stock_code: str = Field(max_length=64)
+    description: str | None = None
+    score: float
+    reason: str
+
+
+class OfferMessage(SQLModel, table=True):
+    """One offer SMS. offer_key (offer id + customer) is written before the provider is called."""
+
+    __tablename__ = "offer_message"
+
+    id: int | None = Field(default=None, primary_key=True)
+    offer_key: str = Field(unique=True, max_length=160)
+    offer_id: str = Field(max_length=64, index=True)
+    customer_id: str = Field(max_length=64, index=True)
+    run_id: int | None = Field(default=None, foreign_key="segmentation_run.id")
+    phone: str = Field(max_length=32)
+    body: str
+    segments: int = 1
+    # pending | sending | dry_run | queued | sent | delivered | undelivered | failed | unknown
+    status: str = Field(default="pending", max_length=16, index=True)
+    provider_sid: str | None = Field(default=None, unique=True, max_length=64)
+    error_code: str | None = Field(default=None, max_length=16)
+    error_text: str | None = None
+    attempts: int = 0
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None = None
+
+
+class OfferSkip(SQLModel, table=True):
+    """Why a customer did not get an offer in a pass (no consent, opted out, quiet hours, ...)."""
+
+    __tablename__ = "offer_skip"
+
+    id: int | None = Field(default=None, primary_key=True)
+    pass_id: str = Field(max_length=64, index=True)
+    offer_id: str = Field(max_length=64)
+    customer_id: str = Field(max_length=64)
+    reason: str = Field(max_length=64)
+    created_at: datetime
+
+
+class OptOut(SQLModel, table=True):
+    __tablename__ = "opt_out"
+
+    phone: str = Field(primary_key=True, max_length=32)
+    opted_out: bool = True
+    source: str = Field(max_length=32)  # STOP keyword, error 21610, ...
+    updated_at: datetime
+
+
+class JobHistory(SQLModel, table=True):
+    __tablename__ = "job_history"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(max_length=64, index=True)
+    trigger: str = Field(max_length=128)
+    started_at: datetime
+    finished_at: datetime | None = None
+    status: str = Field(default="running", max_length=16)  # running|succeeded|failed|skipped
+    error: str | None = None
+    run_id: int | None = None
+    details: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class JobLock(SQLModel, table=True):
+    """Cross-process lock row (SQLite); PostgreSQL uses advisory locks instead."""
+
+    __tablename__ = "job_lock"
+
+    name: str = Field(primary_key=True, max_length=64)
+    holder: str = Field(max_length=128)
+    acquired_at: datetime
+    expires_at: datetime
+
+
+class DashboardUser(SQLModel, table=True):
+    __tablename__ = "dashboard_user"
+    __table_args__ = (UniqueConstraint("username"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=64)
+    password_hash: str = Field(max_length=255)
+    role: str = Field(max_length=16)  # manager | analyst
+    created_at: datetime

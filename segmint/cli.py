@@ -1,0 +1,113 @@
+"""The `segmint` command line: parses arguments, builds the settings once, calls the packages.
+
+Each command imports its implementation lazily so `segmint --help` stays fast. Expected failures
+(SegmintError and its subclasses) end with one line on stderr and exit status 1, no traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import click
+
+from engine.errors import SegmintError
+from engine.settings import Settings, load_settings
+
+log = logging.getLogger("segmint")
+
+
+class Context:
+    """What every command needs: the settings, built once at the entry point."""
+
+    def __init__(self, config_path: str | None) -> None:
+        self._config_path = config_path
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self._config_path)
+        return self._settings
+
+    def engine(self, *, require_schema: bool = True) -> Any:
+        from engine.store import get_engine
+        from engine.store import require_schema as check_schema
+
+        db = get_engine(self.settings.database_url, self.settings.database.echo)
+        if require_schema:
+            check_schema(db)
+        return db
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+def parse_date(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date (expected YYYY-MM-DD)",
+                                 param_hint=option) from None
+
+
+def configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("apscheduler.executors", "twilio.http_client", "werkzeug"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Settings file (default: ./config.toml). SEGMINT_DATABASE_URL overrides the DB.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
+    """Segmint: customer segments retailers act on (RFM, k-means, six classes, basket rules,
+    recommendations, dashboard, offer SMS)."""
+    configure_logging(verbose)
+    ctx.obj = Context(config_path)
+
+
+@cli.command("init-db")
+@pass_context
+def init_db_command(context: Context) -> None:
+    """Create or upgrade the database schema (migrations); safe to run again."""
+    from engine.store import describe, init_db
+
+    db = context.engine(require_schema=False)
+    revision = init_db(db)
+    click.echo(f"database {describe(context.settings.database_url)} at revision {revision}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: expected failures become one line and exit status 1."""
+    try:
+        status = cli.main(args=argv, prog_name="segmint", standalone_mode=False)
+        if isinstance(status, int) and status:
+            sys.exit(status)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except SegmintError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

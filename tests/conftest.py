@@ -1,0 +1,87 @@
+"""Shared fixtures: real SQLite files and a private schema on the real PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from engine.settings import Settings, load_settings
+from engine.store import get_engine, init_db
+
+REPO = Path(__file__).resolve().parent.parent
+REAL_DATA = REPO.parent / "shared" / "data" / "online_retail.csv.gz"
+PG_ADMIN_URL = os.environ.get("SEGMINT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def real_data() -> Path:
+    if not REAL_DATA.exists():
+        pytest.skip(f"{REAL_DATA} is absent (../shared is not beside the checkout)")
+    return REAL_DATA
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'segmint.db'}"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh schema per test on the shared server, so concurrent runs cannot collide."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:  # noqa: BLE001
+        admin.dispose()
+        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not usable: {exc}")
+    yield f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """Runs the test once on SQLite and once on PostgreSQL."""
+    name = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    return request.getfixturevalue(name)
+
+
+def make_settings(tmp_path: Path, db_url: str, config_text: str = "") -> Settings:
+    """Settings from a config.toml written into tmp_path (relative paths resolve there)."""
+    config = tmp_path / "config.toml"
+    config.write_text(config_text)
+    return load_settings(config, environ={"SEGMINT_DATABASE_URL": db_url})
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str) -> Settings:
+    return make_settings(tmp_path, db_url)
+
+
+@pytest.fixture
+def db(settings: Settings):  # type: ignore[no-untyped-def]
+    """A migrated database (SQLite and PostgreSQL) for the test."""
+    engine = get_engine(settings.database_url)
+    init_db(engine)
+    yield engine
+    engine.dispose()
+
+
+def run_segmint(*args: str, cwd: Path, env: dict[str, str] | None = None, input: str | None = None,
+                timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the real console script in a child process (exit status, stdout, stderr)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "segmint", *args], cwd=cwd, env=full_env, input=input,
+        capture_output=True, text=True, timeout=timeout,
+    )
