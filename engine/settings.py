@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine.errors import SegmintError
 
@@ -113,16 +112,23 @@ class RfmSettings(Section):
     @model_validator(mode="after")
     def _schemes_total(self) -> RfmSettings:
         if not self.segments or self.segments[-1].min_score != 0:
-            raise ValueError("the last entry of segments must have min_score = 0 so every customer gets one")
+            raise ValueError(
+                "the last entry of segments must have min_score = 0 so every customer gets one"
+            )
         if not self.grid_segments:
             raise ValueError("grid_segments is empty")
         return self
 
 
+Feature = Literal["recency", "frequency", "monetary", "tenure", "avg_order_value"]
+
+
+def _rfm_features() -> list[Feature]:
+    return ["recency", "frequency", "monetary"]
+
+
 class ClusteringSettings(Section):
-    features: list[Literal["recency", "frequency", "monetary", "tenure", "avg_order_value"]] = Field(
-        default_factory=lambda: ["recency", "frequency", "monetary"]
-    )
+    features: list[Feature] = Field(default_factory=_rfm_features)
     k: Literal["auto"] | Annotated[int, Field(ge=2, le=30)] = "auto"
     k_min: Annotated[int, Field(ge=2)] = 2
     k_max: Annotated[int, Field(ge=2, le=30)] = 10
@@ -238,10 +244,10 @@ class DashboardSettings(Section):
     session_hours: Annotated[int, Field(gt=0)] = 12
 
 
-class Secrets(BaseSettings):
-    """Values that only ever come from the environment."""
+class Secrets(BaseModel):
+    """Values that only ever come from the environment (field name = variable name, lower case)."""
 
-    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     segmint_database_url: str | None = None
     twilio_account_sid: str | None = None
@@ -272,7 +278,7 @@ class Settings(Section):
     dashboard: DashboardSettings = DashboardSettings()
     # Not read from the file: where it was loaded from (relative paths resolve against it).
     base_dir: Path = Path(".")
-    secrets: Secrets = Field(default_factory=Secrets)
+    secrets: Secrets = Secrets()
 
     def path(self, value: str) -> Path:
         """A path setting resolved against the config file's folder."""
@@ -308,7 +314,9 @@ def _error_line(source: str, exc: ValidationError) -> str:
     return f"{source}: {key}: {message}"
 
 
-def load_settings(path: Path | str | None = None, *, environ: dict[str, str] | None = None) -> Settings:
+def load_settings(
+    path: Path | str | None = None, *, environ: dict[str, str] | None = None
+) -> Settings:
     """Read config.toml (or PATH), apply environment overrides, validate; raise SettingsError."""
     config_path = Path(path) if path is not None else DEFAULT_CONFIG
     data: dict[str, Any] = {}
@@ -326,7 +334,7 @@ def load_settings(path: Path | str | None = None, *, environ: dict[str, str] | N
     env = dict(os.environ if environ is None else environ)
     try:
         secrets = Secrets(**{key.lower(): value for key, value in env.items()
-                             if key.lower() in Secrets.model_fields})
+                             if key.lower() in Secrets.model_fields and value})
         settings = Settings(**data, base_dir=config_path.resolve().parent, secrets=secrets)
     except ValidationError as exc:
         raise SettingsError(_error_line(str(config_path), exc)) from None

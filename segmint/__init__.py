@@ -1,1 +1,1 @@
-"""Segmint's command-line entry point (the packages engine, jobs, dashboard, notifications do the work)."""
+"""The `segmint` console script; the packages engine, jobs, dashboard, notifications work."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import sys
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import click

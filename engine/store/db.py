@@ -104,6 +104,5 @@ def require_schema(engine: Engine) -> None:
     """Stop with a clear message when init-db has not been run on this database."""
     check_connection(engine)
     if current_revision(engine) is None:
-        raise StoreError(
-            f"database {describe(str(engine.url))} has no Segmint schema: run `segmint init-db` first"
-        )
+        where = describe(str(engine.url))
+        raise StoreError(f"database {where} has no Segmint schema: run `segmint init-db` first")

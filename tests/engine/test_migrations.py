@@ -1,0 +1,52 @@
+"""The Alembic migrations build the same schema on SQLite and PostgreSQL, idempotently."""
+
+from sqlalchemy import inspect
+from sqlmodel import SQLModel
+
+import engine.models  # noqa: F401
+from engine.store import get_engine, init_db
+from engine.store.db import current_revision
+from tests.conftest import run_segmint
+
+
+def test_migrations_create_every_model_table_twice_safely(db_url):
+    db = get_engine(db_url)
+    first = init_db(db)
+    second = init_db(db)
+    assert first == second == current_revision(db)
+    tables = set(inspect(db).get_table_names())
+    assert set(SQLModel.metadata.tables) <= tables
+    columns = {c["name"] for c in inspect(db).get_columns("transaction_line")}
+    assert {"line_hash", "invoice", "stock_code", "quantity", "unit_price", "ts"} <= columns
+    db.dispose()
+
+
+def test_init_db_command_is_idempotent(tmp_path):
+    env = {"SEGMINT_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
+    for _ in range(2):
+        result = run_segmint("init-db", cwd=tmp_path, env=env)
+        assert result.returncode == 0, result.stderr
+        assert "at revision 0001" in result.stdout
+
+
+def test_unreachable_database_is_one_line(tmp_path):
+    env = {"SEGMINT_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none"}
+    result = run_segmint("init-db", cwd=tmp_path, env=env)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and "unreachable" in error_lines[0]
+
+
+def test_bad_config_is_one_line(tmp_path):
+    (tmp_path / "config.toml").write_text("[clustering]\nk_min = 5\nk_max = 2\n")
+    result = run_segmint("init-db", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error:")
+    assert "clustering" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_help_lists_every_command(tmp_path):
+    result = run_segmint("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "init-db" in result.stdout
