@@ -167,6 +167,7 @@ class RecommendSettings(Section):
     rule_weight: Annotated[float, Field(ge=0)] = 1.0
     cooccurrence_weight: Annotated[float, Field(ge=0)] = 0.5
     popularity_weight: Annotated[float, Field(ge=0)] = 0.3
+    max_neighbours: Annotated[int, Field(ge=1)] = 50
 
 
 class EvaluateSettings(Section):
