@@ -1,0 +1,1 @@
+"""Benchmarks: the notebook-style baseline, the comparison harness, scale and dashboard load."""
