@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import click
@@ -86,6 +87,50 @@ def init_db_command(context: Context) -> None:
     db = context.engine(require_schema=False)
     revision = init_db(db)
     click.echo(f"database {describe(context.settings.database_url)} at revision {revision}")
+
+
+@cli.command("ingest")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--customers", "customers_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="A customers file (customer_id, first_name, phone, signup_date, "
+              "country, sms_consent, timezone) loaded in the same transaction.")
+@click.option("--preset", type=click.Choice(["online-retail", "online-retail-ii", "generic"]),
+              default=None, help="Column layout (default: settings ingest.default_preset when its "
+              "columns fit, else the first preset that fits).")
+@pass_context
+def ingest_command(context: Context, path: Path, customers_path: Path | None,
+                   preset: str | None) -> None:
+    """Load transactions from PATH (CSV, CSV.gz, XLSX or Parquet); idempotent, all or nothing.
+
+    Prints read / loaded / duplicates skipped / rejected; rejected rows go to a report file
+    (settings ingest.rejects_dir) with their line number and reason.
+    """
+    from engine.ingest import ingest_file
+
+    summary = ingest_file(context.engine(), context.settings, path, preset=preset,
+                          customers=customers_path, progress=sys.stderr.isatty())
+    click.echo(summary.summary_line())
+    for note in summary.notes:
+        click.echo(f"note: {note}")
+    if summary.customers is not None:
+        click.echo(summary.customers.summary_line())
+
+
+@cli.command("generate-demo-data")
+@click.argument("outdir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--customers", "n_customers", type=click.IntRange(min=10), default=2000,
+              show_default=True, help="Number of customers (about 50 lines each).")
+@click.option("--seed", type=int, default=42, show_default=True,
+              help="Random seed: the same seed writes the same bytes.")
+@pass_context
+def generate_demo_data_command(context: Context, outdir: Path, n_customers: int,
+                               seed: int) -> None:
+    """Write a synthetic retailer to OUTDIR: transactions.csv and customers.csv (generic preset)."""
+    from engine.demo import generate_demo_data
+
+    result = generate_demo_data(outdir, customers=n_customers, seed=seed)
+    click.echo(f"wrote {result.transactions_path} ({result.lines:,} lines) and "
+               f"{result.customers_path} ({result.customers:,} customers)")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,353 @@
+"""Ingest: a transactions file (and optionally a customers file) into the store, all or nothing.
+
+Reading, checking and normalising happen in memory first; only a file that can be loaded reaches
+the database, in one transaction (engine.store.lines.write_files). Rows that cannot be used are
+written to a rejects report with their line number and reason; they never fail the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine
+
+from engine.customers_file import stage_customers
+from engine.readers import IngestError, RawFile, read_file
+from engine.settings import IngestMapping, Settings
+from engine.store.lines import STAGED_LINE_COLUMNS, StagedFile, find_loaded_file, write_files
+
+__all__ = ["IngestError", "IngestSummary", "PRESETS", "ingest_file", "normalise_lines"]
+
+log = logging.getLogger(__name__)
+
+FIELDS = ["invoice", "stock_code", "description", "quantity", "unit_price", "amount", "timestamp",
+          "customer_id", "country"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    columns: dict[str, str]  # field -> source column
+    timestamp_formats: tuple[str, ...]
+    required: tuple[str, ...]
+
+
+PRESETS: dict[str, Preset] = {
+    "online-retail": Preset(
+        "online-retail",
+        {"invoice": "InvoiceNo", "stock_code": "StockCode", "description": "Description",
+         "quantity": "Quantity", "timestamp": "InvoiceDate", "unit_price": "UnitPrice",
+         "customer_id": "CustomerID", "country": "Country"},
+        # The published CSV writes ISO timestamps; the original spreadsheet export m/d/Y H:M.
+        ("%Y-%m-%d %H:%M:%S", "%m/%d/%Y %H:%M", "ISO8601"),
+        ("invoice", "stock_code", "description", "quantity", "timestamp", "unit_price",
+         "customer_id", "country"),
+    ),
+    "online-retail-ii": Preset(
+        "online-retail-ii",
+        {"invoice": "Invoice", "stock_code": "StockCode", "description": "Description",
+         "quantity": "Quantity", "timestamp": "InvoiceDate", "unit_price": "Price",
+         "customer_id": "Customer ID", "country": "Country"},
+        ("%Y-%m-%d %H:%M:%S", "%m/%d/%Y %H:%M", "ISO8601"),
+        ("invoice", "stock_code", "description", "quantity", "timestamp", "unit_price",
+         "customer_id", "country"),
+    ),
+}
+
+
+def generic_preset(mapping: IngestMapping) -> Preset:
+    columns = {name: getattr(mapping, name) for name in FIELDS if getattr(mapping, name)}
+    return Preset("generic", columns, (mapping.timestamp_format, "ISO8601"),
+                  ("customer_id", "timestamp"))
+
+
+@dataclass(frozen=True)
+class IngestSummary:
+    """What one file did. For a customers file, `flagged` rows were loaded but also reported
+    (invalid phone, bad sign-up date, ...); `rejected` counts every reported row."""
+
+    path: str
+    lines_read: int
+    loaded: int
+    duplicates: int
+    rejected: int
+    rejects_path: str | None
+    already_loaded: bool
+    kind: str = "transactions"
+    preset: str | None = None
+    flagged: int = 0
+    customers: IngestSummary | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def summary_line(self) -> str:
+        if self.already_loaded:
+            return f"{self.path}: already loaded (same sha256), nothing added"
+        text = (f"{self.path}: read {self.lines_read:,}, loaded {self.loaded:,}, "
+                f"duplicates skipped {self.duplicates:,}, rejected {self.rejected:,}")
+        if self.flagged:
+            text += f" ({self.flagged:,} of them kept with the bad field emptied or flagged)"
+        if self.rejects_path:
+            text += f"; rejects report: {self.rejects_path}"
+        return text
+
+
+def ingest_file(engine: Engine, settings: Settings, path: str | Path, *, preset: str | None = None,
+                customers: str | Path | None = None, progress: bool = False) -> IngestSummary:
+    """Load a transactions file (CSV, CSV.gz, XLSX, Parquet) and optionally a customers file.
+
+    Idempotent: a file whose bytes were loaded before adds nothing, and a line already stored (by
+    its hash) is counted as a duplicate. Both files are written in one transaction; IngestError
+    (or StoreError) leaves the database exactly as it was.
+    """
+    transactions_path = Path(path)
+    staged: list[StagedFile] = []
+    reports: list[tuple[StagedFile, pd.DataFrame]] = []
+
+    raw = read_file(transactions_path)
+    earlier = find_loaded_file(engine, sha256=raw.sha256)
+    chosen: Preset | None = None
+    if earlier is None:
+        chosen = choose_preset(raw, settings, preset)
+        lines_file, rejects = stage_lines(raw, chosen)
+        staged.append(lines_file)
+        reports.append((lines_file, rejects))
+    else:
+        log.info("%s: same bytes as %s loaded at %s; skipping", transactions_path, earlier.path,
+                 earlier.loaded_at)
+
+    customers_file: StagedFile | None = None
+    customers_earlier = False
+    flagged = 0
+    if customers is not None:
+        raw_customers = read_file(Path(customers))
+        if find_loaded_file(engine, sha256=raw_customers.sha256) is None:
+            customers_file, customer_rejects, flagged = stage_customers(
+                raw_customers, default_region=settings.notifications.default_region)
+            staged.append(customers_file)
+            reports.append((customers_file, customer_rejects))
+        else:
+            customers_earlier = True
+
+    if staged:
+        total = sum(len(item.lines) for item in staged if item.lines is not None)
+        _write_with_progress(engine, staged, settings.ingest.batch_size, total, progress)
+    report_paths = {id(item): _write_report(settings, item, rejects) for item, rejects in reports}
+
+    customer_summary: IngestSummary | None = None
+    if customers is not None:
+        customer_summary = _summary(customers_file, str(customers), report_paths,
+                                    already=customers_earlier, kind="customers", flagged=flagged)
+    staged_lines = staged[0] if staged and staged[0].kind == "transactions" else None
+    summary = _summary(staged_lines, str(transactions_path), report_paths,
+                       already=earlier is not None, kind="transactions",
+                       preset=chosen.name if chosen else None, customers=customer_summary)
+    log.info("%s", summary.summary_line())
+    return summary
+
+
+def _summary(staged: StagedFile | None, path: str, report_paths: dict[int, str | None], *,
+             already: bool, kind: str, preset: str | None = None, flagged: int = 0,
+             customers: IngestSummary | None = None) -> IngestSummary:
+    if staged is None:
+        return IngestSummary(path=path, lines_read=0, loaded=0, duplicates=0, rejected=0,
+                             rejects_path=None, already_loaded=already, kind=kind,
+                             customers=customers)
+    notes: tuple[str, ...] = ()
+    if staged.lines is not None and staged.lines["stock_code"].isna().all() and len(staged.lines):
+        notes = ("no stock codes: product figures, basket rules and recommendations are skipped",)
+    return IngestSummary(
+        path=path, lines_read=staged.lines_read, loaded=staged.loaded,
+        duplicates=staged.duplicates + staged.duplicates_in_db, rejected=staged.rejected,
+        rejects_path=report_paths.get(id(staged)), already_loaded=False, kind=kind,
+        preset=preset, flagged=flagged, customers=customers, notes=notes,
+    )
+
+
+def _write_with_progress(engine: Engine, staged: list[StagedFile], batch_size: int, total: int,
+                         progress: bool) -> None:
+    from tqdm import tqdm
+
+    with tqdm(total=total, unit="line", unit_scale=True, disable=not progress or total == 0,
+              desc="loading", leave=False) as bar:
+        write_files(engine, files=staged, batch_size=batch_size, on_progress=bar.update)
+
+
+def _write_report(settings: Settings, staged: StagedFile, rejects: pd.DataFrame) -> str | None:
+    if rejects.empty:
+        return None
+    folder = settings.path(settings.ingest.rejects_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{Path(staged.path).name}.{staged.sha256[:12]}.rejects.csv"
+    rejects.to_csv(target, index=False)
+    return str(target)
+
+
+# ---------------------------------------------------------------------------------------------
+# Transactions
+
+
+def choose_preset(raw: RawFile, settings: Settings, name: str | None) -> Preset:
+    """The named preset, or (name None) the configured default if the columns fit, else the first
+    preset whose columns are all present. Raise IngestError naming the missing columns."""
+    candidates = {**PRESETS, "generic": generic_preset(settings.ingest.mapping)}
+    if name is not None:
+        if name not in candidates:
+            raise IngestError(f"{raw.path}: unknown preset {name!r} "
+                              f"(choose from {', '.join(candidates)})")
+        preset = candidates[name]
+        _check_columns(raw, preset)
+        return preset
+    default = settings.ingest.default_preset
+    order = [default, *[key for key in candidates if key != default]]
+    for key in order:
+        if not _missing_columns(raw, candidates[key]):
+            if key != default:
+                log.info("%s: columns match the %s preset", raw.path, key)
+            return candidates[key]
+    _check_columns(raw, candidates[default])
+    raise AssertionError("unreachable")
+
+
+def _missing_columns(raw: RawFile, preset: Preset) -> list[str]:
+    present = set(raw.frame.columns)
+    missing = [preset.columns.get(name, f"<{name}: not mapped>") for name in preset.required
+               if preset.columns.get(name) not in present]
+    if preset.name == "generic":
+        has_amount = preset.columns.get("amount") in present
+        has_pair = all(preset.columns.get(name) in present for name in ("quantity", "unit_price"))
+        if not (has_amount or has_pair):
+            wanted = [preset.columns.get(name, f"<{name}: not mapped>")
+                      for name in ("amount", "quantity", "unit_price")]
+            missing.append(f"{wanted[0]} (or {wanted[1]} + {wanted[2]})")
+    return missing
+
+
+def _check_columns(raw: RawFile, preset: Preset) -> None:
+    missing = _missing_columns(raw, preset)
+    if missing:
+        found = ", ".join(map(str, raw.frame.columns[:12])) or "none"
+        raise IngestError(f"{raw.path}: missing column(s) {', '.join(missing)} for preset "
+                          f"{preset.name} (found: {found})")
+
+
+def _text(values: pd.Series) -> pd.Series:
+    """Trimmed text with None for empty cells; whole floats (17850.0) written as integers."""
+    if pd.api.types.is_float_dtype(values):
+        whole = values.notna() & np.isfinite(values) & (values == np.round(values))
+        text = values.astype(object)
+        text[whole] = values[whole].astype("int64").astype(str)
+        values = text
+    text = values.astype("string").str.strip()
+    return text.astype(object).where(text.notna() & (text != ""), None)
+
+
+def _parse_timestamps(values: pd.Series, formats: tuple[str, ...]) -> pd.Series:
+    if pd.api.types.is_datetime64_any_dtype(values):
+        parsed = pd.to_datetime(values, utc=True)
+    else:
+        text = _text(values)
+        parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
+        for fmt in formats:
+            todo = parsed.isna() & text.notna()
+            if not todo.any():
+                break
+            parsed[todo] = pd.to_datetime(text[todo], format=fmt, errors="coerce", utc=True)
+    return parsed.dt.tz_localize(None).astype("datetime64[ns]")
+
+
+def _number(values: pd.Series) -> pd.Series:
+    numbers = pd.to_numeric(values if pd.api.types.is_numeric_dtype(values) else _text(values),
+                            errors="coerce").astype("float64")
+    return numbers.where(np.isfinite(numbers))
+
+
+def _quoted(values: pd.Series) -> pd.Series:
+    return values.astype(str).str.slice(0, 40).map(repr)
+
+
+def normalise_lines(raw: RawFile, preset: Preset) -> tuple[pd.DataFrame, pd.Series]:
+    """(lines frame with line_no, reject reason per row or None); vectorised, no row loop."""
+    frame = raw.frame
+    present = {name: column for name, column in preset.columns.items() if column in frame.columns}
+    source = {name: frame[column] for name, column in present.items()}
+    texts = {name: _text(values) for name, values in source.items()}
+    empty = pd.Series(None, index=frame.index, dtype=object)
+    out = pd.DataFrame(index=frame.index)
+    for name in ("invoice", "stock_code", "description", "customer_id", "country"):
+        out[name] = texts.get(name, empty)
+    out["customer_id"] = out["customer_id"].str.replace(r"^(\d+)\.0+$", r"\1", regex=True)
+    out["ts"] = _parse_timestamps(source["timestamp"], preset.timestamp_formats)
+
+    reasons: list[tuple[pd.Series, pd.Series | str]] = []
+    blank = pd.concat([text.isna() for text in texts.values()], axis=1).all(axis=1)
+    reasons.append((blank, "empty line"))
+    if "invoice" in source:
+        reasons.append((out["invoice"].isna(), "missing invoice"))
+    timestamp_text = texts["timestamp"]
+    reasons.append((timestamp_text.isna() & out["ts"].isna(), "missing timestamp"))
+    reasons.append((out["ts"].isna(), "bad timestamp " + _quoted(timestamp_text)))
+
+    numbers = {name: _number(source[name]) for name in ("quantity", "unit_price", "amount")
+               if name in source}
+    for name, values in numbers.items():
+        text = texts[name]
+        reasons.append((text.isna(), f"missing {name}"))
+        reasons.append((values.isna(), f"non-numeric {name} " + _quoted(text)))
+    quantity, unit_price, amount = (numbers.get(name) for name in ("quantity", "unit_price",
+                                                                   "amount"))
+    if amount is None:
+        assert quantity is not None and unit_price is not None
+        amount = (quantity * unit_price).round(6)
+    if quantity is None:
+        quantity = pd.Series(np.where(amount < 0, -1.0, 1.0), index=frame.index)
+    if unit_price is None:
+        safe = quantity.where(quantity != 0)
+        unit_price = (amount / safe).abs().fillna(0.0).round(6)
+    out["quantity"], out["unit_price"], out["amount"] = quantity, unit_price, amount
+    out["line_no"] = raw.line_numbers
+
+    reason = pd.Series(None, index=frame.index, dtype=object)
+    for mask, message in reasons:
+        candidate = message if isinstance(message, str) else message.where(mask)
+        reason = reason.where(reason.notna() | ~mask, candidate)
+    return out, reason
+
+
+def line_hashes(lines: pd.DataFrame) -> pd.Series:
+    """128-bit hash of every field of a line as stored (so XLSX and CSV copies agree)."""
+    parts = [lines[name].fillna("") for name in ("invoice", "stock_code", "description",
+                                                  "customer_id", "country")]
+    parts += [lines[name].astype(str) for name in ("quantity", "unit_price", "amount")]
+    parts.append(lines["ts"].astype("int64").astype(str))
+    joined = parts[0].astype(str)
+    for part in parts[1:]:
+        joined = joined + "\x1f" + part.astype(str)
+    return pd.Series([hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+                      for text in joined], index=lines.index, dtype=object)
+
+
+def stage_lines(raw: RawFile, preset: Preset) -> tuple[StagedFile, pd.DataFrame]:
+    """Validated, de-duplicated lines ready for write_files, and the rejects report frame."""
+    lines, reason = normalise_lines(raw, preset)
+    bad = reason.notna()
+    rejects = pd.DataFrame({"line": lines.loc[bad, "line_no"], "reason": reason[bad]})
+    rejects = pd.concat([rejects, raw.frame.loc[bad].astype(str)], axis=1)
+    good = lines.loc[~bad].copy()
+    good["line_hash"] = line_hashes(good)
+    if "invoice" not in preset.columns or preset.columns["invoice"] not in raw.frame.columns:
+        # Without invoice numbers each line is its own order, named after the line itself.
+        good["invoice"] = "L" + good["line_hash"].str.slice(0, 16)
+    duplicate = good["line_hash"].duplicated()
+    good = good.loc[~duplicate]
+    good["is_return"] = good["invoice"].str.startswith("C") | (good["quantity"] < 0)
+    staged = StagedFile(
+        path=str(raw.path), sha256=raw.sha256, kind="transactions", lines_read=len(lines),
+        duplicates=int(duplicate.sum()), rejected=int(bad.sum()),
+        lines=good[STAGED_LINE_COLUMNS].reset_index(drop=True),
+    )
+    return staged, rejects.reset_index(drop=True)

@@ -1,0 +1,156 @@
+"""Reading CSV, CSV.gz, XLSX and Parquet files into text frames with physical line numbers.
+
+Every cell comes back as text (or the file's own datetime/number type for XLSX and Parquet) so
+validation can quote the value it rejects. `line_numbers` holds each row's line in the file
+(header = line 1): for CSV the physical line where the record starts, for XLSX the sheet row, for
+Parquet the row number counted the same way.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import logging
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from engine.errors import SegmintError
+
+log = logging.getLogger(__name__)
+
+FORMATS = {".csv": "csv", ".txt": "csv", ".gz": "csv.gz", ".xlsx": "xlsx", ".xlsm": "xlsx",
+           ".parquet": "parquet", ".pq": "parquet"}
+
+
+class IngestError(SegmintError):
+    """A file cannot be loaded at all (missing, unreadable, wrong columns); nothing was written."""
+
+
+@dataclass
+class RawFile:
+    path: Path
+    sha256: str
+    format: str
+    frame: pd.DataFrame
+    line_numbers: np.ndarray
+
+
+def file_format(path: Path) -> str:
+    suffixes = [suffix.lower() for suffix in path.suffixes]
+    if suffixes[-2:] == [".csv", ".gz"] or (suffixes and suffixes[-1] == ".gz"):
+        return "csv.gz"
+    kind = FORMATS.get(suffixes[-1] if suffixes else "")
+    if kind is None:
+        raise IngestError(f"{path}: unknown file format {path.suffix or '(no extension)'!r} "
+                          "(expected .csv, .csv.gz, .xlsx or .parquet)")
+    return kind
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except FileNotFoundError:
+        raise IngestError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise IngestError(f"{path}: is a directory, not a file") from None
+    except OSError as exc:
+        raise IngestError(f"{path}: cannot be read: {exc.strerror}") from None
+    return digest.hexdigest()
+
+
+def read_file(path: Path) -> RawFile:
+    """Read a whole file; anything unreadable raises IngestError, one line naming the file."""
+    if not path.exists():
+        raise IngestError(f"{path}: file not found")
+    kind = file_format(path)
+    sha256 = file_sha256(path)
+    if kind in ("csv", "csv.gz"):
+        frame, line_numbers = _read_csv(path, kind)
+    elif kind == "xlsx":
+        frame = _read_xlsx(path)
+        line_numbers = np.arange(2, len(frame) + 2)
+    else:
+        frame = _read_parquet(path)
+        line_numbers = np.arange(2, len(frame) + 2)
+    frame.columns = [str(column).strip() for column in frame.columns]
+    return RawFile(path=path, sha256=sha256, format=kind, frame=frame.reset_index(drop=True),
+                   line_numbers=np.asarray(line_numbers, dtype=np.int64))
+
+
+def _decode(path: Path, data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        log.warning("%s: not UTF-8 (line %d), reading it as Windows-1252", path, line)
+        return data.decode("cp1252", errors="replace")
+
+
+def _read_csv(path: Path, kind: str) -> tuple[pd.DataFrame, np.ndarray]:
+    data = path.read_bytes()
+    if kind == "csv.gz":
+        try:
+            data = gzip.decompress(data)
+        except EOFError:
+            raise IngestError(f"{path}: truncated gzip file (the compressed stream ends early)") \
+                from None
+        except (gzip.BadGzipFile, zlib.error, OSError) as exc:
+            raise IngestError(f"{path}: not a readable gzip file: {exc}") from None
+    text = _decode(path, data)
+    if not text.strip():
+        raise IngestError(f"{path}: file is empty")
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[],
+                            skip_blank_lines=False, engine="c")
+    except pd.errors.ParserError as exc:
+        detail = str(exc).strip().splitlines()[-1].removeprefix("Error tokenizing data. C error: ")
+        raise IngestError(f"{path}: not readable as CSV: {detail}") from None
+    except pd.errors.EmptyDataError:
+        raise IngestError(f"{path}: file is empty") from None
+    return frame, _csv_line_numbers(text, len(frame))
+
+
+def _csv_line_numbers(text: str, rows: int) -> np.ndarray:
+    """Physical start line of each record. One record per line unless a quoted field spans lines."""
+    physical = text.count("\n") + (0 if text.endswith("\n") else 1)
+    if physical - 1 == rows:
+        return np.arange(2, rows + 2)
+    reader = csv.reader(io.StringIO(text))
+    next(reader, None)
+    starts = []
+    previous_end = reader.line_num
+    for _ in reader:
+        starts.append(previous_end + 1)
+        previous_end = reader.line_num
+    if len(starts) != rows:  # the csv module and pandas disagree; fall back to record order
+        return np.arange(2, rows + 2)
+    return np.asarray(starts)
+
+
+def _read_xlsx(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_excel(path, sheet_name=0, dtype=str, keep_default_na=False, na_values=[],
+                             engine="openpyxl")
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise IngestError(f"{path}: not a readable XLSX workbook: {detail}") from None
+    except Exception as exc:  # noqa: BLE001 - openpyxl raises assorted types for corrupt files
+        raise IngestError(f"{path}: not a readable XLSX workbook: {type(exc).__name__}") from None
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError, ...
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise IngestError(f"{path}: not a readable Parquet file: {detail}") from None

@@ -1,0 +1,331 @@
+"""Transaction lines, products and customers: bulk writes for ingest and the frame readers.
+
+Writes go through the raw DBAPI connection inside one SQLAlchemy transaction: SQLite gets
+`executemany` of INSERT OR IGNORE, PostgreSQL gets COPY into a temporary table followed by
+INSERT ... ON CONFLICT DO NOTHING. A file therefore lands whole or not at all, and a line whose
+hash is already stored (same line from another file, or the same file again) is skipped.
+
+Timestamps are stored as UTC (the columns are timezone-aware on PostgreSQL); the frames returned
+here carry naive UTC datetime64 values.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import sqlite3
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import psycopg
+from sqlalchemy import Connection, Engine, String, func, insert, select, type_coerce, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from engine.models import Customer, Product, SourceFile, TransactionLine
+from engine.store.db import StoreError, describe
+
+log = logging.getLogger(__name__)
+
+LINE_TABLE = TransactionLine.__table__  # type: ignore[attr-defined]
+CUSTOMER_TABLE = Customer.__table__  # type: ignore[attr-defined]
+PRODUCT_TABLE = Product.__table__  # type: ignore[attr-defined]
+SOURCE_TABLE = SourceFile.__table__  # type: ignore[attr-defined]
+
+# Columns of the lines frame every engine function takes (see load_lines).
+LINE_COLUMNS = ["invoice", "stock_code", "description", "quantity", "unit_price", "amount", "ts",
+                "customer_id", "country", "is_return"]
+# What ingest hands to write_lines: the frame columns plus the line's identity.
+STAGED_LINE_COLUMNS = ["line_hash", "line_no", *LINE_COLUMNS]
+CUSTOMER_COLUMNS = ["customer_id", "first_name", "phone", "phone_status", "signup_date", "country",
+                    "sms_consent", "timezone"]
+
+ProgressCallback = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class LoadedFile:
+    """A source_file row: what an earlier ingest of the same bytes did."""
+
+    id: int
+    path: str
+    kind: str
+    loaded_at: datetime
+    lines_read: int
+    lines_loaded: int
+    duplicates: int
+    rejected: int
+
+
+@dataclass
+class StagedFile:
+    """A validated file, ready to be written: transactions (lines) or customers (customers)."""
+
+    path: str
+    sha256: str
+    kind: str  # transactions | customers
+    lines_read: int
+    duplicates: int  # exact duplicates inside the file
+    rejected: int
+    lines: pd.DataFrame | None = None  # STAGED_LINE_COLUMNS
+    customers: pd.DataFrame | None = None  # CUSTOMER_COLUMNS
+    loaded: int = 0  # filled in by write_files
+    duplicates_in_db: int = 0  # filled in by write_files
+
+
+def _database_error(engine: Engine, exc: BaseException) -> StoreError:
+    orig = getattr(exc, "orig", None) or exc
+    reason = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    return StoreError(f"database {describe(str(engine.url))}: {reason}")
+
+
+def find_loaded_file(engine: Engine, *, sha256: str) -> LoadedFile | None:
+    """The earlier load of a file with these exact bytes, if any."""
+    try:
+        with engine.connect() as connection:
+            row = connection.execute(
+                select(SOURCE_TABLE).where(SOURCE_TABLE.c.sha256 == sha256)).mappings().first()
+    except SQLAlchemyError as exc:
+        raise _database_error(engine, exc) from None
+    if row is None:
+        return None
+    return LoadedFile(**{key: row[key] for key in LoadedFile.__dataclass_fields__})
+
+
+def write_files(engine: Engine, *, files: list[StagedFile], batch_size: int = 50_000,
+                on_progress: ProgressCallback | None = None) -> None:
+    """Write the staged files in ONE transaction; fills each file's loaded / duplicates_in_db.
+
+    Raises StoreError (nothing written) when the database refuses; an IntegrityError on the
+    file's sha256 means another process loaded the same bytes meanwhile.
+    """
+    try:
+        with engine.begin() as connection:
+            for staged in files:
+                _write_file(connection, staged, batch_size, on_progress)
+    except IntegrityError as exc:
+        raise StoreError(f"{files[0].path}: was loaded by another process at the same time "
+                         f"({_database_error(engine, exc)})") from None
+    except (SQLAlchemyError, sqlite3.Error, psycopg.Error) as exc:
+        raise _database_error(engine, exc) from None
+
+
+def _write_file(connection: Connection, staged: StagedFile, batch_size: int,
+                on_progress: ProgressCallback | None) -> None:
+    source_id = connection.execute(
+        insert(SOURCE_TABLE).values(
+            path=staged.path, sha256=staged.sha256, kind=staged.kind,
+            loaded_at=datetime.now(UTC), lines_read=staged.lines_read, lines_loaded=0,
+            duplicates=staged.duplicates, rejected=staged.rejected,
+        ).returning(SOURCE_TABLE.c.id)
+    ).scalar_one()
+    if staged.lines is not None:
+        _write_lines(connection, staged.lines, source_id, batch_size, on_progress)
+        staged.loaded = connection.execute(
+            select(func.count()).select_from(LINE_TABLE)
+            .where(LINE_TABLE.c.source_file_id == source_id)).scalar_one()
+        staged.duplicates_in_db = len(staged.lines) - staged.loaded
+        _upsert_products(connection, staged.lines)
+        _insert_missing_customers(connection, staged.lines)
+    if staged.customers is not None:
+        _upsert_customers(connection, staged.customers)
+        staged.loaded = len(staged.customers)
+    connection.execute(
+        update(SOURCE_TABLE).where(SOURCE_TABLE.c.id == source_id).values(
+            lines_loaded=staged.loaded, duplicates=staged.duplicates + staged.duplicates_in_db))
+
+
+def _sqlite_timestamp(ts: pd.Series) -> pd.Series:
+    # The text layout SQLAlchemy's SQLite DateTime writes, so range filters compare correctly.
+    return ts.dt.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _write_lines(connection: Connection, lines: pd.DataFrame, source_id: int, batch_size: int,
+                 on_progress: ProgressCallback | None) -> None:
+    columns = ["source_file_id", *STAGED_LINE_COLUMNS]
+    raw = connection.connection.driver_connection
+    dialect = connection.dialect.name
+    if dialect == "sqlite":
+        placeholders = ", ".join("?" for _ in columns)
+        statement = (f"INSERT OR IGNORE INTO transaction_line ({', '.join(columns)}) "
+                     f"VALUES ({placeholders})")
+        cursor = raw.cursor()  # type: ignore[union-attr]
+        try:
+            for start in range(0, len(lines), batch_size):
+                chunk = lines.iloc[start:start + batch_size]
+                frame = chunk.assign(source_file_id=source_id, ts=_sqlite_timestamp(chunk["ts"]),
+                                     is_return=chunk["is_return"].astype(int))[columns]
+                cursor.executemany(statement, _records(frame))
+                if on_progress:
+                    on_progress(len(chunk))
+        finally:
+            cursor.close()
+        return
+    if dialect != "postgresql":
+        raise StoreError(f"bulk load is not supported on {dialect}")
+    with raw.cursor() as cursor:  # type: ignore[union-attr]
+        cursor.execute("CREATE TEMP TABLE staged_line (LIKE transaction_line INCLUDING DEFAULTS) "
+                       "ON COMMIT DROP")
+        copy_sql = f"COPY staged_line ({', '.join(columns)}) FROM STDIN (FORMAT csv)"
+        with cursor.copy(copy_sql) as copy:
+            for start in range(0, len(lines), batch_size):
+                chunk = lines.iloc[start:start + batch_size]
+                frame = chunk.assign(
+                    source_file_id=source_id,
+                    ts=chunk["ts"].dt.strftime("%Y-%m-%d %H:%M:%S.%f+00"))[columns]
+                buffer = io.StringIO()
+                frame.to_csv(buffer, header=False, index=False, na_rep="")
+                copy.write(buffer.getvalue())
+                if on_progress:
+                    on_progress(len(chunk))
+        cursor.execute(
+            f"INSERT INTO transaction_line ({', '.join(columns)}) "
+            f"SELECT {', '.join(columns)} FROM staged_line ORDER BY line_no "
+            "ON CONFLICT (line_hash) DO NOTHING")
+        cursor.execute("DROP TABLE staged_line")
+
+
+def _records(frame: pd.DataFrame) -> Iterable[tuple[Any, ...]]:
+    """Rows as tuples of plain Python values, NaN/NA as None."""
+    values = frame.astype(object).where(frame.notna(), None)
+    return values.itertuples(index=False, name=None)
+
+
+def _dialect_insert(connection: Connection, table: Any) -> Any:
+    module = sqlite if connection.dialect.name == "sqlite" else postgresql
+    return module.insert(table)
+
+
+def _upsert_products(connection: Connection, lines: pd.DataFrame) -> None:
+    """stock_code -> the latest description this file gives it (kept when the file has none)."""
+    coded = lines.loc[lines["stock_code"].notna(), ["stock_code", "description", "ts"]]
+    if coded.empty:
+        return
+    described = coded[coded["description"].notna()].sort_values("ts", kind="stable")
+    latest = described.groupby("stock_code", sort=True)["description"].last()
+    codes = pd.Series(sorted(coded["stock_code"].unique()))
+    rows = [{"stock_code": code, "description": latest.get(code)} for code in codes]
+    statement = _dialect_insert(connection, PRODUCT_TABLE)
+    statement = statement.on_conflict_do_update(
+        index_elements=["stock_code"],
+        set_={"description": func.coalesce(statement.excluded.description,
+                                           PRODUCT_TABLE.c.description)},
+    )
+    for start in range(0, len(rows), 5_000):
+        connection.execute(statement, rows[start:start + 5_000])
+
+
+def _insert_missing_customers(connection: Connection, lines: pd.DataFrame) -> None:
+    """A customer row (id + last country seen) for ids the customer table does not know yet."""
+    known = lines.loc[lines["customer_id"].notna(), ["customer_id", "country", "ts"]]
+    if known.empty:
+        return
+    ordered = known.sort_values("ts", kind="stable")
+    last = ordered.groupby("customer_id", sort=True)["country"].last()
+    rows = [{"customer_id": customer_id, "country": None if pd.isna(country) else country,
+             "phone_status": "unknown", "sms_consent": False}
+            for customer_id, country in last.items()]
+    statement = _dialect_insert(connection, CUSTOMER_TABLE).on_conflict_do_nothing(
+        index_elements=["customer_id"])
+    for start in range(0, len(rows), 5_000):
+        connection.execute(statement, rows[start:start + 5_000])
+
+
+def _upsert_customers(connection: Connection, customers: pd.DataFrame) -> None:
+    values = customers[CUSTOMER_COLUMNS]
+    rows: list[dict[str, Any]] = [
+        {str(key): value for key, value in row.items()}
+        for row in values.astype(object).where(values.notna(), None).to_dict("records")]
+    for row in rows:
+        if isinstance(row["signup_date"], pd.Timestamp):
+            row["signup_date"] = row["signup_date"].date()
+        row["sms_consent"] = bool(row["sms_consent"])
+    statement = _dialect_insert(connection, CUSTOMER_TABLE)
+    statement = statement.on_conflict_do_update(
+        index_elements=["customer_id"],
+        set_={column: statement.excluded[column] for column in CUSTOMER_COLUMNS[1:]},
+    )
+    for start in range(0, len(rows), 5_000):
+        connection.execute(statement, rows[start:start + 5_000])
+
+
+# ---------------------------------------------------------------------------------------------
+# Readers
+
+
+def _utc_bound(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _naive_utc(values: pd.Series) -> pd.Series:
+    return pd.to_datetime(values, utc=True, format="ISO8601").dt.tz_localize(None) \
+        .astype("datetime64[ns]")
+
+
+def load_lines(engine: Engine, since: date | None = None,
+               until: date | None = None) -> pd.DataFrame:
+    """The lines frame, optionally limited to [since, until] (whole days, both inclusive).
+
+    Columns: invoice, stock_code, description, quantity, unit_price, amount, ts (naive UTC
+    datetime64[ns]), customer_id (str or None), country, is_return (bool). Ordered as loaded.
+    """
+    ts_column = LINE_TABLE.c.ts
+    # On SQLite the stored text is parsed by pandas in one vectorised call, not row by row.
+    ts_select = (type_coerce(ts_column, String) if engine.dialect.name == "sqlite"
+                 else ts_column).label("ts")
+    query = select(*[ts_select if name == "ts" else LINE_TABLE.c[name] for name in LINE_COLUMNS])
+    if since is not None:
+        query = query.where(ts_column >= _utc_bound(since))
+    if until is not None:
+        query = query.where(ts_column < _utc_bound(until + timedelta(days=1)))
+    query = query.order_by(LINE_TABLE.c.id)
+    try:
+        with engine.connect() as connection:
+            frame = pd.read_sql(query, connection)
+    except SQLAlchemyError as exc:
+        raise _database_error(engine, exc) from None
+    return _cast_lines(frame)
+
+
+def _cast_lines(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.reindex(columns=LINE_COLUMNS)
+    for column in ("invoice", "stock_code", "description", "customer_id", "country"):
+        frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+    for column in ("quantity", "unit_price", "amount"):
+        frame[column] = frame[column].astype("float64")
+    frame["ts"] = _naive_utc(frame["ts"]) if len(frame) else frame["ts"].astype("datetime64[ns]")
+    frame["is_return"] = frame["is_return"].astype(bool)
+    return frame
+
+
+def load_customers(engine: Engine) -> pd.DataFrame:
+    """The customers frame: customer_id, first_name, phone, phone_status, signup_date
+    (datetime64[ns], NaT when unknown), country, sms_consent (bool), timezone."""
+    query = select(*[CUSTOMER_TABLE.c[name] for name in CUSTOMER_COLUMNS]) \
+        .order_by(CUSTOMER_TABLE.c.customer_id)
+    try:
+        with engine.connect() as connection:
+            frame = pd.read_sql(query, connection)
+    except SQLAlchemyError as exc:
+        raise _database_error(engine, exc) from None
+    frame = frame.reindex(columns=CUSTOMER_COLUMNS)
+    for column in ("customer_id", "first_name", "phone", "phone_status", "country", "timezone"):
+        frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+    frame["signup_date"] = pd.to_datetime(frame["signup_date"]).astype("datetime64[ns]")
+    frame["sms_consent"] = frame["sms_consent"].fillna(False).astype(bool)
+    return frame
+
+
+def count_rows(engine: Engine) -> dict[str, int]:
+    """Rows per ingest table (source_file, transaction_line, product, customer)."""
+    tables = {"source_file": SOURCE_TABLE, "transaction_line": LINE_TABLE,
+              "product": PRODUCT_TABLE, "customer": CUSTOMER_TABLE}
+    try:
+        with engine.connect() as connection:
+            return {name: connection.execute(select(func.count()).select_from(table)).scalar_one()
+                    for name, table in tables.items()}
+    except SQLAlchemyError as exc:
+        raise _database_error(engine, exc) from None
