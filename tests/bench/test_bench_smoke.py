@@ -1,0 +1,61 @@
+"""The benchmark scripts run end to end on tiny data, so they cannot silently rot.
+
+No timings are asserted: only that every stage is measured and reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import notebook_baseline, segmint_side
+from bench.tiny_data import write_tiny_online_retail
+
+REPO = Path(__file__).resolve().parent.parent.parent
+
+
+def _bench(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.fixture
+def tiny_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.csv"
+    assert write_tiny_online_retail(path) > 200
+    return path
+
+
+def test_notebook_baseline_runs_every_stage(tiny_csv: Path, tmp_path: Path) -> None:
+    completed = _bench("bench.notebook_baseline", "--data", str(tiny_csv), cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    printed = [line.split()[0] for line in completed.stdout.splitlines() if line.strip()]
+    assert printed == list(notebook_baseline.STAGES)
+
+
+@pytest.mark.slow
+def test_harness_reports_every_stage_and_ratio(tiny_csv: Path, tmp_path: Path) -> None:
+    figures = tmp_path / "figures.json"
+    completed = _bench("bench.run", "--data", str(tiny_csv), "--repeat", "1", "--json",
+                       str(figures), cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    expected = ([f"notebook {stage}" for stage in notebook_baseline.STAGES]
+                + [f"segmint {stage}" for stage in segmint_side.STAGES]
+                + ["pandas to-sql", "notebook run (rfm..write)"])
+    for row in expected:
+        assert f"\n{row} " in completed.stdout, f"{row!r} missing from:\n{completed.stdout}"
+    saved = json.loads(figures.read_text())
+    assert set(expected) <= set(saved["rows"])
+    assert all(row["seconds"] > 0 and row["max_rss_mib"] > 0 for row in saved["rows"].values())
+    assert {"run speed-up (notebook rfm..write / segmint run)",
+            "ingest time (segmint ingest / pandas to_sql)"} <= set(saved["ratios"])
+    segmint_run = saved["raw"][0]
+    notes = {r["stage"]: r["notes"] for r in segmint_run if r["side"] == "segmint"}
+    assert notes["ingest"]["loaded"] > 0
+    assert notes["run"]["run_id"] >= 1
