@@ -234,6 +234,8 @@ class NotificationSettings(Section):
     request_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
     status_callback_url: str = ""
     help_text: str = "Segmint offers: reply STOP to opt out, START to opt back in."
+    fallback_first_name: str = "there"
+    fallback_product: str = "our new arrivals"
 
 
 class DashboardSettings(Section):

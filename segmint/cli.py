@@ -133,6 +133,23 @@ def generate_demo_data_command(context: Context, outdir: Path, n_customers: int,
                f"{result.customers_path} ({result.customers:,} customers)")
 
 
+@cli.command("send-offers")
+@click.option("--dry-run", is_flag=True, default=False,
+              help="Record and print the messages without calling Twilio (the default when "
+                   "Twilio credentials are not set).")
+@pass_context
+def send_offers_command(context: Context, dry_run: bool) -> None:
+    """One offer pass over the latest published run: consent, opt-outs, frequency cap and quiet
+    hours checked; each offer sent at most once per customer."""
+    from notifications.offers import send_offers
+
+    summary = send_offers(context.engine(), context.settings, dry_run=True if dry_run else None)
+    for phone, body in summary.previews:
+        click.echo(f"  {phone}  {body}")
+    for line in summary.lines():
+        click.echo(line)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: expected failures become one line and exit status 1."""
     try:

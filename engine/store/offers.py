@@ -1,0 +1,285 @@
+"""SQL for offer SMS: targets of the published run, the offer_message ledger, skips and opt-outs.
+
+The ledger is the exactly-once guarantee: `claim_offer` inserts the row with its unique offer_key
+and commits before anyone calls the provider, so a second process (or a restart) that tries the
+same key gets an IntegrityError and skips. Timestamps are aware UTC datetimes (sqlmodel's type).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine, Table, and_, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from engine.models import (
+    Customer,
+    CustomerResult,
+    OfferMessage,
+    OfferSkip,
+    OptOut,
+    Recommendation,
+    SegmentationRun,
+)
+from engine.store.db import session_scope
+
+RUNS: Table = SegmentationRun.__table__  # type: ignore[attr-defined]
+RESULTS: Table = CustomerResult.__table__  # type: ignore[attr-defined]
+RECOMMENDATIONS: Table = Recommendation.__table__  # type: ignore[attr-defined]
+CUSTOMERS: Table = Customer.__table__  # type: ignore[attr-defined]
+MESSAGES: Table = OfferMessage.__table__  # type: ignore[attr-defined]
+SKIPS: Table = OfferSkip.__table__  # type: ignore[attr-defined]
+OPT_OUTS: Table = OptOut.__table__  # type: ignore[attr-defined]
+
+# Rows in these states never reached a customer: they do not count towards the frequency cap.
+NOT_DELIVERED_TO_ANYONE = ("dry_run", "failed")
+# Only these states may be moved forward by a provider status callback, by rank.
+STATUS_RANK = {"sending": 0, "unknown": 0, "queued": 1, "sent": 2,
+               "delivered": 3, "undelivered": 3, "failed": 3}
+
+
+@dataclass(frozen=True)
+class OfferTarget:
+    """A customer of the published run in one of the offer classes, with what a message needs."""
+
+    customer_id: str
+    customer_class: str
+    first_name: str | None
+    phone: str | None
+    phone_status: str
+    sms_consent: bool
+    timezone: str | None
+    product: str | None  # description of the top recommendation, if any
+
+
+@dataclass(frozen=True)
+class PendingMessage:
+    """A ledger row left in 'sending' (a pass died between the claim and the provider's answer)."""
+
+    id: int
+    offer_key: str
+    customer_id: str
+    phone: str
+    body: str
+    created_at: datetime
+
+
+def latest_published_run(engine: Engine) -> int | None:
+    with session_scope(engine) as session:
+        return session.execute(
+            select(func.max(RUNS.c.id)).where(RUNS.c.status == "succeeded")
+        ).scalar_one_or_none()
+
+
+def load_offer_targets(engine: Engine, *, run_id: int, classes: Iterable[str]) -> list[OfferTarget]:
+    """Customers of run_id whose class is in classes, ordered by customer id (stable passes)."""
+    wanted = sorted(set(classes))
+    if not wanted:
+        return []
+    result, customer = RESULTS.c, CUSTOMERS.c
+    top = RECOMMENDATIONS.alias("top")
+    first_rank = (
+        select(func.min(RECOMMENDATIONS.c.rank))
+        .where(RECOMMENDATIONS.c.run_id == result.run_id,
+               RECOMMENDATIONS.c.customer_id == result.customer_id)
+        .correlate(RESULTS)
+        .scalar_subquery()
+    )
+    query = (
+        select(result.customer_id, result.customer_class, customer.first_name, customer.phone,
+               customer.phone_status, customer.sms_consent, customer.timezone, top.c.description)
+        .select_from(RESULTS)
+        .outerjoin(CUSTOMERS, customer.customer_id == result.customer_id)
+        .outerjoin(top, and_(top.c.run_id == result.run_id, top.c.customer_id == result.customer_id,
+                             top.c.rank == first_rank))
+        .where(result.run_id == run_id, result.customer_class.in_(wanted))
+        .order_by(result.customer_id)
+    )
+    with session_scope(engine) as session:
+        rows = session.execute(query).all()
+    return [
+        OfferTarget(customer_id=row[0], customer_class=row[1], first_name=row[2], phone=row[3],
+                    phone_status=row[4] or "unknown", sms_consent=bool(row[5]), timezone=row[6],
+                    product=row[7])
+        for row in rows
+    ]
+
+
+def customers_with_key(engine: Engine, *, offer_keys: Iterable[str]) -> set[str]:
+    """Which of these offer keys already exist (any status)."""
+    keys = list(offer_keys)
+    found: set[str] = set()
+    with session_scope(engine) as session:
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            found.update(session.execute(
+                select(MESSAGES.c.offer_key).where(MESSAGES.c.offer_key.in_(chunk))
+            ).scalars())
+    return found
+
+
+def recently_messaged(engine: Engine, *, since: datetime) -> set[str]:
+    """Customers with a message that may have reached them since `since` (the frequency cap)."""
+    with session_scope(engine) as session:
+        return set(session.execute(
+            select(MESSAGES.c.customer_id).distinct().where(
+                MESSAGES.c.created_at >= since,
+                MESSAGES.c.status.not_in(NOT_DELIVERED_TO_ANYONE),
+            )
+        ).scalars())
+
+
+def claim_offer(engine: Engine, *, offer_key: str, offer_id: str, customer_id: str,
+                run_id: int | None, phone: str, body: str, segments: int, status: str,
+                now: datetime) -> int | None:
+    """Insert and COMMIT the ledger row; None when the key exists (someone else has it)."""
+    row = OfferMessage(offer_key=offer_key, offer_id=offer_id, customer_id=customer_id,
+                       run_id=run_id, phone=phone, body=body, segments=segments, status=status,
+                       created_at=now, updated_at=now)
+    try:
+        with session_scope(engine) as session:
+            session.add(row)
+            session.flush()
+            message_id = row.id
+    except IntegrityError:
+        return None
+    return message_id
+
+
+def refresh_dry_run(engine: Engine, *, offer_key: str, body: str, segments: int,
+                    phone: str, now: datetime) -> None:
+    """A repeated dry run re-renders its row instead of claiming a new one."""
+    with session_scope(engine) as session:
+        session.execute(
+            update(MESSAGES).where(MESSAGES.c.offer_key == offer_key,
+                                       MESSAGES.c.status == "dry_run")
+            .values(body=body, segments=segments, phone=phone, created_at=now, updated_at=now)
+        )
+
+
+def record_result(engine: Engine, *, message_id: int, status: str, now: datetime,
+                  provider_sid: str | None = None, error_code: str | None = None,
+                  error_text: str | None = None, attempts: int | None = None,
+                  only_if_status: Iterable[str] | None = None) -> bool:
+    """Write the provider's answer on a claimed row; False when only_if_status did not match."""
+    values: dict[str, object] = {"status": status, "updated_at": now, "error_code": error_code,
+                                 "error_text": error_text}
+    if provider_sid is not None:
+        values["provider_sid"] = provider_sid
+        values["sent_at"] = now
+    if attempts is not None:
+        values["attempts"] = attempts
+    statement = update(MESSAGES).where(MESSAGES.c.id == message_id)
+    if only_if_status is not None:
+        statement = statement.where(MESSAGES.c.status.in_(list(only_if_status)))
+    with session_scope(engine) as session:
+        return bool(session.execute(statement.values(**values)).rowcount)  # type: ignore[attr-defined]
+
+
+def release_claim(engine: Engine, *, message_id: int) -> None:
+    """Drop a claim whose request provably never reached the provider (connection refused)."""
+    with session_scope(engine) as session:
+        session.execute(delete(MESSAGES).where(MESSAGES.c.id == message_id,
+                                                   MESSAGES.c.status == "sending"))
+
+
+def stale_sending(engine: Engine, *, older_than: datetime) -> list[PendingMessage]:
+    with session_scope(engine) as session:
+        rows = session.execute(
+            select(MESSAGES.c.id, MESSAGES.c.offer_key, MESSAGES.c.customer_id,
+                   MESSAGES.c.phone, MESSAGES.c.body, MESSAGES.c.created_at)
+            .where(MESSAGES.c.status == "sending", MESSAGES.c.created_at < older_than)
+            .order_by(MESSAGES.c.id)
+        ).all()
+    return [PendingMessage(*row) for row in rows]
+
+
+def update_status_by_sid(engine: Engine, *, provider_sid: str, status: str,
+                         error_code: str | None, now: datetime) -> bool:
+    """Move a message forward to `status`, never backwards: a repeated callback changes nothing."""
+    rank = STATUS_RANK[status]
+    earlier = [name for name, value in STATUS_RANK.items() if value < rank]
+    if not earlier:
+        return False
+    values: dict[str, object] = {"status": status, "updated_at": now}
+    if error_code:
+        values["error_code"] = error_code
+    with session_scope(engine) as session:
+        result = session.execute(
+            update(MESSAGES)
+            .where(MESSAGES.c.provider_sid == provider_sid, MESSAGES.c.status.in_(earlier))
+            .values(**values)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def record_skips(engine: Engine, *, pass_id: str, skips: Iterable[tuple[str, str, str]],
+                 now: datetime) -> None:
+    """skips: (offer_id, customer_id, reason) triples, written in one transaction."""
+    rows = [OfferSkip(pass_id=pass_id, offer_id=offer_id, customer_id=customer_id,
+                      reason=reason, created_at=now)
+            for offer_id, customer_id, reason in skips]
+    if not rows:
+        return
+    with session_scope(engine) as session:
+        session.add_all(rows)
+
+
+def opted_out_phones(engine: Engine) -> set[str]:
+    with session_scope(engine) as session:
+        return set(session.execute(
+            select(OPT_OUTS.c.phone).where(OPT_OUTS.c.opted_out.is_(True))
+        ).scalars())
+
+
+def set_opt_out(engine: Engine, *, phone: str, opted_out: bool, source: str,
+                now: datetime) -> None:
+    """Upsert the number's opt-out state (STOP keyword, START keyword, provider error 21610)."""
+    for _attempt in range(2):  # a concurrent insert of the same phone: retry as an update
+        try:
+            with session_scope(engine) as session:
+                row = session.get(OptOut, phone)
+                if row is None:
+                    session.add(OptOut(phone=phone, opted_out=opted_out, source=source,
+                                       updated_at=now))
+                else:
+                    row.opted_out, row.source, row.updated_at = opted_out, source, now
+                    session.add(row)
+            return
+        except IntegrityError:
+            continue
+
+
+def mark_phone_invalid(engine: Engine, *, customer_id: str) -> None:
+    with session_scope(engine) as session:
+        session.execute(update(CUSTOMERS).where(CUSTOMERS.c.customer_id == customer_id)
+                        .values(phone_status="invalid"))
+
+
+def messages_for_customer(engine: Engine, *, customer_id: str) -> list[OfferMessage]:
+    """The customer's ledger rows, oldest first (tests and the dashboard's drill-down)."""
+    with session_scope(engine) as session:
+        return list(session.execute(
+            select(OfferMessage).where(MESSAGES.c.customer_id == customer_id)
+            .order_by(MESSAGES.c.id)
+        ).scalars())
+
+
+def all_messages(engine: Engine) -> list[OfferMessage]:
+    with session_scope(engine) as session:
+        return list(session.execute(select(OfferMessage).order_by(MESSAGES.c.id)).scalars())
+
+
+def skips_for_pass(engine: Engine, *, pass_id: str | None = None) -> list[OfferSkip]:
+    query = select(OfferSkip).order_by(SKIPS.c.id)
+    if pass_id is not None:
+        query = query.where(SKIPS.c.pass_id == pass_id)
+    with session_scope(engine) as session:
+        return list(session.execute(query).scalars())
+
+
+def opt_out_state(engine: Engine, *, phone: str) -> OptOut | None:
+    with session_scope(engine) as session:
+        return session.get(OptOut, phone)

@@ -1,0 +1,272 @@
+"""One offer pass over the latest published run: who gets which offer, exactly once.
+
+Exactly-once rests on the ledger (engine/store/offers.py): the offer_message row with the unique
+offer_key `<offer_id>:<customer_id>` is inserted with status 'sending' and committed BEFORE the
+provider is called, then updated with Twilio's sid and status. A second process that reaches the
+same key loses on the unique constraint and skips ('already_sent').
+
+A pass that dies between the commit and Twilio's answer leaves a 'sending' row. The next pass
+(once the row is older than the longest a send can take, `reconcile_grace`) asks Twilio for
+messages to that number: found, the row gets its sid and status; not found, it becomes 'unknown'
+for an operator. It is never resent automatically: Twilio may have accepted a message it has not
+listed yet, and a customer receiving an offer twice is the failure this design exists to prevent.
+A timed-out send is handled the same way at once (see notifications/sender.py).
+
+Dry runs write rows under the key `dry-run:<offer_id>:<customer_id>` with status 'dry_run': they
+never occupy a real key, do not count towards the frequency cap, and a repeated dry run
+re-renders its row. Quiet hours defer: no row is written, only a skip with reason 'quiet_hours',
+so a later pass sends the message.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine
+
+from engine.settings import OfferTemplate, Settings
+from engine.store import offers as store
+from notifications.eligibility import decide, mask_phone
+from notifications.sender import (
+    INVALID_NUMBER_CODES,
+    OPTED_OUT_CODE,
+    ProviderError,
+    SendOutcome,
+    TwilioSender,
+)
+from notifications.templates import check_templates, render
+
+log = logging.getLogger(__name__)
+
+# Test-only fault injection: exit the process at this point of a real send ("after_claim":
+# the ledger row is committed, Twilio not called; "after_send": Twilio answered, row not updated).
+CRASH_POINT_ENV = "SEGMINT_TEST_ONLY_CRASH_AT"
+CRASH_EXIT_STATUS = 75
+
+
+@dataclass
+class OfferPassSummary:
+    pass_id: str
+    run_id: int | None
+    dry_run: bool
+    eligible: int = 0
+    sent: int = 0
+    dry_runs: int = 0
+    failed: int = 0
+    unknown: int = 0
+    reconciled: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    previews: list[tuple[str, str]] = field(default_factory=list)  # (masked phone, body)
+    note: str | None = None
+
+    def lines(self) -> list[str]:
+        mode = "dry run" if self.dry_run else "live"
+        lines = [f"offer pass {self.pass_id} ({mode}) over run {self.run_id or '-'}"]
+        if self.note:
+            lines.append(self.note)
+        skipped = ", ".join(f"{reason} {count}" for reason, count in sorted(self.skipped.items()))
+        lines += [
+            f"eligible:   {self.eligible}",
+            f"sent:       {self.sent}",
+            f"dry-run:    {self.dry_runs}",
+            f"failed:     {self.failed}",
+            f"unknown:    {self.unknown}",
+            f"reconciled: {self.reconciled}",
+            f"skipped:    {sum(self.skipped.values())}" + (f" ({skipped})" if skipped else ""),
+        ]
+        return lines
+
+
+def reconcile_grace(settings: Settings) -> timedelta:
+    """How old a 'sending' row must be before it is presumed abandoned: the longest one send can
+    take (every attempt timing out plus every backoff), plus a minute."""
+    ns = settings.notifications
+    longest = (ns.max_retries + 1) * ns.request_timeout_seconds
+    longest += ns.backoff_seconds * (2 ** ns.max_retries)
+    return timedelta(seconds=longest + 60)
+
+
+def offer_key(offer_id: str, customer_id: str, *, dry_run: bool = False) -> str:
+    return f"{'dry-run:' if dry_run else ''}{offer_id}:{customer_id}"
+
+
+def _crash_point(name: str) -> None:
+    if os.environ.get(CRASH_POINT_ENV) == name:
+        logging.shutdown()
+        os._exit(CRASH_EXIT_STATUS)
+
+
+def _utc(moment: datetime) -> datetime:
+    """An aware UTC datetime (a naive one is taken to be UTC already)."""
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class _OfferPass:
+    def __init__(self, engine: Engine, settings: Settings, summary: OfferPassSummary,
+                 sender: TwilioSender | None, moment: datetime) -> None:
+        self.engine, self.settings, self.summary = engine, settings, summary
+        self.ns = settings.notifications
+        self.sender, self.moment = sender, moment
+        self.skips: list[tuple[str, str, str]] = []
+        self.opted_out: set[str] = set()
+        self.recent: set[str] = set()
+        self.existing: set[str] = set()
+
+    def skip(self, offer_id: str, customer_id: str, reason: str) -> None:
+        self.skips.append((offer_id, customer_id, reason))
+        self.summary.skipped[reason] += 1
+
+    def reconcile_stale(self) -> None:
+        assert self.sender is not None
+        older_than = self.moment - reconcile_grace(self.settings)
+        for pending in store.stale_sending(self.engine, older_than=older_than):
+            found = self.sender.find_sent(pending.phone, pending.body, pending.created_at)
+            if found is not None:
+                store.record_result(self.engine, message_id=pending.id, status=found.status or
+                                    "queued", provider_sid=found.sid, now=self.moment,
+                                    only_if_status=["sending"])
+                self.summary.reconciled += 1
+                log.info("reconciled %s: twilio has it as %s", pending.offer_key, found.sid)
+            else:
+                store.record_result(
+                    self.engine, message_id=pending.id, status="unknown", now=self.moment,
+                    error_text="interrupted before twilio answered and twilio lists no such "
+                    "message; not resent: check and resolve by hand",
+                    only_if_status=["sending"])
+                self.summary.unknown += 1
+                log.warning("offer %s to %s: state unknown after an interrupted pass",
+                            pending.offer_key, mask_phone(pending.phone))
+
+    def load(self, templates: list[OfferTemplate]) -> list[store.OfferTarget]:
+        assert self.summary.run_id is not None
+        classes = {name for template in templates for name in template.target_classes}
+        targets = store.load_offer_targets(self.engine, run_id=self.summary.run_id,
+                                           classes=classes)
+        self.opted_out = store.opted_out_phones(self.engine)
+        if self.ns.frequency_cap_days:
+            since = self.moment - timedelta(days=self.ns.frequency_cap_days)
+            self.recent = store.recently_messaged(self.engine, since=since)
+        keys = [offer_key(template.offer_id, target.customer_id)
+                for template in templates for target in targets]
+        self.existing = store.customers_with_key(self.engine, offer_keys=keys)
+        return targets
+
+    def offer(self, template: OfferTemplate, target: store.OfferTarget) -> None:
+        key = offer_key(template.offer_id, target.customer_id)
+        if key in self.existing:
+            self.skip(template.offer_id, target.customer_id, "already_sent")
+            return
+        decision = decide(target, settings=self.ns, now=self.moment, opted_out=self.opted_out,
+                          recently_messaged=self.recent)
+        if decision.reason is not None or decision.phone is None:
+            self.skip(template.offer_id, target.customer_id, decision.reason or "invalid_number")
+            return
+        rendered = render(template, customer_id=target.customer_id, first_name=target.first_name,
+                          product=target.product, settings=self.ns)
+        if rendered.count.segments > self.ns.max_segments:
+            self.skip(template.offer_id, target.customer_id, "too_long")
+            return
+        self.summary.eligible += 1
+        self.recent.add(target.customer_id)
+        def claim(key: str, status: str) -> int | None:
+            return store.claim_offer(
+                self.engine, offer_key=key, status=status, offer_id=template.offer_id,
+                customer_id=target.customer_id, run_id=self.summary.run_id,
+                phone=decision.phone or "", body=rendered.body,
+                segments=rendered.count.segments, now=self.moment)
+
+        if self.sender is None:
+            dry_key = offer_key(template.offer_id, target.customer_id, dry_run=True)
+            if claim(dry_key, "dry_run") is None:
+                store.refresh_dry_run(self.engine, offer_key=dry_key, body=rendered.body,
+                                      segments=rendered.count.segments, phone=decision.phone,
+                                      now=self.moment)
+            self.summary.dry_runs += 1
+            self.summary.previews.append((mask_phone(decision.phone), rendered.body))
+            return
+        message_id = claim(key, "sending")
+        if message_id is None:
+            self.summary.eligible -= 1
+            self.skip(template.offer_id, target.customer_id, "already_sent")
+            return
+        _crash_point("after_claim")
+        try:
+            outcome = self.sender.send(decision.phone, rendered.body)
+        except ProviderError:
+            store.release_claim(self.engine, message_id=message_id)
+            raise
+        _crash_point("after_send")
+        self.apply(message_id, target.customer_id, decision.phone, rendered.body, outcome)
+
+    def apply(self, message_id: int, customer_id: str, phone: str, body: str,
+              outcome: SendOutcome) -> None:
+        assert self.sender is not None
+        if outcome.kind == "ambiguous":
+            found = self.sender.find_sent(phone, body, self.moment)
+            if found is None:
+                store.record_result(self.engine, message_id=message_id, status="unknown",
+                                    now=self.moment, attempts=outcome.attempts,
+                                    error_text=f"{outcome.error_text}; twilio lists no such "
+                                    "message; not resent: check and resolve by hand")
+                self.summary.unknown += 1
+                return
+            outcome = SendOutcome("accepted", outcome.attempts, sid=found.sid, status=found.status)
+        if outcome.kind == "accepted":
+            store.record_result(self.engine, message_id=message_id,
+                                status=outcome.status or "queued", provider_sid=outcome.sid,
+                                attempts=outcome.attempts, now=self.moment)
+            self.summary.sent += 1
+            return
+        store.record_result(self.engine, message_id=message_id, status="failed",
+                            error_code=str(outcome.error_code), error_text=outcome.error_text,
+                            attempts=outcome.attempts, now=self.moment)
+        self.summary.failed += 1
+        if outcome.error_code == OPTED_OUT_CODE:
+            store.set_opt_out(self.engine, phone=phone, opted_out=True,
+                              source=f"error {OPTED_OUT_CODE}", now=self.moment)
+            self.opted_out.add(phone)
+        elif outcome.error_code in INVALID_NUMBER_CODES:
+            store.mark_phone_invalid(self.engine, customer_id=customer_id)
+
+
+def send_offers(engine: Engine, settings: Settings, *, dry_run: bool | None = None,
+                now: datetime | None = None) -> OfferPassSummary:
+    """One pass over the latest published run. dry_run=None: a dry run unless Twilio is
+    configured; now: the pass's clock (quiet hours, frequency cap), default the current time."""
+    moment = _utc(now or datetime.now(UTC))
+    configured = settings.secrets.twilio_configured
+    dry = (not configured) if dry_run is None else dry_run
+    templates = check_templates(settings.notifications)
+    summary = OfferPassSummary(
+        pass_id=f"{moment:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}", run_id=None, dry_run=dry)
+    if dry and not configured:
+        summary.note = "dry run: Twilio credentials are not set"
+    if not settings.notifications.enabled:
+        summary.note = "notifications.enabled is false: nothing sent"
+        return summary
+    summary.run_id = store.latest_published_run(engine)
+    if summary.run_id is None:
+        summary.note = "no published segmentation run yet: nothing to send"
+        return summary
+    sender = None if dry else TwilioSender(settings.secrets, settings.notifications)
+    offer_pass = _OfferPass(engine, settings, summary, sender, moment)
+    try:
+        if sender is not None:
+            offer_pass.reconcile_stale()
+        targets = offer_pass.load(templates)
+        for template in templates:
+            for target in targets:
+                if target.customer_class in template.target_classes:
+                    offer_pass.offer(template, target)
+    finally:
+        store.record_skips(engine, pass_id=summary.pass_id, skips=offer_pass.skips, now=moment)
+        log.info("offer pass %s over run %s: eligible %d, sent %d, dry-run %d, failed %d, "
+                 "unknown %d, skipped %d", summary.pass_id, summary.run_id, summary.eligible,
+                 summary.sent, summary.dry_runs, summary.failed, summary.unknown,
+                 sum(summary.skipped.values()))
+    return summary

@@ -1,0 +1,204 @@
+"""Talking to Twilio through the official client: rate limit, retries, permanent errors.
+
+The API's base URL is a setting (SEGMINT_TWILIO_BASE_URL, default https://api.twilio.com).
+twilio-python 9 builds absolute URLs from each domain's hard-coded base; Twilio's documented way
+to send them elsewhere is a custom HttpClient, so `BaseUrlHttpClient` swaps the scheme and host of
+every request for the configured ones (after the client's own edge/region rewriting).
+
+Policy, per request:
+- 429 and 5xx: retried up to notifications.max_retries times, waiting backoff_seconds * 2**n.
+- any other 4xx: permanent, not retried (21610: the recipient replied STOP; 21211/21614: the
+  number is invalid or cannot receive SMS; the caller records what that means).
+- 401 / 20003 (bad credentials) and a refused connection (the request never left): the whole
+  pass stops with one line (ProviderError); nothing was sent.
+- a timeout or a connection dropped after the request went out is ambiguous: Twilio may have
+  created the message. It is never retried blindly; the caller reconciles it with `find_sent`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
+from twilio.rest import Client
+
+from engine.errors import SegmintError
+from engine.settings import TWILIO_API_URL, NotificationSettings, Secrets
+from notifications.eligibility import mask_phone
+
+log = logging.getLogger(__name__)
+
+OPTED_OUT_CODE = 21610
+INVALID_NUMBER_CODES = frozenset({21211, 21614})
+BAD_CREDENTIALS_CODE = 20003
+RECONCILE_LOOKBACK = 50  # most recent messages to a number examined when reconciling
+CLOCK_SKEW = timedelta(minutes=5)
+# Twilio's statuses mapped onto the ledger's; 'sending' is reserved for our own claim.
+PROVIDER_STATUS = {
+    "accepted": "queued", "scheduled": "queued", "queued": "queued", "sending": "queued",
+    "sent": "sent", "delivered": "delivered", "read": "delivered",
+    "undelivered": "undelivered", "failed": "failed", "canceled": "failed",
+}
+
+
+class ProviderError(SegmintError):
+    """Twilio cannot be used for this pass (unreachable, credentials refused)."""
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    kind: Literal["accepted", "rejected", "ambiguous"]
+    attempts: int
+    sid: str | None = None
+    status: str | None = None
+    error_code: int | None = None
+    error_text: str | None = None
+
+
+def ledger_status(provider_status: str | None) -> str:
+    return PROVIDER_STATUS.get((provider_status or "").lower(), "queued")
+
+
+class BaseUrlHttpClient(TwilioHttpClient):
+    """TwilioHttpClient that sends every request to `base_url` instead of *.twilio.com."""
+
+    def __init__(self, base_url: str, *, timeout: float) -> None:
+        # A private logger: the stock one writes request URLs (phone numbers) at INFO.
+        quiet = logging.Logger("notifications.twilio_http", level=logging.WARNING)
+        super().__init__(timeout=timeout, logger=quiet)
+        parts = urlsplit(base_url.rstrip("/"))
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ProviderError(f"SEGMINT_TWILIO_BASE_URL {base_url!r} is not an http(s) URL")
+        self._scheme, self._netloc = parts.scheme, parts.netloc
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
+        parts = urlsplit(url)
+        url = urlunsplit((self._scheme, self._netloc, parts.path, parts.query, parts.fragment))
+        return super().request(method, url, *args, **kwargs)
+
+
+class RateLimiter:
+    """At most `rate` calls per second from this process (evenly spaced)."""
+
+    def __init__(self, rate: float) -> None:
+        self._interval = 1.0 / rate
+        self._next = 0.0
+
+    def wait(self) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            time.sleep(self._next - now)
+            now = self._next
+        self._next = now + self._interval
+
+
+def _never_sent(exc: requests.exceptions.RequestException) -> bool:
+    """True when the connection itself failed, so the request cannot have reached Twilio."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        reason = getattr(exc.args[0], "reason", None) if exc.args else None
+        return "NewConnectionError" in type(reason).__name__ or "NameResolution" in repr(reason)
+    return False
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(getattr(exc.args[0], "reason", exc.args[0]) if exc.args else exc)
+    return " ".join(text.split())[:200]
+
+
+class TwilioSender:
+    """One Twilio client for a pass; not shared across processes."""
+
+    def __init__(self, secrets: Secrets, settings: NotificationSettings) -> None:
+        if not secrets.twilio_configured:
+            raise ProviderError("Twilio is not configured: set TWILIO_ACCOUNT_SID, "
+                                "TWILIO_AUTH_TOKEN and TWILIO_FROM_NUMBER or "
+                                "TWILIO_MESSAGING_SERVICE_SID")
+        self._settings = settings
+        self.base_url = secrets.segmint_twilio_base_url or TWILIO_API_URL
+        http_client = BaseUrlHttpClient(self.base_url, timeout=settings.request_timeout_seconds)
+        self._client = Client(secrets.twilio_account_sid, secrets.twilio_auth_token,
+                              http_client=http_client)
+        self._origin: dict[str, str] = (
+            {"messaging_service_sid": secrets.twilio_messaging_service_sid}
+            if secrets.twilio_messaging_service_sid
+            else {"from_": secrets.twilio_from_number or ""}
+        )
+        if settings.status_callback_url:
+            self._origin["status_callback"] = settings.status_callback_url
+        self._limiter = RateLimiter(settings.rate_per_second)
+
+    def _refuse(self, exc: TwilioRestException) -> None:
+        if exc.status == 401 or exc.code == BAD_CREDENTIALS_CODE:
+            raise ProviderError(f"Twilio at {self.base_url} refused the credentials "
+                                f"(HTTP {exc.status}, code {exc.code}): check "
+                                "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN") from None
+
+    def _unreachable(self, exc: requests.exceptions.RequestException) -> ProviderError:
+        return ProviderError(f"Twilio API at {self.base_url} is unreachable: {_one_line(exc)}")
+
+    def send(self, to: str, body: str) -> SendOutcome:
+        """One message; retries transient failures; never raises for a per-message problem."""
+        attempts = 0
+        while True:
+            self._limiter.wait()
+            attempts += 1
+            try:
+                message = self._client.messages.create(to=to, body=body, **self._origin)
+            except TwilioRestException as exc:
+                self._refuse(exc)
+                transient = exc.status == 429 or exc.status >= 500
+                if transient and attempts <= self._settings.max_retries:
+                    delay = self._settings.backoff_seconds * 2 ** (attempts - 1)
+                    log.info("twilio answered %s for %s; retry %d in %.2fs", exc.status,
+                             mask_phone(to), attempts, delay)
+                    time.sleep(delay)
+                    continue
+                log.warning("twilio refused the message to %s: HTTP %s code %s", mask_phone(to),
+                            exc.status, exc.code)
+                return SendOutcome("rejected", attempts, error_code=exc.code or exc.status,
+                                   error_text=" ".join(str(exc.msg).split())[:300])
+            except requests.exceptions.RequestException as exc:
+                if _never_sent(exc):
+                    raise self._unreachable(exc) from None
+                log.warning("no answer from twilio for %s (%s); reconciling instead of "
+                            "retrying", mask_phone(to), type(exc).__name__)
+                return SendOutcome("ambiguous", attempts,
+                                   error_text=f"no answer: {type(exc).__name__}")
+            log.info("twilio accepted the message to %s as %s", mask_phone(to), message.sid)
+            return SendOutcome("accepted", attempts, sid=message.sid,
+                               status=ledger_status(message.status))
+
+    def find_sent(self, to: str, body: str, since: datetime) -> SendOutcome | None:
+        """The message with this body sent to `to` since `since`, if Twilio has one."""
+        self._limiter.wait()
+        try:
+            messages = self._client.messages.list(to=to, limit=RECONCILE_LOOKBACK)
+        except TwilioRestException as exc:
+            self._refuse(exc)
+            raise ProviderError(f"Twilio at {self.base_url} could not list messages: "
+                                f"HTTP {exc.status} code {exc.code}") from None
+        except requests.exceptions.RequestException as exc:
+            raise self._unreachable(exc) from None
+        earliest = (_utc(since) or since) - CLOCK_SKEW
+        for message in messages:
+            created = _utc(message.date_created)
+            if message.body == body and (created is None or created >= earliest):
+                return SendOutcome("accepted", 0, sid=message.sid,
+                                   status=ledger_status(message.status))
+        return None

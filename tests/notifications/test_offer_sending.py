@@ -1,0 +1,181 @@
+"""send_offers against the fake Twilio server, through the real twilio client (SQLite and PG)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from conftest import Person, live_settings, people, publish_run, settings_for
+from fake_twilio import FakeTwilio
+
+from engine.models import Customer
+from engine.settings import Settings
+from engine.store import session_scope
+from engine.store import offers as store
+from notifications.offers import send_offers
+from notifications.sender import ProviderError
+
+PHONE = "+447400123401"
+
+
+def only_message(db, customer_id: str = "C0001"):  # type: ignore[no-untyped-def]
+    rows = store.messages_for_customer(db, customer_id=customer_id)
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def test_success_records_sid_and_status(db, live: Settings, fake_twilio: FakeTwilio) -> None:
+    run_id = publish_run(db, people(1))
+    summary = send_offers(db, live)
+    assert (summary.sent, summary.failed, summary.eligible, summary.run_id) == (1, 0, 1, run_id)
+    [request] = fake_twilio.creates()
+    assert request.form["To"] == PHONE and request.form["From"] == "+15005550006"
+    assert "Hi Ann" in request.form["Body"] and "WHITE HANGING HEART" in request.form["Body"]
+    row = only_message(db)
+    assert row.status == "queued" and row.provider_sid == fake_twilio.created()[0]["sid"]
+    assert row.offer_key == "vip-thanks:C0001" and row.attempts == 1 and row.run_id == run_id
+
+
+def test_second_pass_sends_nothing_again(db, live: Settings, fake_twilio: FakeTwilio) -> None:
+    publish_run(db, people(3))
+    assert send_offers(db, live).sent == 3
+    again = send_offers(db, live)
+    assert again.sent == 0 and again.skipped["already_sent"] == 3
+    assert len(fake_twilio.creates()) == 3
+    reasons = {skip.reason for skip in store.skips_for_pass(db, pass_id=again.pass_id)}
+    assert reasons == {"already_sent"}
+
+
+@pytest.mark.parametrize("first", ["429", "500"])
+def test_transient_error_then_success_is_retried(db, live: Settings, fake_twilio: FakeTwilio,
+                                                 first: str) -> None:
+    publish_run(db, people(1))
+    fake_twilio.script(first, "success")
+    summary = send_offers(db, live)
+    assert summary.sent == 1 and summary.failed == 0
+    assert len(fake_twilio.creates()) == 2 and len(fake_twilio.created()) == 1
+    row = only_message(db)
+    assert row.status == "queued" and row.attempts == 2
+
+
+def test_transient_errors_give_up_after_max_retries(db, live: Settings,
+                                                    fake_twilio: FakeTwilio) -> None:
+    publish_run(db, people(1))
+    fake_twilio.script(*["500"] * 10)
+    summary = send_offers(db, live)
+    assert summary.failed == 1
+    assert len(fake_twilio.creates()) == live.notifications.max_retries + 1
+    row = only_message(db)
+    assert (row.status, row.error_code) == ("failed", "20500")
+
+
+def test_21610_records_opt_out_without_retry(db, live: Settings, fake_twilio: FakeTwilio) -> None:
+    publish_run(db, people(1))
+    fake_twilio.script("21610")
+    summary = send_offers(db, live)
+    assert summary.failed == 1
+    assert len(fake_twilio.creates()) == 1
+    row = only_message(db)
+    assert (row.status, row.error_code) == ("failed", "21610")
+    state = store.opt_out_state(db, phone=PHONE)
+    assert state is not None and state.opted_out and state.source == "error 21610"
+    # a new offer for the same customer in a later run is skipped as opted out
+    publish_run(db, [Person("C0001", phone=PHONE, customer_class="New")])
+    later = send_offers(db, live, now=datetime.now(UTC) + timedelta(days=30))
+    assert later.skipped["opted_out"] == 1 and len(fake_twilio.creates()) == 1
+
+
+@pytest.mark.parametrize("code", ["21211", "21614"])
+def test_invalid_number_marks_customer(db, live: Settings, fake_twilio: FakeTwilio,
+                                       code: str) -> None:
+    publish_run(db, people(1))
+    fake_twilio.script(code)
+    assert send_offers(db, live).failed == 1
+    assert len(fake_twilio.creates()) == 1
+    assert only_message(db).error_code == code
+    with session_scope(db) as session:
+        customer = session.get(Customer, "C0001")
+        assert customer is not None and customer.phone_status == "invalid"
+    publish_run(db, [Person("C0001", phone=PHONE, customer_class="New")])
+    later = send_offers(db, live, now=datetime.now(UTC) + timedelta(days=30))
+    assert later.skipped["invalid_number"] == 1
+
+
+def test_timeout_is_reconciled_not_retried(db, live: Settings, fake_twilio: FakeTwilio) -> None:
+    """Policy: a timed-out create may have been accepted, so it is never retried; the pass asks
+    Twilio at once and records the message it finds."""
+    publish_run(db, people(1))
+    fake_twilio.script("timeout")
+    summary = send_offers(db, live)
+    assert summary.sent == 1 and summary.unknown == 0
+    assert len(fake_twilio.creates()) == 1
+    row = only_message(db)
+    assert row.status == "queued" and row.provider_sid == fake_twilio.created()[0]["sid"]
+
+
+def test_timeout_without_a_message_is_unknown(db, live: Settings, fake_twilio: FakeTwilio) -> None:
+    publish_run(db, people(1))
+    fake_twilio.script("timeout_lost")
+    summary = send_offers(db, live)
+    assert summary.unknown == 1 and summary.sent == 0
+    assert len(fake_twilio.creates()) == 1
+    row = only_message(db)
+    assert row.status == "unknown" and row.provider_sid is None
+    # later passes never resend it blindly
+    assert send_offers(db, live, now=datetime.now(UTC) + timedelta(hours=1)).sent == 0
+    assert len(fake_twilio.creates()) == 1
+
+
+def test_bad_credentials_stop_the_pass_and_release_the_claim(tmp_path: Path, db, db_url: str,
+                                                             fake_twilio: FakeTwilio) -> None:
+    publish_run(db, people(2))
+    wrong = settings_for(tmp_path, db_url, fake_twilio.env(TWILIO_AUTH_TOKEN="not-the-token"))
+    with pytest.raises(ProviderError, match="refused the credentials") as raised:
+        send_offers(db, wrong)
+    assert "not-the-token" not in str(raised.value)
+    assert store.all_messages(db) == []  # nothing was sent, so nothing blocks the next pass
+    assert send_offers(db, live_settings(tmp_path, db_url, fake_twilio)).sent == 2
+
+
+def test_unreachable_provider_is_one_line(tmp_path: Path, db, db_url: str) -> None:
+    publish_run(db, people(1))
+    closed = FakeTwilio().start()
+    env = closed.env()
+    closed.stop()  # nothing listens on that port any more
+    with pytest.raises(ProviderError, match="unreachable") as raised:
+        send_offers(db, settings_for(tmp_path, db_url, env))
+    assert "\n" not in str(raised.value) and env["TWILIO_AUTH_TOKEN"] not in str(raised.value)
+    assert store.all_messages(db) == []
+
+
+def test_dry_run_records_and_does_not_block_a_real_send(db, live: Settings,
+                                                        fake_twilio: FakeTwilio) -> None:
+    publish_run(db, people(2))
+    dry = send_offers(db, live, dry_run=True)
+    assert (dry.dry_run, dry.dry_runs, dry.sent) == (True, 2, 0)
+    assert fake_twilio.requests == []
+    assert [phone for phone, _body in dry.previews] == ["+44******3401", "+44******3402"]
+    assert {row.status for row in store.all_messages(db)} == {"dry_run"}
+    # a repeated dry run re-renders instead of piling up rows
+    send_offers(db, live, dry_run=True)
+    assert len(store.all_messages(db)) == 2
+    real = send_offers(db, live)
+    assert real.sent == 2 and len(fake_twilio.created()) == 2
+
+
+def test_without_credentials_the_default_is_a_dry_run(db, settings: Settings) -> None:
+    publish_run(db, people(1))
+    summary = send_offers(db, settings)
+    assert summary.dry_run and summary.dry_runs == 1
+    assert only_message(db).offer_key == "dry-run:vip-thanks:C0001"
+
+
+def test_messaging_service_sid_is_used_when_set(tmp_path: Path, db, db_url: str,
+                                                fake_twilio: FakeTwilio) -> None:
+    env = fake_twilio.env(TWILIO_MESSAGING_SERVICE_SID="MG" + "1" * 32)
+    del env["TWILIO_FROM_NUMBER"]
+    publish_run(db, people(1))
+    assert send_offers(db, settings_for(tmp_path, db_url, env)).sent == 1
+    [request] = fake_twilio.creates()
+    assert request.form["MessagingServiceSid"] == "MG" + "1" * 32 and "From" not in request.form
