@@ -130,7 +130,8 @@ def _rfm_features() -> list[Feature]:
 class ClusteringSettings(Section):
     features: list[Feature] = Field(default_factory=_rfm_features)
     k: Literal["auto"] | Annotated[int, Field(ge=2, le=30)] = "auto"
-    k_min: Annotated[int, Field(ge=2)] = 2
+    # 3: three value tiers need three clusters (k = 2 is allowed: high and low tiers only).
+    k_min: Annotated[int, Field(ge=2)] = 3
     k_max: Annotated[int, Field(ge=2, le=30)] = 10
     seed: int = 42
     n_init: Annotated[int, Field(ge=1)] = 10

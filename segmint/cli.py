@@ -150,6 +150,76 @@ def send_offers_command(context: Context, dry_run: bool) -> None:
         click.echo(line)
 
 
+@cli.command("run")
+@click.option("--as-of", "as_of", default=None, help="Reference date (default: the day after the "
+              "last transaction in the window).")
+@click.option("--since", default=None, help="First day of the window (inclusive).")
+@click.option("--until", default=None, help="Last day of the window (inclusive).")
+@click.option("--k", "k", default=None, help="auto, or a fixed number of clusters "
+              "(default: clustering.k in the config).")
+@pass_context
+def run_command(context: Context, as_of: str | None, since: str | None, until: str | None,
+                k: str | None) -> None:
+    """One segmentation run, published atomically; prints the run id."""
+    from engine.pipeline import execute_run
+
+    clusters: int | str | None = None
+    if k is not None:
+        if k.strip().lower() == "auto":
+            clusters = "auto"
+        elif k.strip().isdigit() and 2 <= int(k) <= 30:
+            clusters = int(k)
+        else:
+            raise click.BadParameter(f"{k!r} is not 'auto' or a whole number 2..30",
+                                     param_hint="--k")
+    run_id = execute_run(context.engine(), context.settings, as_of=parse_date(as_of, "--as-of"),
+                         since=parse_date(since, "--since"), until=parse_date(until, "--until"),
+                         k=clusters, progress=True)  # type: ignore[arg-type]
+    click.echo(run_id)
+
+
+@cli.command("runs")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array for machines.")
+@pass_context
+def runs_command(context: Context, as_json: bool) -> None:
+    """Run history: id, status, started, finished, window, k, n_customers (newest first)."""
+    import json
+
+    from engine.store.runs import list_runs
+
+    runs = list_runs(context.engine())
+    rows = [_run_row(run) for run in runs.to_dict(orient="records")]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    headers = ["id", "status", "started", "finished", "window", "k", "n_customers"]
+    table = [headers] + [[str(row[name] if row[name] is not None else "-") for name in headers]
+                         for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(headers))]
+    for line in table:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+                   .rstrip())
+
+
+def _run_row(run: dict[str, Any]) -> dict[str, Any]:
+    """A run for display: ISO timestamps (UTC, seconds), window as 'since..until'."""
+    def stamp(value: Any) -> str | None:
+        return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None and value == value \
+            else None
+
+    def day(value: Any) -> str | None:
+        return value.isoformat() if value is not None and value == value else None
+
+    def number(value: Any) -> int | None:
+        return int(value) if value is not None and value == value else None
+
+    window = f"{day(run['since']) or 'start'}..{day(run['until']) or 'end'}"
+    return {"id": int(run["id"]), "status": run["status"], "started": stamp(run["started_at"]),
+            "finished": stamp(run["finished_at"]), "window": window, "as_of": day(run["as_of"]),
+            "k": number(run["k"]), "k_mode": run["k_mode"],
+            "n_customers": number(run["n_customers"]), "error": run["error"]}
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: expected failures become one line and exit status 1."""
     try:

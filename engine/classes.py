@@ -1,0 +1,110 @@
+"""The six customer classes of the CRM paper; pure functions, thresholds from settings.classes.
+
+First match wins, in this order:
+
+1. New: signed up within ``new_days`` before ``as_of`` (sign-up date from the customers frame;
+   when unknown, the first purchase found in the history handed in);
+2. Negative: no net purchase in the window (net monetary <= 0);
+3. Most Growth: net spend in the last ``growth_days`` before ``as_of`` is at least
+   ``growth_factor`` times the customer's earlier average per ``growth_days``, where "earlier"
+   runs from the first purchase to the start of the recent period, counted in growth_days units
+   with a minimum of one period. A customer with recent spend and no earlier spend (only started
+   buying recently) qualifies: that is growth, and such a customer who also signed up recently
+   has already been caught by New. Recent spend must be positive;
+4. High value / 5. Ordinary / 6. Below Average: the value tier of the customer's cluster
+   (high / mid / low). "Potential profitable" = High value + Most Growth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from engine.rfm import customer_lines, require_columns
+from engine.settings import ClassSettings
+
+NEW, NEGATIVE, MOST_GROWTH = "New", "Negative", "Most Growth"
+HIGH_VALUE, ORDINARY, BELOW_AVERAGE = "High value", "Ordinary", "Below Average"
+CLASSES = (NEW, NEGATIVE, MOST_GROWTH, HIGH_VALUE, ORDINARY, BELOW_AVERAGE)
+POTENTIAL_PROFITABLE = (HIGH_VALUE, MOST_GROWTH)
+
+
+def growth_frame(history: pd.DataFrame, *, as_of: date, growth_days: int,
+                 non_product_codes: Sequence[str] = ()) -> pd.DataFrame:
+    """Per customer: first_seen, recent_spend, earlier_spend, earlier_periods (>= 1)."""
+    kept = customer_lines(history, non_product_codes)
+    as_of_ts = pd.Timestamp(as_of)
+    kept = kept[kept["ts"] < as_of_ts + pd.Timedelta(days=1)]
+    recent_start = as_of_ts - pd.Timedelta(days=growth_days)
+    recent = kept["ts"] >= recent_start
+    purchases = kept[~kept["is_return"]]
+    frame = pd.DataFrame({
+        "first_seen": purchases.groupby("customer_id")["ts"].min().dt.normalize(),
+        "recent_spend": kept[recent].groupby("customer_id")["net"].sum(),
+        "earlier_spend": kept[~recent].groupby("customer_id")["net"].sum(),
+    }).fillna({"recent_spend": 0.0, "earlier_spend": 0.0})
+    earlier_days = (recent_start - frame["first_seen"]).dt.days.clip(lower=0)
+    frame["earlier_periods"] = (earlier_days / growth_days).clip(lower=1.0).fillna(1.0)
+    return frame.rename_axis("customer_id")
+
+
+def classify(segments: pd.DataFrame, history: pd.DataFrame, customers: pd.DataFrame | None, *,
+             as_of: date, settings: ClassSettings, tier_names: Sequence[str],
+             non_product_codes: Sequence[str] = ()) -> pd.Series:
+    """The class of every customer of ``segments`` (customer_id, monetary, value_tier).
+
+    ``history`` holds the customers' lines up to as_of (it may start before the window, so
+    first purchases and earlier spend are known); ``customers`` may carry signup_date.
+    """
+    require_columns(segments, ["customer_id", "monetary", "value_tier"], "segments frame")
+    ids = segments["customer_id"].astype(str)
+    as_of_ts = pd.Timestamp(as_of)
+    growth = growth_frame(history, as_of=as_of, growth_days=settings.growth_days,
+                          non_product_codes=non_product_codes).reindex(ids)
+    signup = pd.Series(pd.NaT, index=ids, dtype="datetime64[ns]")
+    if customers is not None and "signup_date" in customers.columns and len(customers):
+        known = customers.dropna(subset=["signup_date"])
+        known_dates = pd.to_datetime(known["signup_date"]).to_numpy()
+        signup = pd.Series(known_dates, index=known["customer_id"].astype(str)).reindex(ids)
+    signup = signup.fillna(growth["first_seen"])
+    signup_age = (as_of_ts - signup).dt.days
+
+    recent = growth["recent_spend"].fillna(0.0)
+    earlier_average = growth["earlier_spend"].fillna(0.0) / growth["earlier_periods"].fillna(1.0)
+    high, mid, _low = tier_names
+    tier = segments["value_tier"].to_numpy()
+    conditions = [
+        ((signup_age >= 0) & (signup_age <= settings.new_days)).to_numpy(),
+        (segments["monetary"] <= 0).to_numpy(),
+        ((recent > 0) & (recent >= settings.growth_factor * earlier_average.clip(lower=0)))
+        .to_numpy(),
+        tier == high,
+        tier == mid,
+    ]
+    chosen = np.select(conditions, [NEW, NEGATIVE, MOST_GROWTH, HIGH_VALUE, ORDINARY],
+                       default=BELOW_AVERAGE)
+    return pd.Series(chosen, index=segments.index, dtype=object, name="customer_class")
+
+
+ABSENT = "(none)"
+TRANSITION_COLUMNS = ["from_class", "to_class", "customers"]
+
+
+def class_transitions(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
+    """Customers moving between classes from one run to another (customer_id, customer_class
+    frames). A customer in only one of the runs counts with ABSENT on the other side."""
+    merged = before.merge(after, on="customer_id", how="outer", suffixes=("_from", "_to"))
+    counts = (merged.fillna({"customer_class_from": ABSENT, "customer_class_to": ABSENT})
+              .groupby(["customer_class_from", "customer_class_to"]).size()
+              .rename("customers").reset_index()
+              .rename(columns={"customer_class_from": "from_class",
+                               "customer_class_to": "to_class"}))
+    order = {name: position for position, name in enumerate((*CLASSES, ABSENT))}
+    counts = counts.sort_values(["from_class", "to_class"],
+                                key=lambda column: column.map(lambda name: order.get(name, 99)),
+                                kind="mergesort")
+    counts["customers"] = counts["customers"].astype("int64")
+    return counts[TRANSITION_COLUMNS].reset_index(drop=True)

@@ -1,0 +1,306 @@
+"""K-means on log-scaled, standardised RFM features, automatic k, value tiers; pure functions.
+
+Choosing k. Every k in [k_min, k_max] is fitted and scored by five criteria, each of which
+nominates one k:
+
+- elbow: the knee of the inertia curve (kneed, convex and decreasing);
+- silhouette: the highest mean silhouette (on a seeded sample above ``silhouette_sample`` rows);
+- gap statistic (Tibshirani 2001): the smallest k with gap(k) >= gap(k+1) - s(k+1), else the
+  highest gap (uniform references in the data's bounding box, on the same sample);
+- Calinski-Harabasz: the highest score;
+- Davies-Bouldin: the lowest score.
+
+The rule: the k with most nominations wins; a tie goes to the tied k with the best mean rank
+over silhouette, Calinski-Harabasz and Davies-Bouldin (the three that score every k), then to the
+smaller k. Every score, every nomination and the rule's outcome are returned for storage.
+
+Value tiers. Clusters are ranked by a value score from their centroids (the mean of the
+standardised log-frequency and log-monetary coordinates; recency is left out because a lapsed
+big spender is still a high-value customer, the classes deal with recency and growth). The top
+max(1, k // 3) clusters are the high tier, as many at the bottom the low tier, the rest the mid
+tier (k = 2: high and low). Clusters are then renumbered in that order (0 = most valuable), so
+cluster numbers, tiers and classes do not depend on the labels k-means happened to draw.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from kneed import KneeLocator
+from sklearn.cluster import KMeans
+from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+
+from engine.errors import SegmintError
+from engine.settings import ClusteringSettings
+
+SINGLE_THREAD_BELOW = 50_000
+CRITERIA = ("elbow", "silhouette", "gap", "calinski_harabasz", "davies_bouldin")
+
+
+class ClusteringError(SegmintError):
+    """Too few customers to cluster, or an impossible k."""
+
+
+@dataclass(frozen=True)
+class Clustering:
+    """Labels per row (renumbered by value, 0 = best), the tier per cluster and the k scores."""
+
+    labels: np.ndarray
+    k: int
+    tiers: dict[int, str]
+    value_scores: dict[int, float]
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+
+def feature_frame(rfm: pd.DataFrame, features: Sequence[str]) -> pd.DataFrame:
+    """Raw feature columns per customer, before the log and the standardisation."""
+    columns: dict[str, pd.Series] = {}
+    for name in features:
+        if name == "recency":
+            columns[name] = rfm["recency_days"].astype(float)
+        elif name == "frequency":
+            columns[name] = rfm["frequency"].astype(float)
+        elif name == "monetary":
+            columns[name] = rfm["monetary"].astype(float)
+        elif name == "tenure":
+            columns[name] = rfm["tenure_days"].astype(float)
+        elif name == "avg_order_value":
+            columns[name] = rfm["monetary"].astype(float) / rfm["frequency"].clip(lower=1)
+        else:
+            raise ClusteringError(f"clustering.features: unknown feature {name!r}")
+    return pd.DataFrame(columns, index=rfm.index)
+
+
+def scale_features(raw: pd.DataFrame) -> np.ndarray:
+    """log1p (negative net spend counts as 0), then zero mean and unit variance per column."""
+    logged = np.log1p(raw.clip(lower=0).to_numpy(dtype=float))
+    return StandardScaler().fit_transform(logged)
+
+
+def _kmeans(matrix: np.ndarray, k: int, seed: int, n_init: int) -> KMeans:
+    return KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(matrix)
+
+
+def _gap(sample: np.ndarray, ks: list[int], references: int, seed: int,
+         n_init: int) -> tuple[list[float], list[float]]:
+    rng = np.random.default_rng(seed)
+    low, high = sample.min(axis=0), sample.max(axis=0)
+    reference_sets = [rng.uniform(low, high, size=sample.shape) for _ in range(references)]
+    gaps, spreads = [], []
+    for k in ks:
+        observed = math.log(max(_kmeans(sample, k, seed, n_init).inertia_, 1e-12))
+        ref_logs = np.array([math.log(max(_kmeans(ref, k, seed, 1).inertia_, 1e-12))
+                             for ref in reference_sets])
+        gaps.append(float(ref_logs.mean() - observed))
+        spreads.append(float(ref_logs.std() * math.sqrt(1 + 1 / references)))
+    return gaps, spreads
+
+
+def _best(scores: pd.DataFrame, column: str, *, highest: bool) -> int:
+    values = scores[column].to_numpy(dtype=float)
+    if np.isnan(values).all():
+        return int(scores["k"].iloc[0])
+    position = np.nanargmax(values) if highest else np.nanargmin(values)
+    return int(scores["k"].iloc[int(position)])
+
+
+def _nominations(scores: pd.DataFrame) -> dict[str, int | None]:
+    ks = [int(k) for k in scores["k"]]
+    picks: dict[str, int | None] = {}
+    elbow = None
+    if len(ks) >= 3:
+        knee = KneeLocator(ks, scores["inertia"].tolist(), curve="convex",
+                           direction="decreasing").knee
+        elbow = int(knee) if knee is not None else None
+    picks["elbow"] = elbow
+    picks["silhouette"] = _best(scores, "silhouette", highest=True)
+    gap, spread = scores["gap"].to_numpy(), scores["gap_sd"].to_numpy()
+    tibshirani = [ks[i] for i in range(len(ks) - 1) if gap[i] >= gap[i + 1] - spread[i + 1]]
+    picks["gap"] = tibshirani[0] if tibshirani else _best(scores, "gap", highest=True)
+    picks["calinski_harabasz"] = _best(scores, "calinski_harabasz", highest=True)
+    picks["davies_bouldin"] = _best(scores, "davies_bouldin", highest=False)
+    return picks
+
+
+def combine_nominations(scores: pd.DataFrame, picks: dict[str, int | None]) -> int:
+    """Most nominations; ties by mean rank over silhouette, CH and DB; then the smaller k."""
+    votes = Counter(k for k in picks.values() if k is not None)
+    best = max(votes.values())
+    tied = sorted(k for k, count in votes.items() if count == best)
+    ranks = pd.DataFrame({
+        "k": scores["k"],
+        "silhouette": scores["silhouette"].rank(ascending=False),
+        "calinski_harabasz": scores["calinski_harabasz"].rank(ascending=False),
+        "davies_bouldin": scores["davies_bouldin"].rank(ascending=True),
+    }).set_index("k")
+    mean_rank = ranks.mean(axis=1)
+    return int(min(tied, key=lambda k: (mean_rank.get(k, math.inf), k)))
+
+
+def silhouettes(matrix: np.ndarray, labelings: Sequence[np.ndarray],
+                chunk: int = 512) -> list[float]:
+    """Mean silhouette of each labelling of the same rows, from ONE pass over the pairwise
+    distances (sklearn's silhouette_score recomputes them for every k; this is the same
+    formula, checked against it in the tests). NaN for a labelling with a single cluster."""
+    n = len(matrix)
+    blocks, offsets, sizes = [], [0], []
+    for labels in labelings:
+        codes = np.unique(labels, return_inverse=True)[1]
+        width = int(codes.max()) + 1
+        block = np.zeros((n, width))
+        block[np.arange(n), codes] = 1.0
+        blocks.append(block)
+        offsets.append(offsets[-1] + width)
+        sizes.append(block.sum(axis=0))
+    one_hot = np.hstack(blocks)
+    totals = [np.zeros(n) for _ in labelings]
+    squared = (matrix ** 2).sum(axis=1)
+    for start in range(0, n, chunk):
+        rows = slice(start, min(start + chunk, n))
+        distances = np.sqrt(np.clip(squared[rows, None] + squared[None, :]
+                                    - 2 * matrix[rows] @ matrix.T, 0, None))
+        sums = distances @ one_hot
+        for index, block in enumerate(blocks):
+            part = sums[:, offsets[index]:offsets[index + 1]]
+            own = block[rows].astype(bool)
+            size = sizes[index]
+            own_size = size[own.argmax(axis=1)]
+            a = part[own] / np.maximum(own_size - 1, 1)
+            others = np.where(own, np.inf, part / size)
+            b = others.min(axis=1)
+            score = (b - a) / np.maximum(np.maximum(a, b), 1e-300)
+            totals[index][rows] = np.where(own_size > 1, score, 0.0)
+    return [float(total.mean()) if block.shape[1] > 1 else float("nan")
+            for total, block in zip(totals, blocks, strict=True)]
+
+
+def score_k_range(matrix: np.ndarray, ks: list[int], settings: ClusteringSettings,
+                  seed: int) -> tuple[pd.DataFrame, dict[int, KMeans]]:
+    """Fits every k and returns one row of scores per k (and the fitted models). Silhouette
+    and the gap statistic use one seeded sample of ``silhouette_sample`` rows above that size."""
+    rng = np.random.default_rng(seed)
+    sample_index = (np.arange(len(matrix)) if len(matrix) <= settings.silhouette_sample
+                    else np.sort(rng.choice(len(matrix), settings.silhouette_sample,
+                                            replace=False)))
+    sample = matrix[sample_index]
+    gaps, spreads = _gap(sample, ks, settings.gap_references, seed,
+                         max(1, min(settings.n_init, 3)))
+    models = {k: _kmeans(matrix, k, seed, settings.n_init) for k in ks}
+    silhouette = silhouettes(sample, [models[k].labels_[sample_index] for k in ks])
+    rows = []
+    for k, gap, spread, sil in zip(ks, gaps, spreads, silhouette, strict=True):
+        labels = models[k].labels_
+        several = len(np.unique(labels)) > 1
+        rows.append({
+            "k": k,
+            "inertia": float(models[k].inertia_),
+            "silhouette": sil,
+            "gap": gap,
+            "gap_sd": spread,
+            "calinski_harabasz": (float(calinski_harabasz_score(matrix, labels))
+                                  if several else float("nan")),
+            "davies_bouldin": (float(davies_bouldin_score(matrix, labels))
+                               if several else float("nan")),
+        })
+    return pd.DataFrame(rows), models
+
+
+def value_tiers(centroids: np.ndarray, feature_names: Sequence[str], present: Sequence[int],
+                tier_names: Sequence[str]) -> tuple[list[int], dict[int, str], dict[int, float]]:
+    """Ranks the clusters present by centroid value and cuts them into three tiers.
+
+    Returns the old labels best first, the tier per old label and the value score per old label.
+    """
+    value_columns = [i for i, name in enumerate(feature_names) if name in ("frequency", "monetary")]
+    if not value_columns:
+        value_columns = list(range(len(feature_names)))
+    value = {label: float(centroids[label, value_columns].mean()) for label in present}
+    # Ties (identical centroids) fall back to the raw centroid coordinates, then the label.
+    order = sorted(present, key=lambda label: (-value[label], tuple(-centroids[label]), label))
+    k = len(order)
+    n_edge = max(1, k // 3)
+    high, mid, low = tier_names
+    tiers = {}
+    for position, label in enumerate(order):
+        if position < n_edge:
+            tiers[label] = high
+        elif position >= k - n_edge:
+            tiers[label] = low
+        else:
+            tiers[label] = mid
+    return order, tiers, value
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: numpy scalars to Python, NaN and infinity to None."""
+    if isinstance(value, dict):
+        return {str(key): _clean(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def cluster_customers(rfm: pd.DataFrame, settings: ClusteringSettings, *,
+                      k: int | Literal["auto"] | None = None,
+                      seed: int | None = None) -> Clustering:
+    """Clusters the customers of an RFM table; k None means settings.k ("auto" or a number)."""
+    seed = settings.seed if seed is None else seed
+    requested = settings.k if k is None else k
+    forced = None if requested == "auto" else int(requested)
+    n = len(rfm)
+    if forced is not None and forced >= n:
+        raise ClusteringError(f"k = {forced} needs more than {forced} customers; "
+                              f"the window has {n}")
+    ks = [candidate for candidate in range(settings.k_min, settings.k_max + 1) if candidate < n]
+    if forced is None and not ks:
+        raise ClusteringError(f"automatic k needs more than {settings.k_min} customers; "
+                              f"the window has {n}")
+    if forced is not None and forced not in ks:
+        ks = sorted([*ks, forced])
+    features = list(settings.features)
+    matrix = scale_features(feature_frame(rfm, features))
+    # A few thousand rows of a few columns: OpenMP threads cost more than they save (and
+    # oversubscribe a shared machine), so the fits run single-threaded, in this block only.
+    with threadpool_limits(limits=1 if len(matrix) < SINGLE_THREAD_BELOW else None):
+        scores, models = score_k_range(matrix, ks, settings, seed)
+    picks = _nominations(scores)
+    chosen = forced if forced is not None else combine_nominations(scores, picks)
+    model = models[chosen]
+    present = sorted(int(label) for label in np.unique(model.labels_))
+    order, old_tiers, old_values = value_tiers(model.cluster_centers_, features, present,
+                                               settings.tiers)
+    relabel = {old: new for new, old in enumerate(order)}
+    labels = np.array([relabel[int(label)] for label in model.labels_], dtype=np.int64)
+    diagnostics = {
+        "k_mode": "fixed" if forced is not None else "auto",
+        "chosen_k": chosen,
+        "features": features,
+        "rule": "most nominations; tie -> best mean rank (silhouette, CH, DB); then smaller k",
+        "nominations": picks,
+        "scores": scores.to_dict(orient="list"),
+        "silhouette_sampled": n > settings.silhouette_sample,
+        "silhouette_sample": settings.silhouette_sample,
+        "gap_references": settings.gap_references,
+        "seed": seed,
+        "n_init": settings.n_init,
+        "centroids_scaled": {relabel[old]: model.cluster_centers_[old].tolist() for old in order},
+    }
+    return Clustering(
+        labels=labels,
+        k=len(order),
+        tiers={relabel[old]: tier for old, tier in old_tiers.items()},
+        value_scores={relabel[old]: old_values[old] for old in order},
+        diagnostics=_clean(diagnostics),
+    )

@@ -1,0 +1,214 @@
+"""One segmentation run: the pure `segment` (frames in, RunResult out) and `execute_run`, which
+loads the lines, records the run and publishes its results atomically.
+
+Window and dates: the window is [since, until], whole days, both inclusive. ``as_of`` defaults to
+the day after the last line in the window. When ``as_of`` is given without ``until``, lines on or
+after ``as_of`` are left out (they lie in the future of the analysis); ``until`` on or after
+``as_of`` is refused. Lines before ``since`` are kept as history: they give first purchases
+(the default sign-up date) and earlier spend for the classes, and "already bought" for the
+recommendations, but not RFM, clusters or basket rules.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any, Literal
+
+import pandas as pd
+from sqlalchemy import Engine
+
+from engine.classes import CLASSES, classify
+from engine.clustering import cluster_customers
+from engine.errors import SegmintError
+from engine.profiles import cluster_profiles
+from engine.rfm import REQUIRED_LINE_COLUMNS, require_columns, rfm_segments
+from engine.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SEGMENT_RESULT_COLUMNS = [
+    "customer_id", "recency_days", "frequency", "monetary", "r_score", "f_score", "m_score",
+    "rfm_code", "rfm_score", "rfm_segment", "rfm_grid_segment", "cluster", "value_tier",
+    "customer_class",
+]
+
+
+class RunError(SegmintError):
+    """A segmentation run failed; the run is recorded as failed and the last good run stays."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    as_of: date
+    since: date | None
+    until: date | None
+    k: int
+    k_mode: str
+    seed: int
+    n_lines: int
+    segments: pd.DataFrame
+    profiles: pd.DataFrame
+    rules: pd.DataFrame | None
+    recommendations: pd.DataFrame | None
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_customers(self) -> int:
+        return len(self.segments)
+
+
+class _Stages:
+    """Times each stage and logs it, so a run's progress and cost show in the log."""
+
+    def __init__(self, level: int) -> None:
+        self.level = level
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - start, 3)
+        log.log(self.level, "%s: %.2fs", name, self.seconds[name])
+
+
+def _window(lines: pd.DataFrame, *, as_of: date | None, since: date | None,
+            until: date | None) -> tuple[pd.DataFrame, pd.DataFrame, date]:
+    """(history up to the window's end, the window's lines, as_of)."""
+    if as_of is not None and until is not None and until >= as_of:
+        raise RunError(f"--until {until} must be before --as-of {as_of}")
+    if since is not None and until is not None and since > until:
+        raise RunError(f"--since {since} is after --until {until}")
+    end = until + timedelta(days=1) if until is not None else as_of
+    history = lines if end is None else lines[lines["ts"] < pd.Timestamp(end)]
+    window = history if since is None else history[history["ts"] >= pd.Timestamp(since)]
+    if window.empty:
+        raise RunError(f"no transaction lines in the window {since or 'start'} .. "
+                       f"{until or (as_of - timedelta(days=1) if as_of else 'end')}")
+    if as_of is None:
+        as_of = window["ts"].max().date() + timedelta(days=1)
+    return history, window, as_of
+
+
+def segment(lines: pd.DataFrame, customers: pd.DataFrame | None, settings: Settings, *,
+            as_of: date | None = None, since: date | None = None, until: date | None = None,
+            k: int | Literal["auto"] | None = None, seed: int | None = None,
+            progress: bool = False) -> RunResult:
+    """RFM, scores, named segments, clusters, tiers, classes, profiles, rules, recommendations."""
+    require_columns(lines, REQUIRED_LINE_COLUMNS, "lines frame")
+    stages = _Stages(logging.INFO if progress else logging.DEBUG)
+    seed = settings.clustering.seed if seed is None else seed
+    codes = list(settings.ingest.non_product_codes)
+    history, window, as_of = _window(lines, as_of=as_of, since=since, until=until)
+
+    with stages.stage("rfm"):
+        segments = rfm_segments(window, as_of=as_of, settings=settings.rfm,
+                                non_product_codes=codes)
+    if segments.empty:
+        raise RunError("no customer with a purchase in the window")
+    log.log(stages.level, "%d lines in the window, %d customers with a purchase, as_of %s",
+            len(window), len(segments), as_of)
+
+    with stages.stage("clustering"):
+        clustering = cluster_customers(segments, settings.clustering, k=k, seed=seed)
+    segments["cluster"] = clustering.labels
+    segments["value_tier"] = segments["cluster"].map(clustering.tiers)
+
+    with stages.stage("classes"):
+        segments["customer_class"] = classify(
+            segments, history, customers, as_of=as_of, settings=settings.classes,
+            tier_names=settings.clustering.tiers, non_product_codes=codes)
+        profiles = cluster_profiles(segments, settings.strategies)
+
+    rules = recommendations = None
+    assignments = segments[["customer_id", "cluster", "value_tier", "customer_class"]]
+    if lines["stock_code"].notna().any():
+        from engine.baskets import mine_rules
+        from engine.recommend import recommend
+
+        with stages.stage("baskets"):
+            rules = mine_rules(window, assignments, settings=settings.baskets,
+                               non_product_codes=codes)
+        with stages.stage("recommendations"):
+            recommendations = recommend(history, assignments, rules,
+                                        settings=settings.recommend, non_product_codes=codes)
+    else:
+        log.info("the lines have no stock codes: basket rules and recommendations skipped")
+
+    class_counts = segments["customer_class"].value_counts()
+    diagnostics = {
+        **clustering.diagnostics,
+        "tiers": {str(cluster): tier for cluster, tier in clustering.tiers.items()},
+        "value_scores": {str(cluster): score for cluster, score in clustering.value_scores.items()},
+        "classes": {name: int(class_counts.get(name, 0)) for name in CLASSES},
+        "timings": stages.seconds,
+        "skipped": [] if rules is not None else ["rules", "recommendations"],
+    }
+    return RunResult(
+        as_of=as_of, since=since, until=until, k=clustering.k,
+        k_mode=str(clustering.diagnostics["k_mode"]), seed=seed, n_lines=len(window),
+        segments=segments[SEGMENT_RESULT_COLUMNS].reset_index(drop=True), profiles=profiles,
+        rules=rules, recommendations=recommendations, diagnostics=diagnostics,
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return text if isinstance(exc, SegmintError) else f"{type(exc).__name__}: {text}".rstrip(": ")
+
+
+def execute_run(engine: Engine, settings: Settings, *, as_of: date | None = None,
+                since: date | None = None, until: date | None = None,
+                k: int | Literal["auto"] | None = None, progress: bool = False) -> int:
+    """Records a run, computes it and publishes its results in one transaction; returns its id.
+
+    On any failure the run is marked failed with its error and RunError is raised; the published
+    run (the latest succeeded one) is untouched. Runs left 'running' by a process that no longer
+    exists (killed) are marked failed first.
+    """
+    from engine.store import lines as line_store
+    from engine.store import runs as run_store
+
+    level = logging.INFO if progress else logging.DEBUG
+    for abandoned in run_store.fail_abandoned_runs(engine):
+        log.warning("run %d was left running by a process that is gone; marked failed", abandoned)
+    requested_k = settings.clustering.k if k is None else k
+    params = {"as_of": as_of and as_of.isoformat(), "since": since and since.isoformat(),
+              "until": until and until.isoformat(), "k": requested_k,
+              "seed": settings.clustering.seed, "features": list(settings.clustering.features),
+              "score_levels": settings.rfm.score_levels, "classes": settings.classes.model_dump(),
+              "pid": os.getpid(), "host": socket.gethostname()}
+    run_id = run_store.create_run(engine, params=params, as_of=as_of, since=since, until=until,
+                                  k_mode="auto" if requested_k == "auto" else "fixed",
+                                  seed=settings.clustering.seed)
+    log.log(level, "run %d started", run_id)
+    started = time.perf_counter()
+    try:
+        load_until = until if until is not None else (as_of - timedelta(days=1) if as_of else None)
+        load_start = time.perf_counter()
+        lines = line_store.load_lines(engine, until=load_until)
+        customers = line_store.load_customers(engine)
+        log.log(level, "load: %.2fs (%d lines, %d customers on file)",
+                time.perf_counter() - load_start, len(lines), len(customers))
+        result = segment(lines, customers, settings, as_of=as_of, since=since, until=until, k=k,
+                         progress=progress)
+        write_start = time.perf_counter()
+        run_store.save_results(engine, run_id=run_id, result=result)
+        log.log(level, "write: %.2fs", time.perf_counter() - write_start)
+    except BaseException as exc:
+        message = _one_line(exc) or type(exc).__name__
+        run_store.mark_failed(engine, run_id=run_id, error=message)
+        log.log(level, "run %d failed: %s", run_id, message)
+        if isinstance(exc, Exception):
+            raise RunError(f"run {run_id} failed: {message}") from exc
+        raise
+    log.log(level, "run %d succeeded: %d customers, k = %d, %.2fs in all", run_id,
+            result.n_customers, result.k, time.perf_counter() - started)
+    return run_id

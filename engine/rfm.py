@@ -1,0 +1,140 @@
+"""RFM per customer, quantile scores and the two named-segment schemes; pure functions.
+
+Definitions (SPEC, "Data and its definitions"), for the lines of a window and an ``as_of`` date:
+
+- only lines with a customer id and a product stock code count (non-product codes such as
+  postage and discounts are left out);
+- ``recency_days``: calendar days from the customer's last purchase date to ``as_of``;
+- ``frequency``: distinct purchase invoices (returns are not purchases);
+- ``monetary``: purchase value minus returned value (net, may be <= 0).
+
+The table has one row per customer with at least one purchase in the window. A customer whose
+window holds only returns has no purchase, so no recency and no frequency: it is left out (its
+returns belong to purchases made before the window).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from engine.errors import SegmintError
+from engine.settings import GridSegment, RfmSettings, ScoreSegment
+
+RFM_COLUMNS = ["customer_id", "recency_days", "frequency", "monetary", "first_purchase",
+               "tenure_days"]
+SCORE_COLUMNS = ["r_score", "f_score", "m_score", "rfm_code", "rfm_score"]
+REQUIRED_LINE_COLUMNS = ("invoice", "stock_code", "amount", "ts", "customer_id", "is_return")
+# Customers no grid cell matches (possible when the grid is written for another score scale).
+GRID_FALLBACK = "Other"
+
+
+class EngineInputError(SegmintError):
+    """The engine was handed a frame it cannot use (missing column, impossible date)."""
+
+
+def require_columns(frame: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise EngineInputError(f"{what}: required column(s) {', '.join(missing)} missing")
+
+
+def customer_lines(lines: pd.DataFrame, non_product_codes: Sequence[str]) -> pd.DataFrame:
+    """The lines that count for customer metrics: with a customer id, product codes only."""
+    require_columns(lines, REQUIRED_LINE_COLUMNS, "lines frame")
+    keep = lines["customer_id"].notna() & ~lines["stock_code"].isin(list(non_product_codes))
+    kept = lines.loc[keep, ["invoice", "amount", "ts", "customer_id", "is_return"]].copy()
+    kept["customer_id"] = kept["customer_id"].astype(str)
+    # The sign of a return's amount is not trusted: a return always subtracts its value.
+    kept["net"] = np.where(kept["is_return"], -kept["amount"].abs(), kept["amount"])
+    return kept
+
+
+def rfm_table(lines: pd.DataFrame, *, as_of: date,
+              non_product_codes: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per customer with a purchase: recency_days, frequency, monetary (+ first
+    purchase date and tenure_days for the extra clustering features), sorted by customer_id."""
+    kept = customer_lines(lines, non_product_codes)
+    as_of_ts = pd.Timestamp(as_of)
+    purchases = kept[~kept["is_return"]]
+    if not purchases.empty and purchases["ts"].max() >= as_of_ts + pd.Timedelta(days=1):
+        last = purchases["ts"].max().date()
+        raise EngineInputError(f"as_of {as_of} is before the last purchase in the window ({last})")
+    by_customer = purchases.groupby("customer_id")
+    table = pd.DataFrame({
+        "last_purchase": by_customer["ts"].max().dt.normalize(),
+        "first_purchase": by_customer["ts"].min().dt.normalize(),
+        "frequency": by_customer["invoice"].nunique(),
+    })
+    net = kept.groupby("customer_id")["net"].sum()
+    table["monetary"] = net.reindex(table.index).fillna(0.0).round(2)
+    table["recency_days"] = (as_of_ts - table["last_purchase"]).dt.days
+    table["tenure_days"] = (as_of_ts - table["first_purchase"]).dt.days
+    table = table.rename_axis("customer_id").reset_index().sort_values("customer_id")
+    table["frequency"] = table["frequency"].astype("int64")
+    table["recency_days"] = table["recency_days"].astype("int64")
+    table["tenure_days"] = table["tenure_days"].astype("int64")
+    return table[RFM_COLUMNS].reset_index(drop=True)
+
+
+def quantile_scores(values: pd.Series, keys: pd.Series, levels: int) -> pd.Series:
+    """Scores 1..levels by rank: balanced bins that stay reproducible under heavy ties.
+
+    Customers are ordered by (value, key) and the ranks cut into equal-sized bins (what qcut on
+    rank(method="first") does), so equal values may land in neighbouring bins but every bin holds
+    n/levels customers and the same input always gives the same scores.
+    """
+    n = len(values)
+    if n == 0:
+        return pd.Series([], dtype="int64", index=values.index)
+    order = np.lexsort((keys.to_numpy(dtype=str), values.to_numpy(dtype=float)))
+    ranks = np.empty(n, dtype=np.int64)
+    ranks[order] = np.arange(n)
+    return pd.Series(ranks * levels // n + 1, index=values.index, dtype="int64")
+
+
+def rfm_scores(table: pd.DataFrame, *, levels: int = 5) -> pd.DataFrame:
+    """Adds r_score (recent = high), f_score, m_score, rfm_code ("324") and rfm_score."""
+    require_columns(table, ["customer_id", "recency_days", "frequency", "monetary"], "RFM table")
+    scored = table.copy()
+    keys = scored["customer_id"].astype(str)
+    # Fewer days since the last purchase is better: score the negated recency.
+    scored["r_score"] = quantile_scores(-scored["recency_days"], keys, levels)
+    scored["f_score"] = quantile_scores(scored["frequency"], keys, levels)
+    scored["m_score"] = quantile_scores(scored["monetary"], keys, levels)
+    scored["rfm_code"] = (scored["r_score"].astype(str) + scored["f_score"].astype(str)
+                          + scored["m_score"].astype(str))
+    scored["rfm_score"] = scored["r_score"] * 100 + scored["f_score"] * 10 + scored["m_score"]
+    return scored
+
+
+def score_segments(rfm_score: pd.Series, segments: Sequence[ScoreSegment]) -> pd.Series:
+    """Named segment by rfm_score bands: the first band whose min_score is reached wins."""
+    conditions = [rfm_score.to_numpy() >= band.min_score for band in segments]
+    names = [band.name for band in segments]
+    chosen = np.select(conditions, names, default=names[-1])
+    return pd.Series(chosen, index=rfm_score.index, dtype=object)
+
+
+def grid_segments(r_score: pd.Series, f_score: pd.Series,
+                  grid: Sequence[GridSegment]) -> pd.Series:
+    """Named segment by the R x F grid (inclusive ranges); first match wins, else 'Other'."""
+    r, f = r_score.to_numpy(), f_score.to_numpy()
+    conditions = [(r >= cell.r[0]) & (r <= cell.r[1]) & (f >= cell.f[0]) & (f <= cell.f[1])
+                  for cell in grid]
+    chosen = np.select(conditions, [cell.name for cell in grid], default=GRID_FALLBACK)
+    return pd.Series(chosen, index=r_score.index, dtype=object)
+
+
+def rfm_segments(lines: pd.DataFrame, *, as_of: date, settings: RfmSettings,
+                 non_product_codes: Sequence[str] = ()) -> pd.DataFrame:
+    """rfm_table + scores + both named schemes (rfm_segment, rfm_grid_segment)."""
+    scored = rfm_scores(rfm_table(lines, as_of=as_of, non_product_codes=non_product_codes),
+                        levels=settings.score_levels)
+    scored["rfm_segment"] = score_segments(scored["rfm_score"], settings.segments)
+    scored["rfm_grid_segment"] = grid_segments(scored["r_score"], scored["f_score"],
+                                               settings.grid_segments)
+    return scored

@@ -1,0 +1,242 @@
+"""Segmentation runs and their results.
+
+A run row is created 'running' and committed at once; its results (customer_result,
+cluster_profile, association_rule, recommendation) and its status 'succeeded' are written in ONE
+transaction, so readers see all of a run or none of it. The published run is the succeeded run
+with the highest id; 'running' and 'failed' rows never are, whatever their age.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from engine.models import (
+    AssociationRule,
+    ClusterProfile,
+    CustomerResult,
+    Recommendation,
+    SegmentationRun,
+)
+from engine.store.db import StoreError, describe
+
+if TYPE_CHECKING:
+    from engine.pipeline import RunResult
+
+RUN = SegmentationRun.__table__  # type: ignore[attr-defined]
+CUSTOMER_RESULT = CustomerResult.__table__  # type: ignore[attr-defined]
+CLUSTER_PROFILE = ClusterProfile.__table__  # type: ignore[attr-defined]
+ASSOCIATION_RULE = AssociationRule.__table__  # type: ignore[attr-defined]
+RECOMMENDATION = Recommendation.__table__  # type: ignore[attr-defined]
+
+RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
+RUN_COLUMNS = ["id", "status", "started_at", "finished_at", "as_of", "since", "until", "k",
+               "k_mode", "seed", "n_customers", "n_lines", "error"]
+ITEM_SEPARATOR = ";"
+BATCH = 5_000
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _database_error(engine: Engine, exc: SQLAlchemyError) -> StoreError:
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    return StoreError(f"database {describe(str(engine.url))}: {reason}")
+
+
+def _plain(value: Any) -> Any:
+    """A value the DBAPI accepts: numpy scalars to Python, NaN/inf/NA to None."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _records(frame: pd.DataFrame, columns: list[str], **constant: Any) -> list[dict[str, Any]]:
+    rows = frame[columns].itertuples(index=False, name=None)
+    return [{**constant, **{name: _plain(value) for name, value in zip(columns, row, strict=True)}}
+            for row in rows]
+
+
+def _insert(connection: Connection, table: Any, records: list[dict[str, Any]]) -> None:
+    for start in range(0, len(records), BATCH):
+        connection.execute(insert(table), records[start:start + BATCH])
+
+
+def _items(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return ITEM_SEPARATOR.join(str(item) for item in value)
+
+
+def create_run(engine: Engine, *, params: dict[str, Any], as_of: date | None,
+               since: date | None, until: date | None, k_mode: str, seed: int) -> int:
+    """A new run row in status 'running', committed at once; returns its id."""
+    try:
+        with engine.begin() as connection:
+            result = connection.execute(insert(RUN).values(
+                status=RUNNING, started_at=_now(), as_of=as_of, since=since, until=until,
+                k_mode=k_mode, seed=seed, params=params, diagnostics={}))
+            key = result.inserted_primary_key
+            assert key is not None
+            return int(key[0])
+    except SQLAlchemyError as exc:
+        raise _database_error(engine, exc) from None
+
+
+def save_results(engine: Engine, *, run_id: int, result: RunResult) -> None:
+    """Every result of the run and its 'succeeded' status, in one transaction."""
+    segments = _records(result.segments, [c.name for c in CUSTOMER_RESULT.columns
+                                          if c.name != "run_id"], run_id=run_id)
+    profiles = _records(result.profiles, [c.name for c in CLUSTER_PROFILE.columns
+                                          if c.name != "run_id"], run_id=run_id)
+    rules: list[dict[str, Any]] = []
+    if result.rules is not None and len(result.rules):
+        frame = result.rules.assign(antecedents=result.rules["antecedents"].map(_items),
+                                    consequents=result.rules["consequents"].map(_items))
+        rules = _records(frame, ["cluster", "antecedents", "consequents", "support",
+                                 "confidence", "lift", "leverage", "conviction",
+                                 "zhangs_metric"], run_id=run_id)
+    recommendations: list[dict[str, Any]] = []
+    if result.recommendations is not None and len(result.recommendations):
+        recommendations = _records(result.recommendations, [
+            "customer_id", "rank", "stock_code", "description", "score", "reason"], run_id=run_id)
+    try:
+        with engine.begin() as connection:
+            _insert(connection, CUSTOMER_RESULT, segments)
+            _insert(connection, CLUSTER_PROFILE, profiles)
+            _insert(connection, ASSOCIATION_RULE, rules)
+            _insert(connection, RECOMMENDATION, recommendations)
+            connection.execute(update(RUN).where(RUN.c.id == run_id).values(
+                status=SUCCEEDED, finished_at=_now(), as_of=result.as_of, k=result.k,
+                k_mode=result.k_mode, seed=result.seed, n_customers=result.n_customers,
+                n_lines=result.n_lines, diagnostics=result.diagnostics, error=None))
+    except SQLAlchemyError as exc:
+        raise _database_error(engine, exc) from None
+
+
+def mark_failed(engine: Engine, *, run_id: int, error: str) -> None:
+    """Status 'failed' with the error; results of the run (if any slipped in) are removed."""
+    with engine.begin() as connection:
+        for table in (RECOMMENDATION, ASSOCIATION_RULE, CLUSTER_PROFILE, CUSTOMER_RESULT):
+            connection.execute(delete(table).where(table.c.run_id == run_id))
+        connection.execute(update(RUN).where(RUN.c.id == run_id).values(
+            status=FAILED, finished_at=_now(), error=error[:2000]))
+
+
+def _process_gone(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def fail_abandoned_runs(engine: Engine) -> list[int]:
+    """Marks failed the 'running' rows whose process (on this host) no longer exists, e.g. a
+    run killed with SIGKILL. Rows of live processes and of other hosts are left alone."""
+    host = socket.gethostname()
+    with engine.connect() as connection:
+        rows = connection.execute(select(RUN.c.id, RUN.c.params).where(RUN.c.status == RUNNING))
+        abandoned = [row.id for row in rows
+                     if (row.params or {}).get("host") == host
+                     and _process_gone((row.params or {}).get("pid"))]
+    for run_id in abandoned:
+        mark_failed(engine, run_id=run_id, error="abandoned: the process running it ended "
+                                                 "without finishing (killed?)")
+    return abandoned
+
+
+def published_run_id(engine: Engine) -> int | None:
+    """The latest succeeded run, or None before the first success."""
+    with engine.connect() as connection:
+        return connection.execute(
+            select(func.max(RUN.c.id)).where(RUN.c.status == SUCCEEDED)).scalar_one_or_none()
+
+
+def list_runs(engine: Engine) -> pd.DataFrame:
+    """Every run, newest first (RUN_COLUMNS)."""
+    with engine.connect() as connection:
+        rows = connection.execute(select(*[RUN.c[name] for name in RUN_COLUMNS])
+                                  .order_by(RUN.c.id.desc())).all()
+    return pd.DataFrame([tuple(row) for row in rows], columns=RUN_COLUMNS)
+
+
+def get_run(engine: Engine, *, run_id: int) -> dict[str, Any] | None:
+    """The run row as a dict (with params and diagnostics), or None."""
+    with engine.connect() as connection:
+        row = connection.execute(select(RUN).where(RUN.c.id == run_id)).mappings().first()
+    return dict(row) if row is not None else None
+
+
+def resolve_run(engine: Engine, ref: str | int | None) -> int:
+    """A run reference from the command line: an id or 'latest' (= published); the run must
+    have succeeded."""
+    if ref is None or str(ref).lower() == "latest":
+        run_id = published_run_id(engine)
+        if run_id is None:
+            raise StoreError("no succeeded run yet: run `segmint run` first")
+        return run_id
+    try:
+        run_id = int(ref)
+    except ValueError:
+        raise StoreError(f"run {ref!r} is not a run id or 'latest'") from None
+    run = get_run(engine, run_id=run_id)
+    if run is None:
+        raise StoreError(f"run {run_id} does not exist")
+    if run["status"] != SUCCEEDED:
+        raise StoreError(f"run {run_id} has status {run['status']}; it has no results")
+    return run_id
+
+
+def _read(engine: Engine, table: Any, run_id: int, order: Iterable[str]) -> pd.DataFrame:
+    columns = [c for c in table.columns if c.name not in ("run_id", "id")]
+    query = select(*columns).where(table.c.run_id == run_id) \
+        .order_by(*[table.c[name] for name in order])
+    with engine.connect() as connection:
+        rows = connection.execute(query).all()
+    return pd.DataFrame([tuple(row) for row in rows], columns=[c.name for c in columns])
+
+
+def read_segments(engine: Engine, *, run_id: int) -> pd.DataFrame:
+    return _read(engine, CUSTOMER_RESULT, run_id, ["customer_id"])
+
+
+def read_profiles(engine: Engine, *, run_id: int) -> pd.DataFrame:
+    return _read(engine, CLUSTER_PROFILE, run_id, ["cluster"])
+
+
+def read_rules(engine: Engine, *, run_id: int) -> pd.DataFrame:
+    """Rules with item sets as ';'-joined stock codes; cluster None = all customers."""
+    frame = _read(engine, ASSOCIATION_RULE, run_id, ["id"])
+    frame["cluster"] = frame["cluster"].astype(object).where(frame["cluster"].notna(), None)
+    return frame
+
+
+def read_recommendations(engine: Engine, *, run_id: int) -> pd.DataFrame:
+    return _read(engine, RECOMMENDATION, run_id, ["customer_id", "rank"])
+
+
+def read_classes(engine: Engine, *, run_id: int) -> pd.DataFrame:
+    """customer_id and customer_class of a run."""
+    query = select(CUSTOMER_RESULT.c.customer_id, CUSTOMER_RESULT.c.customer_class) \
+        .where(CUSTOMER_RESULT.c.run_id == run_id)
+    with engine.connect() as connection:
+        rows = connection.execute(query).all()
+    return pd.DataFrame([tuple(row) for row in rows], columns=["customer_id", "customer_class"])
