@@ -75,8 +75,12 @@ def publish_run(engine, persons: list[Person]) -> int:  # type: ignore[no-untype
 
 
 def write_config(tmp_path: Path, extra: str = "") -> Path:
+    """config.toml with TEST_CONFIG's [notifications] keys, overridden by the lines of extra."""
+    overridden = {line.split("=")[0].strip() for line in extra.splitlines() if "=" in line}
+    kept = [line for line in TEST_CONFIG.splitlines()
+            if "=" not in line or line.split("=")[0].strip() not in overridden]
     path = tmp_path / "config.toml"
-    path.write_text(TEST_CONFIG.replace("[notifications]\n", "[notifications]\n" + extra, 1))
+    path.write_text("\n".join(kept).replace("[notifications]", "[notifications]\n" + extra, 1))
     return path
 
 

@@ -11,8 +11,8 @@ from fake_twilio import FakeTwilio
 
 from engine.models import Customer
 from engine.settings import Settings
-from engine.store import session_scope
 from engine.store import offers as store
+from engine.store import session_scope
 from notifications.offers import send_offers
 from notifications.sender import ProviderError
 
