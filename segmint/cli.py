@@ -172,9 +172,17 @@ def run_command(context: Context, as_of: str | None, since: str | None, until: s
         else:
             raise click.BadParameter(f"{k!r} is not 'auto' or a whole number 2..30",
                                      param_hint="--k")
-    run_id = execute_run(context.engine(), context.settings, as_of=parse_date(as_of, "--as-of"),
-                         since=parse_date(since, "--since"), until=parse_date(until, "--until"),
-                         k=clusters, progress=True)  # type: ignore[arg-type]
+    from engine.store.locks import job_lock
+
+    db = context.engine()
+    # The scheduler's segment job takes the same lock: never two runs at once (LockBusy is a
+    # one-line error naming the holder).
+    with job_lock(db, "segment", holder="cli run",
+                  ttl_seconds=context.settings.scheduler.lock_ttl_seconds):
+        run_id = execute_run(db, context.settings, as_of=parse_date(as_of, "--as-of"),
+                             since=parse_date(since, "--since"),
+                             until=parse_date(until, "--until"),
+                             k=clusters, progress=True)  # type: ignore[arg-type]
     click.echo(run_id)
 
 
@@ -218,6 +226,125 @@ def _run_row(run: dict[str, Any]) -> dict[str, Any]:
             "finished": stamp(run["finished_at"]), "window": window, "as_of": day(run["as_of"]),
             "k": number(run["k"]), "k_mode": run["k_mode"],
             "n_customers": number(run["n_customers"]), "error": run["error"]}
+
+
+@cli.command("scheduler")
+@click.option("--interval", type=click.IntRange(min=1), default=None, metavar="SECONDS",
+              help="Run the pipeline job every SECONDS instead of its cron schedule.")
+@click.pass_context
+def scheduler_command(ctx: click.Context, interval: int | None) -> None:
+    """The APScheduler process: inbox pick-up, segmentation runs, offers (until SIGTERM)."""
+    from jobs.scheduler import run_scheduler
+
+    context: Context = ctx.find_object(Context)
+    config_path = ctx.find_root().params.get("config_path")
+    status = run_scheduler(context.settings, context.engine(), config_path=config_path,
+                           interval=interval)
+    ctx.exit(status)
+
+
+@cli.command("jobs")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array for machines.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Newest rows to show.")
+@pass_context
+def jobs_command(context: Context, as_json: bool, limit: int) -> None:
+    """Job history: id, job, trigger, started, finished, status, error, run id (newest first)."""
+    import json
+
+    from engine.store.jobs import list_jobs
+
+    rows = [{"id": row.id, "job": row.job_id, "trigger": row.trigger,
+             "started": row.started_at.isoformat(timespec="seconds"),
+             "finished": row.finished_at.isoformat(timespec="seconds") if row.finished_at
+             else None, "status": row.status, "error": row.error, "run_id": row.run_id,
+             "details": row.details} for row in list_jobs(context.engine(), limit=limit)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no jobs have run yet (start `segmint scheduler`)")
+        return
+    click.echo(f"{'id':>5}  {'job':<9} {'status':<9} {'started':<25} {'finished':<25} "
+               f"{'run':>4}  trigger / error")
+    for row in rows:
+        note = row["error"] or row["details"].get("reason") or ""
+        click.echo(f"{row['id']:>5}  {row['job']:<9} {row['status']:<9} {row['started']:<25} "
+                   f"{row['finished'] or '-':<25} {row['run_id'] or '-':>4}  {row['trigger']}"
+                   f"{'  ' + note if note else ''}")
+
+
+@cli.command("demo")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Dashboard port (default: dashboard.port in the config).")
+@click.option("--interval", type=click.IntRange(min=1), default=60, show_default=True,
+              metavar="SECONDS", help="How often the demo scheduler runs the pipeline.")
+@click.option("--customers", "n_customers", type=click.IntRange(min=10), default=2000,
+              show_default=True, help="Customers in the generated demo data (first time only).")
+@click.pass_context
+def demo_command(ctx: click.Context, port: int | None, interval: int, n_customers: int) -> None:
+    """Sample data, init-db, ingest, one run, a demo login, then scheduler + dashboard."""
+    from jobs.demo import run_demo
+
+    context: Context = ctx.find_object(Context)
+    config_path = ctx.find_root().params.get("config_path")
+    ctx.exit(run_demo(context.settings, config_path=config_path, port=port, interval=interval,
+                      customers=n_customers))
+
+
+@cli.command("serve")
+@click.option("--host", default=None, help="Address to bind (default: dashboard.host).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Port (default: dashboard.port).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="gunicorn workers (default: dashboard.workers).")
+@pass_context
+def serve_command(context: Context, host: str | None, port: int | None,
+                  workers: int | None) -> None:
+    """The dashboard behind gunicorn; login required (create accounts with `users add`)."""
+    from dashboard.serve import serve
+
+    context.engine()  # stop now with one line when the database or its schema is missing
+    serve(context.settings, host=host, port=port, workers=workers)
+
+
+@cli.group("users")
+def users_group() -> None:
+    """Dashboard accounts."""
+
+
+@users_group.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["manager", "analyst"]), required=True,
+              help="manager: view; analyst: view, filter and export.")
+@pass_context
+def users_add_command(context: Context, name: str, role: str) -> None:
+    """Create an account or replace its password and role. The password is prompted on a
+    terminal and read from standard input (first line) otherwise."""
+    from dashboard.auth import hash_password
+    from engine.store.users import UserError, save_user
+
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise UserError("empty password (type it at the prompt or pipe it on standard input)")
+    if len(password) < 8:
+        log.warning("the password for %s is shorter than 8 characters", name)
+    created = save_user(engine=context.engine(), username=name,
+                        password_hash=hash_password(password), role=role)
+    click.echo(f"user {name} {'created' if created else 'updated'} ({role})")
+
+
+@users_group.command("list")
+@pass_context
+def users_list_command(context: Context) -> None:
+    """Accounts and their roles (never the passwords)."""
+    from engine.store.users import list_users
+
+    for user in list_users(engine=context.engine()):
+        click.echo(f"{user.username}\t{user.role}")
 
 
 def main(argv: list[str] | None = None) -> None:

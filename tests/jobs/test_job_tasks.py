@@ -1,0 +1,161 @@
+"""The tasks without a scheduler: inbox pick-up, the fresh-data rule, job history, pipeline
+order and stopping at the first failure. Real database (SQLite and PostgreSQL), real files."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from engine.ingest import ingest_file
+from engine.settings import Settings
+from engine.store.jobs import fresh_data_reason, list_jobs
+from engine.store.locks import job_lock
+from jobs.tasks import Outcome, offer_pass, pick_up_inbox, pipeline, ready_files, run_recorded
+from tests.jobs.conftest import drop, history, run_count, write_transactions
+
+
+def test_bad_file_goes_to_failed_with_reason_and_later_files_still_load(
+        tmp_path: Path, jobs_settings: Settings, jobs_db: Engine) -> None:
+    inbox = tmp_path / "inbox"
+    bad = tmp_path / "src" / "a_bad.csv"
+    bad.parent.mkdir()
+    bad.write_text("x,y\n1,2\n")
+    drop(bad, inbox)
+    drop(write_transactions(tmp_path / "src" / "b_good.csv", seed=1, customers=20), inbox)
+    (inbox / "c_upload.csv.part").write_text("still uploading")
+
+    outcome = pick_up_inbox(jobs_db, jobs_settings)
+
+    assert outcome.status == "succeeded"
+    assert [(f["file"], f["outcome"]) for f in outcome.details["files"]] == [
+        ("a_bad.csv", "failed"), ("b_good.csv", "processed")]
+    assert (inbox / "failed" / "a_bad.csv").exists()
+    reason = (inbox / "failed" / "a_bad.csv.error.txt").read_text()
+    assert "missing column" in reason and "customer_id" in reason
+    assert (inbox / "processed" / "b_good.csv").exists()
+    assert outcome.details["loaded"] > 0
+    assert sorted(p.name for p in inbox.iterdir()) == ["c_upload.csv.part", "failed",
+                                                        "processed"]
+
+
+def test_unsupported_and_unsettled_files(tmp_path: Path, jobs_settings: Settings,
+                                         jobs_db: Engine) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "notes.txt").write_text("hello")
+    past = time.time() - 5
+    os.utime(inbox / "notes.txt", (past, past))
+    fresh = write_transactions(inbox / "just-arriving.csv", seed=2, customers=5)
+    assert ready_files(inbox) == [inbox / "notes.txt"], "a file still changing is left alone"
+
+    outcome = pick_up_inbox(jobs_db, jobs_settings)
+
+    assert "unsupported file type" in (inbox / "failed" / "notes.txt.error.txt").read_text()
+    assert fresh.exists() and outcome.details["failed"] == 1
+
+
+def test_same_name_dropped_twice_keeps_both(tmp_path: Path, jobs_settings: Settings,
+                                            jobs_db: Engine) -> None:
+    inbox = tmp_path / "inbox"
+    source = write_transactions(tmp_path / "src" / "day.csv", seed=3, customers=10)
+    drop(source, inbox)
+    pick_up_inbox(jobs_db, jobs_settings)
+    drop(source, inbox)
+    second = pick_up_inbox(jobs_db, jobs_settings)
+    assert second.details["files"][0]["already_loaded"] is True
+    assert len(list((inbox / "processed").iterdir())) == 2
+
+
+def test_empty_inbox_is_skipped(jobs_settings: Settings, jobs_db: Engine) -> None:
+    assert pick_up_inbox(jobs_db, jobs_settings).status == "skipped"
+
+
+def test_fresh_data_rule(tmp_path: Path, jobs_settings: Settings, jobs_db: Engine) -> None:
+    assert fresh_data_reason(jobs_db) is None, "no lines: nothing to run"
+    ingest_file(jobs_db, jobs_settings, write_transactions(tmp_path / "one.csv", seed=4))
+    assert fresh_data_reason(jobs_db) == "no succeeded run yet"
+
+    outcome = pipeline(jobs_db, jobs_settings, trigger="test")
+    assert outcome.status == "succeeded" and outcome.run_id is not None
+    assert fresh_data_reason(jobs_db) is None
+
+    again = pipeline(jobs_db, jobs_settings, trigger="test")
+    assert again.status == "succeeded" and again.run_id is None
+    segments = history(jobs_db, "segment")
+    assert [row.status for row in segments] == ["succeeded", "skipped"]
+    assert segments[1].details["reason"] == "no new lines since the last run"
+
+    ingest_file(jobs_db, jobs_settings, write_transactions(tmp_path / "two.csv", seed=5,
+                                                            prefix="B"))
+    assert fresh_data_reason(jobs_db) == "1 file(s) loaded since the last run"
+    assert run_count(jobs_db) == 1
+
+
+def test_pipeline_records_each_step_in_order(tmp_path: Path, jobs_settings: Settings,
+                                             jobs_db: Engine) -> None:
+    drop(write_transactions(tmp_path / "src" / "day1.csv", seed=6), tmp_path / "inbox")
+    outcome = pipeline(jobs_db, jobs_settings, trigger="cron 0 2 * * *")
+    rows = history(jobs_db)
+    assert [row.job_id for row in rows] == ["pipeline", "inbox", "segment", "offers"]
+    by_job = {row.job_id: row for row in rows}
+    assert by_job["pipeline"].trigger == "cron 0 2 * * *"
+    assert by_job["segment"].trigger == "pipeline: cron 0 2 * * *"
+    assert by_job["pipeline"].run_id == by_job["segment"].run_id == outcome.run_id
+    assert by_job["offers"].status == "skipped"
+    assert "disabled by config" in by_job["offers"].details["reason"]
+    assert all(row.finished_at is not None for row in rows)
+    assert by_job["pipeline"].details["steps"] == {"inbox": "succeeded",
+                                                    "segment": "succeeded",
+                                                    "offers": "skipped"}
+    listed = list_jobs(jobs_db, limit=2)
+    assert [row.job_id for row in listed] == ["offers", "segment"], "newest started first"
+
+
+def test_pipeline_stops_at_the_first_failure(tmp_path: Path, jobs_settings: Settings,
+                                             jobs_db: Engine) -> None:
+    # Lines without any customer id load fine but give the engine nothing to segment.
+    source = tmp_path / "src" / "anonymous.csv"
+    write_transactions(source, seed=7, customers=5)
+    lines = source.read_text().splitlines()
+    source.write_text("\n".join([lines[0]] + [",".join(["", *row.split(",")[1:]])
+                                              for row in lines[1:]]) + "\n")
+    drop(source, tmp_path / "inbox")
+    outcome = pipeline(jobs_db, jobs_settings, trigger="test")
+    rows = {row.job_id: row for row in history(jobs_db)}
+    assert outcome.status == "failed" and rows["pipeline"].status == "failed"
+    assert rows["segment"].status == "failed" and rows["segment"].error
+    assert rows["pipeline"].error.startswith("segment: ")
+    assert "offers" not in rows, "offers never run after a failed segmentation"
+
+
+def test_busy_lock_records_skipped(jobs_settings: Settings, jobs_db: Engine) -> None:
+    def never(*_args: object) -> Outcome:
+        raise AssertionError("must not run while the lock is held elsewhere")
+
+    with job_lock(jobs_db, "segment", holder="someone else"):
+        outcome = run_recorded(jobs_db, jobs_settings, job_id="segment", trigger="test",
+                               step=never)
+    assert outcome.status == "skipped"
+    row = history(jobs_db, "segment")[0]
+    assert row.status == "skipped" and "held" in row.details["reason"]
+
+
+def test_offers_disabled_by_config(jobs_settings: Settings, jobs_db: Engine) -> None:
+    outcome = offer_pass(jobs_db, jobs_settings)
+    assert outcome.status == "skipped"
+    assert outcome.details["reason"].startswith("offers disabled by config")
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_unexpected_error_is_recorded_not_raised(jobs_settings: Settings,
+                                                 jobs_db: Engine) -> None:
+    def broken(*_args: object) -> Outcome:
+        raise KeyError("surprise")
+
+    outcome = run_recorded(jobs_db, jobs_settings, job_id="inbox", trigger="test", step=broken)
+    assert outcome.status == "failed" and outcome.error == "KeyError: 'surprise'"
+    assert history(jobs_db, "inbox")[0].error == "KeyError: 'surprise'"
