@@ -246,6 +246,7 @@ class DashboardSettings(Section):
     cache_seconds: Annotated[int, Field(ge=0)] = 300
     secure_cookies: bool = False
     session_hours: Annotated[int, Field(gt=0)] = 12
+    cache_dir: str = "var/cache/dashboard"
 
 
 class Secrets(BaseModel):

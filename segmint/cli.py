@@ -347,6 +347,86 @@ def users_list_command(context: Context) -> None:
         click.echo(f"{user.username}\t{user.role}")
 
 
+@cli.command("serve")
+@click.option("--host", default=None, help="Address to bind (default: dashboard.host).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Port (default: dashboard.port).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="gunicorn workers (default: dashboard.workers).")
+@pass_context
+def serve_command(context: Context, host: str | None, port: int | None,
+                  workers: int | None) -> None:
+    """The dashboard behind gunicorn; login required (create accounts with `users add`)."""
+    from dashboard.serve import serve
+
+    context.engine()  # stop now with one line when the database or its schema is missing
+    serve(context.settings, host=host, port=port, workers=workers)
+
+
+@cli.group("users")
+def users_group() -> None:
+    """Dashboard accounts."""
+
+
+@users_group.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["manager", "analyst"]), required=True,
+              help="manager: view; analyst: view, filter and export.")
+@pass_context
+def users_add_command(context: Context, name: str, role: str) -> None:
+    """Create an account or replace its password and role. The password is prompted on a
+    terminal and read from standard input (first line) otherwise."""
+    from dashboard.auth import hash_password
+    from engine.store.users import UserError, save_user
+
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise UserError("empty password (type it at the prompt or pipe it on standard input)")
+    if len(password) < 8:
+        log.warning("the password for %s is shorter than 8 characters", name)
+    created = save_user(engine=context.engine(), username=name,
+                        password_hash=hash_password(password), role=role)
+    click.echo(f"user {name} {'created' if created else 'updated'} ({role})")
+
+
+@users_group.command("list")
+@pass_context
+def users_list_command(context: Context) -> None:
+    """Accounts and their roles (never the passwords)."""
+    from engine.store.users import list_users
+
+    for user in list_users(engine=context.engine()):
+        click.echo(f"{user.username}\t{user.role}")
+
+
+@cli.command("evaluate")
+@click.option("--cutoff", default=None, metavar="DATE",
+              help="Train before this day, test after it (default: evaluate.cutoff in the "
+                   "config, else 80% of the way through the data).")
+@pass_context
+def evaluate_command(context: Context, cutoff: str | None) -> None:
+    """Recommendation quality on a time split: Segmint vs a global-popularity baseline."""
+    from engine.evaluate import default_cutoff, evaluate
+    from engine.store.lines import load_customers, load_lines
+
+    settings = context.settings
+    chosen = parse_date(cutoff, "--cutoff") or settings.evaluate.cutoff
+    db = context.engine()
+    lines = load_lines(db)
+    if lines.empty:
+        raise SegmintError("no transaction lines in the database; run `segmint ingest PATH` first")
+    if chosen is None:
+        chosen = default_cutoff(lines)
+    result = evaluate(lines, load_customers(db), settings, chosen)
+    click.echo(f"cutoff {result.cutoff}: {result.n_customers} customers evaluated "
+               f"({result.n_train_customers} in the training run; the others bought nothing new "
+               f"after the cutoff)")
+    click.echo(result.table())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: expected failures become one line and exit status 1."""
     try:

@@ -1,0 +1,159 @@
+"""Login, sessions and roles for the dashboard's Flask server.
+
+The login form is plain HTML (no Dash, no static files) so it works before anything else is
+allowed. A before_request hook guards every other route, including Dash's JSON endpoints and
+component bundles. Sessions are Flask's signed cookies: nothing about a user lives in a worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import timedelta
+from html import escape
+from typing import Any
+
+from flask import Blueprint, Flask, Response, abort, redirect, request, session
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from engine.store.users import find_user
+
+from . import context
+
+log = logging.getLogger(__name__)
+
+ANALYST = "analyst"
+MANAGER = "manager"
+PASSWORD_METHOD = "scrypt"
+OPEN_PREFIXES = ("/webhooks/twilio/",)
+OPEN_PATHS = ("/login", "/logout", "/healthz", "/favicon.ico")
+
+
+def hash_password(password: str) -> str:
+    return generate_password_hash(password, method=PASSWORD_METHOD)
+
+
+def current_user() -> str | None:
+    user = session.get("user")
+    return user if isinstance(user, str) else None
+
+
+def current_role() -> str | None:
+    role = session.get("role")
+    return role if role in (ANALYST, MANAGER) else None
+
+
+def is_analyst() -> bool:
+    return current_user() is not None and current_role() == ANALYST
+
+
+def require_analyst() -> None:
+    """Server-side refusal of filter and export requests from anyone but an analyst."""
+    if not is_analyst():
+        log.warning("refused analyst-only request from %r (%s)", current_user(), current_role())
+        abort(403)
+
+
+def configure_sessions(server: Flask, *, secret_key: str, secure: bool, hours: int) -> None:
+    server.config.update(
+        SECRET_KEY=secret_key,
+        SESSION_COOKIE_NAME="segmint_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=secure,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=hours),
+    )
+    server.before_request(_require_login)
+
+
+def _is_open(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+
+
+def _require_login() -> Any:
+    if _is_open(request.path) or current_user() is not None:
+        return None
+    wants_page = request.method == "GET" and not request.path.startswith("/_")
+    if wants_page:
+        target = request.full_path.rstrip("?") if request.query_string else request.path
+        return redirect(f"/login?next={_quote(target)}")
+    return Response('{"error": "login required"}', status=401, mimetype="application/json")
+
+
+def _quote(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(value, safe="/")
+
+
+def _safe_next(value: str | None) -> str:
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    return value
+
+
+def create_blueprint() -> Blueprint:
+    blueprint = Blueprint("segmint_auth", __name__)
+    # Checked when the user does not exist, so a wrong name costs as long as a wrong password.
+    dummy_hash = hash_password(secrets.token_urlsafe(16))
+
+    @blueprint.route("/login", methods=["GET", "POST"])
+    def login() -> Any:
+        next_url = _safe_next(request.values.get("next"))
+        if request.method == "GET":
+            return _login_page(next_url, error=None)
+        username = request.form.get("username", "").strip()
+        password = request.form.get("password", "")
+        user = find_user(engine=context.engine(), username=username) if username else None
+        valid = check_password_hash(user.password_hash if user else dummy_hash, password)
+        if user is None or not valid:
+            log.info("failed dashboard login for %r", username)
+            return _login_page(next_url, error="Unknown user or wrong password."), 401
+        session.clear()
+        session.permanent = True
+        session["user"] = user.username
+        session["role"] = user.role
+        log.info("dashboard login: %s (%s)", user.username, user.role)
+        return redirect(next_url)
+
+    @blueprint.route("/logout", methods=["GET", "POST"])
+    def logout() -> Any:
+        session.clear()
+        return redirect("/login")
+
+    @blueprint.route("/healthz")
+    def healthz() -> Any:
+        return {"status": "ok"}
+
+    return blueprint
+
+
+def _login_page(next_url: str, *, error: str | None) -> str:
+    message = f'<p class="error" role="alert">{escape(error)}</p>' if error else ""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Segmint · sign in</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; background: #f5f7fb;
+       display: flex; align-items: center; justify-content: center; min-height: 100vh; margin: 0; }}
+form {{ background: #fff; padding: 2rem 2.2rem; border-radius: 10px; width: 320px;
+       box-shadow: 0 4px 18px rgba(20, 40, 80, .12); }}
+h1 {{ font-size: 1.4rem; margin: 0 0 .3rem; color: #12263f; }}
+p.lead {{ color: #6c757d; margin: 0 0 1.2rem; font-size: .9rem; }}
+label {{ display: block; font-size: .85rem; color: #344050; margin: .8rem 0 .25rem; }}
+input {{ width: 100%; box-sizing: border-box; padding: .55rem .7rem; border: 1px solid #ccd3dd;
+        border-radius: 6px; font-size: 1rem; }}
+button {{ margin-top: 1.3rem; width: 100%; padding: .6rem; border: 0; border-radius: 6px;
+         background: #2c7be5; color: #fff; font-size: 1rem; cursor: pointer; }}
+.error {{ color: #b02a37; background: #fbe5e7; padding: .5rem .7rem; border-radius: 6px; }}
+</style></head>
+<body><form method="post" action="/login">
+<h1>Segmint</h1><p class="lead">Sign in to the segments dashboard</p>
+{message}
+<input type="hidden" name="next" value="{escape(next_url)}">
+<label for="username">User name</label>
+<input id="username" name="username" autocomplete="username" required autofocus>
+<label for="password">Password</label>
+<input id="password" name="password" type="password" autocomplete="current-password" required>
+<button id="login-submit" type="submit">Sign in</button>
+</form></body></html>"""

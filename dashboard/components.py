@@ -1,0 +1,105 @@
+"""Small building blocks shared by the pages: headers, KPI cards, empty states, tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dash_ag_grid as dag
+import dash_bootstrap_components as dbc
+import pandas as pd
+import plotly.graph_objects as go
+from dash import dcc, html
+
+NO_RUN_MESSAGE = "No segmentation run yet: run `segmint ingest ...` then `segmint run`."
+NO_DATA_MESSAGE = "No transactions loaded yet: run `segmint ingest PATH` to load a file."
+
+
+def page_header(title: str, subtitle: str | None = None) -> html.Div:
+    children: list[Any] = [html.H2(title, className="page-title mb-1")]
+    if subtitle:
+        children.append(html.P(subtitle, className="text-muted mb-3"))
+    return html.Div(children, className="mb-2")
+
+
+def scope_note(text: str) -> dbc.Alert:
+    """Says which run and window the page shows."""
+    return dbc.Alert(text, color="light", className="scope-note py-2 small border",
+                     id="scope-note")
+
+
+def empty_state(message: str, title: str = "Nothing to show yet") -> dbc.Alert:
+    return dbc.Alert([html.H5(title, className="alert-heading"), dcc.Markdown(message)],
+                     color="info", className="empty-state")
+
+
+def kpi_card(label: str, value: str, component_id: str, hint: str | None = None) -> dbc.Col:
+    body = [html.Div(label, className="kpi-label text-muted small text-uppercase"),
+            html.Div(value, id=component_id, className="kpi-value fs-3 fw-semibold")]
+    if hint:
+        body.append(html.Div(hint, className="text-muted small"))
+    return dbc.Col(dbc.Card(dbc.CardBody(body), className="kpi-card shadow-sm h-100"),
+                   xs=12, sm=6, lg=3, className="mb-3")
+
+
+def graph(component_id: str, figure: go.Figure) -> dcc.Graph:
+    return dcc.Graph(id=component_id, figure=figure,
+                     config={"displaylogo": False, "displayModeBar": False},
+                     className="figure-card")
+
+
+def card(children: Any, title: str | None = None) -> dbc.Card:
+    parts = []
+    if title:
+        parts.append(dbc.CardHeader(title))
+    parts.append(dbc.CardBody(children))
+    return dbc.Card(parts, className="shadow-sm mb-4")
+
+
+def money(value: float) -> str:
+    return f"£{value:,.0f}"
+
+
+def grid(component_id: str, frame: pd.DataFrame, *, height: int = 420, page_size: int = 20,
+         money_columns: tuple[str, ...] = (), number_columns: tuple[str, ...] = ()) -> dag.AgGrid:
+    """A sortable, filterable AG Grid of a frame (dates and None made JSON-safe)."""
+    columns = []
+    for name in frame.columns:
+        column: dict[str, Any] = {"field": name, "headerName": name.replace("_", " ")}
+        if name in money_columns:
+            column["valueFormatter"] = {"function": "d3.format(',.2f')(params.value)"}
+            column["filter"] = "agNumberColumnFilter"
+        elif name in number_columns or pd.api.types.is_numeric_dtype(frame[name]):
+            column["filter"] = "agNumberColumnFilter"
+        columns.append(column)
+    return dag.AgGrid(
+        id=component_id,
+        rowData=json_records(frame),
+        columnDefs=columns,
+        defaultColDef={"sortable": True, "filter": True, "resizable": True, "floatingFilter": True,
+                       "minWidth": 90},
+        columnSize="responsiveSizeToFit",
+        dashGridOptions={"pagination": True, "paginationPageSize": page_size,
+                         "animateRows": False},
+        style={"height": f"{height}px"},
+        className="ag-theme-alpine",
+    )
+
+
+def json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as plain JSON values: timestamps as ISO text, NaN as None."""
+    clean = frame.copy()
+    for name in clean.columns:
+        if pd.api.types.is_datetime64_any_dtype(clean[name]):
+            clean[name] = clean[name].dt.strftime("%Y-%m-%d %H:%M")
+        elif clean[name].dtype == object:
+            clean[name] = clean[name].map(_plain)
+    records: list[dict[str, Any]] = clean.astype(object).where(clean.notna(), None).to_dict(
+        "records")
+    return records
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.isoformat(sep=" ", timespec="minutes") if hasattr(value, "hour") \
+            else value.isoformat()
+    return value

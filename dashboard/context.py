@@ -1,0 +1,57 @@
+"""What pages and callbacks need from the running server: settings, the database, the cache.
+
+Everything hangs off the Flask app (`current_app`), so pages never import the Dash app and no
+state lives in module globals. Cached values are keyed by the data version (last loaded line and
+last published run), so a new ingest or run shows up on the next visit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import current_app, g
+from flask_caching import Cache
+from sqlalchemy import Engine
+
+from engine.settings import Settings
+from engine.store import aggregates, get_engine
+
+SETTINGS_KEY = "SEGMINT_SETTINGS"
+CACHE_KEY = "segmint_cache"
+
+T = TypeVar("T")
+
+
+def settings() -> Settings:
+    value: Settings = current_app.config[SETTINGS_KEY]
+    return value
+
+
+def engine() -> Engine:
+    current = settings()
+    return get_engine(current.database_url, current.database.echo)
+
+
+def cache() -> Cache:
+    value: Cache = current_app.extensions[CACHE_KEY]
+    return value
+
+
+def data_version() -> str:
+    """Once per request: the version every cache key carries."""
+    if "segmint_data_version" not in g:
+        g.segmint_data_version = aggregates.data_version(engine=engine())
+    version: str = g.segmint_data_version
+    return version
+
+
+def cached(name: str, *parts: Any, compute: Callable[[], T]) -> T:
+    """The value of compute() for (name, parts, data version), from the shared cache if there."""
+    key = "|".join([name, data_version(), *(repr(part) for part in parts)])
+    store = cache()
+    value = store.get(key)
+    if value is None:
+        value = compute()
+        store.set(key, value)
+    return value  # type: ignore[no-any-return]

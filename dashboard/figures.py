@@ -1,0 +1,274 @@
+"""Pure figure builders: DataFrame (or dict) in, plotly Figure out. No database, no Dash, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+TEMPLATE = "plotly_white"
+ACCENT = "#2c7be5"
+BEST = "#e5532c"
+TIER_COLOURS = {"High value": "#2c7be5", "Mid value": "#00a389", "Low value": "#f6a609"}
+PALETTE = ["#2c7be5", "#00a389", "#f6a609", "#e5532c", "#8e5cd9", "#39afd1", "#6c757d",
+           "#d63384", "#20c997", "#fd7e14"]
+
+
+def _layout(figure: go.Figure, title: str, height: int = 320) -> go.Figure:
+    figure.update_layout(template=TEMPLATE, title={"text": title, "x": 0.01, "font": {"size": 15}},
+                         height=height, margin={"l": 50, "r": 20, "t": 50, "b": 40})
+    return figure
+
+
+def empty_figure(message: str, title: str = "") -> go.Figure:
+    """A blank chart that says why it is blank (used instead of an error)."""
+    figure = go.Figure()
+    figure.add_annotation(text=message, showarrow=False, font={"size": 14, "color": "#6c757d"},
+                          xref="paper", yref="paper", x=0.5, y=0.5)
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False)
+    return _layout(figure, title)
+
+
+def best_month(monthly: pd.DataFrame, column: str) -> str | None:
+    """The month with the highest value of column (earliest on ties), or None when empty."""
+    if monthly.empty or monthly[column].isna().all():
+        return None
+    return str(monthly.loc[monthly[column].idxmax(), "month"])
+
+
+def trend_figure(monthly: pd.DataFrame, column: str, title: str, *,
+                 money: bool = False) -> go.Figure:
+    """Monthly line of one column with its best month marked."""
+    if monthly.empty:
+        return empty_figure("No transactions in this window", title)
+    figure = go.Figure(go.Scatter(
+        x=monthly["month"], y=monthly[column], mode="lines+markers", name=title,
+        line={"color": ACCENT, "width": 2},
+        hovertemplate="%{x}: %{y:,.0f}<extra></extra>"))
+    best = best_month(monthly, column)
+    if best is not None:
+        value = float(monthly.loc[monthly["month"] == best, column].iloc[0])
+        label = f"best: {best}<br>{value:,.0f}" if not money else f"best: {best}<br>£{value:,.0f}"
+        figure.add_trace(go.Scatter(x=[best], y=[value], mode="markers", name="best month",
+                                    marker={"color": BEST, "size": 13, "symbol": "star"},
+                                    hoverinfo="skip"))
+        figure.add_annotation(x=best, y=value, text=label, showarrow=True, arrowhead=2, ay=-35,
+                              font={"color": BEST})
+    figure.update_layout(showlegend=False)
+    figure.update_xaxes(type="category")
+    if money:
+        figure.update_yaxes(tickprefix="£")
+    return _layout(figure, title)
+
+
+def top_products_figure(products: pd.DataFrame, metric: str, title: str, n: int = 10) -> go.Figure:
+    """Horizontal bars of the n products with the largest metric (revenue, quantity, customers)."""
+    if products.empty:
+        return empty_figure("No product lines in this window", title)
+    top = products.sort_values([metric, "stock_code"], ascending=[False, True]).head(n)
+    labels = [_product_label(code, text) for code, text in zip(top["stock_code"],
+                                                               top["description"], strict=True)]
+    figure = go.Figure(go.Bar(x=top[metric][::-1], y=labels[::-1], orientation="h",
+                              marker_color=ACCENT, hovertemplate="%{y}: %{x:,.0f}<extra></extra>"))
+    return _layout(figure, title, height=360)
+
+
+def customers_per_product_figure(products: pd.DataFrame, title: str) -> go.Figure:
+    """Distribution of how many distinct customers bought each product."""
+    if products.empty:
+        return empty_figure("No product lines in this window", title)
+    figure = go.Figure(go.Histogram(x=products["customers"], nbinsx=40, marker_color=ACCENT,
+                                    hovertemplate="%{x} customers: %{y} products<extra></extra>"))
+    figure.update_xaxes(title="customers who bought the product")
+    figure.update_yaxes(title="products")
+    return _layout(figure, title)
+
+
+def grouped_products_figure(top: pd.DataFrame, title: str, group_label: str) -> go.Figure:
+    """Treemap: each group (class or cluster) with its top products sized by revenue."""
+    top = top[top["revenue"] > 0] if not top.empty else top
+    if top.empty:
+        return empty_figure("No segmented customers bought products in this window", title)
+    groups = [f"{group_label} {g}" if isinstance(g, int | np.integer) else str(g)
+              for g in top["group"]]
+    leaf_ids = [f"{g}/{code}" for g, code in zip(groups, top["stock_code"], strict=True)]
+    roots = sorted(set(groups))
+    figure = go.Figure(go.Treemap(
+        ids=roots + leaf_ids,
+        labels=roots + [_product_label(c, d, 28) for c, d in zip(top["stock_code"],
+                                                                  top["description"], strict=True)],
+        parents=[""] * len(roots) + groups,
+        values=[0.0] * len(roots) + top["revenue"].astype(float).tolist(),
+        branchvalues="remainder",
+        hovertemplate="%{label}: £%{value:,.0f}<extra></extra>"))
+    return _layout(figure, title, height=420)
+
+
+def segment_figure(summary: pd.DataFrame, by: str, title: str) -> go.Figure:
+    """Customers and net value per group, side by side."""
+    if summary.empty:
+        return empty_figure("No customers in this selection", title)
+    ordered = summary.sort_values("customers", ascending=True)
+    names = ordered[by].astype(str)
+    figure = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.03,
+                           subplot_titles=("customers", "net value"))
+    figure.add_trace(go.Bar(x=ordered["customers"], y=names, orientation="h", marker_color=ACCENT,
+                            hovertemplate="%{y}: %{x:,} customers<extra></extra>"), row=1, col=1)
+    figure.add_trace(go.Bar(x=ordered["monetary"], y=names, orientation="h", marker_color="#00a389",
+                            hovertemplate="%{y}: £%{x:,.0f}<extra></extra>"), row=1, col=2)
+    figure.update_layout(showlegend=False)
+    return _layout(figure, title, height=max(300, 40 + 32 * len(ordered)))
+
+
+def cluster_scatter_figure(results: pd.DataFrame, title: str, max_points: int = 4000,
+                           seed: int = 0) -> go.Figure:
+    """Recency, frequency and monetary of customers, coloured by cluster (named by tier)."""
+    if results.empty:
+        return empty_figure("No customers in this selection", title)
+    points = results
+    if len(points) > max_points:
+        points = results.sample(max_points, random_state=seed)
+    figure = go.Figure()
+    for (cluster, tier), group in points.groupby(["cluster", "value_tier"], sort=True):
+        figure.add_trace(go.Scatter3d(
+            x=group["recency_days"], y=group["frequency"], z=group["monetary"].clip(lower=1),
+            mode="markers", name=f"{tier} (cluster {cluster})",
+            marker={"size": 3, "opacity": 0.7,
+                    "color": TIER_COLOURS.get(str(tier), PALETTE[int(cluster) % len(PALETTE)])},
+            text=group["customer_id"],
+            hovertemplate="%{text}<br>R %{x} days, F %{y}, M £%{z:,.0f}<extra></extra>"))
+    figure.update_layout(scene={"xaxis": {"title": "recency (days)"},
+                                "yaxis": {"title": "frequency", "type": "log"},
+                                "zaxis": {"title": "monetary (£)", "type": "log"}},
+                         legend={"orientation": "h", "y": -0.05})
+    return _layout(figure, title, height=480)
+
+
+def diagnostic_scores(diagnostics: Mapping[str, Any] | None) -> pd.DataFrame:
+    """The per-k model-selection scores of a run as a frame with a `k` column.
+
+    Accepts the shapes a run can store: a list of per-k records ({"k": 2, "inertia": ...}),
+    a mapping metric -> {k: value}, or a mapping k -> {metric: value}.
+    """
+    if not diagnostics:
+        return pd.DataFrame(columns=["k"])
+    for key in ("scores", "k_scores", "candidates", "selection", "k_selection"):
+        value = diagnostics.get(key)
+        if isinstance(value, list) and value and isinstance(value[0], Mapping):
+            return _sorted_by_k(pd.DataFrame(value))
+        if isinstance(value, Mapping) and value:
+            return diagnostic_scores(value)
+    metric_maps = {name: values for name, values in diagnostics.items()
+                   if isinstance(values, Mapping) and values
+                   and all(_is_k(key) for key in values)}
+    if metric_maps:
+        frame = pd.DataFrame({name: {int(k): v for k, v in values.items()}
+                              for name, values in metric_maps.items()})
+        return _sorted_by_k(frame.rename_axis("k").reset_index())
+    if all(_is_k(key) for key in diagnostics) and all(isinstance(v, Mapping)
+                                                     for v in diagnostics.values()):
+        frame = pd.DataFrame.from_dict({int(k): dict(v) for k, v in diagnostics.items()},
+                                       orient="index")
+        return _sorted_by_k(frame.rename_axis("k").reset_index())
+    lists = {name: values for name, values in diagnostics.items()
+             if isinstance(values, list) and values and not isinstance(values[0], Mapping)}
+    if "k" in lists or "ks" in lists or "k_values" in lists:
+        k_values = lists.pop("k", None) or lists.pop("ks", None) or lists.pop("k_values")
+        columns = {name: values for name, values in lists.items() if len(values) == len(k_values)}
+        return _sorted_by_k(pd.DataFrame({"k": k_values, **columns}))
+    return pd.DataFrame(columns=["k"])
+
+
+def _is_k(key: Any) -> bool:
+    return str(key).isdigit()
+
+
+def _sorted_by_k(frame: pd.DataFrame) -> pd.DataFrame:
+    if "k" not in frame.columns:
+        return pd.DataFrame(columns=["k"])
+    frame = frame.copy()
+    frame["k"] = frame["k"].astype(int)
+    return frame.sort_values("k").reset_index(drop=True)
+
+
+def _metric_column(scores: pd.DataFrame, names: tuple[str, ...]) -> str | None:
+    lowered = {column.lower(): column for column in scores.columns}
+    for name in names:
+        if name in lowered:
+            return lowered[name]
+    return None
+
+
+def k_score_figure(scores: pd.DataFrame, metric_names: tuple[str, ...], title: str,
+                   chosen_k: int | None, y_title: str) -> go.Figure:
+    """One model-selection score against k with the chosen k marked (elbow, silhouette)."""
+    column = _metric_column(scores, metric_names)
+    if column is None or scores[column].isna().all():
+        return empty_figure("This run stored no such score", title)
+    data = scores[["k", column]].dropna()
+    figure = go.Figure(go.Scatter(x=data["k"], y=data[column], mode="lines+markers",
+                                  line={"color": ACCENT}, name=y_title,
+                                  hovertemplate="k=%{x}: %{y:,.3f}<extra></extra>"))
+    if chosen_k is not None and chosen_k in set(data["k"]):
+        value = float(data.loc[data["k"] == chosen_k, column].iloc[0])
+        figure.add_trace(go.Scatter(x=[chosen_k], y=[value], mode="markers", name="chosen k",
+                                    marker={"color": BEST, "size": 14, "symbol": "star"}))
+        figure.add_annotation(x=chosen_k, y=value, text=f"k = {chosen_k}", showarrow=True,
+                              arrowhead=2, ay=-30, font={"color": BEST})
+    figure.update_layout(showlegend=False)
+    figure.update_xaxes(title="k (clusters)", dtick=1)
+    figure.update_yaxes(title=y_title)
+    return _layout(figure, title)
+
+
+def elbow_figure(scores: pd.DataFrame, chosen_k: int | None) -> go.Figure:
+    return k_score_figure(scores, ("inertia", "sse", "wcss", "elbow", "distortion"),
+                          "Elbow: within-cluster sum of squares", chosen_k, "inertia")
+
+
+def silhouette_figure(scores: pd.DataFrame, chosen_k: int | None) -> go.Figure:
+    return k_score_figure(scores, ("silhouette", "silhouette_score", "silhouette_avg"),
+                          "Silhouette score", chosen_k, "silhouette")
+
+
+def sankey_figure(flows: pd.DataFrame, title: str, left: str, right: str) -> go.Figure:
+    """Customers flowing from each group of the earlier run to each group of the later run."""
+    if flows.empty:
+        return empty_figure("Pick two runs with customers to see transitions", title)
+    if left == right:
+        return empty_figure("Pick two different runs to see how customers moved", title)
+    sources = sorted(flows["source"].astype(str).unique())
+    targets = sorted(flows["target"].astype(str).unique())
+    source_index = {name: i for i, name in enumerate(sources)}
+    target_index = {name: len(sources) + i for i, name in enumerate(targets)}
+    labels = [f"{name} ({left})" for name in sources] + [f"{name} ({right})" for name in targets]
+    colours = {name: PALETTE[i % len(PALETTE)]
+               for i, name in enumerate(sorted(set(sources) | set(targets)))}
+    figure = go.Figure(go.Sankey(
+        node={"label": labels, "pad": 14, "thickness": 14,
+              "color": [colours[name] for name in sources + targets]},
+        link={"source": [source_index[s] for s in flows["source"].astype(str)],
+              "target": [target_index[t] for t in flows["target"].astype(str)],
+              "value": flows["customers"].astype(int).tolist()}))
+    return _layout(figure, title, height=460)
+
+
+def offer_status_figure(by_status: pd.DataFrame, title: str) -> go.Figure:
+    if by_status.empty:
+        return empty_figure("No offer messages yet", title)
+    ordered = by_status.sort_values("messages", ascending=False)
+    figure = go.Figure(go.Bar(x=ordered["status"], y=ordered["messages"], marker_color=ACCENT,
+                              hovertemplate="%{x}: %{y:,}<extra></extra>"))
+    return _layout(figure, title)
+
+
+def _product_label(code: Any, description: Any, width: int = 34) -> str:
+    text = str(description).strip() if isinstance(description, str) and description else str(code)
+    if len(text) > width:
+        text = text[: width - 1] + "…"
+    return f"{text} ({code})" if text != str(code) else text

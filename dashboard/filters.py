@@ -1,0 +1,75 @@
+"""The analysts' filters, carried in the page URL (?since=...&until=...&classes=...&segments=...).
+
+Keeping them in the URL means a page is a pure function of its address: bookmarkable, safe under
+several workers, and nothing to remember server-side. Managers' URLs are ignored (no filtering).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+SEPARATOR = "|"
+
+
+@dataclass(frozen=True)
+class Filters:
+    since: date | None = None
+    until: date | None = None
+    classes: tuple[str, ...] = field(default_factory=tuple)
+    segments: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def has_window(self) -> bool:
+        return self.since is not None or self.until is not None
+
+    def to_query(self) -> str:
+        """'?since=...' (or '' when no filter is set)."""
+        params: dict[str, str] = {}
+        if self.since:
+            params["since"] = self.since.isoformat()
+        if self.until:
+            params["until"] = self.until.isoformat()
+        if self.classes:
+            params["classes"] = SEPARATOR.join(self.classes)
+        if self.segments:
+            params["segments"] = SEPARATOR.join(self.segments)
+        return "?" + urlencode(params) if params else ""
+
+
+def _date(value: Any) -> date | None:
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return None
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    if isinstance(value, list):
+        value = SEPARATOR.join(str(v) for v in value)
+    if not value:
+        return ()
+    return tuple(sorted({part for part in str(value).split(SEPARATOR) if part}))
+
+
+def from_params(params: Mapping[str, Any], *, allowed: bool) -> Filters:
+    """Filters from page kwargs or parsed query parameters; empty when the user may not filter."""
+    if not allowed:
+        return Filters()
+    since, until = _date(params.get("since")), _date(params.get("until"))
+    if since and until and since > until:
+        since, until = until, since
+    return Filters(since=since, until=until, classes=_names(params.get("classes")),
+                   segments=_names(params.get("segments")))
+
+
+def from_search(search: str | None, *, allowed: bool) -> Filters:
+    parsed = parse_qs((search or "").lstrip("?"))
+    return from_params({key: values[-1] for key, values in parsed.items()}, allowed=allowed)

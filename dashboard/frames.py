@@ -1,0 +1,200 @@
+"""The data each page shows, from the store's SQL aggregates, cached by data version and window.
+
+Pages ask this module, never the store directly, so every expensive frame goes through the
+shared cache (flask-caching) and the same window rules apply everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+import pandas as pd
+
+from engine.store import aggregates
+
+from . import context
+from .filters import Filters
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which run and which window a page shows, and whether the window was recomputed."""
+
+    run: dict[str, Any] | None
+    since: date | None
+    until: date | None
+    recomputed: bool
+
+    @property
+    def run_id(self) -> int | None:
+        return int(self.run["id"]) if self.run else None
+
+    def describe(self) -> str:
+        window = f"{_day(self.since, 'first sale')} – {_day(self.until, 'last sale')}"
+        if self.run is None:
+            return f"Window {window}; no segmentation run yet."
+        run = self.run
+        text = (f"Run #{run['id']} (k = {run.get('k')}, as of {_day(run.get('as_of'), '?')}, "
+                f"{run.get('n_customers') or 0:,} customers); window {window}")
+        if self.recomputed:
+            text += (" — RFM and classes recomputed for this window with run "
+                     f"#{run['id']}'s clusters")
+        return text + "."
+
+
+def _day(value: Any, default: str) -> str:
+    if value is None:
+        return default
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def published_run() -> dict[str, Any] | None:
+    return context.cached("published-run", compute=lambda: aggregates.published_run(
+        engine=context.engine()))
+
+
+def data_span() -> tuple[date, date] | None:
+    return context.cached("span", compute=lambda: aggregates.data_span(engine=context.engine()))
+
+
+def run_window(run: dict[str, Any]) -> tuple[date | None, date | None]:
+    """The window a run was computed on (until defaults to the day before as_of)."""
+    until = run.get("until")
+    if until is None and run.get("as_of") is not None:
+        until = run["as_of"] - timedelta(days=1)
+    return run.get("since"), until
+
+
+def scope(filters: Filters) -> Scope:
+    run = published_run()
+    if run is None:
+        span = data_span() or (None, None)
+        return Scope(None, filters.since or span[0], filters.until or span[1], False)
+    run_since, run_until = run_window(run)
+    span = data_span()
+    if span is not None:
+        run_since = run_since or span[0]
+        run_until = run_until or span[1]
+    if not filters.has_window:
+        return Scope(run, run_since, run_until, False)
+    since = filters.since or run_since
+    until = filters.until or run_until
+    return Scope(run, since, until, (since, until) != (run_since, run_until))
+
+
+# --- overview and products ---------------------------------------------------------------------
+
+def sales(since: date | None, until: date | None) -> tuple[dict[str, float], pd.DataFrame]:
+    def compute() -> tuple[dict[str, float], pd.DataFrame]:
+        engine = context.engine()
+        return (aggregates.kpis(engine=engine, since=since, until=until),
+                aggregates.monthly_trends(engine=engine, since=since, until=until))
+    return context.cached("sales", since, until, compute=compute)
+
+
+def products(since: date | None, until: date | None) -> pd.DataFrame:
+    codes = tuple(context.settings().ingest.non_product_codes)
+    return context.cached("products", since, until, codes, compute=lambda: (
+        aggregates.product_summary(engine=context.engine(), non_product_codes=codes,
+                                   since=since, until=until)))
+
+
+def products_by_group(run_id: int, by: str, since: date | None,
+                      until: date | None) -> pd.DataFrame:
+    codes = tuple(context.settings().ingest.non_product_codes)
+    return context.cached("products-by", run_id, by, since, until, codes, compute=lambda: (
+        aggregates.top_products_by_group(engine=context.engine(), run_id=run_id, by=by,
+                                         non_product_codes=codes, since=since, until=until)))
+
+
+# --- segments ----------------------------------------------------------------------------------
+
+def run_rows(run_id: int) -> pd.DataFrame:
+    return context.cached("run-rows", run_id, compute=lambda: aggregates.customer_results(
+        engine=context.engine(), run_id=run_id))
+
+
+def segment_rows(current: Scope) -> pd.DataFrame:
+    """Per-customer rows of the scope: the run's own, or recomputed for the window."""
+    if current.run is None:
+        return pd.DataFrame(columns=aggregates.SEGMENT_COLUMNS)
+    run = current.run
+    if not current.recomputed:
+        return run_rows(int(run["id"]))
+
+    def compute() -> pd.DataFrame:
+        from engine.store.lines import load_customers, load_lines
+
+        from .window import window_segments
+
+        engine = context.engine()
+        history = load_lines(engine, until=current.until)
+        return window_segments(history, load_customers(engine), run=run,
+                               run_rows=run_rows(int(run["id"])), settings=context.settings(),
+                               since=current.since, until=current.until)
+    return context.cached("window-rows", run["id"], current.since, current.until, compute=compute)
+
+
+def filter_rows(rows: pd.DataFrame, filters: Filters) -> pd.DataFrame:
+    if filters.classes:
+        rows = rows[rows["customer_class"].isin(filters.classes)]
+    if filters.segments:
+        rows = rows[rows["rfm_segment"].isin(filters.segments)]
+    return rows.reset_index(drop=True)
+
+
+def summarise(rows: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Customers, net value, mean value and value share per group of customer rows."""
+    if rows.empty:
+        return pd.DataFrame(columns=[by, "customers", "monetary", "mean_monetary", "value_share"])
+    grouped = rows.groupby(by)["monetary"]
+    summary = pd.DataFrame({"customers": grouped.size(), "monetary": grouped.sum().astype(float),
+                            "mean_monetary": grouped.mean().astype(float)}).reset_index()
+    positive = summary["monetary"].clip(lower=0)
+    summary["value_share"] = positive / positive.sum() if positive.sum() else 0.0
+    return summary.sort_values("customers", ascending=False).reset_index(drop=True)
+
+
+def filter_options() -> tuple[list[str], list[str]]:
+    """Classes and RFM segment names the filter bar offers (from the published run)."""
+    run = published_run()
+    if run is None:
+        return [], []
+    rows = run_rows(int(run["id"]))
+    settings = context.settings()
+    classes = sorted(set(rows["customer_class"]))
+    segments = [s.name for s in settings.rfm.segments]
+    return classes, segments
+
+
+def runs() -> pd.DataFrame:
+    return context.cached("runs", compute=lambda: aggregates.list_runs(engine=context.engine()))
+
+
+def transitions(from_run: int, to_run: int) -> pd.DataFrame:
+    return context.cached("transitions", from_run, to_run, compute=lambda: aggregates.transitions(
+        engine=context.engine(), from_run=from_run, to_run=to_run))
+
+
+def profiles(run_id: int) -> pd.DataFrame:
+    return context.cached("profiles", run_id, compute=lambda: aggregates.cluster_profiles(
+        engine=context.engine(), run_id=run_id))
+
+
+def rules(run_id: int) -> pd.DataFrame:
+    """The run's rules with the products' names beside the stock codes."""
+    def compute() -> pd.DataFrame:
+        engine = context.engine()
+        found = aggregates.rules(engine=engine, run_id=run_id)
+        codes = {code for column in ("antecedents", "consequents") for items in found[column]
+                 for code in str(items).split(";")}
+        names = aggregates.product_names(engine=engine, stock_codes=sorted(codes))
+
+        def named(items: str) -> str:
+            return " + ".join(names.get(code, code) for code in str(items).split(";"))
+        found.insert(1, "if_bought", found["antecedents"].map(named))
+        found.insert(2, "then_buy", found["consequents"].map(named))
+        return found
+    return context.cached("rules", run_id, compute=compute)

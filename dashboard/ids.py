@@ -1,0 +1,60 @@
+"""Every component id of the dashboard, in one place (pages and callbacks import from here)."""
+
+from __future__ import annotations
+
+# Shell
+NAVIGATE = "shell-navigate"            # dcc.Location(refresh="callback-nav") the filter bar writes
+PAGES_LOCATION = "_pages_location"     # Dash pages' own Location
+NAV_LINKS = "shell-nav-links"
+
+# Analysts' filter bar (absent for managers)
+FILTER_BAR = "filter-bar"
+FILTER_DATES = "filter-dates"
+FILTER_CLASSES = "filter-classes"
+FILTER_SEGMENTS = "filter-segments"
+FILTER_APPLY = "filter-apply"
+FILTER_RESET = "filter-reset"
+
+# Overview
+KPI_REVENUE = "kpi-revenue"
+KPI_ORDERS = "kpi-orders"
+KPI_CUSTOMERS = "kpi-customers"
+KPI_AOV = "kpi-aov"
+TREND_REVENUE = "trend-revenue"
+TREND_ORDERS = "trend-orders"
+TREND_ACTIVE = "trend-active-customers"
+TREND_NEW = "trend-new-customers"
+
+# Products
+TOP_REVENUE = "products-top-revenue"
+TOP_QUANTITY = "products-top-quantity"
+TOP_CUSTOMERS = "products-top-customers"
+CUSTOMERS_PER_PRODUCT = "products-customers-per-product"
+TOP_BY_CLASS = "products-top-by-class"
+TOP_BY_CLUSTER = "products-top-by-cluster"
+
+# Segments
+CLASS_SIZES = "segments-class-sizes"
+RFM_SEGMENT_SIZES = "segments-rfm-sizes"
+CLUSTER_SCATTER = "segments-cluster-scatter"
+ELBOW = "segments-elbow"
+SILHOUETTE = "segments-silhouette"
+SANKEY = "segments-sankey"
+RUN_FROM = "segments-run-from"
+RUN_TO = "segments-run-to"
+CUSTOMER_TABLE = "segments-customer-table"
+CUSTOMER_COUNT = "segments-customer-count"
+EXPORT_BUTTON = "segments-export"
+EXPORT_DOWNLOAD = "segments-export-download"
+EXPORT_QUERY = "segments-export-query"
+
+# Recommendations
+LOOKUP_INPUT = "recs-lookup-input"
+LOOKUP_BUTTON = "recs-lookup-button"
+LOOKUP_RESULT = "recs-lookup-result"
+RULES_CLUSTER = "recs-rules-cluster"
+RULES_TABLE = "recs-rules-table"
+
+# Offers and jobs
+OFFER_STATUS = "offers-by-status"
+JOBS_TABLE = "jobs-table"

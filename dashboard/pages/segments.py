@@ -1,0 +1,144 @@
+"""Segments: six classes and RFM segments (size and value), the cluster scatter, the run's elbow
+and silhouette plots, transitions between two runs, and the customer table analysts export."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import dash
+import dash_bootstrap_components as dbc
+import pandas as pd
+from dash import Input, Output, State, callback, dcc, html
+from dash.exceptions import PreventUpdate
+
+from dashboard import auth, components, frames, ids
+from dashboard.figures import (
+    cluster_scatter_figure,
+    diagnostic_scores,
+    elbow_figure,
+    sankey_figure,
+    segment_figure,
+    silhouette_figure,
+)
+from dashboard.filters import from_params, from_search
+
+dash.register_page(__name__, path="/segments", name="Segments", title="Segmint · Segments",
+                   order=2)
+
+TABLE_ROWS = 5000
+
+
+def layout(**kwargs: Any) -> html.Div:
+    analyst = auth.is_analyst()
+    filters = from_params(kwargs, allowed=analyst)
+    header = components.page_header("Segments", "Six classes, RFM segments and k-means clusters")
+    scope = frames.scope(filters)
+    if scope.run is None:
+        return html.Div([header, components.empty_state(components.NO_RUN_MESSAGE)])
+    rows = frames.filter_rows(frames.segment_rows(scope), filters)
+    diagnostics = scope.run.get("diagnostics") or {}
+    scores = diagnostic_scores(diagnostics)
+    chosen_k = diagnostics.get("chosen_k") or scope.run.get("k")
+    selection = ""
+    if filters.classes or filters.segments:
+        selection = " Filtered to " + "; ".join(
+            part for part in (", ".join(filters.classes), ", ".join(filters.segments)) if part)
+    return html.Div([
+        header,
+        components.scope_note(scope.describe() + selection),
+        dbc.Row([
+            dbc.Col(components.card(components.graph(ids.CLASS_SIZES, segment_figure(
+                frames.summarise(rows, "customer_class"), "customer_class",
+                "Six classes: size and value"))), lg=6),
+            dbc.Col(components.card(components.graph(ids.RFM_SEGMENT_SIZES, segment_figure(
+                frames.summarise(rows, "rfm_segment"), "rfm_segment",
+                "RFM segments: size and value"))), lg=6),
+        ]),
+        dbc.Row([
+            dbc.Col(components.card(components.graph(ids.CLUSTER_SCATTER, cluster_scatter_figure(
+                rows, "Clusters by recency, frequency and monetary value"))), lg=6),
+            dbc.Col([
+                components.card(components.graph(ids.ELBOW, elbow_figure(scores, chosen_k))),
+                components.card(components.graph(ids.SILHOUETTE,
+                                                 silhouette_figure(scores, chosen_k))),
+            ], lg=6),
+        ]),
+        _transitions_card(int(scope.run["id"])),
+        _customer_table(rows, analyst, filters.to_query()),
+    ])
+
+
+def _run_options(runs: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{"label": f"#{row.id} · as of {row.as_of} · k={row.k} · {row.n_customers or 0:,} "
+                      f"customers", "value": int(row.id)} for row in runs.itertuples()]
+
+
+def _transitions_card(published: int) -> dbc.Card:
+    runs = frames.runs()
+    options = _run_options(runs)
+    earlier = [int(value) for value in runs["id"] if int(value) != published]
+    start = earlier[0] if earlier else published
+    pickers = dbc.Row([
+        dbc.Col([dbc.Label("From run", className="small text-muted"),
+                 dcc.Dropdown(id=ids.RUN_FROM, options=options, value=start, clearable=False)],
+                md=6),
+        dbc.Col([dbc.Label("To run", className="small text-muted"),
+                 dcc.Dropdown(id=ids.RUN_TO, options=options, value=published, clearable=False)],
+                md=6),
+    ], className="mb-2")
+    figure = _sankey(start, published)
+    body = [pickers, components.graph(ids.SANKEY, figure)]
+    if not earlier:
+        body.insert(0, html.P("Only one run so far: transitions appear after the next run.",
+                              className="text-muted small"))
+    return components.card(body, "Class transitions between two runs")
+
+
+def _sankey(from_run: int, to_run: int) -> Any:
+    flows = frames.transitions(from_run, to_run)
+    return sankey_figure(flows, f"Customers moving between classes: run #{from_run} → "
+                                f"#{to_run}", f"#{from_run}", f"#{to_run}")
+
+
+@callback(Output(ids.SANKEY, "figure"), Input(ids.RUN_FROM, "value"), Input(ids.RUN_TO, "value"),
+          prevent_initial_call=True)
+def update_sankey(from_run: int | None, to_run: int | None) -> Any:
+    if from_run is None or to_run is None:
+        raise PreventUpdate
+    return _sankey(int(from_run), int(to_run))
+
+
+def _customer_table(rows: pd.DataFrame, analyst: bool, query: str) -> dbc.Card:
+    shown = rows.head(TABLE_ROWS)
+    count = f"{len(rows):,} customers"
+    if len(rows) > TABLE_ROWS:
+        count += f" (first {TABLE_ROWS:,} shown; the export has all)"
+    tools: list[Any] = [html.Span(count, id=ids.CUSTOMER_COUNT, className="me-3 fw-semibold")]
+    if analyst:
+        tools += [dbc.Button("Export CSV", id=ids.EXPORT_BUTTON, color="primary", size="sm"),
+                  dcc.Download(id=ids.EXPORT_DOWNLOAD),
+                  dcc.Store(id=ids.EXPORT_QUERY, data=query)]
+    table = components.grid(ids.CUSTOMER_TABLE, shown, money_columns=("monetary",))
+    return components.card([html.Div(tools, className="d-flex align-items-center mb-2"), table],
+                           "Customers")
+
+
+@callback(Output(ids.EXPORT_DOWNLOAD, "data"), Input(ids.EXPORT_BUTTON, "n_clicks"),
+          State(ids.EXPORT_QUERY, "data"), prevent_initial_call=True)
+def export_csv(n_clicks: int | None, query: str | None) -> Any:
+    """The filtered customer rows as CSV (`export segments` columns); analysts only."""
+    auth.require_analyst()
+    if not n_clicks:
+        raise PreventUpdate
+    filters = from_search(query, allowed=True)
+    scope = frames.scope(filters)
+    if scope.run is None:
+        raise PreventUpdate
+    rows = frames.filter_rows(frames.segment_rows(scope), filters)
+    name = f"segments-run{scope.run['id']}-{_stamp(scope.since)}-{_stamp(scope.until)}.csv"
+    return dcc.send_data_frame(rows.to_csv, name, index=False)
+
+
+def _stamp(value: date | None) -> str:
+    return value.isoformat() if value else "all"

@@ -1,0 +1,81 @@
+"""RFM and classes recomputed for an analyst's date window, reusing a published run's clusters.
+
+The run's k-means model is its centroids in standardised log space (diagnostics
+"centroids_scaled") plus the scaling, which is recovered exactly from the run's own stored
+customer rows (mean and population standard deviation of log1p of each feature). Each customer of
+the window goes to the nearest centroid, so cluster numbers and value tiers keep the run's meaning
+and nothing is refitted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from engine.classes import classify
+from engine.clustering import feature_frame, scale_features
+from engine.rfm import rfm_segments
+from engine.settings import Settings
+from engine.store.aggregates import SEGMENT_COLUMNS
+
+log = logging.getLogger(__name__)
+
+
+def _logged(frame: pd.DataFrame) -> np.ndarray:
+    return np.log1p(frame.clip(lower=0).to_numpy(dtype=float))
+
+
+def assign_clusters(window_rfm: pd.DataFrame, run_rows: pd.DataFrame,
+                    diagnostics: Mapping[str, Any], features: Sequence[str]) -> np.ndarray:
+    """Nearest run centroid for each window customer (in the run's scaled feature space)."""
+    centroids_by_cluster = diagnostics.get("centroids_scaled") or {}
+    clusters = sorted(int(key) for key in centroids_by_cluster)
+    if not clusters:
+        raise ValueError("the run stored no centroids")
+    centroids = np.array([centroids_by_cluster[str(c)] if str(c) in centroids_by_cluster
+                          else centroids_by_cluster[c] for c in clusters], dtype=float)
+    reusable_scale = "tenure" not in features and not run_rows.empty
+    if reusable_scale:
+        reference = _logged(feature_frame(run_rows, features))
+        mean, std = reference.mean(axis=0), reference.std(axis=0)
+        std[std == 0] = 1.0
+        matrix = (_logged(feature_frame(window_rfm, features)) - mean) / std
+    else:
+        log.info("window scaled on its own data (feature 'tenure' is not stored per customer)")
+        matrix = scale_features(feature_frame(window_rfm, features))
+    distances = ((matrix[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=2)
+    return np.array(clusters)[distances.argmin(axis=1)]
+
+
+def window_segments(history: pd.DataFrame, customers: pd.DataFrame | None, *,
+                    run: Mapping[str, Any], run_rows: pd.DataFrame, settings: Settings,
+                    since: date | None, until: date | None) -> pd.DataFrame:
+    """`export segments` rows for the window [since, until] of the lines in history.
+
+    history holds every line up to the window's end (earlier lines tell the classes about first
+    purchases and earlier spend).
+    """
+    codes = list(settings.ingest.non_product_codes)
+    window = history if since is None else history[history["ts"] >= pd.Timestamp(since)]
+    if window.empty or not window["customer_id"].notna().any():
+        return pd.DataFrame(columns=SEGMENT_COLUMNS)
+    as_of = until + timedelta(days=1) if until else window["ts"].max().date() + timedelta(days=1)
+    segments = rfm_segments(window, as_of=as_of, settings=settings.rfm, non_product_codes=codes)
+    if segments.empty:
+        return pd.DataFrame(columns=SEGMENT_COLUMNS)
+    diagnostics = run.get("diagnostics") or {}
+    features = diagnostics.get("features") or list(settings.clustering.features)
+    segments["cluster"] = assign_clusters(segments, run_rows, diagnostics, features)
+    tiers = {int(cluster): tier for cluster, tier in (diagnostics.get("tiers") or {}).items()}
+    if not tiers and not run_rows.empty:
+        tiers = run_rows.groupby("cluster")["value_tier"].first().to_dict()
+    segments["value_tier"] = segments["cluster"].map(tiers).fillna(settings.clustering.tiers[1])
+    segments["customer_class"] = classify(
+        segments, history, customers, as_of=as_of, settings=settings.classes,
+        tier_names=settings.clustering.tiers, non_product_codes=codes)
+    return segments[SEGMENT_COLUMNS].sort_values("customer_id").reset_index(drop=True)
