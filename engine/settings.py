@@ -165,10 +165,11 @@ class BasketSettings(Section):
 
 class RecommendSettings(Section):
     top_n: Annotated[int, Field(ge=1, le=100)] = 10
-    rule_weight: Annotated[float, Field(ge=0)] = 1.0
-    cooccurrence_weight: Annotated[float, Field(ge=0)] = 0.5
-    popularity_weight: Annotated[float, Field(ge=0)] = 0.3
+    rule_weight: Annotated[float, Field(ge=0)] = 0.3
+    cooccurrence_weight: Annotated[float, Field(ge=0)] = 1.0
+    popularity_weight: Annotated[float, Field(ge=0)] = 0.1
     max_neighbours: Annotated[int, Field(ge=1)] = 50
+    max_basket_size: Annotated[int, Field(ge=2)] = 50
 
 
 class EvaluateSettings(Section):

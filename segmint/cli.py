@@ -427,6 +427,31 @@ def evaluate_command(context: Context, cutoff: str | None) -> None:
     click.echo(result.table())
 
 
+@cli.command("evaluate")
+@click.option("--cutoff", default=None, metavar="DATE",
+              help="Train before this day, test after it (default: evaluate.cutoff in the "
+                   "config, else 80% of the way through the data).")
+@pass_context
+def evaluate_command(context: Context, cutoff: str | None) -> None:
+    """Recommendation quality on a time split: Segmint vs a global-popularity baseline."""
+    from engine.evaluate import default_cutoff, evaluate
+    from engine.store.lines import load_customers, load_lines
+
+    settings = context.settings
+    chosen = parse_date(cutoff, "--cutoff") or settings.evaluate.cutoff
+    db = context.engine()
+    lines = load_lines(db)
+    if lines.empty:
+        raise SegmintError("no transaction lines in the database; run `segmint ingest PATH` first")
+    if chosen is None:
+        chosen = default_cutoff(lines)
+    result = evaluate(lines, load_customers(db), settings, chosen)
+    click.echo(f"cutoff {result.cutoff}: {result.n_customers} customers evaluated "
+               f"({result.n_train_customers} in the training run; the others bought nothing new "
+               f"after the cutoff)")
+    click.echo(result.table())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: expected failures become one line and exit status 1."""
     try:

@@ -1,0 +1,160 @@
+"""Recommendation quality on a time split, against a global-popularity baseline.
+
+Train: the real segmentation run (RFM, clusters, classes, rules, recommendations) on the lines
+before the cutoff. Test: the products each customer bought on or after the cutoff that they had
+not bought (or returned) before it. Only customers of the training run with at least one such
+product are scored, and both recommenders are scored on exactly those customers:
+- hit-rate@k: share of customers with at least one test product among their top k;
+- precision@k: test products among the top k, divided by k (a short list is not rewarded);
+- recall@k: test products among the top k, divided by the customer's number of test products.
+The baseline recommends the products most customers bought in the training window (ties by stock
+code), leaving out what each customer already bought.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from engine.baskets import purchase_lines, require_columns
+from engine.errors import SegmintError
+from engine.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SEGMINT = "Segmint"
+BASELINE = "Popularity baseline"
+METRIC_COLUMNS = ["hit_rate", "precision", "recall"]
+
+
+class EvaluationError(SegmintError):
+    """The lines cannot be split into a training and a test window."""
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    cutoff: date
+    k: int
+    n_customers: int
+    n_train_customers: int
+    metrics: pd.DataFrame  # index: recommender; columns: METRIC_COLUMNS
+
+    def table(self) -> str:
+        width = max(len(name) for name in self.metrics.index)
+        head = [f"{'recommender':<{width}}"] + [f"{f'{m}@{self.k}':>14}" for m in METRIC_COLUMNS]
+        rows = ["  ".join(head)]
+        for name, values in self.metrics.iterrows():
+            cells = [f"{name:<{width}}"] + [f"{values[m]:>14.4f}" for m in METRIC_COLUMNS]
+            rows.append("  ".join(cells))
+        return "\n".join(rows)
+
+
+def default_cutoff(lines: pd.DataFrame) -> date:
+    """The day 80% of the way from the first to the last transaction."""
+    first, last = lines["ts"].min(), lines["ts"].max()
+    if pd.isna(first):
+        raise EvaluationError("no transaction lines to evaluate on")
+    return (first + (last - first) * 0.8).date()
+
+
+def _pairs(frame: pd.DataFrame) -> pd.DataFrame:
+    known = frame.loc[frame["customer_id"].notna() & frame["stock_code"].notna()]
+    return pd.DataFrame({
+        "customer_id": known["customer_id"].astype(str),
+        "stock_code": known["stock_code"].astype(str),
+    }).drop_duplicates()
+
+
+def new_products_after(lines: pd.DataFrame, cutoff: date, customers: pd.Index,
+                  non_product_codes: list[str]) -> pd.DataFrame:
+    """(customer_id, stock_code) bought on or after the cutoff and never touched before it."""
+    start = pd.Timestamp(cutoff)
+    before = _pairs(lines.loc[lines["ts"] < start])
+    after = _pairs(purchase_lines(lines.loc[lines["ts"] >= start], non_product_codes))
+    after = after.loc[after["customer_id"].isin(customers)]
+    seen = after.merge(before, how="left", indicator=True)["_merge"].eq("both").to_numpy()
+    return after.loc[~seen].reset_index(drop=True)
+
+
+def popularity_baseline(train: pd.DataFrame, customers: pd.Index, k: int,
+                        non_product_codes: list[str]) -> pd.DataFrame:
+    """Top k products by number of training customers, minus each customer's own products."""
+    bought = _pairs(purchase_lines(train, non_product_codes))
+    counts = bought.groupby("stock_code").size().rename("n").reset_index()
+    order = counts.sort_values(["n", "stock_code"], ascending=[False, True])["stock_code"]
+    ranked = order.to_numpy(dtype=object)
+    touched = _pairs(train)
+    touched = touched.loc[touched["customer_id"].isin(customers)]
+    rows = customers.get_indexer(pd.Index(touched["customer_id"]))
+    cols = pd.Index(ranked).get_indexer(pd.Index(touched["stock_code"]))
+    keep = cols >= 0
+    seen = sparse.csr_matrix((np.ones(int(keep.sum()), dtype=bool), (rows[keep], cols[keep])),
+                             shape=(len(customers), len(ranked)))
+    width = min(len(ranked), 2 * k)
+    while width < len(ranked):
+        already = np.asarray(seen[:, :width].sum(axis=1)).ravel()
+        if (width - already).min(initial=k) >= k:
+            break
+        width = min(len(ranked), width * 2)
+    fresh = ~seen[:, :width].toarray()
+    chosen = fresh & (np.cumsum(fresh, axis=1) <= k)
+    row, col = np.nonzero(chosen)
+    return pd.DataFrame({"customer_id": customers.to_numpy()[row], "stock_code": ranked[col]})
+
+
+def score(recommended: pd.DataFrame, truth: pd.DataFrame, customers: pd.Index,
+          k: int) -> dict[str, float]:
+    """hit-rate, precision and recall at k, averaged over `customers`."""
+    if len(customers) == 0:
+        return dict.fromkeys(METRIC_COLUMNS, 0.0)
+    top = recommended[["customer_id", "stock_code"]].astype(str)
+    per_customer = top.merge(truth, on=["customer_id", "stock_code"]).groupby("customer_id").size()
+    hits = per_customer.reindex(customers, fill_value=0).to_numpy(dtype=float)
+    relevant = truth.groupby("customer_id").size().reindex(customers).to_numpy(dtype=float)
+    return {
+        "hit_rate": float(np.mean(hits > 0)),
+        "precision": float(np.mean(hits / k)),
+        "recall": float(np.mean(hits / relevant)),
+    }
+
+
+def evaluate(lines: pd.DataFrame, customers: pd.DataFrame | None, settings: Settings,
+             cutoff: date) -> EvaluationResult:
+    """Train the whole engine before `cutoff`, test both recommenders on what came after."""
+    from engine.pipeline import segment
+
+    require_columns(lines, ("invoice", "stock_code", "customer_id", "is_return", "ts"), "lines")
+    k = settings.evaluate.k
+    codes = list(settings.ingest.non_product_codes)
+    start = pd.Timestamp(cutoff)
+    train = lines.loc[lines["ts"] < start]
+    if train.empty or not (lines["ts"] >= start).any():
+        raise EvaluationError(
+            f"cutoff {cutoff} leaves no lines on one side (data runs from "
+            f"{lines['ts'].min():%Y-%m-%d} to {lines['ts'].max():%Y-%m-%d})")
+    if lines["stock_code"].isna().all():
+        raise EvaluationError("the lines have no stock codes: nothing to recommend or evaluate")
+    at_k = settings.model_copy(
+        update={"recommend": settings.recommend.model_copy(update={"top_n": k})})
+    run = segment(lines, customers, at_k, as_of=cutoff)
+    trained = pd.Index(np.sort(run.segments["customer_id"].astype(str).unique()))
+    truth = new_products_after(lines, cutoff, trained, codes)
+    evaluated = pd.Index(np.sort(truth["customer_id"].unique()))
+    log.info("cutoff %s: %d training customers, %d with new products after it",
+             cutoff, len(trained), len(evaluated))
+    recommendations = run.recommendations
+    if recommendations is None:
+        raise EvaluationError("the training run produced no recommendations")
+    ours = recommendations.loc[recommendations["rank"] <= k]
+    baseline = popularity_baseline(train, evaluated, k, codes)
+    metrics = pd.DataFrame(
+        [score(ours, truth, evaluated, k), score(baseline, truth, evaluated, k)],
+        index=[SEGMINT, BASELINE],
+    )
+    return EvaluationResult(cutoff=cutoff, k=k, n_customers=len(evaluated),
+                            n_train_customers=len(trained), metrics=metrics)
