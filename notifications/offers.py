@@ -16,6 +16,10 @@ Dry runs write rows under the key `dry-run:<offer_id>:<customer_id>` with status
 never occupy a real key, do not count towards the frequency cap, and a repeated dry run
 re-renders its row. Quiet hours defer: no row is written, only a skip with reason 'quiet_hours',
 so a later pass sends the message.
+
+The frequency cap is read once per pass (plus what the pass itself sends): two passes running at
+the same moment could each send a *different* offer to one customer. The same offer is still
+sent once (the unique key); the scheduler's job lock keeps passes from overlapping in practice.
 """
 
 from __future__ import annotations
