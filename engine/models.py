@@ -1,6 +1,7 @@
 """The SQLModel schema. Alembic migrations in engine/migrations create exactly these tables.
 
-Timestamps are naive UTC. Text keys (customer ids, stock codes) are kept as the source wrote them.
+Timestamps are timezone-aware UTC (sqlmodel stores datetimes as UTCDateTime).
+Text keys (customer ids, stock codes) are kept as the source wrote them.
 """
 
 from __future__ import annotations
