@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import Engine
 
 from engine.customers_file import stage_customers
@@ -266,8 +268,16 @@ def _number(values: pd.Series) -> pd.Series:
     return numbers.where(np.isfinite(numbers))
 
 
-def _quoted(values: pd.Series) -> pd.Series:
-    return values.astype(str).str.slice(0, 40).map(repr)
+def _whole_number_ids(ids: pd.Series) -> pd.Series:
+    """'17850.0' (a spreadsheet's float) -> '17850'; only the few rows that need it are touched."""
+    floaty = ids.str.endswith(".0", na=False).astype(bool)
+    if floaty.any():
+        ids = ids.copy()
+        ids[floaty] = ids[floaty].str.replace(r"^(\d+)\.0+$", r"\1", regex=True)
+    return ids
+
+
+Reason = tuple[pd.Series, str, pd.Series | None]  # (mask, message, value quoted after it)
 
 
 def normalise_lines(raw: RawFile, preset: Preset) -> tuple[pd.DataFrame, pd.Series]:
@@ -280,24 +290,24 @@ def normalise_lines(raw: RawFile, preset: Preset) -> tuple[pd.DataFrame, pd.Seri
     out = pd.DataFrame(index=frame.index)
     for name in ("invoice", "stock_code", "description", "customer_id", "country"):
         out[name] = texts.get(name, empty)
-    out["customer_id"] = out["customer_id"].str.replace(r"^(\d+)\.0+$", r"\1", regex=True)
+    out["customer_id"] = _whole_number_ids(out["customer_id"])
     out["ts"] = _parse_timestamps(source["timestamp"], preset.timestamp_formats)
 
-    reasons: list[tuple[pd.Series, pd.Series | str]] = []
+    reasons: list[Reason] = []
     blank = pd.concat([text.isna() for text in texts.values()], axis=1).all(axis=1)
-    reasons.append((blank, "empty line"))
+    reasons.append((blank, "empty line", None))
     if "invoice" in source:
-        reasons.append((out["invoice"].isna(), "missing invoice"))
+        reasons.append((out["invoice"].isna(), "missing invoice", None))
     timestamp_text = texts["timestamp"]
-    reasons.append((timestamp_text.isna() & out["ts"].isna(), "missing timestamp"))
-    reasons.append((out["ts"].isna(), "bad timestamp " + _quoted(timestamp_text)))
+    reasons.append((timestamp_text.isna() & out["ts"].isna(), "missing timestamp", None))
+    reasons.append((out["ts"].isna(), "bad timestamp", timestamp_text))
 
     numbers = {name: _number(source[name]) for name in ("quantity", "unit_price", "amount")
                if name in source}
     for name, values in numbers.items():
         text = texts[name]
-        reasons.append((text.isna(), f"missing {name}"))
-        reasons.append((values.isna(), f"non-numeric {name} " + _quoted(text)))
+        reasons.append((text.isna(), f"missing {name}", None))
+        reasons.append((values.isna(), f"non-numeric {name}", text))
     quantity, unit_price, amount = (numbers.get(name) for name in ("quantity", "unit_price",
                                                                    "amount"))
     if amount is None:
@@ -311,24 +321,33 @@ def normalise_lines(raw: RawFile, preset: Preset) -> tuple[pd.DataFrame, pd.Seri
     out["quantity"], out["unit_price"], out["amount"] = quantity, unit_price, amount
     out["line_no"] = raw.line_numbers
 
-    reason = pd.Series(None, index=frame.index, dtype=object)
-    for mask, message in reasons:
-        candidate = message if isinstance(message, str) else message.where(mask)
-        reason = reason.where(reason.notna() | ~mask, candidate)
-    return out, reason
+    return out, _first_reason(frame.index, reasons)
+
+
+def _first_reason(index: pd.Index, reasons: list[Reason]) -> pd.Series:
+    """Per row, the first reason whose mask is true (None for a good row)."""
+    reason = pd.Series(None, index=index, dtype=object)
+    for mask, message, value in reasons:
+        todo = mask & reason.isna()
+        if not todo.any():
+            continue
+        if value is None:
+            reason[todo] = message
+        else:
+            reason[todo] = message + " " + value[todo].astype(str).str.slice(0, 40).map(repr)
+    return reason
 
 
 def line_hashes(lines: pd.DataFrame) -> pd.Series:
     """128-bit hash of every field of a line as stored (so XLSX and CSV copies agree)."""
-    parts = [lines[name].fillna("") for name in ("invoice", "stock_code", "description",
-                                                  "customer_id", "country")]
-    parts += [lines[name].astype(str) for name in ("quantity", "unit_price", "amount")]
-    parts.append(lines["ts"].astype("int64").astype(str))
-    joined = parts[0].astype(str)
-    for part in parts[1:]:
-        joined = joined + "\x1f" + part.astype(str)
-    return pd.Series([hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
-                      for text in joined], index=lines.index, dtype=object)
+    parts = [pa.array(lines[name].fillna("").to_numpy(dtype=object), type=pa.string())
+             for name in ("invoice", "stock_code", "description", "customer_id", "country")]
+    parts += [pa.array(lines[name].to_numpy(dtype="float64")).cast(pa.string())
+              for name in ("quantity", "unit_price", "amount")]
+    parts.append(pa.array(lines["ts"].astype("int64").to_numpy()).cast(pa.string()))
+    joined = pc.binary_join_element_wise(*parts, "\x1f").cast(pa.binary())
+    return pd.Series([hashlib.blake2b(text, digest_size=16).hexdigest()
+                      for text in joined.to_pylist()], index=lines.index, dtype=object)
 
 
 def stage_lines(raw: RawFile, preset: Preset) -> tuple[StagedFile, pd.DataFrame]:

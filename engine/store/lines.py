@@ -11,17 +11,19 @@ here carry naive UTC datetime64 values.
 
 from __future__ import annotations
 
-import io
 import logging
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import psycopg
-from sqlalchemy import Connection, Engine, String, func, insert, select, type_coerce, update
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -138,9 +140,30 @@ def _write_file(connection: Connection, staged: StagedFile, batch_size: int,
             lines_loaded=staged.loaded, duplicates=staged.duplicates + staged.duplicates_in_db))
 
 
-def _sqlite_timestamp(ts: pd.Series) -> pd.Series:
-    # The text layout SQLAlchemy's SQLite DateTime writes, so range filters compare correctly.
-    return ts.dt.strftime("%Y-%m-%d %H:%M:%S.%f")
+def _timestamp_text(ts: pd.Series, suffix: str = "") -> list[str]:
+    """'YYYY-MM-DD HH:MM:SS.ffffff' (the layout SQLAlchemy's SQLite DateTime writes, so range
+    filters compare as text correctly), vectorised."""
+    iso = pa.array(np.datetime_as_string(ts.to_numpy(dtype="datetime64[us]"), unit="us"))
+    text = pc.replace_substring(iso, "T", " ")
+    if suffix:
+        text = pc.binary_join_element_wise(text, pa.scalar(suffix), "")
+    return text.to_pylist()
+
+
+def _column_lists(frame: pd.DataFrame, source_id: int, ts_suffix: str = "") -> list[list[Any]]:
+    """Each column as a list of plain Python values (None for missing), in `columns` order."""
+    columns: list[list[Any]] = [[source_id] * len(frame)]
+    for name in STAGED_LINE_COLUMNS:
+        values = frame[name]
+        if name == "ts":
+            columns.append(_timestamp_text(values, ts_suffix))
+        elif name == "is_return":
+            columns.append(values.astype(int).tolist())
+        elif values.dtype == object:
+            columns.append(values.where(values.notna(), None).tolist())
+        else:
+            columns.append(values.tolist())
+    return columns
 
 
 def _write_lines(connection: Connection, lines: pd.DataFrame, source_id: int, batch_size: int,
@@ -154,14 +177,15 @@ def _write_lines(connection: Connection, lines: pd.DataFrame, source_id: int, ba
                      f"VALUES ({placeholders})")
         cursor = raw.cursor()  # type: ignore[union-attr]
         try:
+            # A big page cache keeps the random inserts into the line_hash index in memory.
+            cursor.execute("PRAGMA cache_size=-262144")
             for start in range(0, len(lines), batch_size):
                 chunk = lines.iloc[start:start + batch_size]
-                frame = chunk.assign(source_file_id=source_id, ts=_sqlite_timestamp(chunk["ts"]),
-                                     is_return=chunk["is_return"].astype(int))[columns]
-                cursor.executemany(statement, _records(frame))
+                cursor.executemany(statement, zip(*_column_lists(chunk, source_id), strict=True))
                 if on_progress:
                     on_progress(len(chunk))
         finally:
+            cursor.execute("PRAGMA cache_size=-2000")
             cursor.close()
         return
     if dialect != "postgresql":
@@ -173,12 +197,8 @@ def _write_lines(connection: Connection, lines: pd.DataFrame, source_id: int, ba
         with cursor.copy(copy_sql) as copy:
             for start in range(0, len(lines), batch_size):
                 chunk = lines.iloc[start:start + batch_size]
-                frame = chunk.assign(
-                    source_file_id=source_id,
-                    ts=chunk["ts"].dt.strftime("%Y-%m-%d %H:%M:%S.%f+00"))[columns]
-                buffer = io.StringIO()
-                frame.to_csv(buffer, header=False, index=False, na_rep="")
-                copy.write(buffer.getvalue())
+                for row in zip(*_column_lists(chunk, source_id, "+00"), strict=True):
+                    copy.write_row(row)
                 if on_progress:
                     on_progress(len(chunk))
         cursor.execute(
@@ -186,12 +206,6 @@ def _write_lines(connection: Connection, lines: pd.DataFrame, source_id: int, ba
             f"SELECT {', '.join(columns)} FROM staged_line ORDER BY line_no "
             "ON CONFLICT (line_hash) DO NOTHING")
         cursor.execute("DROP TABLE staged_line")
-
-
-def _records(frame: pd.DataFrame) -> Iterable[tuple[Any, ...]]:
-    """Rows as tuples of plain Python values, NaN/NA as None."""
-    values = frame.astype(object).where(frame.notna(), None)
-    return values.itertuples(index=False, name=None)
 
 
 def _dialect_insert(connection: Connection, table: Any) -> Any:
@@ -272,22 +286,32 @@ def load_lines(engine: Engine, since: date | None = None,
     Columns: invoice, stock_code, description, quantity, unit_price, amount, ts (naive UTC
     datetime64[ns]), customer_id (str or None), country, is_return (bool). Ordered as loaded.
     """
-    ts_column = LINE_TABLE.c.ts
-    # On SQLite the stored text is parsed by pandas in one vectorised call, not row by row.
-    ts_select = (type_coerce(ts_column, String) if engine.dialect.name == "sqlite"
-                 else ts_column).label("ts")
-    query = select(*[ts_select if name == "ts" else LINE_TABLE.c[name] for name in LINE_COLUMNS])
-    if since is not None:
-        query = query.where(ts_column >= _utc_bound(since))
-    if until is not None:
-        query = query.where(ts_column < _utc_bound(until + timedelta(days=1)))
-    query = query.order_by(LINE_TABLE.c.id)
+    # Raw DBAPI fetch with the timestamp as text: pandas parses it in one vectorised call, where
+    # SQLAlchemy's result processing would build a Python datetime per row.
+    sqlite_db = engine.dialect.name == "sqlite"
+    ts_sql = ("ts" if sqlite_db
+              else "to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')")
+    marker = "?" if sqlite_db else "%s"
+    names = ", ".join(f"{ts_sql} AS ts" if name == "ts" else name for name in LINE_COLUMNS)
+    conditions, params = [], []
+    for bound, operator in ((since, ">="), (until + timedelta(days=1) if until else None, "<")):
+        if bound is not None:
+            conditions.append(f"ts {operator} {marker}")
+            params.append(bound.strftime("%Y-%m-%d 00:00:00.000000") if sqlite_db
+                          else _utc_bound(bound))
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    sql = f"SELECT {names} FROM transaction_line{where} ORDER BY id"
     try:
         with engine.connect() as connection:
-            frame = pd.read_sql(query, connection)
-    except SQLAlchemyError as exc:
+            cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(sql, params)
+                rows = cursor.fetchall()
+            finally:
+                cursor.close()
+    except (SQLAlchemyError, sqlite3.Error, psycopg.Error) as exc:
         raise _database_error(engine, exc) from None
-    return _cast_lines(frame)
+    return _cast_lines(pd.DataFrame(rows, columns=LINE_COLUMNS))
 
 
 def _cast_lines(frame: pd.DataFrame) -> pd.DataFrame:
