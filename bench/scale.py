@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=1, help="ingest + run repeats per size")
     parser.add_argument("--preset", default="generic", help="ingest preset of the demo data")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--calibration-customers", type=int, default=CALIBRATION_CUSTOMERS,
+                        help="customers of the sample that measures lines per customer")
     parser.add_argument("--workdir", type=Path, help="keep generated data and databases here")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
     args = parser.parse_args(argv)
@@ -74,8 +76,9 @@ def main(argv: list[str] | None = None) -> None:
     sizes: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="segmint-scale-") as scratch:
         workdir = (args.workdir or Path(scratch)).resolve()
-        _, _, sample_lines = generate(workdir / "calibration", CALIBRATION_CUSTOMERS, args.seed)
-        lines_per_customer = sample_lines / CALIBRATION_CUSTOMERS
+        _, _, sample_lines = generate(workdir / "calibration", args.calibration_customers,
+                                      args.seed)
+        lines_per_customer = sample_lines / args.calibration_customers
         print(f"calibration: {lines_per_customer:.1f} lines per customer", flush=True)
         for target in args.lines:
             customers = max(10, round(target / lines_per_customer))

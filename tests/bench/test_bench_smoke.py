@@ -59,3 +59,31 @@ def test_harness_reports_every_stage_and_ratio(tiny_csv: Path, tmp_path: Path) -
     notes = {r["stage"]: r["notes"] for r in segmint_run if r["side"] == "segmint"}
     assert notes["ingest"]["loaded"] > 0
     assert notes["run"]["run_id"] >= 1
+
+
+@pytest.mark.slow
+def test_scale_then_dashboard_load_on_a_tiny_demo(tmp_path: Path) -> None:
+    """bench.scale on a few thousand synthetic lines, then bench.load_dashboard against the
+    database it leaves: every page is rendered by every client without an error."""
+    scale_json, load_json = tmp_path / "scale.json", tmp_path / "load.json"
+    completed = _bench("bench.scale", "--lines", "3000", "--calibration-customers", "40",
+                       "--workdir", str(tmp_path / "scale"), "--json", str(scale_json),
+                       cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    size = json.loads(scale_json.read_text())["sizes"][0]
+    assert size["lines"] > 1000
+    assert size["ingest"]["notes"]["loaded"] == size["lines"]
+    assert size["run"]["notes"]["run_id"] == 1
+    assert "run s" in completed.stdout
+
+    database = tmp_path / "scale" / "lines-3000" / "segmint" / "segmint.db"
+    completed = _bench("bench.load_dashboard", "--serve", "--database-url",
+                       f"sqlite:///{database}", "--workdir", str(tmp_path / "load"),
+                       "--clients", "2", "--rounds", "1", "--json", str(load_json), cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(load_json.read_text())
+    assert result["failures"] == []
+    assert result["all"]["errors"] == 0
+    rendered = {label.split()[0] for label in result["callbacks"] if "render" in label}
+    assert rendered == set(result["pages"]) and len(rendered) >= 5
+    assert any("recs-lookup-result" in label for label in result["callbacks"])
