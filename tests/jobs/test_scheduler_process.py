@@ -166,3 +166,46 @@ def test_bad_cron_is_a_one_line_error(tmp_path: Path, db_url: str, jobs_db: Engi
                          env={"SEGMINT_DATABASE_URL": db_url, **os.environ})
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("error: scheduler.pipeline.cron")
+
+
+def _backdate_stored_pipeline(engine: Engine, minutes: int) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+
+    store = SQLAlchemyJobStore(engine=engine)
+    job = store.lookup_job("pipeline")
+    assert job is not None and job.func_ref == "jobs.tasks:run_pipeline"
+    assert job.args[1] == "interval 3600s", "plain-string arguments, no settings pickled"
+    job.next_run_time = datetime.now(UTC) - timedelta(minutes=minutes)
+    store.update_job(job)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("grace", "runs"), [(3600, True), (60, False)],
+                         ids=["within-grace", "beyond-grace"])
+def test_missed_tick_runs_once_after_restart_within_the_grace_time(
+        tmp_path: Path, jobs_db: Engine, schedulers: Schedulers, grace: int,
+        runs: bool) -> None:
+    """replace_existing=True alone would reschedule from 'now' and drop the missed tick."""
+    config = tmp_path / "config.toml"
+    config.write_text(config.read_text().replace(
+        "[scheduler]\n", f"[scheduler]\nmisfire_grace_seconds = {grace}\n"
+                         f"pipeline = {{ interval_seconds = 3600 }}\n"))
+    first = schedulers.start()
+    wait_for(lambda: "event=job_scheduled job=pipeline" in schedulers.logs[0].read_text(),
+             what="the first scheduler to start", logs=schedulers.logs)
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=60) == 0
+    assert history(jobs_db, "pipeline") == []
+
+    _backdate_stored_pipeline(jobs_db, minutes=10)
+    schedulers.start()
+    if runs:
+        wait_for(lambda: finished(jobs_db, "pipeline"), what="the missed tick",
+                 logs=schedulers.logs)
+        assert len(history(jobs_db, "pipeline")) == 1, "coalesced: one run for the missed tick"
+    else:
+        wait_for(lambda: "event=job_missed job=pipeline" in schedulers.logs[1].read_text(),
+                 what="the missed tick to be reported", logs=schedulers.logs)
+        assert history(jobs_db, "pipeline") == []
