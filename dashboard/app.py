@@ -67,13 +67,9 @@ def _flask_server(settings: Settings, secret_key: str | None) -> Flask:
 
 
 def _register_webhooks(server: Flask, settings: Settings) -> None:
-    try:
-        from notifications.webhooks import create_blueprint
-    except ImportError as exc:
-        if getattr(exc, "name", None) != "notifications.webhooks":
-            raise
-        log.info("notifications.webhooks is not available: Twilio webhooks are not served")
-        return
+    """Twilio status and inbound-SMS webhooks (they check X-Twilio-Signature themselves)."""
+    from notifications.webhooks import create_blueprint
+
     engine = get_engine(settings.database_url, settings.database.echo)
     server.register_blueprint(create_blueprint(settings, engine))
 

@@ -18,6 +18,8 @@ from engine.settings import Settings
 from engine.store import aggregates, get_engine
 
 SETTINGS_KEY = "SEGMINT_SETTINGS"
+# Bump when a cached frame changes shape, so a shared cache directory never serves old frames.
+CACHE_FORMAT = "2"
 CACHE_KEY = "segmint_cache"
 
 T = TypeVar("T")
@@ -48,7 +50,7 @@ def data_version() -> str:
 
 def cached(name: str, *parts: Any, compute: Callable[[], T]) -> T:
     """The value of compute() for (name, parts, data version), from the shared cache if there."""
-    key = "|".join([name, data_version(), *(repr(part) for part in parts)])
+    key = "|".join([CACHE_FORMAT, name, data_version(), *(repr(part) for part in parts)])
     store = cache()
     value = store.get(key)
     if value is None:
