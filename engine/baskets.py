@@ -35,6 +35,7 @@ LINE_COLUMNS = ("invoice", "stock_code", "customer_id", "is_return")
 
 # mlxtend 0.23.2 added `num_itemsets` (the number of transactions) to association_rules.
 _TAKES_NUM_ITEMSETS = "num_itemsets" in inspect.signature(association_rules).parameters
+_TAKES_RETURN_METRICS = "return_metrics" in inspect.signature(association_rules).parameters
 
 
 class BasketError(SegmintError):
@@ -104,7 +105,11 @@ def rules_from_one_hot(one_hot: pd.DataFrame, settings: BasketSettings) -> pd.Da
                         max_len=settings.max_len)
     if itemsets.empty or int(itemsets["itemsets"].map(len).max()) < 2:
         return empty_rules().drop(columns="cluster")
-    extra: dict[str, Any] = {"num_itemsets": one_hot.shape[0]} if _TAKES_NUM_ITEMSETS else {}
+    extra: dict[str, Any] = {}
+    if _TAKES_NUM_ITEMSETS:
+        extra["num_itemsets"] = one_hot.shape[0]
+    if _TAKES_RETURN_METRICS:  # only what we keep: the others divide by zero on certain rules
+        extra["return_metrics"] = ["antecedent support", "consequent support", *METRICS]
     rules = association_rules(itemsets, metric="confidence",
                               min_threshold=settings.min_confidence, **extra)
     rules = rules.loc[rules["lift"] >= settings.min_lift]

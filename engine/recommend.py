@@ -8,7 +8,8 @@ each part in [0, 1]:
   purchase baskets (baskets(i and j) / sqrt(baskets(i) x baskets(j)); baskets above
   `max_basket_size` products left out, each product keeps its `max_neighbours` closest partners),
   divided by the customer's largest sum;
-- popularity: share of the customer's cluster that bought the product, divided by the top share.
+- popularity: share of the customer's cluster that bought the product, divided by the top share
+  (plus a trace of overall popularity, which only orders what the cluster never bought).
 Products the customer ever bought (or returned) in the lines given are never recommended. Ties
 are broken by stock code, so the result is deterministic.
 
@@ -31,6 +32,7 @@ from engine.settings import RecommendSettings
 
 log = logging.getLogger(__name__)
 
+GLOBAL_TRACE = 1e-3
 RECOMMENDATION_COLUMNS = ["customer_id", "rank", "stock_code", "description", "score", "reason"]
 
 
@@ -273,6 +275,7 @@ def recommend(
     clusters = people["cluster"].to_numpy()
     tiers = people["value_tier"].astype(str).to_numpy() if "value_tier" in people else None
     everyone = np.asarray(bought.sum(axis=0)).ravel()
+    overall = everyone / max(everyone.max(initial=0), 1)
 
     rule_parts: list[tuple[np.ndarray, ...]] = []
     pop_parts: list[tuple[np.ndarray, ...]] = []
@@ -284,9 +287,9 @@ def recommend(
             own = rules.loc[rules["cluster"].map(lambda value: value is None or pd.isna(value))]
         rule_parts.append(rule_scores(bought, members, own, catalogue))
         counts = np.asarray(bought[members].sum(axis=0)).ravel()
-        if counts.max(initial=0) == 0:
-            counts = everyone
-        popularity = counts / max(counts.max(initial=0), 1)
+        # A trace of overall popularity ranks the products nobody in the cluster bought, so a
+        # customer who has everything their cluster buys still gets top_n recommendations.
+        popularity = counts / max(counts.max(initial=0), 1) + GLOBAL_TRACE * overall
         pop_parts.append(popular_candidates(ever, members, popularity, settings.top_n))
 
     rule_c, rule_p, rule_s, rule_id = (np.concatenate(p) for p in zip(*rule_parts, strict=True))
