@@ -4,7 +4,7 @@ Choosing k. Every k in [k_min, k_max] is fitted and scored by five criteria, eac
 nominates one k:
 
 - elbow: the knee of the inertia curve (kneed, convex and decreasing);
-- silhouette: the highest mean silhouette (on a seeded sample above ``silhouette_sample`` rows);
+- silhouette: the highest mean silhouette (on a sample above ``silhouette_sample`` rows);
 - gap statistic (Tibshirani 2001): the smallest k with gap(k) >= gap(k+1) - s(k+1), else the
   highest gap (uniform references in the data's bounding box, on the same sample);
 - Calinski-Harabasz: the highest score;
@@ -16,10 +16,18 @@ smaller k. Every score, every nomination and the rule's outcome are returned for
 
 Value tiers. Clusters are ranked by a value score from their centroids (the mean of the
 standardised log-frequency and log-monetary coordinates; recency is left out because a lapsed
-big spender is still a high-value customer, the classes deal with recency and growth). The top
-max(1, k // 3) clusters are the high tier, as many at the bottom the low tier, the rest the mid
-tier (k = 2: high and low). Clusters are then renumbered in that order (0 = most valuable), so
-cluster numbers, tiers and classes do not depend on the labels k-means happened to draw.
+big spender is still a high-value customer, the classes deal with recency and growth). The
+ranking is cut into three tiers (high, mid, low) by Jenks natural breaks on the customers: of all
+cuts into three non-empty runs, the one with the least within-tier variance of the value score,
+each cluster weighted by its size. The tiers follow spend levels, not cluster counts: a small
+cluster (new or lapsed customers, net returners) joins the tier nearest its value instead of
+taking a tier of its own (k = 2: high and low). Clusters are then
+renumbered in value order (0 = most valuable), so cluster numbers, tiers and classes do not
+depend on the labels k-means happened to draw.
+
+Randomness. The scoring of the k range (its k-means fits, the silhouette / gap sample, the gap
+references) uses a fixed seed of its own (DIAGNOSTIC_SEED), so the choice of k does not move with
+the run's seed; the final fit at the chosen k uses the run's seed.
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ from engine.errors import SegmintError
 from engine.settings import ClusteringSettings
 
 SINGLE_THREAD_BELOW = 50_000
+DIAGNOSTIC_SEED = 20240
 CRITERIA = ("elbow", "silhouette", "gap", "calinski_harabasz", "davies_bouldin")
 
 
@@ -182,18 +191,19 @@ def silhouettes(matrix: np.ndarray, labelings: Sequence[np.ndarray],
             for total, block in zip(totals, blocks, strict=True)]
 
 
-def score_k_range(matrix: np.ndarray, ks: list[int], settings: ClusteringSettings,
-                  seed: int) -> tuple[pd.DataFrame, dict[int, KMeans]]:
-    """Fits every k and returns one row of scores per k (and the fitted models). Silhouette
-    and the gap statistic use one seeded sample of ``silhouette_sample`` rows above that size."""
-    rng = np.random.default_rng(seed)
+def score_k_range(matrix: np.ndarray, ks: list[int],
+                  settings: ClusteringSettings) -> pd.DataFrame:
+    """Fits every k and returns one row of scores per k. Everything here uses DIAGNOSTIC_SEED
+    (fits, the silhouette / gap sample of ``silhouette_sample`` rows, gap references), so the
+    scores do not move with the run's seed."""
+    rng = np.random.default_rng(DIAGNOSTIC_SEED)
     sample_index = (np.arange(len(matrix)) if len(matrix) <= settings.silhouette_sample
                     else np.sort(rng.choice(len(matrix), settings.silhouette_sample,
                                             replace=False)))
     sample = matrix[sample_index]
-    gaps, spreads = _gap(sample, ks, settings.gap_references, seed,
+    gaps, spreads = _gap(sample, ks, settings.gap_references, DIAGNOSTIC_SEED,
                          max(1, min(settings.n_init, 3)))
-    models = {k: _kmeans(matrix, k, seed, settings.n_init) for k in ks}
+    models = {k: _kmeans(matrix, k, DIAGNOSTIC_SEED, settings.n_init) for k in ks}
     silhouette = silhouettes(sample, [models[k].labels_[sample_index] for k in ks])
     rows = []
     for k, gap, spread, sil in zip(ks, gaps, spreads, silhouette, strict=True):
@@ -210,32 +220,46 @@ def score_k_range(matrix: np.ndarray, ks: list[int], settings: ClusteringSetting
             "davies_bouldin": (float(davies_bouldin_score(matrix, labels))
                                if several else float("nan")),
         })
-    return pd.DataFrame(rows), models
+    return pd.DataFrame(rows)
 
 
-def value_tiers(centroids: np.ndarray, feature_names: Sequence[str], present: Sequence[int],
+def _weighted_sse(values: np.ndarray, weights: np.ndarray) -> float:
+    mean = float(np.average(values, weights=weights))
+    return float((weights * (values - mean) ** 2).sum())
+
+
+def value_tiers(centroids: np.ndarray, feature_names: Sequence[str], sizes: dict[int, int],
                 tier_names: Sequence[str]) -> tuple[list[int], dict[int, str], dict[int, float]]:
-    """Ranks the clusters present by centroid value and cuts them into three tiers.
+    """Ranks the clusters by centroid value and cuts the ranking into three tiers (high, mid,
+    low): of all ways to cut it into three non-empty runs, the one with the least within-tier
+    variance of the value score, each cluster weighted by its size (Jenks natural breaks on the
+    customers). ``sizes`` maps each label present to its number of customers.
 
-    Returns the old labels best first, the tier per old label and the value score per old label.
+    Returns the labels best first, the tier per label and the value score per label.
     """
     value_columns = [i for i, name in enumerate(feature_names) if name in ("frequency", "monetary")]
     if not value_columns:
         value_columns = list(range(len(feature_names)))
+    present = sorted(sizes)
     value = {label: float(centroids[label, value_columns].mean()) for label in present}
     # Ties (identical centroids) fall back to the raw centroid coordinates, then the label.
     order = sorted(present, key=lambda label: (-value[label], tuple(-centroids[label]), label))
-    k = len(order)
-    n_edge = max(1, k // 3)
     high, mid, low = tier_names
-    tiers = {}
-    for position, label in enumerate(order):
-        if position < n_edge:
-            tiers[label] = high
-        elif position >= k - n_edge:
-            tiers[label] = low
-        else:
-            tiers[label] = mid
+    if len(order) <= 2:
+        return order, dict(zip(order, [high, low][:len(order)], strict=True)), value
+    values = np.array([value[label] for label in order])
+    weights = np.array([sizes[label] for label in order], dtype=float)
+    best: tuple[float, int, int] | None = None
+    for first in range(1, len(order) - 1):  # tiers are order[:first], [first:second], [second:]
+        for second in range(first + 1, len(order)):
+            cost = sum(_weighted_sse(values[part], weights[part]) for part in
+                       (slice(0, first), slice(first, second), slice(second, None)))
+            if best is None or cost < best[0] - 1e-12:
+                best = (cost, first, second)
+    assert best is not None
+    _, first, second = best
+    tiers = {label: high if position < first else mid if position < second else low
+             for position, label in enumerate(order)}
     return order, tiers, value
 
 
@@ -274,12 +298,13 @@ def cluster_customers(rfm: pd.DataFrame, settings: ClusteringSettings, *,
     # A few thousand rows of a few columns: OpenMP threads cost more than they save (and
     # oversubscribe a shared machine), so the fits run single-threaded, in this block only.
     with threadpool_limits(limits=1 if len(matrix) < SINGLE_THREAD_BELOW else None):
-        scores, models = score_k_range(matrix, ks, settings, seed)
-    picks = _nominations(scores)
-    chosen = forced if forced is not None else combine_nominations(scores, picks)
-    model = models[chosen]
-    present = sorted(int(label) for label in np.unique(model.labels_))
-    order, old_tiers, old_values = value_tiers(model.cluster_centers_, features, present,
+        scores = score_k_range(matrix, ks, settings)
+        picks = _nominations(scores)
+        chosen = forced if forced is not None else combine_nominations(scores, picks)
+        model = _kmeans(matrix, chosen, seed, settings.n_init)
+    labels_present, counts = np.unique(model.labels_, return_counts=True)
+    sizes = {int(label): int(count) for label, count in zip(labels_present, counts, strict=True)}
+    order, old_tiers, old_values = value_tiers(model.cluster_centers_, features, sizes,
                                                settings.tiers)
     relabel = {old: new for new, old in enumerate(order)}
     labels = np.array([relabel[int(label)] for label in model.labels_], dtype=np.int64)
