@@ -71,16 +71,25 @@ class StageResult:
 
 
 def run_stage(side: str, stage: str, *, data: Path, workdir: Path,
-              options: dict[str, Any] | None = None, timeout: float = 3600) -> StageResult:
-    """Run one stage in a fresh `python -m bench.child` process and return what it measured."""
+              options: dict[str, Any] | None = None, timeout: float = 3600,
+              memory_limit_bytes: int | None = None) -> StageResult:
+    """Run one stage in a fresh `python -m bench.child` process and return what it measured.
+
+    memory_limit_bytes caps the child's address space (RLIMIT_AS), so a stage that does not
+    scale fails with MemoryError instead of pushing a shared machine into the OOM killer.
+    """
     result_file = workdir / f"result-{side}-{stage}.json"
     result_file.unlink(missing_ok=True)
     command = [sys.executable, "-m", "bench.child", side, stage, "--data", str(data),
                "--workdir", str(workdir), "--result", str(result_file),
                "--options", json.dumps(options or {})]
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    def cap_memory() -> None:
+        if memory_limit_bytes:
+            resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
+
     completed = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True,
-                               timeout=timeout)
+                               timeout=timeout, preexec_fn=cap_memory)
     if completed.returncode != 0 or not result_file.exists():
         tail = " | ".join(completed.stderr.strip().splitlines()[-5:])
         raise StageFailed(f"{side}/{stage} exited {completed.returncode}: {tail}")

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.measure import REPO, StageResult, median, run_stage
+from bench.measure import REPO, StageFailed, StageResult, median, run_stage
 from bench.run import machine
 
 RUN_SECONDS_TARGET = 120.0
@@ -67,8 +67,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--calibration-customers", type=int, default=CALIBRATION_CUSTOMERS,
                         help="customers of the sample that measures lines per customer")
     parser.add_argument("--workdir", type=Path, help="keep generated data and databases here")
+    parser.add_argument("--memory-limit-gib", type=float, default=12.0,
+                        help="address-space cap of each child (default 12 GiB; 0 = none)")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
     args = parser.parse_args(argv)
+    limit = int(args.memory_limit_gib * 2**30) or None
 
     info = machine()
     print(f"machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, "
@@ -89,19 +92,29 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{lines:,} lines for {customers:,} customers generated in {generated:.0f}s",
                   flush=True)
             results: dict[str, list[StageResult]] = {"ingest": [], "run": []}
+            failures: dict[str, str] = {}
             options = {"preset": args.preset, "customers": str(customers_file)}
             for repeat in range(args.repeat):
                 for stage in results:
-                    result = run_stage("segmint", stage, data=transactions, workdir=folder,
-                                       options=options, timeout=7200)
+                    started = time.perf_counter()
+                    try:
+                        result = run_stage("segmint", stage, data=transactions, workdir=folder,
+                                           options=options, timeout=7200,
+                                           memory_limit_bytes=limit)
+                    except StageFailed as exc:
+                        failures[stage] = (f"{exc} (after {time.perf_counter() - started:.0f}s "
+                                           f"with start-up, cap {args.memory_limit_gib:g} GiB)")
+                        print(f"  repeat {repeat + 1}: {stage} FAILED: {failures[stage]}",
+                              flush=True)
+                        break
                     results[stage].append(result)
                     print(f"  repeat {repeat + 1}: {stage} {result.seconds:.1f}s "
                           f"{result.max_rss_mib:.0f} MiB {result.notes}", flush=True)
             sizes.append({"target": target, "lines": lines, "customers": customers,
-                          "generate_seconds": generated, **{
+                          "generate_seconds": generated, "failures": failures, **{
                               stage: {"seconds": median([r.seconds for r in rs]),
                                       "max_rss_mib": median([r.max_rss_mib for r in rs]),
-                                      "notes": rs[-1].notes}
+                                      "notes": rs[-1].notes if rs else {}}
                               for stage, rs in results.items()}})
             for leftover in (folder / "data").glob("*"):
                 leftover.unlink()
@@ -119,6 +132,10 @@ def format_table(sizes: list[dict[str, Any]]) -> str:
         out.append(f"{size['lines']:12,d} {size['customers']:10,d} "
                    f"{size['ingest']['seconds']:9.1f} {size['ingest']['max_rss_mib']:11.0f} "
                    f"{size['run']['seconds']:8.1f} {size['run']['max_rss_mib']:8.0f}")
+    for size in sizes:
+        for stage, error in size.get("failures", {}).items():
+            out.append(f"{size['lines']:,} lines: {stage} failed: {error}")
+    sizes = [s for s in sizes if not s.get("failures")]
     for small, large in zip(sizes, sizes[1:], strict=False):
         parts = []
         for stage in ("ingest", "run"):
