@@ -102,6 +102,8 @@ def run_demo(settings: Settings, *, config_path: str | None, port: int | None = 
 
     summary = ingest_file(engine, settings, transactions, customers=customers_file)
     click.echo(summary.summary_line())
+    if summary.customers is not None:
+        click.echo(summary.customers.summary_line())
     outcome = pipeline(engine, settings, trigger="demo")
     if outcome.status == "failed":
         raise DemoError(f"the first pipeline run failed: {outcome.error}")
