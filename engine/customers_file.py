@@ -49,9 +49,10 @@ def stage_customers(raw: RawFile, *, default_region: str) -> tuple[StagedFile, p
     # Phones: one parse per distinct number (phonenumbers has no vectorised API).
     parsed = {raw_phone: normalise_phone(raw_phone, default_region)
               for raw_phone in texts["phone"].dropna().unique()}
-    out["phone"] = texts["phone"].map(lambda value: parsed[value][0] if value else None)
+    out["phone"] = texts["phone"].map(
+        lambda value: parsed[value][0] if pd.notna(value) else None)
     out["phone_status"] = texts["phone"].map(
-        lambda value: parsed[value][1] if value else "unknown")
+        lambda value: parsed[value][1] if pd.notna(value) else "unknown")
     invalid_phone = out["phone_status"] == "invalid"
     problems.append(("invalid phone " + texts["phone"].astype(str).map(repr)).where(invalid_phone))
 
@@ -72,7 +73,7 @@ def stage_customers(raw: RawFile, *, default_region: str) -> tuple[StagedFile, p
                      + " (stored as false)").where(bad_consent))
 
     zones = {zone: _valid_zone(zone) for zone in texts["timezone"].dropna().unique()}
-    bad_zone = texts["timezone"].map(lambda zone: zone is not None and not zones[zone])
+    bad_zone = texts["timezone"].map(lambda zone: pd.notna(zone) and not zones[zone]).astype(bool)
     out["timezone"] = texts["timezone"].where(~bad_zone, None)
     problems.append(("unknown timezone " + texts["timezone"].astype(str).map(repr))
                     .where(bad_zone))

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from sqlalchemy import Engine
 
 from engine.customers_file import stage_customers
-from engine.readers import IngestError, RawFile, read_file
+from engine.readers import IngestError, RawFile, file_format, file_sha256, read_file
 from engine.settings import IngestMapping, Settings
 from engine.store.lines import STAGED_LINE_COLUMNS, StagedFile, find_loaded_file, write_files
 
@@ -110,10 +110,12 @@ def ingest_file(engine: Engine, settings: Settings, path: str | Path, *, preset:
     staged: list[StagedFile] = []
     reports: list[tuple[StagedFile, pd.DataFrame]] = []
 
-    raw = read_file(transactions_path)
-    earlier = find_loaded_file(engine, sha256=raw.sha256)
+    sha256 = file_sha256(transactions_path)
+    file_format(transactions_path)
+    earlier = find_loaded_file(engine, sha256=sha256)
     chosen: Preset | None = None
     if earlier is None:
+        raw = read_file(transactions_path, sha256)
         chosen = choose_preset(raw, settings, preset)
         lines_file, rejects = stage_lines(raw, chosen)
         staged.append(lines_file)
@@ -126,8 +128,9 @@ def ingest_file(engine: Engine, settings: Settings, path: str | Path, *, preset:
     customers_earlier = False
     flagged = 0
     if customers is not None:
-        raw_customers = read_file(Path(customers))
-        if find_loaded_file(engine, sha256=raw_customers.sha256) is None:
+        customers_sha256 = file_sha256(Path(customers))
+        if find_loaded_file(engine, sha256=customers_sha256) is None:
+            raw_customers = read_file(Path(customers), customers_sha256)
             customers_file, customer_rejects, flagged = stage_customers(
                 raw_customers, default_region=settings.notifications.default_region)
             staged.append(customers_file)

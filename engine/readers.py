@@ -68,12 +68,12 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_file(path: Path) -> RawFile:
+def read_file(path: Path, sha256: str | None = None) -> RawFile:
     """Read a whole file; anything unreadable raises IngestError, one line naming the file."""
     if not path.exists():
         raise IngestError(f"{path}: file not found")
     kind = file_format(path)
-    sha256 = file_sha256(path)
+    sha256 = sha256 or file_sha256(path)
     if kind in ("csv", "csv.gz"):
         frame, line_numbers = _read_csv(path, kind)
     elif kind == "xlsx":

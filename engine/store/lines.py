@@ -80,7 +80,7 @@ class StagedFile:
 
 def _database_error(engine: Engine, exc: BaseException) -> StoreError:
     orig = getattr(exc, "orig", None) or exc
-    reason = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    reason = (str(orig).strip().splitlines() or [type(orig).__name__])[0][:300]
     return StoreError(f"database {describe(str(engine.url))}: {reason}")
 
 
@@ -182,6 +182,7 @@ def _write_lines(connection: Connection, lines: pd.DataFrame, source_id: int, ba
             for start in range(0, len(lines), batch_size):
                 chunk = lines.iloc[start:start + batch_size]
                 cursor.executemany(statement, zip(*_column_lists(chunk, source_id), strict=True))
+                log.debug("staged %d of %d lines", start + len(chunk), len(lines))
                 if on_progress:
                     on_progress(len(chunk))
         finally:
@@ -193,12 +194,13 @@ def _write_lines(connection: Connection, lines: pd.DataFrame, source_id: int, ba
     with raw.cursor() as cursor:  # type: ignore[union-attr]
         cursor.execute("CREATE TEMP TABLE staged_line (LIKE transaction_line INCLUDING DEFAULTS) "
                        "ON COMMIT DROP")
-        copy_sql = f"COPY staged_line ({', '.join(columns)}) FROM STDIN (FORMAT csv)"
+        copy_sql = f"COPY staged_line ({', '.join(columns)}) FROM STDIN"
         with cursor.copy(copy_sql) as copy:
             for start in range(0, len(lines), batch_size):
                 chunk = lines.iloc[start:start + batch_size]
                 for row in zip(*_column_lists(chunk, source_id, "+00"), strict=True):
                     copy.write_row(row)
+                log.debug("staged %d of %d lines", start + len(chunk), len(lines))
                 if on_progress:
                     on_progress(len(chunk))
         cursor.execute(
