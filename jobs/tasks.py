@@ -144,8 +144,11 @@ def offer_pass(engine: Engine, settings: Settings) -> Outcome:
         return Outcome("skipped", details={"reason": "offers unavailable: the notifications "
                                                      "module is not installed"})
     summary = send_offers(engine, settings)
-    details = (dataclasses.asdict(summary) if dataclasses.is_dataclass(summary)
-               and not isinstance(summary, type) else {"summary": str(summary)})
+    # Shallow on purpose: dataclasses.asdict rebuilds a Counter from (key, value) pairs, which
+    # counts the pairs. Message previews stay out of the history.
+    details = ({f.name: getattr(summary, f.name) for f in dataclasses.fields(summary)
+                if f.name != "previews"} if dataclasses.is_dataclass(summary)
+               else {"summary": str(summary)})
     return Outcome("succeeded", details=_jsonable(details))
 
 

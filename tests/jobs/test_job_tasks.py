@@ -159,3 +159,24 @@ def test_unexpected_error_is_recorded_not_raised(jobs_settings: Settings,
     outcome = run_recorded(jobs_db, jobs_settings, job_id="inbox", trigger="test", step=broken)
     assert outcome.status == "failed" and outcome.error == "KeyError: 'surprise'"
     assert history(jobs_db, "inbox")[0].error == "KeyError: 'surprise'"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_offer_step_calls_the_notifications_module(tmp_path: Path, db_url: str) -> None:
+    from engine.store import get_engine, init_db
+    from tests.conftest import make_settings
+    from tests.jobs.conftest import JOBS_CONFIG
+
+    settings = make_settings(tmp_path, db_url, JOBS_CONFIG.replace("enabled = false",
+                                                                   "enabled = true"))
+    engine = get_engine(settings.database_url)
+    init_db(engine)
+    drop(write_transactions(tmp_path / "src" / "day.csv", seed=8), tmp_path / "inbox")
+    outcome = pipeline(engine, settings, trigger="test")
+    offers = history(engine, "offers")[0]
+    assert outcome.status == "succeeded" and offers.status == "succeeded"
+    assert offers.details["dry_run"] is True, "no Twilio credentials: a dry run"
+    assert offers.details["run_id"] == outcome.run_id
+    skipped = offers.details["skipped"]
+    assert skipped and all(isinstance(count, int) and not reason.startswith("(")
+                           for reason, count in skipped.items()), "reason -> count"
