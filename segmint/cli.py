@@ -62,7 +62,8 @@ def configure_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("apscheduler.executors", "twilio.http_client", "werkzeug"):
+    for noisy in ("alembic.runtime.migration", "apscheduler.executors", "twilio.http_client",
+                  "werkzeug"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -87,67 +88,6 @@ def init_db_command(context: Context) -> None:
     db = context.engine(require_schema=False)
     revision = init_db(db)
     click.echo(f"database {describe(context.settings.database_url)} at revision {revision}")
-
-
-@cli.command("ingest")
-@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--customers", "customers_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="A customers file (customer_id, first_name, phone, signup_date, "
-              "country, sms_consent, timezone) loaded in the same transaction.")
-@click.option("--preset", type=click.Choice(["online-retail", "online-retail-ii", "generic"]),
-              default=None, help="Column layout (default: settings ingest.default_preset when its "
-              "columns fit, else the first preset that fits).")
-@pass_context
-def ingest_command(context: Context, path: Path, customers_path: Path | None,
-                   preset: str | None) -> None:
-    """Load transactions from PATH (CSV, CSV.gz, XLSX or Parquet); idempotent, all or nothing.
-
-    Prints read / loaded / duplicates skipped / rejected; rejected rows go to a report file
-    (settings ingest.rejects_dir) with their line number and reason.
-    """
-    from engine.ingest import ingest_file
-
-    summary = ingest_file(context.engine(), context.settings, path, preset=preset,
-                          customers=customers_path, progress=sys.stderr.isatty())
-    click.echo(summary.summary_line())
-    for note in summary.notes:
-        click.echo(f"note: {note}")
-    if summary.customers is not None:
-        click.echo(summary.customers.summary_line())
-
-
-@cli.command("generate-demo-data")
-@click.argument("outdir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--customers", "n_customers", type=click.IntRange(min=10), default=2000,
-              show_default=True, help="Number of customers (about 50 lines each).")
-@click.option("--seed", type=int, default=42, show_default=True,
-              help="Random seed: the same seed writes the same bytes.")
-@pass_context
-def generate_demo_data_command(context: Context, outdir: Path, n_customers: int,
-                               seed: int) -> None:
-    """Write a synthetic retailer to OUTDIR: transactions.csv and customers.csv (generic preset)."""
-    from engine.demo import generate_demo_data
-
-    result = generate_demo_data(outdir, customers=n_customers, seed=seed)
-    click.echo(f"wrote {result.transactions_path} ({result.lines:,} lines) and "
-               f"{result.customers_path} ({result.customers:,} customers)")
-
-
-@cli.command("send-offers")
-@click.option("--dry-run", is_flag=True, default=False,
-              help="Record and print the messages without calling Twilio (the default when "
-                   "Twilio credentials are not set).")
-@pass_context
-def send_offers_command(context: Context, dry_run: bool) -> None:
-    """One offer pass over the latest published run: consent, opt-outs, frequency cap and quiet
-    hours checked; each offer sent at most once per customer."""
-    from notifications.offers import send_offers
-
-    summary = send_offers(context.engine(), context.settings, dry_run=True if dry_run else None)
-    for phone, body in summary.previews:
-        click.echo(f"  {phone}  {body}")
-    for line in summary.lines():
-        click.echo(line)
 
 
 @cli.command("run")
@@ -226,6 +166,110 @@ def _run_row(run: dict[str, Any]) -> dict[str, Any]:
             "finished": stamp(run["finished_at"]), "window": window, "as_of": day(run["as_of"]),
             "k": number(run["k"]), "k_mode": run["k_mode"],
             "n_customers": number(run["n_customers"]), "error": run["error"]}
+
+
+@cli.command("export")
+@click.argument("kind", type=click.Choice(
+    ["segments", "rules", "recommendations", "profiles", "transitions"]))
+@click.option("--run", "run_ref", default="latest", show_default=True,
+              help="Run id or 'latest' (the published run).")
+@click.option("--from", "from_ref", default=None, help="transitions: the earlier run.")
+@click.option("--to", "to_ref", default=None, help="transitions: the later run (default latest).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="CSV file to write (default: standard output).")
+@pass_context
+def export_command(context: Context, kind: str, run_ref: str, from_ref: str | None,
+                   to_ref: str | None, output: str | None) -> None:
+    """CSV of a run's segments, rules, recommendations, profiles, or the class transitions
+    between two runs (--from RUN --to RUN)."""
+    from engine.classes import class_transitions
+    from engine.exports import write_csv
+    from engine.store import runs as run_store
+
+    db = context.engine()
+    if kind == "transitions":
+        if from_ref is None:
+            raise click.UsageError("export transitions needs --from RUN (and --to RUN, "
+                                   "default latest)")
+        before = run_store.resolve_run(db, from_ref)
+        after = run_store.resolve_run(db, to_ref or run_ref)
+        frame = class_transitions(run_store.read_classes(db, run_id=before),
+                                  run_store.read_classes(db, run_id=after))
+    else:
+        run_id = run_store.resolve_run(db, run_ref)
+        reader = {"segments": run_store.read_segments, "rules": run_store.read_rules,
+                  "recommendations": run_store.read_recommendations,
+                  "profiles": run_store.read_profiles}[kind]
+        frame = reader(db, run_id=run_id)
+    if output is None:
+        write_csv(kind, frame, sys.stdout)
+        return
+    try:
+        rows = write_csv(kind, frame, output)
+    except OSError as exc:
+        raise click.FileError(output, hint=exc.strerror or str(exc)) from None
+    click.echo(f"{rows} rows written to {output}", err=True)
+
+
+@cli.command("send-offers")
+@click.option("--dry-run", is_flag=True, default=False,
+              help="Record and print the messages without calling Twilio (the default when "
+                   "Twilio credentials are not set).")
+@pass_context
+def send_offers_command(context: Context, dry_run: bool) -> None:
+    """One offer pass over the latest published run: consent, opt-outs, frequency cap and quiet
+    hours checked; each offer sent at most once per customer."""
+    from notifications.offers import send_offers
+
+    summary = send_offers(context.engine(), context.settings, dry_run=True if dry_run else None)
+    for phone, body in summary.previews:
+        click.echo(f"  {phone}  {body}")
+    for line in summary.lines():
+        click.echo(line)
+
+
+@cli.command("ingest")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--customers", "customers_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="A customers file (customer_id, first_name, phone, signup_date, "
+              "country, sms_consent, timezone) loaded in the same transaction.")
+@click.option("--preset", type=click.Choice(["online-retail", "online-retail-ii", "generic"]),
+              default=None, help="Column layout (default: settings ingest.default_preset when its "
+              "columns fit, else the first preset that fits).")
+@pass_context
+def ingest_command(context: Context, path: Path, customers_path: Path | None,
+                   preset: str | None) -> None:
+    """Load transactions from PATH (CSV, CSV.gz, XLSX or Parquet); idempotent, all or nothing.
+
+    Prints read / loaded / duplicates skipped / rejected; rejected rows go to a report file
+    (settings ingest.rejects_dir) with their line number and reason.
+    """
+    from engine.ingest import ingest_file
+
+    summary = ingest_file(context.engine(), context.settings, path, preset=preset,
+                          customers=customers_path, progress=sys.stderr.isatty())
+    click.echo(summary.summary_line())
+    for note in summary.notes:
+        click.echo(f"note: {note}")
+    if summary.customers is not None:
+        click.echo(summary.customers.summary_line())
+
+
+@cli.command("generate-demo-data")
+@click.argument("outdir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--customers", "n_customers", type=click.IntRange(min=10), default=2000,
+              show_default=True, help="Number of customers (about 50 lines each).")
+@click.option("--seed", type=int, default=42, show_default=True,
+              help="Random seed: the same seed writes the same bytes.")
+@pass_context
+def generate_demo_data_command(context: Context, outdir: Path, n_customers: int,
+                               seed: int) -> None:
+    """Write a synthetic retailer to OUTDIR: transactions.csv and customers.csv (generic preset)."""
+    from engine.demo import generate_demo_data
+
+    result = generate_demo_data(outdir, customers=n_customers, seed=seed)
+    click.echo(f"wrote {result.transactions_path} ({result.lines:,} lines) and "
+               f"{result.customers_path} ({result.customers:,} customers)")
 
 
 @cli.command("scheduler")
@@ -345,86 +389,6 @@ def users_list_command(context: Context) -> None:
 
     for user in list_users(engine=context.engine()):
         click.echo(f"{user.username}\t{user.role}")
-
-
-@cli.command("serve")
-@click.option("--host", default=None, help="Address to bind (default: dashboard.host).")
-@click.option("--port", type=click.IntRange(1, 65535), default=None,
-              help="Port (default: dashboard.port).")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="gunicorn workers (default: dashboard.workers).")
-@pass_context
-def serve_command(context: Context, host: str | None, port: int | None,
-                  workers: int | None) -> None:
-    """The dashboard behind gunicorn; login required (create accounts with `users add`)."""
-    from dashboard.serve import serve
-
-    context.engine()  # stop now with one line when the database or its schema is missing
-    serve(context.settings, host=host, port=port, workers=workers)
-
-
-@cli.group("users")
-def users_group() -> None:
-    """Dashboard accounts."""
-
-
-@users_group.command("add")
-@click.argument("name")
-@click.option("--role", type=click.Choice(["manager", "analyst"]), required=True,
-              help="manager: view; analyst: view, filter and export.")
-@pass_context
-def users_add_command(context: Context, name: str, role: str) -> None:
-    """Create an account or replace its password and role. The password is prompted on a
-    terminal and read from standard input (first line) otherwise."""
-    from dashboard.auth import hash_password
-    from engine.store.users import UserError, save_user
-
-    if sys.stdin.isatty():
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    else:
-        password = sys.stdin.readline().rstrip("\r\n")
-    if not password:
-        raise UserError("empty password (type it at the prompt or pipe it on standard input)")
-    if len(password) < 8:
-        log.warning("the password for %s is shorter than 8 characters", name)
-    created = save_user(engine=context.engine(), username=name,
-                        password_hash=hash_password(password), role=role)
-    click.echo(f"user {name} {'created' if created else 'updated'} ({role})")
-
-
-@users_group.command("list")
-@pass_context
-def users_list_command(context: Context) -> None:
-    """Accounts and their roles (never the passwords)."""
-    from engine.store.users import list_users
-
-    for user in list_users(engine=context.engine()):
-        click.echo(f"{user.username}\t{user.role}")
-
-
-@cli.command("evaluate")
-@click.option("--cutoff", default=None, metavar="DATE",
-              help="Train before this day, test after it (default: evaluate.cutoff in the "
-                   "config, else 80% of the way through the data).")
-@pass_context
-def evaluate_command(context: Context, cutoff: str | None) -> None:
-    """Recommendation quality on a time split: Segmint vs a global-popularity baseline."""
-    from engine.evaluate import default_cutoff, evaluate
-    from engine.store.lines import load_customers, load_lines
-
-    settings = context.settings
-    chosen = parse_date(cutoff, "--cutoff") or settings.evaluate.cutoff
-    db = context.engine()
-    lines = load_lines(db)
-    if lines.empty:
-        raise SegmintError("no transaction lines in the database; run `segmint ingest PATH` first")
-    if chosen is None:
-        chosen = default_cutoff(lines)
-    result = evaluate(lines, load_customers(db), settings, chosen)
-    click.echo(f"cutoff {result.cutoff}: {result.n_customers} customers evaluated "
-               f"({result.n_train_customers} in the training run; the others bought nothing new "
-               f"after the cutoff)")
-    click.echo(result.table())
 
 
 @cli.command("evaluate")
