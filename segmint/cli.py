@@ -62,7 +62,7 @@ def configure_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("alembic.runtime.migration", "apscheduler.executors", "twilio.http_client",
+    for noisy in ("alembic", "apscheduler.executors", "twilio.http_client",
                   "werkzeug"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
