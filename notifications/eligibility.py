@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from phonenumbers import timezone as phone_timezones
 
+from engine.phones import normalise_phone
 from engine.settings import NotificationSettings
 from engine.store.offers import OfferTarget
 
@@ -30,16 +31,12 @@ class Decision:
 
 
 def to_e164(raw: str | None, default_region: str) -> str | None:
-    """The number in E.164 (+447700900123), or None when it is missing or not a valid number."""
-    if not raw or not raw.strip():
-        return None
-    try:
-        parsed = phonenumbers.parse(raw.strip(), default_region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(parsed):
-        return None
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    """The number in E.164 (+447700900123), or None when it is missing or not a valid number.
+
+    Validity is decided in one place, engine.phones (which accepts the reserved test ranges).
+    """
+    phone, status = normalise_phone(raw, default_region)
+    return phone if status == "valid" else None
 
 
 def mask_phone(phone: str | None) -> str:
