@@ -31,6 +31,7 @@ from bench.measure import StageResult, median, run_stage
 RUN_SPEEDUP_TARGET = 10.0
 RUN_MEMORY_TARGET = 0.5
 INGEST_RATIO_TARGET = 2.0
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def machine() -> dict[str, Any]:
@@ -132,14 +133,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=3, help="repeats per side (default 3)")
     parser.add_argument("--preset", default="online-retail", help="Segmint ingest preset")
     parser.add_argument("--workdir", type=Path, help="keep hand-over files and databases here")
+    parser.add_argument("--threads", type=int, help="OMP/BLAS threads of every child, both "
+                        "sides alike (default: the libraries' own choice); 1 keeps k-means "
+                        "timings steady on a machine shared with other work")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
     args = parser.parse_args(argv)
     if not args.data.exists():
         parser.error(f"{args.data} does not exist")
+    if args.threads:
+        for name in THREAD_VARIABLES:
+            os.environ[name] = str(args.threads)
 
     before = machine()
+    before["threads"] = args.threads
     print(f"machine: {before['cpu']}, {before['cores']} cores, {before['memory_gib']} GiB, "
-          f"Python {before['python']}, load average {before['load_average']}", flush=True)
+          f"Python {before['python']}, load average {before['load_average']}, "
+          f"threads {args.threads or 'default'}", flush=True)
     repeats: list[list[StageResult]] = []
     with tempfile.TemporaryDirectory(prefix="segmint-bench-") as scratch:
         workdir = (args.workdir or Path(scratch)).resolve()
