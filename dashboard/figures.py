@@ -138,8 +138,7 @@ def cluster_scatter_figure(results: pd.DataFrame, title: str, max_points: int = 
         figure.add_trace(go.Scatter3d(
             x=group["recency_days"], y=group["frequency"], z=group["monetary"].clip(lower=1),
             mode="markers", name=f"{tier} (cluster {cluster})",
-            marker={"size": 3, "opacity": 0.7,
-                    "color": TIER_COLOURS.get(str(tier), PALETTE[int(cluster) % len(PALETTE)])},
+            marker={"size": 3, "opacity": 0.7, "color": PALETTE[int(cluster) % len(PALETTE)]},
             text=group["customer_id"],
             hovertemplate="%{text}<br>R %{x} days, F %{y}, M £%{z:,.0f}<extra></extra>"))
     figure.update_layout(scene={"xaxis": {"title": "recency (days)"},

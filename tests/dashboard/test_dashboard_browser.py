@@ -1,0 +1,414 @@
+"""The real dashboard: `segmint serve` (gunicorn, 2 workers) on a free port of 127.0.0.1, demo data
+loaded and segmented by the real CLI, driven by requests and by headless Chromium (selenium).
+
+Screenshots of every page go to pytest's tmp folder (never the repository).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from engine.store import get_engine
+from engine.store.aggregates import SEGMENT_COLUMNS
+from engine.store.jobs import finish_job, start_job
+from tests.conftest import run_segmint
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+USERS = {"ann": ("analyst", "ann-analyst-pw"), "max": ("manager", "max-manager-pw")}
+PAGES = {
+    "/": ("Overview", 4),
+    "/products": ("Products", 6),
+    "/segments": ("Segments", 6),
+    "/strategies": ("Strategies", 0),
+    "/recommendations": ("Recommendations", 0),
+    "/offers": ("Offers", 1),
+    "/jobs": ("Jobs", 0),
+}
+
+
+@dataclass
+class Site:
+    url: str
+    folder: Path
+    log: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _cli(folder: Path, *args: str, input: str | None = None) -> str:
+    env = {"SEGMINT_DATABASE_URL": f"sqlite:///{folder / 'segmint.db'}"}
+    done = run_segmint("--config", str(folder / "config.toml"), *args, cwd=folder, env=env,
+                       input=input)
+    assert done.returncode == 0, f"segmint {' '.join(args)}: {done.stderr[-2000:]}"
+    return done.stdout
+
+
+def _prepare(folder: Path, *, with_run: bool) -> None:
+    (folder / "config.toml").write_text("[dashboard]\nworkers = 2\n")
+    _cli(folder, "init-db")
+    for name, (role, password) in USERS.items():
+        _cli(folder, "users", "add", name, "--role", role, input=password + "\n")
+    if not with_run:
+        return
+    _cli(folder, "generate-demo-data", "data", "--customers", "250", "--seed", "7")
+    _cli(folder, "ingest", "data/transactions.csv", "--customers", "data/customers.csv")
+    _cli(folder, "run", "--until", "2025-05-31")
+    _cli(folder, "run")
+    _cli(folder, "send-offers", "--dry-run")
+    engine = get_engine(f"sqlite:///{folder / 'segmint.db'}")
+    done = start_job(engine, job_id="pipeline", trigger="interval[0:01:00]")
+    finish_job(engine, history_id=done, status="succeeded", run_id=2)
+    failed = start_job(engine, job_id="inbox", trigger="interval[0:05:00]")
+    finish_job(engine, history_id=failed, status="failed", error="bad.csv: missing column(s) "
+               "customer_id")
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> None:
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.skip("Debian's chromium and chromium-driver are not installed")
+
+
+def _serve(folder: Path) -> Iterator[Site]:
+    port = _free_port()
+    log = folder / "serve.log"
+    env = {key: value for key, value in os.environ.items() if key != "SEGMINT_SECRET_KEY"}
+    env["SEGMINT_DATABASE_URL"] = f"sqlite:///{folder / 'segmint.db'}"
+    with log.open("w") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "segmint", "--config", str(folder / "config.toml"), "serve",
+             "--host", "127.0.0.1", "--port", str(port)],
+            cwd=folder, env=env, stdout=handle, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, f"segmint serve exited: {log.read_text()[-3000:]}"
+            try:
+                if requests.get(url + "/healthz", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, "the dashboard did not start within 60 s"
+            time.sleep(0.3)
+        yield Site(url=url, folder=folder, log=log)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    folder = tmp_path_factory.mktemp("dashboard")
+    _prepare(folder, with_run=True)
+    yield from _serve(folder)
+
+
+@pytest.fixture(scope="module")
+def empty_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    folder = tmp_path_factory.mktemp("dashboard-empty")
+    _prepare(folder, with_run=False)
+    yield from _serve(folder)
+
+
+def _login(site: Site, user: str) -> requests.Session:
+    session = requests.Session()
+    response = session.post(site.url + "/login", data={"username": user,
+                                                       "password": USERS[user][1]},
+                            allow_redirects=False)
+    assert response.status_code == 302 and response.headers["Location"].endswith("/")
+    return session
+
+
+def _export_request(session: requests.Session, site: Site, query: str = "") -> requests.Response:
+    payload = {
+        "output": "segments-export-download.data",
+        "outputs": {"id": "segments-export-download", "property": "data"},
+        "inputs": [{"id": "segments-export", "property": "n_clicks", "value": 1}],
+        "state": [{"id": "segments-export-query", "property": "data", "value": query}],
+        "changedPropIds": ["segments-export.n_clicks"],
+    }
+    return session.post(site.url + "/_dash-update-component", json=payload, timeout=60)
+
+
+# --- HTTP: login required everywhere ----------------------------------------------------------
+
+def test_every_route_needs_a_login(site: Site) -> None:
+    anonymous = requests.Session()
+    for path in PAGES:
+        response = anonymous.get(site.url + path, allow_redirects=False)
+        assert response.status_code == 302, path
+        assert response.headers["Location"].startswith("/login?next=")
+    for path in ("/vendor/bootstrap.min.css", "/assets/segmint.css"):
+        assert anonymous.get(site.url + path, allow_redirects=False).status_code == 302, path
+    for path in ("/_dash-layout", "/_dash-dependencies",
+                 "/_dash-component-suites/dash/dcc/dash_core_components.js"):
+        assert anonymous.get(site.url + path).status_code == 401, path
+    assert anonymous.post(site.url + "/_dash-update-component", json={}).status_code == 401
+    assert _export_request(anonymous, site).status_code == 401
+    assert anonymous.get(site.url + "/healthz").status_code == 200
+    form = anonymous.get(site.url + "/login").text
+    assert 'name="username"' in form and 'name="password"' in form
+    wrong = anonymous.post(site.url + "/login", data={"username": "ann", "password": "nope"},
+                           allow_redirects=False)
+    assert wrong.status_code == 401 and "segmint_session" not in wrong.cookies
+    unknown = anonymous.post(site.url + "/login", data={"username": "eve", "password": "x"},
+                             allow_redirects=False)
+    assert unknown.status_code == 401
+
+
+def test_login_sets_a_safe_session_cookie(site: Site) -> None:
+    response = requests.post(site.url + "/login",
+                             data={"username": "ann", "password": USERS["ann"][1],
+                                   "next": "/segments"}, allow_redirects=False)
+    assert response.status_code == 302 and response.headers["Location"] == "/segments"
+    cookie = response.headers["Set-Cookie"]
+    assert "segmint_session=" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert "Secure" not in cookie  # dashboard.secure_cookies is false in this config
+    offsite = requests.post(site.url + "/login",
+                            data={"username": "ann", "password": USERS["ann"][1],
+                                  "next": "//evil.example/"}, allow_redirects=False)
+    assert offsite.headers["Location"] == "/"
+    session = _login(site, "ann")
+    # Several requests land on both gunicorn workers: the random key is shared between them.
+    for _ in range(8):
+        assert session.get(site.url + "/_dash-layout").status_code == 200
+    session.get(site.url + "/logout")
+    assert session.get(site.url + "/_dash-layout").status_code == 401
+
+
+def test_export_is_for_analysts_only(site: Site) -> None:
+    manager = _login(site, "max")
+    assert _export_request(manager, site).status_code == 403
+    analyst = _login(site, "ann")
+    response = _export_request(analyst, site, "?classes=High+value")
+    assert response.status_code == 200, response.text[:500]
+    download = response.json()["response"]["segments-export-download"]["data"]
+    rows = list(csv.reader(download["content"].splitlines()))
+    assert rows[0] == SEGMENT_COLUMNS
+    assert len(rows) > 1 and {row[-1] for row in rows[1:]} == {"High value"}
+    assert download["filename"].startswith("segments-run2-")
+
+
+# --- the browser ------------------------------------------------------------------------------
+
+@pytest.fixture
+def browser(chromium: None, tmp_path: Path) -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for argument in ("--headless", "--no-sandbox", "--disable-gpu",
+                     "--disable-background-networking", "--window-size=1400,1000",
+                     f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-', dir=tmp_path)}"):
+        options.add_argument(argument)
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                              "download.prompt_for_download": False})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.execute_cdp_cmd("Page.setDownloadBehavior",
+                           {"behavior": "allow", "downloadPath": str(downloads)})
+    driver.downloads = downloads
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _wait(driver: Any, condition: Any, timeout: float = 60) -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout).until(condition)
+
+
+def _browser_login(driver: Any, site: Site, user: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(site.url + "/segments")
+    assert "/login" in driver.current_url
+    driver.find_element(By.NAME, "username").send_keys(user)
+    driver.find_element(By.NAME, "password").send_keys(USERS[user][1])
+    driver.find_element(By.ID, "login-submit").click()
+    _wait(driver, lambda d: d.current_url.endswith("/segments"))
+    _wait(driver, lambda d: d.find_elements(By.ID, "role-badge"))
+
+
+def _open(driver: Any, site: Site, path: str, heading: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(site.url + path)
+    _wait(driver, lambda d: any(h.text == heading
+                                for h in d.find_elements(By.CSS_SELECTOR, "h2.page-title")))
+    # Dash marks a page as loading while callbacks run; wait for the figures to be drawn.
+    _wait(driver, lambda d: not d.find_elements(By.CSS_SELECTOR, "[data-dash-is-loading]"))
+    time.sleep(0.5)
+
+
+def _errors(driver: Any) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    found = [e.text for e in driver.find_elements(
+        By.CSS_SELECTOR, ".dash-fe-error__title, .dash-error-card, #_dash-global-error-container "
+        "div.error")]
+    body = driver.find_element(By.TAG_NAME, "body").text
+    for marker in ("Traceback", "Internal Server Error", "Callback error"):
+        if marker in body:
+            found.append(marker)
+    severe = [entry["message"] for entry in driver.get_log("browser")
+              if entry["level"] == "SEVERE" and "favicon" not in entry["message"]]
+    return found + severe
+
+
+def _screenshot(driver: Any, folder: Path, name: str) -> None:
+    height = driver.execute_script("return document.body.scrollHeight")
+    driver.set_window_size(1400, min(max(int(height), 1000), 5000))
+    driver.save_screenshot(str(folder / f"{name}.png"))
+    driver.set_window_size(1400, 1000)
+
+
+def _text(driver: Any, element_id: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    return str(driver.find_element(By.ID, element_id).text)
+
+
+def _click(driver: Any, element_id: str) -> None:
+    from selenium.common.exceptions import ElementClickInterceptedException
+    from selenium.webdriver.common.by import By
+
+    element = driver.find_element(By.ID, element_id)
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
+    _wait(driver, lambda d: element.is_displayed() and element.is_enabled(), timeout=10)
+    try:
+        element.click()
+    except ElementClickInterceptedException:
+        # Headless Chromium sometimes reports a stale layout after a window resize.
+        driver.execute_script("arguments[0].click();", element)
+
+
+def _set_dates(driver: Any, start: str, end: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    inputs = driver.find_elements(By.CSS_SELECTOR, "#filter-dates input")
+    assert len(inputs) == 2
+    for field, value in zip(inputs, (start, end), strict=True):
+        # Typed as an analyst does: select the date, type the new one, confirm with Enter.
+        field.click()
+        field.send_keys(Keys.CONTROL, "a")
+        field.send_keys(value)
+        field.send_keys(Keys.ENTER)
+        _wait(driver, lambda d, field=field, value=value: field.get_attribute("value") == value,
+              timeout=10)
+    driver.find_element(By.TAG_NAME, "h2").click()  # close the calendar
+
+
+def test_analyst_visits_every_page_filters_and_exports(site: Site, browser: Any,
+                                                       tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    shots = Path(os.environ.get("SEGMINT_SCREENSHOTS", tmp_path / "screenshots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    _browser_login(browser, site, "ann")
+    assert _text(browser, "role-badge") == "analyst"
+    for path, (heading, graphs) in PAGES.items():
+        _open(browser, site, path, heading)
+        assert _errors(browser) == [], path
+        drawn = browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")
+        assert len(drawn) >= graphs, f"{path}: {len(drawn)} figures"
+        _screenshot(browser, shots, "analyst" + (path.replace("/", "-") if path != "/"
+                                                 else "-overview"))
+
+    # The date range drives the numbers.
+    _open(browser, site, "/", "Overview")
+    revenue_all = _text(browser, "kpi-revenue")
+    _set_dates(browser, "2025-03-01", "2025-05-31")
+    _click(browser, "filter-apply")
+    _wait(browser, lambda d: "since=2025-03-01" in d.current_url)
+    _wait(browser, lambda d: _text(d, "kpi-revenue") not in ("", revenue_all))
+    assert "2025-03-01 – 2025-05-31" in _text(browser, "scope-note")
+
+    # The filters follow the analyst to the segments page, recomputed for the window.
+    browser.find_element(By.CSS_SELECTOR, "a[href^='/segments?']").click()
+    _wait(browser, lambda d: "/segments?since=2025-03-01" in d.current_url)
+    _wait(browser, lambda d: "recomputed" in _text(d, "scope-note"))
+    assert _errors(browser) == []
+    windowed = _text(browser, "segments-customer-count")
+    _screenshot(browser, shots, "analyst-segments-window")
+    _open(browser, site, "/segments", "Segments")
+    assert _text(browser, "segments-customer-count") != windowed
+
+    # Export the filtered customers as CSV.
+    _click(browser, "segments-export")
+    _wait(browser, lambda d: [p for p in d.downloads.glob("*.csv")])
+    exported = next(browser.downloads.glob("*.csv"))
+    with exported.open() as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == SEGMENT_COLUMNS
+    assert f"{len(rows) - 1:,} customers" in _text(browser, "segments-customer-count")
+
+    # Customer look-up on the recommendations page.
+    _open(browser, site, "/recommendations", "Recommendations")
+    first = rows[1][0]
+    lookup = browser.find_element(By.ID, "recs-lookup-input")
+    lookup.send_keys(first)
+    _click(browser, "recs-lookup-button")
+    _wait(browser, lambda d: first in _text(d, "lookup-title"))
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "Recommendations" in body and "Latest purchases" in body
+    assert "+447700" not in body  # phone numbers are masked
+    _screenshot(browser, shots, "analyst-lookup")
+
+
+def test_manager_sees_no_filters_or_export(site: Site, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    _browser_login(browser, site, "max")
+    assert _text(browser, "role-badge") == "manager"
+    _open(browser, site, "/segments?classes=New", "Segments")
+    assert not browser.find_elements(By.ID, "filter-bar")
+    assert not browser.find_elements(By.ID, "segments-export")
+    assert "Filtered" not in _text(browser, "scope-note")  # managers' URLs do not filter
+    assert _errors(browser) == []
+
+
+def test_fresh_database_shows_how_to_start(empty_site: Site, browser: Any,
+                                           tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    _browser_login(browser, empty_site, "ann")
+    for path, (heading, _graphs) in PAGES.items():
+        _open(browser, empty_site, path, heading)
+        assert _errors(browser) == [], path
+        body = browser.find_element(By.TAG_NAME, "body").text
+        if path in ("/", "/segments", "/strategies", "/recommendations"):
+            assert "No segmentation run yet" in body, path
+    _screenshot(browser, tmp_path, "empty-overview")
