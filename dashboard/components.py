@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 from dash import dcc, html
 
 NO_RUN_MESSAGE = "No segmentation run yet: run `segmint ingest ...` then `segmint run`."
+WIDE_COLUMNS = ("description", "reason", "error", "if_bought", "then_buy", "strategy")
 NO_DATA_MESSAGE = "No transactions loaded yet: run `segmint ingest PATH` to load a file."
 
 
@@ -70,14 +71,16 @@ def grid(component_id: str, frame: pd.DataFrame, *, height: int = 420, page_size
             column["filter"] = "agNumberColumnFilter"
         elif name in number_columns or pd.api.types.is_numeric_dtype(frame[name]):
             column["filter"] = "agNumberColumnFilter"
+        else:
+            # Text (descriptions, reasons, errors) gets the room; the full value shows on hover.
+            column.update(flex=3 if name in WIDE_COLUMNS else 2, minWidth=140, tooltipField=name)
         columns.append(column)
     return dag.AgGrid(
         id=component_id,
         rowData=json_records(frame),
         columnDefs=columns,
         defaultColDef={"sortable": True, "filter": True, "resizable": True, "floatingFilter": True,
-                       "minWidth": 90},
-        columnSize="responsiveSizeToFit",
+                       "minWidth": 90, "flex": 1},
         dashGridOptions={"pagination": True, "paginationPageSize": page_size,
                          "animateRows": False},
         style={"height": f"{height}px"},

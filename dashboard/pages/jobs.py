@@ -6,6 +6,7 @@ from typing import Any
 
 import dash
 import dash_bootstrap_components as dbc
+import pandas as pd
 from dash import html
 
 from dashboard import components, context, ids
@@ -32,7 +33,8 @@ def layout(**_kwargs: Any) -> html.Div:
     alert: list[Any] = []
     if not latest_failure.empty:
         row = latest_failure.iloc[0]
-        alert.append(dbc.Alert(f"Last failure: {row['job_id']} at {row['started_at']}: "
+        when = pd.Timestamp(row["started_at"]).strftime("%Y-%m-%d %H:%M")
+        alert.append(dbc.Alert(f"Last failure: {row['job_id']} at {when} UTC: "
                                f"{row['error']}", color="warning", className="small"))
     table = components.grid(ids.JOBS_TABLE, history, height=520)
     return html.Div([header, badges, *alert, components.card(table, "Job history")])

@@ -85,6 +85,8 @@ def _lookup(run_id: int, customer_id: str) -> Any:
     recommendations = aggregates.customer_recommendations(engine=engine, run_id=run_id,
                                                           customer_id=customer_id)
     purchases = aggregates.customer_purchases(engine=engine, customer_id=customer_id)
+    recommendations["score"] = recommendations["score"].astype(float).round(3)
+    purchases["ts"] = pd.to_datetime(purchases["ts"], utc=True).dt.strftime("%Y-%m-%d %H:%M")
     recs: Any = (components.grid("lookup-recommendations", recommendations, height=330)
                  if not recommendations.empty else
                  html.P("No recommendations for this customer in this run.",
@@ -94,12 +96,11 @@ def _lookup(run_id: int, customer_id: str) -> Any:
                                              if profile.get("first_name") else ""),
                 id="lookup-title"),
         summary,
-        dbc.Row([
-            dbc.Col([html.H6("Recommendations"), recs], lg=6),
-            dbc.Col([html.H6("Latest purchases"),
-                     components.grid("lookup-purchases", purchases, height=330,
-                                     money_columns=("amount", "unit_price"))], lg=6),
-        ]),
+        html.H6("Recommendations", className="mt-2"),
+        recs,
+        html.H6("Latest purchases", className="mt-3"),
+        components.grid("lookup-purchases", purchases, height=330,
+                        money_columns=("amount", "unit_price")),
     ])
 
 

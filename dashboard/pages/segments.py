@@ -26,7 +26,7 @@ from dashboard.filters import from_params, from_search
 dash.register_page(__name__, path="/segments", name="Segments", title="Segmint · Segments",
                    order=2)
 
-TABLE_ROWS = 5000
+TABLE_ROWS = 1000
 
 
 def layout(**kwargs: Any) -> html.Div:

@@ -404,6 +404,8 @@ def test_fresh_database_shows_how_to_start(empty_site: Site, browser: Any,
                                            tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
 
+    shots = Path(os.environ.get("SEGMINT_SCREENSHOTS", tmp_path / "screenshots"))
+    shots.mkdir(parents=True, exist_ok=True)
     _browser_login(browser, empty_site, "ann")
     for path, (heading, _graphs) in PAGES.items():
         _open(browser, empty_site, path, heading)
@@ -411,4 +413,5 @@ def test_fresh_database_shows_how_to_start(empty_site: Site, browser: Any,
         body = browser.find_element(By.TAG_NAME, "body").text
         if path in ("/", "/segments", "/strategies", "/recommendations"):
             assert "No segmentation run yet" in body, path
-    _screenshot(browser, tmp_path, "empty-overview")
+        _screenshot(browser, shots, "empty" + (path.replace("/", "-") if path != "/"
+                                               else "-overview"))
