@@ -9,46 +9,34 @@ each part in [0, 1]:
   `max_basket_size` products left out, each product keeps its `max_neighbours` closest partners),
   divided by the customer's largest sum;
 - popularity: share of the customer's cluster that bought the product, divided by the top share
-  (plus a trace of overall popularity, which only orders what the cluster never bought).
+  (plus a trace of overall popularity, which only orders what the cluster never bought), for the
+  cluster's most popular products (enough that every member has top_n of them unbought).
 Products the customer ever bought (or returned) in the lines given are never recommended. Ties
 are broken by stock code, so the result is deterministic.
 
-Everything is sparse matrix algebra over customer x product and product x product matrices; the
-only Python loop runs over clusters.
+Stock codes and customers are integer-coded once; scores are computed for blocks of customers of
+one cluster at a time (a dense block of at most `BLOCK_CELLS` scores), so memory stays bounded
+however many customers there are. The Python loops run over clusters and blocks, never customers.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from engine.baskets import basket_items, purchase_lines, require_columns
+from engine.baskets import CodedLines, distinct_baskets, distinct_sorted, require_columns
 from engine.settings import RecommendSettings
 
 log = logging.getLogger(__name__)
 
 GLOBAL_TRACE = 1e-3
+BLOCK_CELLS = 1 << 22  # scores per dense block of customers x products (32 MiB as float64)
 RECOMMENDATION_COLUMNS = ["customer_id", "rank", "stock_code", "description", "score", "reason"]
-
-
-@dataclass(frozen=True)
-class Catalogue:
-    """Products (sorted by stock code, so column order breaks ties) and customers (sorted by id)."""
-
-    codes: np.ndarray
-    descriptions: np.ndarray
-    customers: np.ndarray
-
-    def product_index(self, codes: pd.Series) -> np.ndarray:
-        return np.asarray(pd.Index(self.codes).get_indexer(codes.astype(str)))
-
-    def customer_index(self, ids: pd.Series) -> np.ndarray:
-        return np.asarray(pd.Index(self.customers).get_indexer(ids.astype(str)))
 
 
 def empty_recommendations() -> pd.DataFrame:
@@ -59,14 +47,22 @@ def empty_recommendations() -> pd.DataFrame:
     })
 
 
-def product_descriptions(purchases: pd.DataFrame, codes: np.ndarray) -> np.ndarray:
-    """The most frequent description of each product (alphabetical on ties), else the code."""
-    named = purchases.loc[purchases["description"].notna(), ["stock_code", "description"]]
-    counts = named.astype(str).value_counts().rename("n").reset_index()
-    counts = counts.sort_values(["stock_code", "n", "description"], ascending=[True, False, True])
-    best = counts.drop_duplicates("stock_code").set_index("stock_code")["description"]
-    found = pd.Series(codes).map(best)
-    return np.asarray(found.fillna(pd.Series(codes)), dtype=object)
+def product_descriptions(lines: pd.DataFrame, coded: CodedLines) -> np.ndarray:
+    """The most frequent description of each product on purchase lines (alphabetical on ties),
+    else the stock code."""
+    named = coded.purchase & (coded.product >= 0) & lines["description"].notna().to_numpy()
+    text, names = pd.factorize(lines["description"].to_numpy()[named])
+    names = np.asarray(names, dtype=object).astype(str)
+    alphabetical = np.argsort(np.argsort(names, kind="stable"), kind="stable")
+    keys, counts = distinct_sorted(coded.product[named] * max(len(names), 1) + text)
+    product, description = np.divmod(keys, max(len(names), 1))
+    order = np.lexsort((alphabetical[description], -counts, product))
+    product, description = product[order], description[order]
+    first = np.ones(len(product), dtype=bool)
+    first[1:] = product[1:] != product[:-1]
+    found = coded.products.copy()
+    found[product[first]] = names[description[first]]
+    return found
 
 
 def indicator(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sparse.csr_matrix:
@@ -79,165 +75,150 @@ def indicator(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> spa
     return matrix
 
 
-def top_per_row(matrix: sparse.csr_matrix, n: int, chunk_rows: int = 1024) -> sparse.csr_matrix:
-    """Keep each row's n largest positive entries (ties to the lower column index).
-
-    Works on dense blocks of rows: a row-wise sort finds each row's n-th largest value; only the
-    few entries at or above it are sorted, so ties at the boundary still go to the lower column.
-    """
-    rows, cols, values = [], [], []
-    for start in range(0, matrix.shape[0], chunk_rows):
-        block = matrix[start:start + chunk_rows].toarray()
-        if block.shape[1] > n:
-            kth = np.sort(block, axis=1)[:, -n]  # numpy's vectorised sort beats partition here
-            block = np.where(block >= kth[:, None], block, 0.0)
-        row, col = np.nonzero(block > 0)
-        value = block[row, col]
-        order = np.lexsort((col, -value, row))
-        row, col, value = row[order], col[order], value[order]
-        keep = np.arange(len(row)) - np.searchsorted(row, row, side="left") < n
-        rows.append(row[keep] + start)
-        cols.append(col[keep])
-        values.append(value[keep])
-    if not rows:
-        return sparse.csr_matrix(matrix.shape)
-    return sparse.csr_matrix(
-        (np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))), shape=matrix.shape
-    )
+def top_in_block(block: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, col, value) of each row's n largest positive entries, rows ascending, values
+    descending, ties to the lower column."""
+    if block.shape[1] > n:
+        # the n-th smallest of the negated block: numpy selects this fast even when most
+        # entries are equal (zeros), unlike the (P - n)-th smallest of the block itself
+        kth = -np.partition(-block, n - 1, axis=1)[:, n - 1]
+        candidate = (block >= kth[:, None]) & (block > 0)
+    else:
+        candidate = block > 0
+    row, col = np.nonzero(candidate)
+    value = block[row, col]
+    order = np.lexsort((col, -value, row))
+    row, col, value = row[order], col[order], value[order]
+    keep = np.arange(len(row)) - np.searchsorted(row, row, side="left") < n
+    return row[keep], col[keep], value[keep]
 
 
-def cooccurrence(
-    purchases: pd.DataFrame, catalogue: Catalogue, settings: RecommendSettings
-) -> sparse.csr_matrix:
+def block_rows(n_rows: int, n_cols: int) -> Iterator[tuple[int, int]]:
+    step = max(1, BLOCK_CELLS // max(n_cols, 1))
+    for start in range(0, n_rows, step):
+        yield start, min(start + step, n_rows)
+
+
+def cooccurrence(coded: CodedLines, settings: RecommendSettings) -> sparse.csr_matrix:
     """Product x product cosine similarity over purchase baskets, diagonal zero, top neighbours.
 
     Large baskets are left out: a wholesale order of hundreds of products makes everything look
     related to everything (on the real data the cap doubles the hit rate of this part).
     """
-    pairs = basket_items(purchases, settings.max_basket_size)
-    invoices, _ = pd.factorize(pairs["invoice"])
-    baskets = indicator(np.asarray(invoices), catalogue.product_index(pairs["stock_code"]),
-                        (int(invoices.max()) + 1 if len(invoices) else 0, len(catalogue.codes)))
+    n = len(coded.products)
+    basket, product = distinct_baskets(coded.invoice[coded.purchase],
+                                       coded.product[coded.purchase], n, settings.max_basket_size)
+    n_baskets = int(basket.max()) + 1 if len(basket) else 0
+    baskets = indicator(basket, product, (n_baskets, n))
     together = (baskets.T @ baskets).tocsr()
-    scale = sparse.diags(1.0 / np.sqrt(np.maximum(together.diagonal(), 1.0)))
+    scale = 1.0 / np.sqrt(np.maximum(together.diagonal(), 1.0))
     together.setdiag(0)
     together.eliminate_zeros()
-    return top_per_row((scale @ together @ scale).tocsr(), settings.max_neighbours)
-
-
-def normalise_rows(matrix: sparse.csr_matrix) -> sparse.csr_matrix:
-    peaks = matrix.max(axis=1).toarray().ravel()
-    return (sparse.diags(1.0 / np.where(peaks > 0, peaks, 1.0)) @ matrix).tocsr()
+    together.sort_indices()
+    rows = np.repeat(np.arange(n), np.diff(together.indptr))
+    together.data = together.data * scale[rows] * scale[together.indices]
+    parts = []
+    for start, stop in block_rows(n, n):
+        row, col, value = top_in_block(together[start:stop].toarray(), settings.max_neighbours)
+        parts.append((row + start, col, value))
+    row, col, value = (np.concatenate(part) for part in zip(*parts, strict=True))
+    return sparse.csr_matrix((value, (row, col)), shape=(n, n))
 
 
 @dataclass(frozen=True)
-class RuleHits:
-    """Best rule score per (customer, product) and the rule that gave it."""
+class RuleSet:
+    """One cluster's rules as product indicator matrices, with each rule's strength."""
 
-    scores: sparse.csr_matrix
-    rule_of: dict[tuple[int, int], int]
+    antecedents: sparse.csr_matrix  # rules x products
+    consequents: sparse.csr_matrix
+    sizes: np.ndarray  # items per antecedent
+    usable: np.ndarray  # every antecedent item is a known product
+    strength: np.ndarray
+    positions: np.ndarray  # the rule's row in the whole rules frame
 
+    @classmethod
+    def of(cls, rules: pd.DataFrame, positions: np.ndarray, products: pd.Index) -> RuleSet:
+        chosen = rules.iloc[positions]
+        antecedents, sizes = side_matrix(chosen["antecedents"], products)
+        consequents, _ = side_matrix(chosen["consequents"], products)
+        usable = np.asarray(antecedents.sum(axis=1)).ravel() == sizes
+        lift = chosen["lift"].to_numpy(dtype=float)
+        strength = chosen["confidence"].to_numpy(dtype=float) * (1.0 - 1.0 / np.maximum(lift, 1.0))
+        return cls(antecedents, consequents, sizes, usable, strength, positions)
 
-def rule_matrix(
-    rules: pd.DataFrame, catalogue: Catalogue, column: str
-) -> tuple[sparse.csr_matrix, np.ndarray]:
-    """Rules x products indicator of one side of each rule, and each rule's item count."""
-    sides = rules[column].reset_index(drop=True)
-    rule_ids = np.repeat(np.arange(len(sides)), sides.map(len).to_numpy())
-    items = pd.Series([item for side in sides for item in side], dtype=object)
-    matrix = indicator(rule_ids, catalogue.product_index(items), (len(sides), len(catalogue.codes)))
-    return matrix, sides.map(len).to_numpy()
-
-
-def rule_scores(
-    bought: sparse.csr_matrix, members: np.ndarray, rules: pd.DataFrame, catalogue: Catalogue
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(customer, product, score, rule) of the best triggered rule per pair, for `members`."""
-    nothing = (np.empty(0, int), np.empty(0, int), np.empty(0), np.empty(0, int))
-    if rules.empty or len(members) == 0:
-        return nothing
-    antecedents, sizes = rule_matrix(rules, catalogue, "antecedents")
-    consequents, _ = rule_matrix(rules, catalogue, "consequents")
-    known = np.asarray(antecedents.sum(axis=1)).ravel() == sizes
-    strength = (rules["confidence"] * (1.0 - 1.0 / rules["lift"].clip(lower=1.0))).to_numpy()
-    matched = (bought[members] @ antecedents.T).tocoo()
-    fired = known[matched.col] & (matched.data >= sizes[matched.col])
-    customers, fired_rules = members[matched.row[fired]], matched.col[fired]
-    per_rule = np.diff(consequents.indptr)[fired_rules]
-    offsets = np.arange(per_rule.sum()) - np.repeat(np.cumsum(per_rule) - per_rule, per_rule)
-    positions = np.repeat(consequents.indptr[fired_rules], per_rule) + offsets
-    customer = np.repeat(customers, per_rule)
-    rule = np.repeat(fired_rules, per_rule)
-    product = consequents.indices[positions]
-    score = strength[rule]
-    order = np.lexsort((rule, -score, product, customer))
-    customer, product, score, rule = customer[order], product[order], score[order], rule[order]
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = (customer[1:] != customer[:-1]) | (product[1:] != product[:-1])
-    rule_index = rules.index.to_numpy()[rule[first]]
-    return customer[first], product[first], score[first], rule_index
+    def best(self, bought: sparse.csr_matrix) -> tuple[np.ndarray, ...]:
+        """(row, product, score, rule position) of the best rule each row triggers per product."""
+        matched = (bought @ self.antecedents.T).tocoo()
+        fired = self.usable[matched.col] & (matched.data >= self.sizes[matched.col])
+        rows, fired_rules = matched.row[fired], matched.col[fired]
+        per_rule = np.diff(self.consequents.indptr)[fired_rules]
+        offsets = np.arange(per_rule.sum()) - np.repeat(np.cumsum(per_rule) - per_rule, per_rule)
+        product = self.consequents.indices[np.repeat(self.consequents.indptr[fired_rules],
+                                                     per_rule) + offsets]
+        row, rule = np.repeat(rows, per_rule), np.repeat(fired_rules, per_rule)
+        score = self.strength[rule]
+        order = np.lexsort((rule, -score, product, row))
+        row, product, score, rule = row[order], product[order], score[order], rule[order]
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = (row[1:] != row[:-1]) | (product[1:] != product[:-1])
+        return row[first], product[first], score[first], self.positions[rule[first]]
 
 
-def popular_candidates(
-    bought: sparse.csr_matrix, members: np.ndarray, popularity: np.ndarray, top_n: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The cluster's most popular products, enough of them that each member has top_n unbought."""
+def side_matrix(sides: pd.Series, products: pd.Index) -> tuple[sparse.csr_matrix, np.ndarray]:
+    """Rules x products indicator of one side of each rule, and each side's item count."""
+    sizes = np.fromiter((len(side) for side in sides), dtype=np.int64, count=len(sides))
+    items = np.array([str(item) for side in sides for item in side], dtype=object)
+    rule_ids = np.repeat(np.arange(len(sides)), sizes)
+    matrix = indicator(rule_ids, np.asarray(products.get_indexer(pd.Index(items))),
+                       (len(sides), len(products)))
+    return matrix, sizes
+
+
+def cluster_rule_sets(rules: pd.DataFrame, clusters: np.ndarray,
+                      products: pd.Index) -> dict[int, RuleSet]:
+    """Each cluster's own rules, or the all-customer rules when it has none."""
+    labels = pd.to_numeric(rules["cluster"], errors="coerce").to_numpy(dtype=float)
+    everyone = RuleSet.of(rules, np.flatnonzero(np.isnan(labels)), products)
+    sets = {}
+    for cluster in np.unique(clusters):
+        own = np.flatnonzero(labels == cluster)
+        sets[int(cluster)] = RuleSet.of(rules, own, products) if len(own) else everyone
+    return sets
+
+
+def popularity_scores(bought: sparse.csr_matrix, ever: sparse.csr_matrix, members: np.ndarray,
+                      overall: np.ndarray, top_n: int) -> np.ndarray:
+    """The cluster's popularity of each product, kept for its most popular products only: enough
+    of them that each member has top_n unbought (the rest score 0)."""
+    counts = np.asarray(bought[members].sum(axis=0)).ravel()
+    # A trace of overall popularity ranks the products nobody in the cluster bought, so a
+    # customer who has everything their cluster buys still gets top_n recommendations.
+    popularity = counts / max(counts.max(initial=0), 1) + GLOBAL_TRACE * overall
     ranked = np.lexsort((np.arange(len(popularity)), -popularity))
     ranked = ranked[popularity[ranked] > 0]
     width = min(len(ranked), 2 * top_n)
+    owned = ever[members]
     while True:
-        already = np.asarray(bought[members][:, ranked[:width]].sum(axis=1)).ravel()
+        already = np.asarray(owned[:, ranked[:width]].sum(axis=1)).ravel()
         if width >= len(ranked) or (width - already).min(initial=width) >= top_n:
             break
         width = min(len(ranked), width * 2)
-    columns = ranked[:width]
-    customer = np.repeat(members, len(columns))
-    product = np.tile(columns, len(members))
-    return customer, product, popularity[product]
+    kept = np.zeros(len(popularity))
+    kept[ranked[:width]] = popularity[ranked[:width]]
+    return kept
 
 
-def best_trigger(
-    rows: np.ndarray, cols: np.ndarray, bought: sparse.csr_matrix, neighbours: sparse.csr_matrix
-) -> np.ndarray:
-    """For each (customer, product) pair, the bought product most similar to the product."""
-    counts = np.diff(bought.indptr)[rows]
-    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    items = bought.indices[np.repeat(bought.indptr[rows], counts) + offsets]
-    pair = np.repeat(np.arange(len(rows)), counts)
-    strength = np.asarray(neighbours[items, np.repeat(cols, counts)]).ravel()
-    order = np.lexsort((items, -strength, pair))
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = pair[order][1:] != pair[order][:-1]
-    best = np.full(len(rows), -1)
-    best[pair[order][first]] = items[order][first]
-    return best
-
-
-def explain(
-    row: np.ndarray, col: np.ndarray,
-    from_rule: np.ndarray, from_cooc: np.ndarray, from_pop: np.ndarray, *,
-    rules: pd.DataFrame, rule_of: pd.Series, bought: sparse.csr_matrix,
-    neighbours: sparse.csr_matrix, catalogue: Catalogue,
-    tiers: np.ndarray | None, clusters: np.ndarray,
-) -> np.ndarray:
-    """A short reason per recommendation, from the part that contributed most to its score."""
-    describe = pd.Series(catalogue.descriptions, index=catalogue.codes)
-    groups = tiers[row] if tiers is not None else np.array([f"cluster {c}" for c in clusters[row]])
-    reasons = np.array([f"popular with {group} customers" for group in groups], dtype=object)
-    use_rule = (from_rule > 0) & (from_rule >= from_cooc) & (from_rule >= from_pop)
-    use_cooc = ~use_rule & (from_cooc > 0) & (from_cooc >= from_pop)
-    if use_rule.any():
-        keys = row[use_rule] * len(catalogue.codes) + col[use_rule]
-        sides = rules.loc[rule_of.loc[keys].to_numpy(), "antecedents"]
-        reasons[use_rule] = [
-            "often bought with " + " and ".join(str(describe.get(code, code)) for code in side)
-            for side in sides
-        ]
-    if use_cooc.any():
-        trigger = best_trigger(row[use_cooc], col[use_cooc], bought, neighbours)
-        names = catalogue.descriptions[trigger]
-        reasons[use_cooc] = [f"often bought with {name}" for name in names]
-    return reasons
+def best_trigger(rows: np.ndarray, cols: np.ndarray, bought: sparse.csr_matrix,
+                 similar_to: sparse.csr_matrix) -> np.ndarray:
+    """For each (customer row, product) pair, the customer's bought product most similar to the
+    product (ties to the lower index); `similar_to` is the transposed neighbour matrix."""
+    strengths = bought[rows].multiply(similar_to[cols]).tocsr()
+    strengths.eliminate_zeros()
+    strengths.sort_indices()
+    row = np.repeat(np.arange(len(rows)), np.diff(strengths.indptr))
+    order = np.lexsort((strengths.indices, -strengths.data, row))
+    first = order[np.searchsorted(row[order], np.arange(len(rows)))]
+    return np.asarray(strengths.indices[first])
 
 
 def recommend(
@@ -253,70 +234,90 @@ def recommend(
                     "lines")
     require_columns(assignments, ("customer_id", "cluster"), "assignments")
     require_columns(rules, ("cluster", "antecedents", "consequents", "confidence", "lift"), "rules")
-    purchases = purchase_lines(lines, non_product_codes)
-    if assignments.empty or purchases.empty:
+    coded = CodedLines.of(lines, non_product_codes)
+    if assignments.empty or not coded.purchase.any():
         return empty_recommendations()
-    codes = np.sort(purchases["stock_code"].astype(str).unique())
-    customers = np.sort(assignments["customer_id"].astype(str).unique())
-    catalogue = Catalogue(codes, product_descriptions(purchases, codes), customers)
+    people = assignments.assign(customer_id=assignments["customer_id"].astype(str))
+    people = people.drop_duplicates("customer_id").sort_values("customer_id")
+    customers = people["customer_id"].to_numpy(dtype=object)
+    codes = coded.products
     shape = (len(customers), len(codes))
 
-    known = lines.loc[lines["customer_id"].notna() & lines["stock_code"].notna()]
-    ever = indicator(catalogue.customer_index(known["customer_id"]),
-                     catalogue.product_index(known["stock_code"]), shape)
-    owned = purchases.loc[purchases["customer_id"].notna()]
-    bought = indicator(catalogue.customer_index(owned["customer_id"]),
-                       catalogue.product_index(owned["stock_code"]), shape)
-    neighbours = cooccurrence(purchases, catalogue, settings)
-    cooc = normalise_rows(bought @ neighbours)
+    row_of = np.append(pd.Index(customers).get_indexer(coded.customers), -1)[coded.customer]
+    ever = indicator(row_of, coded.product, shape)
+    bought = indicator(np.where(coded.purchase, row_of, -1), coded.product, shape)
+    neighbours = cooccurrence(coded, settings)
+    similar_to = neighbours.T.tocsr()
+    descriptions = product_descriptions(lines, coded)
+    rule_sets = cluster_rule_sets(rules, people["cluster"].to_numpy(), pd.Index(codes))
 
-    people = assignments.assign(customer_id=assignments["customer_id"].astype(str))
-    people = people.drop_duplicates("customer_id").set_index("customer_id").loc[customers]
     clusters = people["cluster"].to_numpy()
-    tiers = people["value_tier"].astype(str).to_numpy() if "value_tier" in people else None
+    group_of, group_names = pd.factorize(
+        people["value_tier"].astype(str) if "value_tier" in people
+        else "cluster " + people["cluster"].astype(str))
+    group_text = np.array([f"popular with {name} customers" for name in group_names], dtype=object)
     everyone = np.asarray(bought.sum(axis=0)).ravel()
     overall = everyone / max(everyone.max(initial=0), 1)
+    describe = dict(zip(codes, descriptions, strict=True))
+    rule_text = np.array([
+        "often bought with " + " and ".join(str(describe.get(str(code), code)) for code in side)
+        for side in rules["antecedents"]
+    ], dtype=object)
+    product_text = np.array([f"often bought with {name}" for name in descriptions], dtype=object)
 
-    rule_parts: list[tuple[np.ndarray, ...]] = []
-    pop_parts: list[tuple[np.ndarray, ...]] = []
-    for cluster in pd.unique(clusters):
+    parts = []
+    for cluster in np.unique(clusters):
         members = np.flatnonzero(clusters == cluster)
-        own = rules.loc[rules["cluster"].map(lambda value, c=cluster: value is not None
-                                              and not pd.isna(value) and value == c)]
-        if own.empty:
-            own = rules.loc[rules["cluster"].map(lambda value: value is None or pd.isna(value))]
-        rule_parts.append(rule_scores(bought, members, own, catalogue))
-        counts = np.asarray(bought[members].sum(axis=0)).ravel()
-        # A trace of overall popularity ranks the products nobody in the cluster bought, so a
-        # customer who has everything their cluster buys still gets top_n recommendations.
-        popularity = counts / max(counts.max(initial=0), 1) + GLOBAL_TRACE * overall
-        pop_parts.append(popular_candidates(ever, members, popularity, settings.top_n))
-
-    rule_c, rule_p, rule_s, rule_id = (np.concatenate(p) for p in zip(*rule_parts, strict=True))
-    rule_score = sparse.csr_matrix((rule_s, (rule_c, rule_p)), shape=shape)
-    pop_c, pop_p, pop_s = (np.concatenate(part) for part in zip(*pop_parts, strict=True))
-    pop_score = sparse.csr_matrix((pop_s, (pop_c, pop_p)), shape=shape)
-
-    total = (settings.rule_weight * rule_score + settings.cooccurrence_weight * cooc
-             + settings.popularity_weight * pop_score).tocsr()
-    total = (total - total.multiply(ever)).tocsr()
-    total.eliminate_zeros()
-    top = top_per_row(total, settings.top_n).tocoo()
-    order = np.lexsort((top.col, -top.data, top.row))
-    row, col, score = top.row[order], top.col[order], top.data[order]
+        popularity = popularity_scores(bought, ever, members, overall, settings.top_n)
+        rule_set = rule_sets[int(cluster)]
+        for start, stop in block_rows(len(members), len(codes)):
+            block = members[start:stop]
+            part = recommend_block(block, bought, ever, neighbours, similar_to, popularity,
+                                   rule_set, settings)
+            row, col, score, from_rule, from_cooc, from_pop, rule = part
+            reasons = group_text[group_of[block[row]]]
+            use_rule = (from_rule > 0) & (from_rule >= from_cooc) & (from_rule >= from_pop)
+            use_cooc = ~use_rule & (from_cooc > 0) & (from_cooc >= from_pop)
+            reasons[use_rule] = rule_text[rule[use_rule]]
+            if use_cooc.any():
+                trigger = best_trigger(block[row[use_cooc]], col[use_cooc], bought, similar_to)
+                reasons[use_cooc] = product_text[trigger]
+            parts.append((block[row], col, score, reasons))
+    if not parts:
+        return empty_recommendations()
+    row, col, score, reason = (np.concatenate(part) for part in zip(*parts, strict=True))
     if len(row) == 0:
         return empty_recommendations()
+    order = np.lexsort((np.arange(len(row)), row))  # stable: each block is in rank order
+    row, col, score, reason = row[order], col[order], score[order], reason[order]
     rank = np.arange(len(row)) - np.searchsorted(row, row, side="left") + 1
-
-    from_rule = settings.rule_weight * np.asarray(rule_score[row, col]).ravel()
-    from_cooc = settings.cooccurrence_weight * np.asarray(cooc[row, col]).ravel()
-    from_pop = settings.popularity_weight * np.asarray(pop_score[row, col]).ravel()
-    reasons = explain(
-        row, col, from_rule, from_cooc, from_pop,
-        rules=rules, rule_of=pd.Series(rule_id, index=rule_c * shape[1] + rule_p),
-        bought=bought, neighbours=neighbours, catalogue=catalogue, tiers=tiers, clusters=clusters,
-    )
     return pd.DataFrame({
         "customer_id": customers[row], "rank": rank.astype(int), "stock_code": codes[col],
-        "description": catalogue.descriptions[col], "score": score, "reason": reasons,
+        "description": descriptions[col], "score": score, "reason": reason,
     })[RECOMMENDATION_COLUMNS]
+
+
+def recommend_block(
+    block: np.ndarray, bought: sparse.csr_matrix, ever: sparse.csr_matrix,
+    neighbours: sparse.csr_matrix, similar_to: sparse.csr_matrix, popularity: np.ndarray,
+    rule_set: RuleSet, settings: RecommendSettings,
+) -> tuple[np.ndarray, ...]:
+    """Top-N of a block of one cluster's customers: (block row, product, score, the weighted
+    rule, co-occurrence and popularity parts, the rule position or -1)."""
+    mine = bought[block]
+    cooc = (mine @ neighbours).toarray()
+    peaks = cooc.max(axis=1, initial=0.0)
+    cooc *= (1.0 / np.where(peaks > 0, peaks, 1.0))[:, None]
+    rule_row, rule_col, rule_score, rule_pos = rule_set.best(mine)
+    from_rules = np.zeros_like(cooc)
+    from_rules[rule_row, rule_col] = rule_score
+    total = (settings.rule_weight * from_rules + settings.cooccurrence_weight * cooc
+             + settings.popularity_weight * popularity[None, :])
+    owned = ever[block].tocoo()
+    total[owned.row, owned.col] = 0.0
+    row, col, score = top_in_block(total, settings.top_n)
+    rule_at = np.full(total.shape, -1, dtype=np.int64)
+    rule_at[rule_row, rule_col] = rule_pos
+    return (row, col, score, settings.rule_weight * from_rules[row, col],
+            settings.cooccurrence_weight * cooc[row, col],
+            settings.popularity_weight * popularity[col], rule_at[row, col])
