@@ -39,7 +39,8 @@ def _bootstrap_dir() -> Path:
     return Path(flask_bootstrap.__file__).resolve().parent / "static" / "bootstrap5" / "css"
 
 
-def _flask_server(settings: Settings, secret_key: str | None) -> Flask:
+def flask_server(settings: Settings, secret_key: str | None) -> Flask:
+    """The Flask server alone: sessions and login, cache, webhooks (no Dash yet)."""
     server = Flask("segmint.dashboard")
     key = secret_key or settings.secrets.segmint_secret_key
     if not key:
@@ -76,7 +77,7 @@ def _register_webhooks(server: Flask, settings: Settings) -> None:
 
 def create_app(settings: Settings, *, secret_key: str | None = None) -> Dash:
     """The Dash app on a fresh Flask server (login, cache, webhooks registered)."""
-    server = _flask_server(settings, secret_key)
+    server = flask_server(settings, secret_key)
     app = Dash(
         __name__,
         server=server,

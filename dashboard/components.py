@@ -42,8 +42,10 @@ def kpi_card(label: str, value: str, component_id: str, hint: str | None = None)
                    xs=12, sm=6, lg=3, className="mb-3")
 
 
-def graph(component_id: str, figure: go.Figure) -> dcc.Graph:
-    return dcc.Graph(id=component_id, figure=figure,
+def graph(component_id: str, figure: go.Figure | dict[str, Any]) -> dcc.Graph:
+    # A plain dict: cheap to cache and to send (the Figure object validated itself already).
+    plain = figure.to_dict() if isinstance(figure, go.Figure) else figure
+    return dcc.Graph(id=component_id, figure=plain,
                      config={"displaylogo": False, "displayModeBar": False},
                      className="figure-card")
 

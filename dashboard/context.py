@@ -7,6 +7,7 @@ last published run), so a new ingest or run shows up on the next visit.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -20,6 +21,8 @@ from engine.store import aggregates, get_engine
 SETTINGS_KEY = "SEGMINT_SETTINGS"
 # Bump when a cached frame changes shape, so a shared cache directory never serves old frames.
 CACHE_FORMAT = "2"
+# Longest a request waits for another one computing the same value before computing it too.
+LOCK_SECONDS = 60
 CACHE_KEY = "segmint_cache"
 
 T = TypeVar("T")
@@ -49,11 +52,27 @@ def data_version() -> str:
 
 
 def cached(name: str, *parts: Any, compute: Callable[[], T]) -> T:
-    """The value of compute() for (name, parts, data version), from the shared cache if there."""
+    """The value of compute() for (name, parts, data version), from the shared cache if there.
+
+    One request computes a missing value while the others (any worker) wait for it, so ten
+    clients opening the same cold page run its SQL once, not ten times at once.
+    """
     key = "|".join([CACHE_FORMAT, name, data_version(), *(repr(part) for part in parts)])
     store = cache()
     value = store.get(key)
-    if value is None:
+    if value is not None:
+        return value  # type: ignore[no-any-return]
+    lock = key + "|computing"
+    if not store.add(lock, True, timeout=LOCK_SECONDS):
+        deadline = time.monotonic() + LOCK_SECONDS
+        while value is None and time.monotonic() < deadline and store.get(lock) is not None:
+            time.sleep(0.05)
+            value = store.get(key)
+        if value is not None:
+            return value  # type: ignore[no-any-return]
+    try:
         value = compute()
         store.set(key, value)
-    return value  # type: ignore[no-any-return]
+    finally:
+        store.delete(lock)
+    return value

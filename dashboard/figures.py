@@ -10,7 +10,15 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-TEMPLATE = "plotly_white"
+# A small template: a named one ("plotly_white") is deep-copied and validated on every figure,
+# which costs more than drawing the figure.
+TEMPLATE = {"layout": {
+    "font": {"family": "system-ui, -apple-system, 'Segoe UI', sans-serif", "color": "#344050"},
+    "paper_bgcolor": "white", "plot_bgcolor": "white", "colorway": [
+        "#2c7be5", "#00a389", "#f6a609", "#e5532c", "#8e5cd9", "#39afd1", "#6c757d"],
+    "xaxis": {"gridcolor": "#edf0f5", "zerolinecolor": "#dfe3eb", "linecolor": "#dfe3eb"},
+    "yaxis": {"gridcolor": "#edf0f5", "zerolinecolor": "#dfe3eb", "linecolor": "#dfe3eb"},
+}}
 ACCENT = "#2c7be5"
 BEST = "#e5532c"
 TIER_COLOURS = {"High value": "#2c7be5", "Mid value": "#00a389", "Low value": "#f6a609"}

@@ -198,3 +198,21 @@ def rules(run_id: int) -> pd.DataFrame:
         found.insert(2, "then_buy", found["consequents"].map(named))
         return found
     return context.cached("rules", run_id, compute=compute)
+
+
+def warm() -> None:
+    """Compute what the pages show for the published run's default view (no filters), so the
+    first visitors after a start do not wait for the SQL over every transaction line."""
+    sales(None, None)
+    current = scope(Filters())
+    if current.run_id is None:
+        return
+    products(current.since, current.until)
+    for by in ("customer_class", "cluster"):
+        products_by_group(current.run_id, by, current.since, current.until)
+    filter_options()
+    profiles(current.run_id)
+    rules(current.run_id)
+    earlier = [int(run_id) for run_id in runs()["id"] if int(run_id) != current.run_id]
+    if earlier:
+        transitions(earlier[0], current.run_id)

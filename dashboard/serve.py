@@ -8,7 +8,9 @@ Each worker builds its own app (no preload), so no database connection crosses a
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import secrets
+import time
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -16,6 +18,7 @@ from gunicorn.app.base import BaseApplication
 from engine.settings import Settings
 
 log = logging.getLogger(__name__)
+WARM_UP_SECONDS = 300
 
 
 class DashboardServer(BaseApplication):  # type: ignore[misc]
@@ -60,12 +63,49 @@ def session_key(settings: Settings) -> str:
     return secrets.token_urlsafe(32)
 
 
+def warm_cache(settings: Settings) -> None:
+    """Fill the shared cache before the workers start: a child process builds the app and every
+    page's default view (as a manager and as an analyst), so the first visitors after a start
+    do not wait for the SQL over every transaction line. The master itself never builds the
+    app or opens a connection, so nothing crosses the workers' fork."""
+    started = time.perf_counter()
+    child = multiprocessing.get_context("fork").Process(target=_warm_pages, args=(settings,),
+                                                        name="segmint-dashboard-warm-up")
+    child.start()
+    child.join(timeout=WARM_UP_SECONDS)
+    if child.is_alive():
+        child.terminate()
+        child.join()
+        log.warning("dashboard cache warm-up took more than %ds; stopped", WARM_UP_SECONDS)
+    elif child.exitcode:
+        log.warning("dashboard cache warm-up failed (exit status %s); pages compute on first "
+                    "visit", child.exitcode)
+    else:
+        log.info("dashboard cache warmed in %.1fs", time.perf_counter() - started)
+
+
+def _warm_pages(settings: Settings) -> None:
+    import dash
+    from flask import session
+
+    from dashboard.app import create_app
+
+    app = create_app(settings, secret_key="warm-up only")
+    for role in ("manager", "analyst"):
+        for page in dash.page_registry.values():
+            with app.server.test_request_context(page["path"]):
+                session["user"] = "(warm-up)"
+                session["role"] = role
+                page["layout"]()
+
+
 def serve(settings: Settings, *, host: str | None = None, port: int | None = None,
           workers: int | None = None) -> None:
     """Run gunicorn in the foreground until it is stopped (SIGINT / SIGTERM)."""
     host = host or settings.dashboard.host
     port = port or settings.dashboard.port
     key = session_key(settings)
+    warm_cache(settings)
     log.info("dashboard on http://%s:%d (%d workers)", host, port,
              workers or settings.dashboard.workers)
     DashboardServer(settings, host=host, port=port, secret_key=key, workers=workers).run()

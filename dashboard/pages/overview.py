@@ -8,15 +8,21 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import html
 
-from dashboard import auth, components, frames, ids
+from dashboard import auth, components, context, frames, ids
 from dashboard.figures import best_month, trend_figure
-from dashboard.filters import from_params
+from dashboard.filters import Filters, from_params
 
 dash.register_page(__name__, path="/", name="Overview", title="Segmint · Overview", order=0)
 
 
 def layout(**kwargs: Any) -> html.Div:
     filters = from_params(kwargs, allowed=auth.is_analyst())
+    # The page is a function of the data version and the filters: built once, then cached.
+    page: html.Div = context.cached("page-overview", filters, compute=lambda: _page(filters))
+    return page
+
+
+def _page(filters: Filters) -> html.Div:
     header = components.page_header("Overview", "Sales and customers month by month")
     if frames.data_span() is None:
         return html.Div([header, components.empty_state(

@@ -8,14 +8,14 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import html
 
-from dashboard import auth, components, frames, ids
+from dashboard import auth, components, context, frames, ids
 from dashboard.figures import (
     customers_per_product_figure,
     empty_figure,
     grouped_products_figure,
     top_products_figure,
 )
-from dashboard.filters import from_params
+from dashboard.filters import Filters, from_params
 
 dash.register_page(__name__, path="/products", name="Products", title="Segmint Â· Products",
                    order=1)
@@ -23,6 +23,11 @@ dash.register_page(__name__, path="/products", name="Products", title="Segmint Â
 
 def layout(**kwargs: Any) -> html.Div:
     filters = from_params(kwargs, allowed=auth.is_analyst())
+    page: html.Div = context.cached("page-products", filters, compute=lambda: _page(filters))
+    return page
+
+
+def _page(filters: Filters) -> html.Div:
     header = components.page_header("Products", "What sells, to how many customers, and to whom")
     if frames.data_span() is None:
         return html.Div([header, components.empty_state(components.NO_DATA_MESSAGE)])

@@ -58,7 +58,9 @@ def look_up(_clicks: int | None, customer: str | None) -> Any:
     run = frames.published_run()
     if run is None or not customer or not customer.strip():
         raise PreventUpdate
-    return _lookup(int(run["id"]), customer.strip())
+    run_id, customer_id = int(run["id"]), customer.strip()
+    return context.cached("lookup", run_id, customer_id,
+                          compute=lambda: _lookup(run_id, customer_id))
 
 
 def _lookup(run_id: int, customer_id: str) -> Any:
@@ -145,4 +147,5 @@ def _rules_rows(rules: pd.DataFrame, choice: str) -> pd.DataFrame:
 def pick_rules(choice: str | None, run_id: str | None) -> Any:
     if choice is None or run_id is None:
         raise PreventUpdate
-    return components.json_records(_rules_rows(frames.rules(int(run_id)), choice))
+    return context.cached("rules-rows", int(run_id), choice, compute=lambda: (
+        components.json_records(_rules_rows(frames.rules(int(run_id)), choice))))

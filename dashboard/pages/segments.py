@@ -12,7 +12,7 @@ import pandas as pd
 from dash import Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
-from dashboard import auth, components, frames, ids
+from dashboard import auth, components, context, frames, ids
 from dashboard.figures import (
     cluster_scatter_figure,
     diagnostic_scores,
@@ -21,7 +21,7 @@ from dashboard.figures import (
     segment_figure,
     silhouette_figure,
 )
-from dashboard.filters import from_params, from_search
+from dashboard.filters import Filters, from_params, from_search
 
 dash.register_page(__name__, path="/segments", name="Segments", title="Segmint · Segments",
                    order=2)
@@ -32,6 +32,12 @@ TABLE_ROWS = 1000
 def layout(**kwargs: Any) -> html.Div:
     analyst = auth.is_analyst()
     filters = from_params(kwargs, allowed=analyst)
+    page: html.Div = context.cached("page-segments", analyst, filters,
+                                    compute=lambda: _page(filters, analyst))
+    return page
+
+
+def _page(filters: Filters, analyst: bool) -> html.Div:
     header = components.page_header("Segments", "Six classes, RFM segments and k-means clusters")
     scope = frames.scope(filters)
     if scope.run is None:
@@ -87,8 +93,7 @@ def _transitions_card(published: int) -> dbc.Card:
                  dcc.Dropdown(id=ids.RUN_TO, options=options, value=published, clearable=False)],
                 md=6),
     ], className="mb-2")
-    figure = _sankey(start, published)
-    body = [pickers, components.graph(ids.SANKEY, figure)]
+    body = [pickers, components.graph(ids.SANKEY, _sankey(start, published))]
     if not earlier:
         body.insert(0, html.P("Only one run so far: transitions appear after the next run.",
                               className="text-muted small"))
@@ -96,9 +101,12 @@ def _transitions_card(published: int) -> dbc.Card:
 
 
 def _sankey(from_run: int, to_run: int) -> Any:
-    flows = frames.transitions(from_run, to_run)
-    return sankey_figure(flows, f"Customers moving between classes: run #{from_run} → "
-                                f"#{to_run}", f"#{from_run}", f"#{to_run}")
+    def build() -> dict[str, Any]:
+        flows = frames.transitions(from_run, to_run)
+        figure = sankey_figure(flows, f"Customers moving between classes: run #{from_run} → "
+                                      f"#{to_run}", f"#{from_run}", f"#{to_run}")
+        return dict(figure.to_dict())
+    return context.cached("sankey-figure", from_run, to_run, compute=build)
 
 
 @callback(Output(ids.SANKEY, "figure"), Input(ids.RUN_FROM, "value"), Input(ids.RUN_TO, "value"),
