@@ -121,7 +121,7 @@ def _customer_table(rows: pd.DataFrame, analyst: bool, query: str) -> dbc.Card:
     shown = rows.head(TABLE_ROWS)
     count = f"{len(rows):,} customers"
     if len(rows) > TABLE_ROWS:
-        count += f" (first {TABLE_ROWS:,} shown; the export has all)"
+        count += f" (first {TABLE_ROWS:,} shown" + ("; the export has all)" if analyst else ")")
     tools: list[Any] = [html.Span(count, id=ids.CUSTOMER_COUNT, className="me-3 fw-semibold")]
     if analyst:
         tools += [dbc.Button("Export CSV", id=ids.EXPORT_BUTTON, color="primary", size="sm"),
