@@ -40,7 +40,6 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from kneed import KneeLocator
 from sklearn.cluster import KMeans
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
 from sklearn.preprocessing import StandardScaler
@@ -126,6 +125,10 @@ def _nominations(scores: pd.DataFrame) -> dict[str, int | None]:
     picks: dict[str, int | None] = {}
     elbow = None
     if len(ks) >= 3:
+        # Imported here: kneed loads matplotlib.pyplot and scipy.signal (seconds of start-up
+        # for every process that imports the engine).
+        from kneed import KneeLocator
+
         knee = KneeLocator(ks, scores["inertia"].tolist(), curve="convex",
                            direction="decreasing").knee
         elbow = int(knee) if knee is not None else None
