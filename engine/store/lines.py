@@ -11,11 +11,14 @@ here carry naive UTC datetime64 values.
 
 from __future__ import annotations
 
+import io
 import logging
 import sqlite3
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +26,7 @@ import pandas as pd
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -142,12 +146,11 @@ def _write_file(connection: Connection, staged: StagedFile, batch_size: int,
 
 def _timestamp_text(ts: pd.Series, suffix: str = "") -> list[str]:
     """'YYYY-MM-DD HH:MM:SS.ffffff' (the layout SQLAlchemy's SQLite DateTime writes, so range
-    filters compare as text correctly), vectorised."""
-    iso = pa.array(np.datetime_as_string(ts.to_numpy(dtype="datetime64[us]"), unit="us"))
-    text = pc.replace_substring(iso, "T", " ")
-    if suffix:
-        text = pc.binary_join_element_wise(text, pa.scalar(suffix), "")
-    return text.to_pylist()
+    filters compare as text correctly), vectorised: ISO bytes with the 'T' overwritten."""
+    iso = np.datetime_as_string(ts.to_numpy(dtype="datetime64[us]"), unit="us").astype("S26")
+    iso.view(np.uint8).reshape(-1, 26)[:, 10] = ord(" ")
+    text: list[str] = iso.astype("U26").tolist()
+    return [value + suffix for value in text] if suffix else text
 
 
 def _column_lists(frame: pd.DataFrame, source_id: int, ts_suffix: str = "") -> list[list[Any]]:
@@ -177,8 +180,12 @@ def _write_lines(connection: Connection, lines: pd.DataFrame, source_id: int, ba
                      f"VALUES ({placeholders})")
         cursor = raw.cursor()  # type: ignore[union-attr]
         try:
-            # A big page cache keeps the random inserts into the line_hash index in memory.
-            cursor.execute("PRAGMA cache_size=-262144")
+            # A page cache sized to the table's indexes keeps the random inserts into the
+            # line_hash index in memory (about 100 bytes of index per line; 256 MiB to 2 GiB).
+            stored = cursor.execute("SELECT COALESCE(MAX(id), 0) FROM transaction_line") \
+                .fetchone()[0]
+            cache_kib = min(max(256 * 1024, (stored + len(lines)) * 100 // 1024), 2 * 1024 * 1024)
+            cursor.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
             for start in range(0, len(lines), batch_size):
                 chunk = lines.iloc[start:start + batch_size]
                 cursor.executemany(statement, zip(*_column_lists(chunk, source_id), strict=True))
@@ -276,53 +283,154 @@ def _utc_bound(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
-def _naive_utc(values: pd.Series) -> pd.Series:
-    return pd.to_datetime(values, utc=True, format="ISO8601").dt.tz_localize(None) \
-        .astype("datetime64[ns]")
-
-
 def load_lines(engine: Engine, since: date | None = None,
                until: date | None = None) -> pd.DataFrame:
     """The lines frame, optionally limited to [since, until] (whole days, both inclusive).
 
     Columns: invoice, stock_code, description, quantity, unit_price, amount, ts (naive UTC
     datetime64[ns]), customer_id (str or None), country, is_return (bool). Ordered as loaded.
+
+    The rows are read column-wise into Arrow (SQLite through the ADBC driver, PostgreSQL through
+    COPY ... TO STDOUT parsed by pyarrow.csv), never as one Python object per cell; the text
+    columns come out as object columns whose repeated values share one Python string.
     """
-    # Raw DBAPI fetch with the timestamp as text: pandas parses it in one vectorised call, where
-    # SQLAlchemy's result processing would build a Python datetime per row.
     sqlite_db = engine.dialect.name == "sqlite"
-    ts_sql = ("ts" if sqlite_db
-              else "to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')")
-    marker = "?" if sqlite_db else "%s"
-    names = ", ".join(f"{ts_sql} AS ts" if name == "ts" else name for name in LINE_COLUMNS)
-    conditions, params = [], []
-    for bound, operator in ((since, ">="), (until + timedelta(days=1) if until else None, "<")):
-        if bound is not None:
-            conditions.append(f"ts {operator} {marker}")
-            params.append(bound.strftime("%Y-%m-%d 00:00:00.000000") if sqlite_db
-                          else _utc_bound(bound))
-    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-    sql = f"SELECT {names} FROM transaction_line{where} ORDER BY id"
+    conditions = [(operator, bound) for bound, operator in
+                  ((since, ">="), (until + timedelta(days=1) if until else None, "<"))
+                  if bound is not None]
     try:
-        with engine.connect() as connection:
-            cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            try:
-                cursor.execute(sql, params)
-                rows = cursor.fetchall()
-            finally:
-                cursor.close()
-    except (SQLAlchemyError, sqlite3.Error, psycopg.Error) as exc:
+        if sqlite_db and _sqlite_file(engine) is not None:
+            table = _arrow_lines_sqlite(engine, conditions)
+        elif sqlite_db:
+            table = _arrow_lines_dbapi(engine, conditions)
+        else:
+            table = _arrow_lines_postgres(engine, conditions)
+    except (SQLAlchemyError, sqlite3.Error, psycopg.Error, pa.ArrowException,
+            _adbc_error()) as exc:
         raise _database_error(engine, exc) from None
-    return _cast_lines(pd.DataFrame(rows, columns=LINE_COLUMNS))
+    return _lines_frame(table)
 
 
-def _cast_lines(frame: pd.DataFrame) -> pd.DataFrame:
-    frame = frame.reindex(columns=LINE_COLUMNS)
-    for column in ("invoice", "stock_code", "description", "customer_id", "country"):
-        frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
-    for column in ("quantity", "unit_price", "amount"):
-        frame[column] = frame[column].astype("float64")
-    frame["ts"] = _naive_utc(frame["ts"]) if len(frame) else frame["ts"].astype("datetime64[ns]")
+def _adbc_error() -> type[Exception]:
+    from adbc_driver_manager import Error
+
+    return Error
+
+
+def _sqlite_file(engine: Engine) -> str | None:
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return database
+
+
+# Text columns never hold '' (ingest stores an empty cell as NULL), so COALESCE(x, '') gives the
+# Arrow readers a column that is text from the first row on, and '' is turned back into null.
+_TEXT = ("invoice", "stock_code", "description", "customer_id", "country")
+_NUMBERS = ("quantity", "unit_price", "amount")
+
+
+def _arrow_types() -> dict[str, pa.DataType]:
+    return {name: pa.string() for name in (*_TEXT, "ts")} | \
+        {name: pa.float64() for name in _NUMBERS} | {"is_return": pa.int64()}
+
+
+def _select_list(ts_sql: str) -> str:
+    names = []
+    for name in LINE_COLUMNS:
+        if name in _TEXT:
+            names.append(f"COALESCE({name}, '') AS {name}")
+        elif name in _NUMBERS:
+            names.append(f"CAST({name} AS {'REAL' if ts_sql == 'ts' else 'float8'}) AS {name}")
+        elif name == "ts":
+            names.append(f"{ts_sql} AS ts")
+        else:
+            names.append(f"CAST({name} AS INTEGER) AS {name}")
+    return ", ".join(names)
+
+
+def _sqlite_query(conditions: list[tuple[str, date]]) -> tuple[str, list[str]]:
+    where = " AND ".join(f"ts {operator} ?" for operator, _ in conditions)
+    params = [bound.strftime("%Y-%m-%d 00:00:00.000000") for _, bound in conditions]
+    sql = (f"SELECT {_select_list('ts')} FROM transaction_line"
+           f"{' WHERE ' + where if where else ''} ORDER BY id")
+    return sql, params
+
+
+def _arrow_lines_sqlite(engine: Engine, conditions: list[tuple[str, date]]) -> pa.Table:
+    import adbc_driver_sqlite.dbapi as adbc_sqlite
+
+    path = _sqlite_file(engine)
+    assert path is not None
+    sql, params = _sqlite_query(conditions)
+    uri = "file:" + urllib.parse.quote(str(Path(path).resolve())) + "?mode=ro"
+    with adbc_sqlite.connect(uri) as connection, connection.cursor() as cursor:
+        # The driver infers each column's type from the first batch; the casts above fix them.
+        cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": "65536"})
+        cursor.execute(sql, params or None)
+        return cursor.fetch_arrow_table()
+
+
+def _arrow_lines_dbapi(engine: Engine, conditions: list[tuple[str, date]]) -> pa.Table:
+    """An in-memory SQLite database (tests): the rows through sqlite3, then to Arrow."""
+    sql, params = _sqlite_query(conditions)
+    with engine.connect() as connection:
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+    columns: list[Any] = list(zip(*rows, strict=True)) if rows else [[] for _ in LINE_COLUMNS]
+    types = _arrow_types()
+    return pa.table({name: pa.array(values, type=types[name])
+                     for name, values in zip(LINE_COLUMNS, columns, strict=True)})
+
+
+def _arrow_lines_postgres(engine: Engine, conditions: list[tuple[str, date]]) -> pa.Table:
+    from psycopg import sql as pgsql
+
+    ts_sql = "to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
+    where = " AND ".join(f"ts {operator} {{}}" for operator, _ in conditions)
+    query = pgsql.SQL(f"COPY (SELECT {_select_list(ts_sql)} FROM transaction_line"
+                      f"{' WHERE ' + where if where else ''} ORDER BY id) "
+                      "TO STDOUT WITH (FORMAT csv, HEADER true)").format(
+        *[pgsql.Literal(_utc_bound(bound)) for _, bound in conditions])
+    buffer = io.BytesIO()
+    with engine.connect() as connection:
+        raw = connection.connection.driver_connection
+        with raw.cursor() as cursor, cursor.copy(query) as copy:  # type: ignore[union-attr]
+            for block in copy:
+                buffer.write(block)
+    buffer.seek(0)
+    options = pacsv.ConvertOptions(column_types=_arrow_types(), strings_can_be_null=False,
+                                   quoted_strings_can_be_null=False)
+    return pacsv.read_csv(buffer, convert_options=options)
+
+
+def _lines_frame(table: pa.Table) -> pd.DataFrame:
+    """Arrow columns -> the lines frame (object text with None, float64, datetime64[ns], bool)."""
+    columns: dict[str, Any] = {}
+    types = _arrow_types()
+    for name in LINE_COLUMNS:
+        values = table.column(name)
+        if not len(values):  # an empty result has no rows to infer types from
+            values = pa.chunked_array([], type=types[name])
+        if name in _TEXT:
+            values = pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values)
+        elif name == "ts":
+            values = pc.cast(values, pa.timestamp("us")).cast(pa.timestamp("ns"))
+        elif name == "is_return":
+            values = pc.not_equal(values, 0)
+        elif name in _NUMBERS:
+            values = values.cast(pa.float64())
+        columns[name] = values
+    frame = pa.table(columns).to_pandas(deduplicate_objects=True, self_destruct=True,
+                                        split_blocks=True)
+    for name in _TEXT:  # an all-null column comes back as float NaN
+        if frame[name].dtype != object:
+            frame[name] = pd.Series(None, index=frame.index, dtype=object)
+    frame["ts"] = frame["ts"].astype("datetime64[ns]")
     frame["is_return"] = frame["is_return"].astype(bool)
     return frame
 

@@ -280,3 +280,26 @@ def test_real_file_accounts_for_every_line(db, settings, real_data: Path) -> Non
     assert lines["customer_id"].dropna().nunique() == 4_372
     assert lines["invoice"].nunique() == 25_900
     assert ingest_file(db, settings, real_data).already_loaded
+
+
+def test_load_lines_returns_what_was_staged_even_after_many_empty_cells(
+        db, settings, tmp_path: Path) -> None:
+    # The columnar SQLite reader infers a column's type from its first rows: 70,000 lines
+    # without customer, stock code or description must not turn those columns numeric.
+    rows = [f"{600000 + n // 5},,,{n % 7 + 1},2011-01-0{n % 9 + 1} 10:00:00,1.25,,Spain"
+            for n in range(70_000)]
+    rows += ["536365,85123A, WHITE HEART ,6,2011-02-01 08:26:00,2.55,17850.0,United Kingdom",
+             "C536366,22633,HAND WARMER,-2,2011-02-02 08:28:00,1.85,12345,"]
+    source = write_csv(tmp_path / "sparse.csv", rows)
+    staged, _ = stage_lines(read_file(source), PRESETS["online-retail"])
+    ingest_file(db, settings, source, preset="online-retail")
+
+    lines = load_lines(db)
+    expected = staged.lines.drop(columns=["line_hash", "line_no"])
+    pd.testing.assert_frame_equal(lines, expected)
+    assert lines["customer_id"].iloc[0] is None
+    assert lines["customer_id"].tail(2).tolist() == ["17850", "12345"]
+    assert lines["description"].iloc[-2] == "WHITE HEART"
+    assert lines["country"].iloc[-1] is None
+    assert lines["is_return"].tail(2).tolist() == [False, True]
+    assert len(load_lines(db, since=date(2030, 1, 1))) == 0
