@@ -23,7 +23,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from engine.rfm import customer_lines, require_columns
+from engine.rfm import coded_customer_lines, require_columns
 from engine.settings import ClassSettings
 
 NEW, NEGATIVE, MOST_GROWTH = "New", "Negative", "Most Growth"
@@ -35,20 +35,23 @@ POTENTIAL_PROFITABLE = (HIGH_VALUE, MOST_GROWTH)
 def growth_frame(history: pd.DataFrame, *, as_of: date, growth_days: int,
                  non_product_codes: Sequence[str] = ()) -> pd.DataFrame:
     """Per customer: first_seen, recent_spend, earlier_spend, earlier_periods (>= 1)."""
-    kept = customer_lines(history, non_product_codes)
+    coded = coded_customer_lines(history, non_product_codes)
     as_of_ts = pd.Timestamp(as_of)
-    kept = kept[kept["ts"] < as_of_ts + pd.Timedelta(days=1)]
     recent_start = as_of_ts - pd.Timedelta(days=growth_days)
-    recent = kept["ts"] >= recent_start
-    purchases = kept[~kept["is_return"]]
+    inside = coded.ts < (as_of_ts + pd.Timedelta(days=1)).to_datetime64()
+    recent = inside & (coded.ts >= recent_start.to_datetime64())
+    earlier = inside & ~recent
+    bought = inside & ~coded.is_return
     frame = pd.DataFrame({
-        "first_seen": purchases.groupby("customer_id")["ts"].min().dt.normalize(),
-        "recent_spend": kept[recent].groupby("customer_id")["net"].sum(),
-        "earlier_spend": kept[~recent].groupby("customer_id")["net"].sum(),
+        "first_seen": pd.Series(coded.ts[bought]).groupby(coded.customer[bought]).min()
+        .dt.normalize(),
+        "recent_spend": pd.Series(coded.net[recent]).groupby(coded.customer[recent]).sum(),
+        "earlier_spend": pd.Series(coded.net[earlier]).groupby(coded.customer[earlier]).sum(),
     }).fillna({"recent_spend": 0.0, "earlier_spend": 0.0})
+    frame.index = pd.Index(coded.ids[frame.index.to_numpy(dtype=np.int64)], name="customer_id")
     earlier_days = (recent_start - frame["first_seen"]).dt.days.clip(lower=0)
     frame["earlier_periods"] = (earlier_days / growth_days).clip(lower=1.0).fillna(1.0)
-    return frame.rename_axis("customer_id")
+    return frame
 
 
 def classify(segments: pd.DataFrame, history: pd.DataFrame, customers: pd.DataFrame | None, *,

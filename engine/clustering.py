@@ -1,10 +1,12 @@
 """K-means on log-scaled, standardised RFM features, automatic k, value tiers; pure functions.
 
 Choosing k. Every k in [k_min, k_max] is fitted and scored by five criteria, each of which
-nominates one k:
+nominates one k. Above ``silhouette_sample`` customers the fits and all five scores use one
+deterministic sample of that many customers (below it, every customer): the choice of k costs
+the same at 5,000 customers as at 500,000, and only the chosen k is fitted on everyone.
 
 - elbow: the knee of the inertia curve (kneed, convex and decreasing);
-- silhouette: the highest mean silhouette (on a sample above ``silhouette_sample`` rows);
+- silhouette: the highest mean silhouette;
 - gap statistic (Tibshirani 2001): the smallest k with gap(k) >= gap(k+1) - s(k+1), else the
   highest gap (uniform references in the data's bounding box, on the same sample);
 - Calinski-Harabasz: the highest score;
@@ -36,17 +38,17 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
-from sklearn.cluster import KMeans
-from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
-from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from engine.errors import SegmintError
 from engine.settings import ClusteringSettings
+
+if TYPE_CHECKING:
+    from sklearn.cluster import KMeans
 
 SINGLE_THREAD_BELOW = 50_000
 DIAGNOSTIC_SEED = 20240
@@ -89,11 +91,17 @@ def feature_frame(rfm: pd.DataFrame, features: Sequence[str]) -> pd.DataFrame:
 
 def scale_features(raw: pd.DataFrame) -> np.ndarray:
     """log1p (negative net spend counts as 0), then zero mean and unit variance per column."""
+    # scikit-learn is imported where it is used: it is over a second of start-up for every
+    # process that imports the engine (the dashboard, the CLI) and does not cluster.
+    from sklearn.preprocessing import StandardScaler
+
     logged = np.log1p(raw.clip(lower=0).to_numpy(dtype=float))
     return StandardScaler().fit_transform(logged)
 
 
 def _kmeans(matrix: np.ndarray, k: int, seed: int, n_init: int) -> KMeans:
+    from sklearn.cluster import KMeans
+
     return KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(matrix)
 
 
@@ -194,20 +202,28 @@ def silhouettes(matrix: np.ndarray, labelings: Sequence[np.ndarray],
             for total, block in zip(totals, blocks, strict=True)]
 
 
+def diagnostic_sample(matrix: np.ndarray, size: int) -> np.ndarray:
+    """The rows the k range is scored on: all of them up to ``size``, else ``size`` rows drawn
+    with DIAGNOSTIC_SEED (in row order), so the same customers give the same sample."""
+    if len(matrix) <= size:
+        return matrix
+    rng = np.random.default_rng(DIAGNOSTIC_SEED)
+    return matrix[np.sort(rng.choice(len(matrix), size, replace=False))]
+
+
 def score_k_range(matrix: np.ndarray, ks: list[int],
                   settings: ClusteringSettings) -> pd.DataFrame:
-    """Fits every k and returns one row of scores per k. Everything here uses DIAGNOSTIC_SEED
-    (fits, the silhouette / gap sample of ``silhouette_sample`` rows, gap references), so the
-    scores do not move with the run's seed."""
-    rng = np.random.default_rng(DIAGNOSTIC_SEED)
-    sample_index = (np.arange(len(matrix)) if len(matrix) <= settings.silhouette_sample
-                    else np.sort(rng.choice(len(matrix), settings.silhouette_sample,
-                                            replace=False)))
-    sample = matrix[sample_index]
+    """Fits every k on the diagnostic sample (``silhouette_sample`` rows; all rows below it) and
+    returns one row of scores per k, all computed on that sample. Everything here uses
+    DIAGNOSTIC_SEED (the sample, the fits, the gap references), so the scores do not move with
+    the run's seed."""
+    from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
+
+    sample = diagnostic_sample(matrix, settings.silhouette_sample)
     gaps, spreads = _gap(sample, ks, settings.gap_references, DIAGNOSTIC_SEED,
                          max(1, min(settings.n_init, 3)))
-    models = {k: _kmeans(matrix, k, DIAGNOSTIC_SEED, settings.n_init) for k in ks}
-    silhouette = silhouettes(sample, [models[k].labels_[sample_index] for k in ks])
+    models = {k: _kmeans(sample, k, DIAGNOSTIC_SEED, settings.n_init) for k in ks}
+    silhouette = silhouettes(sample, [models[k].labels_ for k in ks])
     rows = []
     for k, gap, spread, sil in zip(ks, gaps, spreads, silhouette, strict=True):
         labels = models[k].labels_
@@ -218,9 +234,9 @@ def score_k_range(matrix: np.ndarray, ks: list[int],
             "silhouette": sil,
             "gap": gap,
             "gap_sd": spread,
-            "calinski_harabasz": (float(calinski_harabasz_score(matrix, labels))
+            "calinski_harabasz": (float(calinski_harabasz_score(sample, labels))
                                   if several else float("nan")),
-            "davies_bouldin": (float(davies_bouldin_score(matrix, labels))
+            "davies_bouldin": (float(davies_bouldin_score(sample, labels))
                                if several else float("nan")),
         })
     return pd.DataFrame(rows)
@@ -299,18 +315,23 @@ def cluster_customers(rfm: pd.DataFrame, settings: ClusteringSettings, *,
     features = list(settings.features)
     matrix = scale_features(feature_frame(rfm, features))
     # A few thousand rows of a few columns: OpenMP threads cost more than they save (and
-    # oversubscribe a shared machine), so the fits run single-threaded, in this block only.
-    with threadpool_limits(limits=1 if len(matrix) < SINGLE_THREAD_BELOW else None):
+    # oversubscribe a shared machine), so such fits run single-threaded, in these blocks only.
+    scored_rows = min(n, settings.silhouette_sample)
+    with threadpool_limits(limits=1 if scored_rows < SINGLE_THREAD_BELOW else None):
         scores = score_k_range(matrix, ks, settings)
-        picks = _nominations(scores)
-        chosen = forced if forced is not None else combine_nominations(scores, picks)
+    picks = _nominations(scores)
+    chosen = forced if forced is not None else combine_nominations(scores, picks)
+    with threadpool_limits(limits=1 if n < SINGLE_THREAD_BELOW else None):
         model = _kmeans(matrix, chosen, seed, settings.n_init)
     labels_present, counts = np.unique(model.labels_, return_counts=True)
     sizes = {int(label): int(count) for label, count in zip(labels_present, counts, strict=True)}
     order, old_tiers, old_values = value_tiers(model.cluster_centers_, features, sizes,
                                                settings.tiers)
     relabel = {old: new for new, old in enumerate(order)}
-    labels = np.array([relabel[int(label)] for label in model.labels_], dtype=np.int64)
+    lookup = np.zeros(int(model.labels_.max()) + 1, dtype=np.int64)
+    for old_label, new_label in relabel.items():
+        lookup[old_label] = new_label
+    labels = lookup[model.labels_]
     diagnostics = {
         "k_mode": "fixed" if forced is not None else "auto",
         "chosen_k": chosen,
@@ -320,6 +341,7 @@ def cluster_customers(rfm: pd.DataFrame, settings: ClusteringSettings, *,
         "scores": scores.to_dict(orient="list"),
         "silhouette_sampled": n > settings.silhouette_sample,
         "silhouette_sample": settings.silhouette_sample,
+        "scored_customers": scored_rows,
         "gap_references": settings.gap_references,
         "seed": seed,
         "n_init": settings.n_init,

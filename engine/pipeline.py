@@ -199,6 +199,7 @@ def execute_run(engine: Engine, settings: Settings, *, as_of: date | None = None
                 time.perf_counter() - load_start, len(lines), len(customers))
         result = segment(lines, customers, settings, as_of=as_of, since=since, until=until, k=k,
                          progress=progress)
+        del lines, customers  # the largest objects of the run: gone before the write's rows
         write_start = time.perf_counter()
         run_store.save_results(engine, run_id=run_id, result=result)
         log.log(level, "write: %.2fs", time.perf_counter() - write_start)

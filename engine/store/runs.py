@@ -13,8 +13,10 @@ import os
 import socket
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -41,14 +43,14 @@ RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
 RUN_COLUMNS = ["id", "status", "started_at", "finished_at", "as_of", "since", "until", "k",
                "k_mode", "seed", "n_customers", "n_lines", "error"]
 ITEM_SEPARATOR = ";"
-BATCH = 5_000
+BATCH = 10_000
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _database_error(engine: Engine, exc: SQLAlchemyError) -> StoreError:
+def _database_error(engine: Engine, exc: Exception) -> StoreError:
     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
     return StoreError(f"database {describe(str(engine.url))}: {reason}")
 
@@ -64,15 +66,52 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _records(frame: pd.DataFrame, columns: list[str], **constant: Any) -> list[dict[str, Any]]:
-    rows = frame[columns].itertuples(index=False, name=None)
-    return [{**constant, **{name: _plain(value) for name, value in zip(columns, row, strict=True)}}
-            for row in rows]
+def _column_values(series: pd.Series) -> list[Any]:
+    """A column as DBAPI values: Python scalars, NaN/inf/NA as None (column-wise, no per-cell
+    work for numeric columns)."""
+    numpy_dtype = isinstance(series.dtype, np.dtype)
+    if numpy_dtype and series.dtype.kind in "iub":
+        return series.tolist()
+    if numpy_dtype and series.dtype.kind == "f":
+        values = series.to_numpy(dtype=float)
+        finite = np.isfinite(values)
+        listed = values.tolist()
+        if finite.all():
+            return listed
+        return [value if ok else None for value, ok in zip(listed, finite.tolist(), strict=True)]
+    return [value if type(value) is str else _plain(value) for value in series.tolist()]
 
 
-def _insert(connection: Connection, table: Any, records: list[dict[str, Any]]) -> None:
-    for start in range(0, len(records), BATCH):
-        connection.execute(insert(table), records[start:start + BATCH])
+def _rows(frame: pd.DataFrame, columns: list[str], run_id: int) -> list[tuple[Any, ...]]:
+    """One tuple per row: run_id, then ``columns`` in order."""
+    return list(zip(repeat(run_id, len(frame)), *[_column_values(frame[name]) for name in columns],
+                    strict=True))
+
+
+def _insert(connection: Connection, table: Any, columns: list[str], frame: pd.DataFrame,
+            run_id: int) -> None:
+    """Bulk insert of the frame's ``columns`` (run_id first) inside the caller's transaction:
+    COPY on PostgreSQL (psycopg), DBAPI executemany elsewhere. Rows become plain tuples one
+    batch at a time, so a large result never exists twice in memory as Python objects."""
+    if frame.empty:
+        return
+    preparer = connection.dialect.identifier_preparer
+    names = ", ".join(preparer.quote(name) for name in ["run_id", *columns])
+    target = preparer.format_table(table)
+    batches = (_rows(frame.iloc[start:start + BATCH], columns, run_id)
+               for start in range(0, len(frame), BATCH))
+    driver = connection.connection.driver_connection
+    if connection.dialect.driver == "psycopg" and driver is not None:
+        with driver.cursor() as cursor, \
+                cursor.copy(f"COPY {target} ({names}) FROM STDIN") as copy:
+            for rows in batches:
+                for row in rows:
+                    copy.write_row(row)
+        return
+    marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    sql = f"INSERT INTO {target} ({names}) VALUES ({', '.join([marker] * (len(columns) + 1))})"
+    for rows in batches:
+        connection.exec_driver_sql(sql, rows)
 
 
 def _items(value: Any) -> str:
@@ -98,32 +137,30 @@ def create_run(engine: Engine, *, params: dict[str, Any], as_of: date | None,
 
 def save_results(engine: Engine, *, run_id: int, result: RunResult) -> None:
     """Every result of the run and its 'succeeded' status, in one transaction."""
-    segments = _records(result.segments, [c.name for c in CUSTOMER_RESULT.columns
-                                          if c.name != "run_id"], run_id=run_id)
-    profiles = _records(result.profiles, [c.name for c in CLUSTER_PROFILE.columns
-                                          if c.name != "run_id"], run_id=run_id)
-    rules: list[dict[str, Any]] = []
+    tables: list[tuple[Any, list[str], pd.DataFrame]] = [
+        (table, [c.name for c in table.columns if c.name != "run_id"], frame)
+        for table, frame in ((CUSTOMER_RESULT, result.segments),
+                             (CLUSTER_PROFILE, result.profiles))]
     if result.rules is not None and len(result.rules):
         frame = result.rules.assign(antecedents=result.rules["antecedents"].map(_items),
                                     consequents=result.rules["consequents"].map(_items))
-        rules = _records(frame, ["cluster", "antecedents", "consequents", "support",
-                                 "confidence", "lift", "leverage", "conviction",
-                                 "zhangs_metric"], run_id=run_id)
-    recommendations: list[dict[str, Any]] = []
+        tables.append((ASSOCIATION_RULE, ["cluster", "antecedents", "consequents", "support",
+                                          "confidence", "lift", "leverage", "conviction",
+                                          "zhangs_metric"], frame))
     if result.recommendations is not None and len(result.recommendations):
-        recommendations = _records(result.recommendations, [
-            "customer_id", "rank", "stock_code", "description", "score", "reason"], run_id=run_id)
+        tables.append((RECOMMENDATION, ["customer_id", "rank", "stock_code", "description",
+                                        "score", "reason"], result.recommendations))
     try:
         with engine.begin() as connection:
-            _insert(connection, CUSTOMER_RESULT, segments)
-            _insert(connection, CLUSTER_PROFILE, profiles)
-            _insert(connection, ASSOCIATION_RULE, rules)
-            _insert(connection, RECOMMENDATION, recommendations)
+            for table, columns, frame in tables:
+                _insert(connection, table, columns, frame, run_id)
             connection.execute(update(RUN).where(RUN.c.id == run_id).values(
                 status=SUCCEEDED, finished_at=_now(), as_of=result.as_of, k=result.k,
                 k_mode=result.k_mode, seed=result.seed, n_customers=result.n_customers,
                 n_lines=result.n_lines, diagnostics=result.diagnostics, error=None))
     except SQLAlchemyError as exc:
+        raise _database_error(engine, exc) from None
+    except engine.dialect.loaded_dbapi.Error as exc:  # from COPY, on the driver's own cursor
         raise _database_error(engine, exc) from None
 
 

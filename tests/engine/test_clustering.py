@@ -6,13 +6,17 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.cluster import KMeans
-from sklearn.metrics import silhouette_score
+from sklearn.metrics import calinski_harabasz_score, silhouette_score
 
 from engine.clustering import (
     CRITERIA,
+    DIAGNOSTIC_SEED,
     ClusteringError,
     cluster_customers,
     combine_nominations,
+    diagnostic_sample,
+    feature_frame,
+    scale_features,
     silhouettes,
     value_tiers,
 )
@@ -66,6 +70,27 @@ def test_too_few_customers_is_an_expected_error() -> None:
         cluster_customers(rfm, ClusteringSettings(), k=5)
 
 
+def test_above_the_sample_size_k_is_scored_on_a_fixed_sample_and_fitted_on_everyone() -> None:
+    rfm = rfm_table(population(), as_of=AS_OF)
+    settings = ClusteringSettings(k_min=2, k_max=5, silhouette_sample=100, n_init=4)
+    assert len(rfm) > 150
+    first = cluster_customers(rfm, settings, seed=1)
+    second = cluster_customers(rfm, settings, seed=2)
+    assert first.diagnostics["silhouette_sampled"] and first.diagnostics["scored_customers"] == 100
+    assert first.diagnostics["scores"] == second.diagnostics["scores"]  # not moved by the seed
+    assert len(first.labels) == len(rfm) and first.k == first.diagnostics["chosen_k"]
+    # Every stored score is the one scikit-learn gives for k-means fitted on the sample.
+    sample = diagnostic_sample(scale_features(feature_frame(rfm, settings.features)), 100)
+    assert len(sample) == 100
+    scores = pd.DataFrame(first.diagnostics["scores"])
+    for row in scores.itertuples():
+        model = KMeans(row.k, n_init=4, random_state=DIAGNOSTIC_SEED).fit(sample)
+        assert row.inertia == pytest.approx(model.inertia_)
+        assert row.silhouette == pytest.approx(silhouette_score(sample, model.labels_), abs=1e-9)
+        assert row.calinski_harabasz == pytest.approx(
+            calinski_harabasz_score(sample, model.labels_))
+
+
 def test_combination_rule_majority_then_mean_rank_then_smaller_k() -> None:
     scores = pd.DataFrame({"k": [3, 4, 5], "silhouette": [0.5, 0.4, 0.3],
                            "calinski_harabasz": [10.0, 30.0, 20.0],
@@ -101,3 +126,13 @@ def test_tiers_and_classes_do_not_depend_on_the_seed(k) -> None:
     second = segment(lines, None, Settings(), as_of=AS_OF, k=k, seed=987654).segments
     columns = ["customer_id", "cluster", "value_tier", "customer_class"]
     pd.testing.assert_frame_equal(first[columns], second[columns])
+
+
+def test_tiers_and_classes_do_not_depend_on_the_seed_when_k_is_chosen_on_a_sample() -> None:
+    lines = population(seed=5)
+    settings = Settings(clustering=ClusteringSettings(silhouette_sample=100))
+    first = segment(lines, None, settings, as_of=AS_OF, seed=1)
+    second = segment(lines, None, settings, as_of=AS_OF, seed=987654)
+    assert first.diagnostics["silhouette_sampled"]
+    columns = ["customer_id", "cluster", "value_tier", "customer_class"]
+    pd.testing.assert_frame_equal(first.segments[columns], second.segments[columns])

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -90,6 +91,58 @@ def test_run_is_published_with_all_results(tmp_path: Path, db_url: str) -> None:
     assert profiles["revenue_share"].sum() == pytest.approx(1.0, abs=1e-3)
     assert len(run_store.read_rules(db, run_id=run_id)) > 0
     assert len(run_store.read_recommendations(db, run_id=run_id)) > 0
+
+
+def test_saved_results_read_back_unchanged(tmp_path: Path, db_url: str) -> None:
+    settings = make_settings(tmp_path, db_url, FAST)
+    db = get_engine(settings.database_url)
+    init_db(db)
+    result = segment(population(), None, settings, as_of=AS_OF, k=3)
+    assert result.rules is not None and result.recommendations is not None
+    rules = result.rules.reset_index(drop=True)
+    rules["conviction"] = rules["conviction"].astype(float)
+    rules.loc[0, "conviction"] = float("inf")  # not finite: stored as NULL
+    run_id = run_store.create_run(db, params={}, as_of=AS_OF, since=None, until=None,
+                                  k_mode="fixed", seed=1)
+    run_store.save_results(db, run_id=run_id, result=replace(result, rules=rules))
+
+    def ordered(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+        return frame.sort_values(by).reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(
+        run_store.read_segments(db, run_id=run_id),
+        ordered(result.segments, ["customer_id"]), check_dtype=False)
+    pd.testing.assert_frame_equal(
+        run_store.read_profiles(db, run_id=run_id)[result.profiles.columns], result.profiles,
+        check_dtype=False)
+    pd.testing.assert_frame_equal(
+        run_store.read_recommendations(db, run_id=run_id)[result.recommendations.columns],
+        ordered(result.recommendations, ["customer_id", "rank"]), check_dtype=False)
+    stored = run_store.read_rules(db, run_id=run_id)
+    assert len(stored) == len(rules)
+    assert stored["conviction"].isna().iloc[0]
+    assert stored["antecedents"].tolist() == [";".join(items) for items in rules["antecedents"]]
+    assert [None if pd.isna(c) else int(c) for c in stored["cluster"]] == \
+        [None if pd.isna(c) else int(c) for c in rules["cluster"]]
+    assert stored["support"].tolist() == pytest.approx(rules["support"].tolist())
+
+
+def test_a_refused_result_row_writes_nothing(tmp_path: Path, db_url: str) -> None:
+    settings = make_settings(tmp_path, db_url, FAST)
+    db = get_engine(settings.database_url)
+    init_db(db)
+    result = segment(population(), None, settings, as_of=AS_OF, k=3)
+    assert result.rules is not None
+    rules = result.rules.reset_index(drop=True)
+    rules.loc[len(rules) - 1, "lift"] = float("nan")  # lift is NOT NULL: the last row fails
+    run_id = run_store.create_run(db, params={}, as_of=AS_OF, since=None, until=None,
+                                  k_mode="fixed", seed=1)
+    with pytest.raises(run_store.StoreError, match=r"(?i)^database .*not[ -]null") as failure:
+        run_store.save_results(db, run_id=run_id, result=replace(result, rules=rules))
+    assert "\n" not in str(failure.value)
+    assert run_store.read_segments(db, run_id=run_id).empty
+    assert run_store.read_rules(db, run_id=run_id).empty
+    assert run_store.get_run(db, run_id=run_id)["status"] == "running"
 
 
 def test_failed_run_keeps_the_published_run(tmp_path: Path, db_url: str) -> None:

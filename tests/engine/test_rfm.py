@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from engine.rfm import (
     EngineInputError,
+    customer_lines,
     grid_segments,
     quantile_scores,
     rfm_scores,
@@ -153,3 +154,32 @@ def test_every_customer_gets_exactly_one_segment_of_each_scheme(rows, levels) ->
         assert scored["rfm_grid_segment"].isin(grid_names).all()
     else:
         assert scored["rfm_grid_segment"].isin(grid_names | {"Other"}).all()
+
+
+@hypothesis_settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c10", "c9", None]), st.integers(0, 6),
+                          st.integers(0, 40), st.integers(-20, 60),
+                          st.sampled_from(["P1", "P2", "POST"])), min_size=1, max_size=60),
+       st.booleans())
+def test_rfm_table_equals_a_plain_groupby_of_the_customer_lines(rows, as_categories) -> None:
+    lines = lines_frame([line(customer, f"{'C' if amount < 0 else ''}{invoice}",
+                              pd.Timestamp("2011-01-01") + pd.Timedelta(days=day),
+                              float(amount or 1), stock_code=code)
+                         for customer, invoice, day, amount, code in rows])
+    if as_categories:  # the store may hand text columns over as categories
+        lines = lines.astype({"customer_id": "category", "invoice": "category",
+                              "stock_code": "category"})
+    as_of = date(2011, 3, 1)
+    kept = customer_lines(lines, NON_PRODUCT)
+    purchases = kept[~kept["is_return"]]
+    grouped = purchases.groupby("customer_id", observed=True)
+    expected = pd.DataFrame({
+        "recency_days": (pd.Timestamp(as_of) - grouped["ts"].max().dt.normalize()).dt.days,
+        "frequency": grouped["invoice"].nunique(),
+        "monetary": kept.groupby("customer_id", observed=True)["net"].sum().round(2),
+        "first_purchase": grouped["ts"].min().dt.normalize(),
+    }).dropna(subset=["frequency"])
+    table = rfm_table(lines, as_of=as_of, non_product_codes=NON_PRODUCT).set_index("customer_id")
+    assert table.index.tolist() == sorted(expected.index.astype(str))
+    for column in expected.columns:
+        assert table[column].tolist() == expected[column].reindex(table.index).tolist(), column
