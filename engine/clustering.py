@@ -38,17 +38,17 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from sklearn.cluster import KMeans
+from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
+from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from engine.errors import SegmintError
 from engine.settings import ClusteringSettings
-
-if TYPE_CHECKING:
-    from sklearn.cluster import KMeans
 
 SINGLE_THREAD_BELOW = 50_000
 DIAGNOSTIC_SEED = 20240
@@ -91,17 +91,11 @@ def feature_frame(rfm: pd.DataFrame, features: Sequence[str]) -> pd.DataFrame:
 
 def scale_features(raw: pd.DataFrame) -> np.ndarray:
     """log1p (negative net spend counts as 0), then zero mean and unit variance per column."""
-    # scikit-learn is imported where it is used: it is over a second of start-up for every
-    # process that imports the engine (the dashboard, the CLI) and does not cluster.
-    from sklearn.preprocessing import StandardScaler
-
     logged = np.log1p(raw.clip(lower=0).to_numpy(dtype=float))
     return StandardScaler().fit_transform(logged)
 
 
 def _kmeans(matrix: np.ndarray, k: int, seed: int, n_init: int) -> KMeans:
-    from sklearn.cluster import KMeans
-
     return KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(matrix)
 
 
@@ -217,8 +211,6 @@ def score_k_range(matrix: np.ndarray, ks: list[int],
     returns one row of scores per k, all computed on that sample. Everything here uses
     DIAGNOSTIC_SEED (the sample, the fits, the gap references), so the scores do not move with
     the run's seed."""
-    from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
-
     sample = diagnostic_sample(matrix, settings.silhouette_sample)
     gaps, spreads = _gap(sample, ks, settings.gap_references, DIAGNOSTIC_SEED,
                          max(1, min(settings.n_init, 3)))
