@@ -118,6 +118,7 @@ def ingest_file(engine: Engine, settings: Settings, path: str | Path, *, preset:
         raw = read_file(transactions_path, sha256)
         chosen = choose_preset(raw, settings, preset)
         lines_file, rejects = stage_lines(raw, chosen)
+        del raw  # the text frame is not needed while writing
         staged.append(lines_file)
         reports.append((lines_file, rejects))
     else:
@@ -261,8 +262,9 @@ def _text(values: pd.Series) -> pd.Series:
         if array is not None:
             trimmed = pc.utf8_trim(array, characters=_whitespace())
             trimmed = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
-            return pd.Series(trimmed.to_numpy(zero_copy_only=False), index=values.index,
-                             dtype=object)
+            # Repeated values (countries, codes, ids) share one Python string.
+            return pd.Series(trimmed.to_pandas(deduplicate_objects=True).to_numpy(),
+                             index=values.index, dtype=object)
     text = values.astype("string").str.strip()
     return text.astype(object).where(text.notna() & (text != ""), None)
 
