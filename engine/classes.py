@@ -23,7 +23,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from engine.rfm import coded_customer_lines, require_columns
+from engine.rfm import CodedLines, coded_customer_lines, require_columns
 from engine.settings import ClassSettings
 
 NEW, NEGATIVE, MOST_GROWTH = "New", "Negative", "Most Growth"
@@ -33,9 +33,12 @@ POTENTIAL_PROFITABLE = (HIGH_VALUE, MOST_GROWTH)
 
 
 def growth_frame(history: pd.DataFrame, *, as_of: date, growth_days: int,
-                 non_product_codes: Sequence[str] = ()) -> pd.DataFrame:
-    """Per customer: first_seen, recent_spend, earlier_spend, earlier_periods (>= 1)."""
-    coded = coded_customer_lines(history, non_product_codes)
+                 non_product_codes: Sequence[str] = (),
+                 coded: CodedLines | None = None) -> pd.DataFrame:
+    """Per customer: first_seen, recent_spend, earlier_spend, earlier_periods (>= 1).
+    ``coded`` (optional) is ``coded_customer_lines(history, non_product_codes)``, already made."""
+    if coded is None:
+        coded = coded_customer_lines(history, non_product_codes)
     as_of_ts = pd.Timestamp(as_of)
     recent_start = as_of_ts - pd.Timedelta(days=growth_days)
     inside = coded.ts < (as_of_ts + pd.Timedelta(days=1)).to_datetime64()
@@ -56,7 +59,8 @@ def growth_frame(history: pd.DataFrame, *, as_of: date, growth_days: int,
 
 def classify(segments: pd.DataFrame, history: pd.DataFrame, customers: pd.DataFrame | None, *,
              as_of: date, settings: ClassSettings, tier_names: Sequence[str],
-             non_product_codes: Sequence[str] = ()) -> pd.Series:
+             non_product_codes: Sequence[str] = (),
+             coded: CodedLines | None = None) -> pd.Series:
     """The class of every customer of ``segments`` (customer_id, monetary, value_tier).
 
     ``history`` holds the customers' lines up to as_of (it may start before the window, so
@@ -66,7 +70,7 @@ def classify(segments: pd.DataFrame, history: pd.DataFrame, customers: pd.DataFr
     ids = segments["customer_id"].astype(str)
     as_of_ts = pd.Timestamp(as_of)
     growth = growth_frame(history, as_of=as_of, growth_days=settings.growth_days,
-                          non_product_codes=non_product_codes).reindex(ids)
+                          non_product_codes=non_product_codes, coded=coded).reindex(ids)
     signup = pd.Series(pd.NaT, index=ids, dtype="datetime64[ns]")
     if customers is not None and "signup_date" in customers.columns and len(customers):
         known = customers.dropna(subset=["signup_date"])

@@ -28,7 +28,12 @@ from engine.classes import CLASSES, classify
 from engine.clustering import cluster_customers
 from engine.errors import SegmintError
 from engine.profiles import cluster_profiles
-from engine.rfm import REQUIRED_LINE_COLUMNS, require_columns, rfm_segments
+from engine.rfm import (
+    REQUIRED_LINE_COLUMNS,
+    coded_customer_lines,
+    require_columns,
+    rfm_segments,
+)
 from engine.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -79,6 +84,10 @@ class _Stages:
         log.log(self.level, "%s: %.2fs", name, self.seconds[name])
 
 
+def _keep(frame: pd.DataFrame, mask: pd.Series) -> pd.DataFrame:
+    return frame if bool(mask.all()) else frame[mask]
+
+
 def _window(lines: pd.DataFrame, *, as_of: date | None, since: date | None,
             until: date | None) -> tuple[pd.DataFrame, pd.DataFrame, date]:
     """(history up to the window's end, the window's lines, as_of)."""
@@ -87,8 +96,10 @@ def _window(lines: pd.DataFrame, *, as_of: date | None, since: date | None,
     if since is not None and until is not None and since > until:
         raise RunError(f"--since {since} is after --until {until}")
     end = until + timedelta(days=1) if until is not None else as_of
-    history = lines if end is None else lines[lines["ts"] < pd.Timestamp(end)]
-    window = history if since is None else history[history["ts"] >= pd.Timestamp(since)]
+    # A filter that keeps every line returns the frame itself, not a copy of it (the store
+    # already loads the lines up to the window's end, and the frame is the run's largest object).
+    history = lines if end is None else _keep(lines, lines["ts"] < pd.Timestamp(end))
+    window = history if since is None else _keep(history, history["ts"] >= pd.Timestamp(since))
     if window.empty:
         raise RunError(f"no transaction lines in the window {since or 'start'} .. "
                        f"{until or (as_of - timedelta(days=1) if as_of else 'end')}")
@@ -109,8 +120,10 @@ def segment(lines: pd.DataFrame, customers: pd.DataFrame | None, settings: Setti
     history, window, as_of = _window(lines, as_of=as_of, since=since, until=until)
 
     with stages.stage("rfm"):
+        # Coded once: the classes reuse it when their history is the window itself.
+        coded = coded_customer_lines(window, codes)
         segments = rfm_segments(window, as_of=as_of, settings=settings.rfm,
-                                non_product_codes=codes)
+                                non_product_codes=codes, coded=coded)
     if segments.empty:
         raise RunError("no customer with a purchase in the window")
     log.log(stages.level, "%d lines in the window, %d customers with a purchase, as_of %s",
@@ -124,8 +137,10 @@ def segment(lines: pd.DataFrame, customers: pd.DataFrame | None, settings: Setti
     with stages.stage("classes"):
         segments["customer_class"] = classify(
             segments, history, customers, as_of=as_of, settings=settings.classes,
-            tier_names=settings.clustering.tiers, non_product_codes=codes)
+            tier_names=settings.clustering.tiers, non_product_codes=codes,
+            coded=coded if history is window else None)
         profiles = cluster_profiles(segments, settings.strategies)
+    del coded
 
     rules = recommendations = None
     assignments = segments[["customer_id", "cluster", "value_tier", "customer_class"]]

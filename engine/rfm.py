@@ -92,11 +92,13 @@ def coded_customer_lines(lines: pd.DataFrame, non_product_codes: Sequence[str]) 
     )
 
 
-def rfm_table(lines: pd.DataFrame, *, as_of: date,
-              non_product_codes: Sequence[str] = ()) -> pd.DataFrame:
+def rfm_table(lines: pd.DataFrame, *, as_of: date, non_product_codes: Sequence[str] = (),
+              coded: CodedLines | None = None) -> pd.DataFrame:
     """One row per customer with a purchase: recency_days, frequency, monetary (+ first
-    purchase date and tenure_days for the extra clustering features), sorted by customer_id."""
-    coded = coded_customer_lines(lines, non_product_codes)
+    purchase date and tenure_days for the extra clustering features), sorted by customer_id.
+    ``coded`` (optional) is ``coded_customer_lines(lines, non_product_codes)``, already made."""
+    if coded is None:
+        coded = coded_customer_lines(lines, non_product_codes)
     as_of_ts = pd.Timestamp(as_of)
     buy = ~coded.is_return
     buy_ts = pd.Series(coded.ts[buy])
@@ -176,9 +178,11 @@ def grid_segments(r_score: pd.Series, f_score: pd.Series,
 
 
 def rfm_segments(lines: pd.DataFrame, *, as_of: date, settings: RfmSettings,
-                 non_product_codes: Sequence[str] = ()) -> pd.DataFrame:
+                 non_product_codes: Sequence[str] = (),
+                 coded: CodedLines | None = None) -> pd.DataFrame:
     """rfm_table + scores + both named schemes (rfm_segment, rfm_grid_segment)."""
-    scored = rfm_scores(rfm_table(lines, as_of=as_of, non_product_codes=non_product_codes),
+    scored = rfm_scores(rfm_table(lines, as_of=as_of, non_product_codes=non_product_codes,
+                                  coded=coded),
                         levels=settings.score_levels)
     scored["rfm_segment"] = score_segments(scored["rfm_score"], settings.segments)
     scored["rfm_grid_segment"] = grid_segments(scored["r_score"], scored["f_score"],

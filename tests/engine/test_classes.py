@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from engine.classes import CLASSES, class_transitions, classify, growth_frame
 from engine.pipeline import segment
+from engine.rfm import coded_customer_lines
 from engine.settings import ClassSettings, Settings
 from tests.engine.factories import AS_OF, line, lines_frame, population
 
@@ -104,3 +105,12 @@ def test_transitions_count_moves_and_absent_customers() -> None:
         {"from_class": "(none)", "to_class": "New", "customers": 1},
     ]
     assert moves["customers"].sum() == 5
+
+
+def test_growth_frame_from_already_coded_lines_is_the_same() -> None:
+    lines = population(seed=2)
+    codes = Settings().ingest.non_product_codes
+    coded = coded_customer_lines(lines, codes)
+    pd.testing.assert_frame_equal(
+        growth_frame(lines, as_of=AS_OF, growth_days=90, non_product_codes=codes, coded=coded),
+        growth_frame(lines, as_of=AS_OF, growth_days=90, non_product_codes=codes))
