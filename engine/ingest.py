@@ -384,6 +384,11 @@ def line_hashes(lines: pd.DataFrame) -> pd.Series:
     then appends to the line_hash index instead of writing at random pages, which keeps bulk
     loads linear when the index outgrows the page cache; equal lines still get equal names.
     """
+    return _hex(_line_keys(lines), lines.index)
+
+
+def _line_keys(lines: pd.DataFrame) -> np.ndarray:
+    """The 16 bytes of each line's hash (see line_hashes), one row per line."""
     fields = lines[["invoice", "stock_code", "description", "customer_id", "country",
                     "quantity", "unit_price", "amount", "ts"]]
     first, second = (pd.util.hash_pandas_object(fields, index=False, hash_key=key).to_numpy()
@@ -394,12 +399,16 @@ def line_hashes(lines: pd.DataFrame) -> pd.Series:
     packed[:, 0:4] = seconds.view(np.uint8).reshape(-1, 4)
     packed[:, 4:12] = first.astype(">u8").view(np.uint8).reshape(-1, 8)
     packed[:, 12:16] = (second >> np.uint64(32)).astype(">u4").view(np.uint8).reshape(-1, 4)
-    digits = np.empty((len(lines), 32), dtype=np.uint8)
-    digits[:, 0::2] = _HEX[packed >> 4]
-    digits[:, 1::2] = _HEX[packed & 15]
-    text = pa.Array.from_buffers(pa.binary(32), len(lines), [None, pa.py_buffer(digits)])
+    return packed
+
+
+def _hex(keys: np.ndarray, index: pd.Index) -> pd.Series:
+    digits = np.empty((len(keys), 32), dtype=np.uint8)
+    digits[:, 0::2] = _HEX[keys >> 4]
+    digits[:, 1::2] = _HEX[keys & 15]
+    text = pa.Array.from_buffers(pa.binary(32), len(keys), [None, pa.py_buffer(digits)])
     return pd.Series(text.cast(pa.binary()).cast(pa.string()).to_numpy(zero_copy_only=False),
-                     index=lines.index, dtype=object)
+                     index=index, dtype=object)
 
 
 def stage_lines(raw: RawFile, preset: Preset) -> tuple[StagedFile, pd.DataFrame]:
@@ -408,18 +417,25 @@ def stage_lines(raw: RawFile, preset: Preset) -> tuple[StagedFile, pd.DataFrame]
     bad = reason.notna()
     rejects = pd.DataFrame({"line": lines.loc[bad, "line_no"], "reason": reason[bad]})
     rejects = pd.concat([rejects, raw.frame.loc[bad].astype(str)], axis=1)
-    good = lines.loc[~bad].copy()
-    good["line_hash"] = line_hashes(good)
+    lines_read, rejected = len(lines), int(bad.sum())
+    good = lines.loc[~bad].copy() if rejected else lines
+    del lines
+    keys = _line_keys(good)
+    # Exact duplicates compared on the hash's 16 bytes as two integers, not as 32-char strings.
+    duplicate = pd.DataFrame(keys.view(np.uint64)).duplicated().to_numpy()
+    good["line_hash"] = _hex(keys, good.index)
     if "invoice" not in preset.columns or preset.columns["invoice"] not in raw.frame.columns:
         # Without invoice numbers each line is its own order, named after the line itself
         # (after the hash's timestamp prefix: lines of one day share it).
         good["invoice"] = "L" + good["line_hash"].str.slice(8, 24)
-    duplicate = good["line_hash"].duplicated()
-    good = good.loc[~duplicate]
+    duplicates = int(duplicate.sum())
+    if duplicates:
+        good = good.loc[~duplicate].copy()
     good["is_return"] = _starts_with(good["invoice"], "C") | (good["quantity"] < 0)
+    good = good[STAGED_LINE_COLUMNS]
     staged = StagedFile(
-        path=str(raw.path), sha256=raw.sha256, kind="transactions", lines_read=len(lines),
-        duplicates=int(duplicate.sum()), rejected=int(bad.sum()),
-        lines=good[STAGED_LINE_COLUMNS].reset_index(drop=True),
+        path=str(raw.path), sha256=raw.sha256, kind="transactions", lines_read=lines_read,
+        duplicates=duplicates, rejected=rejected,
+        lines=good.reset_index(drop=True) if rejected or duplicates else good,
     )
     return staged, rejects.reset_index(drop=True)
