@@ -119,6 +119,13 @@ def ingest_file(engine: Engine, settings: Settings, path: str | Path, *, preset:
         chosen = choose_preset(raw, settings, preset)
         lines_file, rejects = stage_lines(raw, chosen)
         del raw  # the text frame is not needed while writing
+        if lines_file.lines_read and lines_file.rejected == lines_file.lines_read:
+            # Nothing usable at all is a wrong layout or format setting, not a few bad rows.
+            first = rejects.iloc[0]
+            raise IngestError(
+                f"{transactions_path}: every one of {lines_file.lines_read:,} lines was rejected "
+                f"(line {first['line']}: {first['reason']}); nothing loaded: check the preset "
+                "and [ingest.mapping] timestamp_format")
         staged.append(lines_file)
         reports.append((lines_file, rejects))
     else:

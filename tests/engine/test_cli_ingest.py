@@ -62,6 +62,8 @@ def test_ingest_prints_summary_and_is_idempotent(project) -> None:
     ("wrong.csv", b"when,who\n2024-01-01,1\n", ["wrong.csv", "missing column(s)", "online-retail"]),
     ("cut.csv.gz", gzip.compress((ROWS * 200).encode())[:-40], ["cut.csv.gz", "truncated gzip"]),
     ("sheet.xlsx", b"not a zip", ["sheet.xlsx", "XLSX"]),
+    ("dates.csv", ROWS.replace("2010-12-01", "01/12/2010").encode(),
+     ["dates.csv", "every one of 2 lines was rejected", "line 2: bad timestamp"]),
 ])
 def test_bad_input_exits_with_one_line_and_changes_nothing(project, name, content,
                                                            fragments) -> None:
