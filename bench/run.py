@@ -138,6 +138,7 @@ def main(argv: list[str] | None = None) -> None:
                         "timings steady on a machine shared with other work")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
     args = parser.parse_args(argv)
+    args.data = args.data.resolve()  # the stages run in child processes with their own cwd
     if not args.data.exists():
         parser.error(f"{args.data} does not exist")
     if args.threads:
