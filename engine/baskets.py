@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,7 @@ import pandas as pd
 from mlxtend.frequent_patterns import association_rules, fpgrowth
 from scipy import sparse
 
-from engine.errors import SegmintError
+from engine.rfm import require_columns
 from engine.settings import BasketSettings
 
 log = logging.getLogger(__name__)
@@ -39,19 +39,9 @@ _TAKES_NUM_ITEMSETS = "num_itemsets" in inspect.signature(association_rules).par
 _TAKES_RETURN_METRICS = "return_metrics" in inspect.signature(association_rules).parameters
 
 
-class BasketError(SegmintError):
-    """The lines or assignments handed to basket mining are unusable."""
-
-
 def empty_rules() -> pd.DataFrame:
     frame = pd.DataFrame({column: pd.Series(dtype=float) for column in RULE_COLUMNS})
     return frame.astype({"cluster": object, "antecedents": object, "consequents": object})
-
-
-def require_columns(frame: pd.DataFrame, columns: Iterable[str], what: str) -> None:
-    missing = [column for column in columns if column not in frame.columns]
-    if missing:
-        raise BasketError(f"{what}: required column {missing[0]!r} missing")
 
 
 def purchase_mask(lines: pd.DataFrame, non_product_codes: Sequence[str]) -> np.ndarray:

@@ -21,8 +21,9 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from engine.baskets import purchase_lines, require_columns
+from engine.baskets import purchase_lines
 from engine.errors import SegmintError
+from engine.rfm import require_columns
 from engine.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from engine.baskets import CodedLines, distinct_baskets, distinct_sorted, require_columns
+from engine.baskets import CodedLines, distinct_baskets, distinct_sorted
+from engine.rfm import require_columns
 from engine.settings import RecommendSettings
 
 log = logging.getLogger(__name__)
