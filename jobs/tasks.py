@@ -238,13 +238,3 @@ def run_pipeline(config_path: str | None, trigger: str = "manual") -> None:
 def run_inbox(config_path: str | None, trigger: str = "manual") -> None:
     _entry("inbox", config_path, trigger, lambda engine, settings: run_recorded(
         engine, settings, job_id="inbox", trigger=trigger, step=pick_up_inbox))
-
-
-def run_segment(config_path: str | None, trigger: str = "manual") -> None:
-    _entry("segment", config_path, trigger, lambda engine, settings: run_recorded(
-        engine, settings, job_id="segment", trigger=trigger, step=segment_if_due))
-
-
-def run_offers(config_path: str | None, trigger: str = "manual") -> None:
-    _entry("offers", config_path, trigger, lambda engine, settings: run_recorded(
-        engine, settings, job_id="offers", trigger=trigger, step=offer_pass))
