@@ -136,12 +136,6 @@ def published_run(*, engine: Engine) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
-def get_run(*, engine: Engine, run_id: int) -> dict[str, Any] | None:
-    with engine.connect() as connection:
-        row = connection.execute(select(RUNS).where(RUNS.c.id == run_id)).mappings().first()
-    return dict(row) if row else None
-
-
 def list_runs(*, engine: Engine, status: str | None = "succeeded",
               limit: int = 100) -> pd.DataFrame:
     columns = [RUNS.c.id, RUNS.c.status, RUNS.c.started_at, RUNS.c.finished_at, RUNS.c.as_of,
