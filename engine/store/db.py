@@ -51,6 +51,13 @@ def describe(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def database_error(engine: Engine, exc: BaseException) -> StoreError:
+    """A one-line StoreError naming the database (password hidden) and the driver's reason."""
+    orig = getattr(exc, "orig", None) or exc
+    reason = (str(orig).strip().splitlines() or [type(orig).__name__])[0][:300]
+    return StoreError(f"database {describe(str(engine.url))}: {reason}")
+
+
 def check_connection(engine: Engine) -> None:
     try:
         with engine.connect() as connection:

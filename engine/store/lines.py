@@ -32,7 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from engine.models import Customer, Product, SourceFile, TransactionLine
-from engine.store.db import StoreError, describe
+from engine.store.db import StoreError, database_error
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +82,6 @@ class StagedFile:
     duplicates_in_db: int = 0  # filled in by write_files
 
 
-def _database_error(engine: Engine, exc: BaseException) -> StoreError:
-    orig = getattr(exc, "orig", None) or exc
-    reason = (str(orig).strip().splitlines() or [type(orig).__name__])[0][:300]
-    return StoreError(f"database {describe(str(engine.url))}: {reason}")
-
-
 def find_loaded_file(engine: Engine, *, sha256: str) -> LoadedFile | None:
     """The earlier load of a file with these exact bytes, if any."""
     try:
@@ -95,7 +89,7 @@ def find_loaded_file(engine: Engine, *, sha256: str) -> LoadedFile | None:
             row = connection.execute(
                 select(SOURCE_TABLE).where(SOURCE_TABLE.c.sha256 == sha256)).mappings().first()
     except SQLAlchemyError as exc:
-        raise _database_error(engine, exc) from None
+        raise database_error(engine, exc) from None
     if row is None:
         return None
     return LoadedFile(**{key: row[key] for key in LoadedFile.__dataclass_fields__})
@@ -114,9 +108,9 @@ def write_files(engine: Engine, *, files: list[StagedFile], batch_size: int = 50
                 _write_file(connection, staged, batch_size, on_progress)
     except IntegrityError as exc:
         raise StoreError(f"{files[0].path}: was loaded by another process at the same time "
-                         f"({_database_error(engine, exc)})") from None
+                         f"({database_error(engine, exc)})") from None
     except (SQLAlchemyError, sqlite3.Error, psycopg.Error) as exc:
-        raise _database_error(engine, exc) from None
+        raise database_error(engine, exc) from None
 
 
 def _write_file(connection: Connection, staged: StagedFile, batch_size: int,
@@ -307,7 +301,7 @@ def load_lines(engine: Engine, since: date | None = None,
             table = _arrow_lines_postgres(engine, conditions)
     except (SQLAlchemyError, sqlite3.Error, psycopg.Error, pa.ArrowException,
             _adbc_error()) as exc:
-        raise _database_error(engine, exc) from None
+        raise database_error(engine, exc) from None
     return _lines_frame(table)
 
 
@@ -444,7 +438,7 @@ def load_customers(engine: Engine) -> pd.DataFrame:
         with engine.connect() as connection:
             frame = pd.read_sql(query, connection)
     except SQLAlchemyError as exc:
-        raise _database_error(engine, exc) from None
+        raise database_error(engine, exc) from None
     frame = frame.reindex(columns=CUSTOMER_COLUMNS)
     for column in ("customer_id", "first_name", "phone", "phone_status", "country", "timezone"):
         frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
@@ -462,4 +456,4 @@ def count_rows(engine: Engine) -> dict[str, int]:
             return {name: connection.execute(select(func.count()).select_from(table)).scalar_one()
                     for name, table in tables.items()}
     except SQLAlchemyError as exc:
-        raise _database_error(engine, exc) from None
+        raise database_error(engine, exc) from None

@@ -28,7 +28,7 @@ from engine.models import (
     Recommendation,
     SegmentationRun,
 )
-from engine.store.db import StoreError, describe
+from engine.store.db import StoreError, database_error
 
 if TYPE_CHECKING:
     from engine.pipeline import RunResult
@@ -48,11 +48,6 @@ BATCH = 10_000
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _database_error(engine: Engine, exc: Exception) -> StoreError:
-    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-    return StoreError(f"database {describe(str(engine.url))}: {reason}")
 
 
 def _plain(value: Any) -> Any:
@@ -132,7 +127,7 @@ def create_run(engine: Engine, *, params: dict[str, Any], as_of: date | None,
             assert key is not None
             return int(key[0])
     except SQLAlchemyError as exc:
-        raise _database_error(engine, exc) from None
+        raise database_error(engine, exc) from None
 
 
 def save_results(engine: Engine, *, run_id: int, result: RunResult) -> None:
@@ -159,9 +154,9 @@ def save_results(engine: Engine, *, run_id: int, result: RunResult) -> None:
                 k_mode=result.k_mode, seed=result.seed, n_customers=result.n_customers,
                 n_lines=result.n_lines, diagnostics=result.diagnostics, error=None))
     except SQLAlchemyError as exc:
-        raise _database_error(engine, exc) from None
+        raise database_error(engine, exc) from None
     except engine.dialect.loaded_dbapi.Error as exc:  # from COPY, on the driver's own cursor
-        raise _database_error(engine, exc) from None
+        raise database_error(engine, exc) from None
 
 
 def mark_failed(engine: Engine, *, run_id: int, error: str) -> None:
