@@ -9,19 +9,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import pandas as pd
 
 from engine.phones import normalise_phone
-from engine.readers import IngestError, RawFile
+from engine.readers import IngestError, RawFile, text_cells
 from engine.store.lines import CUSTOMER_COLUMNS, StagedFile
 
 OPTIONAL_COLUMNS = ["first_name", "phone", "signup_date", "country", "sms_consent", "timezone"]
 TRUE_WORDS = {"1", "true", "t", "yes", "y"}
 FALSE_WORDS = {"0", "false", "f", "no", "n"}
-
-
-def _text(values: pd.Series) -> pd.Series:
-    if pd.api.types.is_float_dtype(values):
-        values = values.astype("Int64")
-    text = values.astype("string").str.strip()
-    return text.astype(object).where(text.notna() & (text != ""), None)
 
 
 def _valid_zone(name: str) -> bool:
@@ -40,7 +33,7 @@ def stage_customers(raw: RawFile, *, default_region: str) -> tuple[StagedFile, p
         raise IngestError(f"{raw.path}: missing column(s) customer_id for a customers file "
                           f"(found: {found})")
     none = pd.Series(None, index=frame.index, dtype=object)
-    texts = {name: _text(frame[name]) if name in frame.columns else none
+    texts = {name: text_cells(frame[name]) if name in frame.columns else none
              for name in ["customer_id", *OPTIONAL_COLUMNS]}
     texts["customer_id"] = texts["customer_id"].str.replace(r"^(\d+)\.0+$", r"\1", regex=True)
     out = pd.DataFrame({name: texts[name] for name in ("customer_id", "first_name", "country")})

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,14 @@ import pyarrow.compute as pc
 from sqlalchemy import Engine
 
 from engine.customers_file import stage_customers
-from engine.readers import IngestError, RawFile, file_format, file_sha256, read_file
+from engine.readers import (
+    IngestError,
+    RawFile,
+    file_format,
+    file_sha256,
+    read_file,
+    text_cells,
+)
 from engine.settings import IngestMapping, Settings
 from engine.store.lines import STAGED_LINE_COLUMNS, StagedFile, find_loaded_file, write_files
 
@@ -248,39 +254,11 @@ def _check_columns(raw: RawFile, preset: Preset) -> None:
                           f"{preset.name} (found: {found})")
 
 
-@cache
-def _whitespace() -> str:
-    """Every character str.strip() removes, for Arrow's utf8_trim."""
-    return "".join(chr(code) for code in range(0x3100) if chr(code).isspace())
-
-
-def _text(values: pd.Series) -> pd.Series:
-    """Trimmed text with None for empty cells; whole floats (17850.0) written as integers."""
-    if pd.api.types.is_float_dtype(values):
-        whole = values.notna() & np.isfinite(values) & (values == np.round(values))
-        text = values.astype(object)
-        text[whole] = values[whole].astype("int64").astype(str)
-        values = text
-    if values.dtype == object:
-        try:
-            array = pa.array(values.to_numpy(), type=pa.string(), from_pandas=True)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all str (XLSX/Parquet objects)
-            array = None
-        if array is not None:
-            trimmed = pc.utf8_trim(array, characters=_whitespace())
-            trimmed = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
-            # Repeated values (countries, codes, ids) share one Python string.
-            return pd.Series(trimmed.to_pandas(deduplicate_objects=True).to_numpy(),
-                             index=values.index, dtype=object)
-    text = values.astype("string").str.strip()
-    return text.astype(object).where(text.notna() & (text != ""), None)
-
-
 def _parse_timestamps(values: pd.Series, formats: tuple[str, ...]) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(values):
         parsed = pd.to_datetime(values, utc=True)
     else:
-        text = _text(values)
+        text = text_cells(values)
         parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
         for fmt in formats:
             todo = parsed.isna() & text.notna()
@@ -291,7 +269,7 @@ def _parse_timestamps(values: pd.Series, formats: tuple[str, ...]) -> pd.Series:
 
 
 def _number(values: pd.Series) -> pd.Series:
-    numbers = pd.to_numeric(values if pd.api.types.is_numeric_dtype(values) else _text(values),
+    numbers = pd.to_numeric(values if pd.api.types.is_numeric_dtype(values) else text_cells(values),
                             errors="coerce").astype("float64")
     return numbers.where(np.isfinite(numbers))
 
@@ -326,7 +304,7 @@ def normalise_lines(raw: RawFile, preset: Preset) -> tuple[pd.DataFrame, pd.Seri
     frame = raw.frame
     present = {name: column for name, column in preset.columns.items() if column in frame.columns}
     source = {name: frame[column] for name, column in present.items()}
-    texts = {name: _text(values) for name, values in source.items()}
+    texts = {name: text_cells(values) for name, values in source.items()}
     empty = pd.Series(None, index=frame.index, dtype=object)
     out = pd.DataFrame(index=frame.index)
     for name in ("invoice", "stock_code", "description", "customer_id", "country"):

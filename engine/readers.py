@@ -16,10 +16,13 @@ import logging
 import zipfile
 import zlib
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from engine.errors import SegmintError
 
@@ -154,3 +157,33 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     except Exception as exc:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError, ...
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise IngestError(f"{path}: not a readable Parquet file: {detail}") from None
+
+
+@cache
+def _whitespace() -> str:
+    """Every character str.strip() removes, for Arrow's utf8_trim."""
+    return "".join(chr(code) for code in range(0x3100) if chr(code).isspace())
+
+
+def text_cells(values: pd.Series) -> pd.Series:
+    """Trimmed text with None for empty cells; whole floats (17850.0) written as integers.
+
+    Every text column of a transactions or customers file goes through here."""
+    if pd.api.types.is_float_dtype(values):
+        whole = values.notna() & np.isfinite(values) & (values == np.round(values))
+        text = values.astype(object)
+        text[whole] = values[whole].astype("int64").astype(str)
+        values = text
+    if values.dtype == object:
+        try:
+            array = pa.array(values.to_numpy(), type=pa.string(), from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all str (XLSX/Parquet objects)
+            array = None
+        if array is not None:
+            trimmed = pc.utf8_trim(array, characters=_whitespace())
+            trimmed = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
+            # Repeated values (countries, codes, ids) share one Python string.
+            return pd.Series(trimmed.to_pandas(deduplicate_objects=True).to_numpy(),
+                             index=values.index, dtype=object)
+    text = values.astype("string").str.strip()
+    return text.astype(object).where(text.notna() & (text != ""), None)
