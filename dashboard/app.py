@@ -23,7 +23,7 @@ from engine.settings import Settings
 from engine.store import get_engine
 
 from . import auth, context, frames, ids
-from .filters import Filters, from_search
+from .filters import Filters, from_search, parse_date
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,8 @@ def _register_shell_callbacks(app: Dash) -> None:
         path = pathname or "/"
         if dash.ctx.triggered_id == ids.FILTER_RESET:
             return path
-        filters = Filters(since=_iso(start), until=_iso(end), classes=tuple(sorted(classes or ())),
+        filters = Filters(since=parse_date(start), until=parse_date(end),
+                          classes=tuple(sorted(classes or ())),
                           segments=tuple(sorted(segments or ())))
         return path + filters.to_query()
 
@@ -212,7 +213,3 @@ def _register_shell_callbacks(app: Dash) -> None:
                 [link["path"] == (pathname or "/") for link in link_ids])
 
 
-def _iso(value: str | None) -> Any:
-    from datetime import date
-
-    return date.fromisoformat(value[:10]) if value else None

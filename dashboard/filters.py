@@ -40,7 +40,8 @@ class Filters:
         return "?" + urlencode(params) if params else ""
 
 
-def _date(value: Any) -> date | None:
+def parse_date(value: Any) -> date | None:
+    """A date from a URL parameter or a date picker value (ISO; time ignored), else None."""
     if isinstance(value, list):
         value = value[0] if value else None
     if not value:
@@ -63,7 +64,7 @@ def from_params(params: Mapping[str, Any], *, allowed: bool) -> Filters:
     """Filters from page kwargs or parsed query parameters; empty when the user may not filter."""
     if not allowed:
         return Filters()
-    since, until = _date(params.get("since")), _date(params.get("until"))
+    since, until = parse_date(params.get("since")), parse_date(params.get("until"))
     if since and until and since > until:
         since, until = until, since
     return Filters(since=since, until=until, classes=_names(params.get("classes")),
