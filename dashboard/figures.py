@@ -11,13 +11,20 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 # A small template: a named one ("plotly_white") is deep-copied and validated on every figure,
-# which costs more than drawing the figure.
+# which costs more than drawing the figure. It is assigned, not merged (update_layout would merge
+# it into plotly's default template and send those 7 KB with every figure); the few settings of
+# the default that matter here (automargin, closest hover, 3D panes) are repeated in it.
+_AXIS = {"gridcolor": "#edf0f5", "zerolinecolor": "#dfe3eb", "linecolor": "#dfe3eb",
+         "automargin": True, "title": {"standoff": 15}}
+_SCENE_AXIS = {"backgroundcolor": "#f4f6fa", "gridcolor": "white", "showbackground": True,
+               "zerolinecolor": "white", "gridwidth": 2}
 TEMPLATE = {"layout": {
     "font": {"family": "system-ui, -apple-system, 'Segoe UI', sans-serif", "color": "#344050"},
     "paper_bgcolor": "white", "plot_bgcolor": "white", "colorway": [
         "#2c7be5", "#00a389", "#f6a609", "#e5532c", "#8e5cd9", "#39afd1", "#6c757d"],
-    "xaxis": {"gridcolor": "#edf0f5", "zerolinecolor": "#dfe3eb", "linecolor": "#dfe3eb"},
-    "yaxis": {"gridcolor": "#edf0f5", "zerolinecolor": "#dfe3eb", "linecolor": "#dfe3eb"},
+    "hovermode": "closest", "hoverlabel": {"align": "left"},
+    "xaxis": _AXIS, "yaxis": _AXIS,
+    "scene": {"xaxis": _SCENE_AXIS, "yaxis": _SCENE_AXIS, "zaxis": _SCENE_AXIS},
 }}
 ACCENT = "#2c7be5"
 BEST = "#e5532c"
@@ -27,7 +34,8 @@ PALETTE = ["#2c7be5", "#00a389", "#f6a609", "#e5532c", "#8e5cd9", "#39afd1", "#6
 
 
 def _layout(figure: go.Figure, title: str, height: int = 320) -> go.Figure:
-    figure.update_layout(template=TEMPLATE, title={"text": title, "x": 0.01, "font": {"size": 15}},
+    figure.layout.template = TEMPLATE
+    figure.update_layout(title={"text": title, "x": 0.01, "font": {"size": 15}},
                          height=height, margin={"l": 50, "r": 20, "t": 50, "b": 40})
     return figure
 
@@ -133,18 +141,36 @@ def segment_figure(summary: pd.DataFrame, by: str, title: str) -> go.Figure:
     return _layout(figure, title, height=max(300, 40 + 32 * len(ordered)))
 
 
-def cluster_scatter_figure(results: pd.DataFrame, title: str, max_points: int = 4000,
+def scatter_sample(results: pd.DataFrame, max_points: int, seed: int = 0) -> pd.DataFrame:
+    """At most about max_points rows, each cluster keeping its share (at least one row each);
+    the same rows every time for the same input (fixed seed)."""
+    if len(results) <= max_points:
+        return results
+    fraction = max_points / len(results)
+    parts = [group.sample(max(1, round(len(group) * fraction)), random_state=seed)
+             for _, group in results.groupby("cluster", sort=True)]
+    return pd.concat(parts)
+
+
+def cluster_scatter_figure(results: pd.DataFrame, title: str, max_points: int = 1500,
                            seed: int = 0) -> go.Figure:
-    """Recency, frequency and monetary of customers, coloured by cluster (named by tier)."""
+    """Recency, frequency and monetary of customers, coloured by cluster (named by tier).
+
+    Above max_points customers it draws a fixed sample in proportion to each cluster and says so
+    under the title (a 3D scatter of every customer is slow to send and to draw, and no clearer).
+    """
     if results.empty:
         return empty_figure("No customers in this selection", title)
-    points = results
-    if len(points) > max_points:
-        points = results.sample(max_points, random_state=seed)
+    points = scatter_sample(results, max_points, seed)
+    sampled = len(points) < len(results)
+    if sampled:
+        title += (f"<br><sup>{len(points):,} of {len(results):,} customers shown, sampled in "
+                  "proportion to each cluster</sup>")
     figure = go.Figure()
     for (cluster, tier), group in points.groupby(["cluster", "value_tier"], sort=True):
         figure.add_trace(go.Scatter3d(
-            x=group["recency_days"], y=group["frequency"], z=group["monetary"].clip(lower=1),
+            x=group["recency_days"], y=group["frequency"],
+            z=group["monetary"].astype(float).clip(lower=1).round(2),
             mode="markers", name=f"{tier} (cluster {cluster})",
             marker={"size": 3, "opacity": 0.7, "color": PALETTE[int(cluster) % len(PALETTE)]},
             text=group["customer_id"],
@@ -153,7 +179,10 @@ def cluster_scatter_figure(results: pd.DataFrame, title: str, max_points: int = 
                                 "yaxis": {"title": "frequency", "type": "log"},
                                 "zaxis": {"title": "monetary (£)", "type": "log"}},
                          legend={"orientation": "h", "y": -0.05})
-    return _layout(figure, title, height=480)
+    figure = _layout(figure, title, height=480)
+    if sampled:
+        figure.update_layout(margin={"t": 70})
+    return figure
 
 
 def diagnostic_scores(diagnostics: Mapping[str, Any] | None) -> pd.DataFrame:

@@ -108,6 +108,33 @@ def test_segment_and_scatter_figures() -> None:
     assert list(bars.data[0].x) == [4, 9] and list(bars.data[1].x) == [40.0, 900.0]
 
 
+def test_scatter_samples_each_cluster_in_proportion_and_says_so() -> None:
+    sizes = {0: 300, 1: 1200, 2: 3}
+    rows = pd.DataFrame({
+        "customer_id": [f"c{i}" for i in range(sum(sizes.values()))],
+        "recency_days": range(sum(sizes.values())), "frequency": 2, "monetary": 10.0,
+        "cluster": [c for c, n in sizes.items() for _ in range(n)],
+        "value_tier": [f"tier {c}" for c, n in sizes.items() for _ in range(n)],
+    })
+    scatter = figures.cluster_scatter_figure(rows, "Clusters", max_points=300)
+    drawn = {trace.name: len(trace.x) for trace in scatter.data}
+    assert drawn == {"tier 0 (cluster 0)": 60, "tier 1 (cluster 1)": 240, "tier 2 (cluster 2)": 1}
+    assert "301 of 1,503 customers shown" in scatter.layout.title.text
+    again = figures.cluster_scatter_figure(rows, "Clusters", max_points=300)
+    assert [list(t.text) for t in again.data] == [list(t.text) for t in scatter.data]
+    whole = figures.cluster_scatter_figure(rows.head(200), "Clusters", max_points=300)
+    assert sum(len(trace.x) for trace in whole.data) == 200
+    assert whole.layout.title.text == "Clusters"
+
+
+def test_figures_carry_only_the_small_template() -> None:
+    figure = figures.trend_figure(MONTHLY, "revenue", "Revenue", money=True).to_dict()
+    template = figure["layout"]["template"]
+    assert "data" not in template  # plotly's default template (7 KB) is not merged in
+    assert template["layout"]["xaxis"]["automargin"] is True
+    assert template["layout"]["plot_bgcolor"] == "white"
+
+
 def test_grouped_products_treemap() -> None:
     top = pd.DataFrame({"group": [0, 0, 1], "stock_code": ["A", "B", "A"],
                         "description": ["Apple", None, "Apple"], "revenue": [10.0, 5.0, 7.0],
