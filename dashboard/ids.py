@@ -47,6 +47,7 @@ CUSTOMER_COUNT = "segments-customer-count"
 EXPORT_BUTTON = "segments-export"
 EXPORT_DOWNLOAD = "segments-export-download"
 EXPORT_QUERY = "segments-export-query"
+CUSTOMER_QUERY = "segments-customer-query"  # the page URL's query, for the table's blocks
 
 # Recommendations
 LOOKUP_INPUT = "recs-lookup-input"

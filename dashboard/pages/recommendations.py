@@ -29,7 +29,8 @@ def layout(customer: str | None = None, **_kwargs: Any) -> html.Div:
     if run is None:
         return html.Div([header, components.empty_state(components.NO_RUN_MESSAGE)])
     run_id = int(run["id"])
-    suggestions = aggregates.sample_customers(engine=context.engine(), run_id=run_id)
+    suggestions = context.cached("lookup-suggestions", run_id, compute=lambda: (
+        aggregates.sample_customers(engine=context.engine(), run_id=run_id)))
     example = suggestions[0] if suggestions else "12345"
     lookup = components.card([
         dbc.InputGroup([
@@ -48,7 +49,7 @@ def layout(customer: str | None = None, **_kwargs: Any) -> html.Div:
         components.scope_note(f"Run #{run_id} (as of {run.get('as_of')}): recommendations never "
                               "repeat what the customer already bought."),
         lookup,
-        _rules_card(run_id),
+        context.cached("rules-card", run_id, compute=lambda: _rules_card(run_id)),
     ])
 
 

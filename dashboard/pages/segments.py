@@ -22,11 +22,16 @@ from dashboard.figures import (
     silhouette_figure,
 )
 from dashboard.filters import Filters, from_params, from_search
+from dashboard.frames import Scope
+from dashboard.paging import grid_block, request_key
+from engine.store import aggregates
 
 dash.register_page(__name__, path="/segments", name="Segments", title="Segmint · Segments",
                    order=2)
 
-TABLE_ROWS = 1000
+# The customer table: rows per page, and rows per request (five pages).
+TABLE_PAGE = 20
+TABLE_BLOCK = 100
 
 
 def layout(**kwargs: Any) -> html.Div:
@@ -118,24 +123,56 @@ def update_sankey(from_run: int | None, to_run: int | None) -> Any:
 
 
 def _customer_table(rows: pd.DataFrame, analyst: bool, query: str) -> dbc.Card:
-    shown = rows.head(TABLE_ROWS)
+    """The customers of the selection, paged by the server: the page sends no rows; the grid asks
+    for a block of TABLE_BLOCK rows at a time (update_customer_rows), sorted and filtered over
+    every customer of the selection."""
     count = f"{len(rows):,} customers"
-    if len(rows) > TABLE_ROWS:
-        count += f" (first {TABLE_ROWS:,} shown" + ("; the export has all)" if analyst else ")")
+    if analyst:
+        count += " (the export has every one)"
     tools: list[Any] = [html.Span(count, id=ids.CUSTOMER_COUNT, className="me-3 fw-semibold")]
     if analyst:
         tools += [dbc.Button("Export CSV", id=ids.EXPORT_BUTTON, color="primary", size="sm"),
                   dcc.Download(id=ids.EXPORT_DOWNLOAD),
                   dcc.Store(id=ids.EXPORT_QUERY, data=query)]
-    table = components.grid(ids.CUSTOMER_TABLE, shown, money_columns=("monetary",))
-    return components.card([html.Div(tools, className="d-flex align-items-center mb-2"), table],
-                           "Customers")
+    table = components.paged_grid(ids.CUSTOMER_TABLE, rows.head(0), page_size=TABLE_PAGE,
+                                  block_size=TABLE_BLOCK, money_columns=("monetary",))
+    return components.card([html.Div(tools, className="d-flex align-items-center mb-2"),
+                            dcc.Store(id=ids.CUSTOMER_QUERY, data=query), table], "Customers")
+
+
+def _selected_rows(query: str | None, analyst: bool) -> tuple[Scope, pd.DataFrame]:
+    """The scope and customer rows a page URL's query selects (filters only for analysts)."""
+    filters = from_search(query, allowed=analyst)
+    scope = frames.scope(filters)
+    if scope.run is None:
+        return scope, pd.DataFrame(columns=aggregates.SEGMENT_COLUMNS)
+    return scope, frames.filter_rows(frames.segment_rows(scope), filters)
+
+
+@callback(Output(ids.CUSTOMER_TABLE, "getRowsResponse"),
+          Input(ids.CUSTOMER_TABLE, "getRowsRequest"), State(ids.CUSTOMER_QUERY, "data"),
+          prevent_initial_call=True)
+def update_customer_rows(request: dict[str, Any] | None, query: str | None) -> Any:
+    """One block of the customer table (a page, a new sort or filter), from the cached rows."""
+    if not request:
+        raise PreventUpdate
+    analyst = auth.is_analyst()
+    filters = from_search(query, allowed=analyst)
+
+    def build() -> dict[str, Any]:
+        _scope, rows = _selected_rows(query, analyst)
+        block, count = grid_block(rows, request, key="customer_id")
+        return {"rowData": components.json_records(block), "rowCount": count}
+    # Keyed by the filters and the request (the data version covers a new run): most requests
+    # are the first page of a selection, which every visitor of that selection shares.
+    return context.cached("customer-block", filters, request_key(request), compute=build)
 
 
 @callback(Output(ids.EXPORT_DOWNLOAD, "data"), Input(ids.EXPORT_BUTTON, "n_clicks"),
           State(ids.EXPORT_QUERY, "data"), prevent_initial_call=True)
 def export_csv(n_clicks: int | None, query: str | None) -> Any:
-    """The filtered customer rows as CSV (`export segments` columns); analysts only."""
+    """Every filtered customer row as CSV (`export segments` columns); analysts only. The text is
+    cached per run, window and filters, so repeated exports of a selection write it once."""
     auth.require_analyst()
     if not n_clicks:
         raise PreventUpdate
@@ -143,9 +180,15 @@ def export_csv(n_clicks: int | None, query: str | None) -> Any:
     scope = frames.scope(filters)
     if scope.run is None:
         raise PreventUpdate
-    rows = frames.filter_rows(frames.segment_rows(scope), filters)
+
+    def build() -> str:
+        rows = frames.filter_rows(frames.segment_rows(scope), filters)
+        text: str = rows.to_csv(index=False)
+        return text
+    content = context.cached("segments-csv", scope.run_id, scope.since, scope.until,
+                             filters.classes, filters.segments, compute=build)
     name = f"segments-run{scope.run['id']}-{_stamp(scope.since)}-{_stamp(scope.until)}.csv"
-    return dcc.send_data_frame(rows.to_csv, name, index=False)
+    return dcc.send_string(content, name)
 
 
 def _stamp(value: date | None) -> str:

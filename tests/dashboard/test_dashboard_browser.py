@@ -216,6 +216,59 @@ def test_export_is_for_analysts_only(site: Site) -> None:
     assert download["filename"].startswith("segments-run2-")
 
 
+def _rows_request(session: requests.Session, site: Site, query: str, start: int, end: int,
+                  **request: Any) -> requests.Response:
+    payload = {
+        "output": "segments-customer-table.getRowsResponse",
+        "outputs": {"id": "segments-customer-table", "property": "getRowsResponse"},
+        "inputs": [{"id": "segments-customer-table", "property": "getRowsRequest",
+                    "value": {"startRow": start, "endRow": end, **request}}],
+        "state": [{"id": "segments-customer-query", "property": "data", "value": query}],
+        "changedPropIds": ["segments-customer-table.getRowsRequest"],
+    }
+    return session.post(site.url + "/_dash-update-component", json=payload, timeout=60)
+
+
+def _block(response: requests.Response) -> dict[str, Any]:
+    assert response.status_code == 200, response.text[:500]
+    block: dict[str, Any] = response.json()["response"]["segments-customer-table"][
+        "getRowsResponse"]
+    return block
+
+
+def test_table_pages_through_every_exported_row(site: Site) -> None:
+    """The customer table is paged by the server: its blocks, one after another, are exactly the
+    rows of the CSV export (all of them, in the same order), for a filtered selection too."""
+    analyst = _login(site, "ann")
+    for query in ("", "?classes=High+value", "?since=2025-03-01&until=2025-05-31"):
+        download = _export_request(analyst, site, query).json()["response"][
+            "segments-export-download"]["data"]
+        exported = list(csv.DictReader(download["content"].splitlines()))
+        assert exported, query
+        shown: list[dict[str, Any]] = []
+        while True:
+            block = _block(_rows_request(analyst, site, query, len(shown), len(shown) + 100))
+            assert block["rowCount"] == len(exported), query
+            if not block["rowData"]:
+                break
+            shown += block["rowData"]
+        assert [row["customer_id"] for row in shown] == [row["customer_id"] for row in exported]
+        assert list(shown[0]) == SEGMENT_COLUMNS
+    # Sorting and filtering run over every row, not only the block sent.
+    top = _block(_rows_request(analyst, site, "", 0, 5,
+                               sortModel=[{"colId": "monetary", "sort": "desc"}]))["rowData"]
+    everyone = _block(_rows_request(analyst, site, "", 0, 500))["rowData"]
+    richest = sorted((float(row["monetary"]) for row in everyone), reverse=True)[:5]
+    assert [float(row["monetary"]) for row in top] == richest
+    vip = _block(_rows_request(analyst, site, "", 0, 500, filterModel={"rfm_segment": {
+        "filterType": "text", "type": "equals", "filter": "VIP"}}))
+    assert vip["rowCount"] == sum(row["rfm_segment"] == "VIP" for row in everyone) > 0
+    # A manager's table ignores filters in the query, like the rest of the page.
+    manager = _login(site, "max")
+    assert _block(_rows_request(manager, site, "?classes=High+value", 0, 10))["rowCount"] == len(
+        everyone)
+
+
 # --- the browser ------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -314,6 +367,23 @@ def _click(driver: Any, element_id: str) -> None:
         driver.execute_script("arguments[0].click();", element)
 
 
+def _grid_ids(driver: Any) -> list[str]:
+    """Customer ids the paged table shows, top to bottom (empty while a block is loading)."""
+    from selenium.webdriver.common.by import By
+
+    cells = driver.find_elements(By.CSS_SELECTOR, "#segments-customer-table .ag-center-cols-"
+                                 "container .ag-row [col-id='customer_id']")
+    rows = sorted((int(cell.find_element(By.XPATH, "..").get_attribute("row-index")), cell.text)
+                  for cell in cells)
+    return [text for _index, text in rows]
+
+
+def _shows(driver: Any, page: list[str]) -> bool:
+    """True when the table's drawn rows (the grid draws the visible ones) start that page."""
+    drawn = _grid_ids(driver)
+    return len(drawn) >= 5 and drawn == page[:len(drawn)]
+
+
 def _set_dates(driver: Any, start: str, end: str) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -374,6 +444,12 @@ def test_analyst_visits_every_page_filters_and_exports(site: Site, browser: Any,
         rows = list(csv.reader(handle))
     assert rows[0] == SEGMENT_COLUMNS
     assert f"{len(rows) - 1:,} customers" in _text(browser, "segments-customer-count")
+    # The table shows the export's rows a page at a time (rows come from the server).
+    _wait(browser, lambda d: _shows(d, [row[0] for row in rows[1:21]]))
+    next_page = browser.find_element(By.CSS_SELECTOR, "#segments-customer-table "
+                                     "[aria-label='Next Page']")
+    browser.execute_script("arguments[0].click();", next_page)
+    _wait(browser, lambda d: _shows(d, [row[0] for row in rows[21:41]]))
 
     # Customer look-up on the recommendations page.
     _open(browser, site, "/recommendations", "Recommendations")
