@@ -357,43 +357,31 @@ def _first_reason(index: pd.Index, reasons: list[Reason]) -> pd.Series:
     return reason
 
 
-_HASH_KEYS = ("segmint-lines-01", "segmint-lines-02")  # 16 characters each (SipHash keys)
+_HASH_KEY = "segmint-lines-01"  # 16 characters (SipHash key)
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
 
 def line_hashes(lines: pd.DataFrame) -> pd.Series:
-    """32 hex characters naming a line by every field as stored (so XLSX and CSV copies agree).
+    """A signed 64-bit integer naming a line by every field as stored (so XLSX and CSV copies of
+    a line agree): pandas' vectorised row hash (SipHash of each field, combined), one pass.
 
-    The first 8 are the line's timestamp (UTC seconds, modulo 2**32), the other 24 a 96-bit
-    hash of all fields (two keyed passes of pandas' vectorised row hash). A file in time order
-    then appends to the line_hash index instead of writing at random pages, which keeps bulk
-    loads linear when the index outgrows the page cache; equal lines still get equal names.
-    """
-    return _hex(_line_keys(lines), lines.index)
-
-
-def _line_keys(lines: pd.DataFrame) -> np.ndarray:
-    """The 16 bytes of each line's hash (see line_hashes), one row per line."""
+    The store keeps (ts, line_hash) unique, so two different lines are only taken for one when
+    they share the timestamp and all 64 bits (see engine.models.TransactionLine)."""
     fields = lines[["invoice", "stock_code", "description", "customer_id", "country",
                     "quantity", "unit_price", "amount", "ts"]]
-    first, second = (pd.util.hash_pandas_object(fields, index=False, hash_key=key).to_numpy()
-                     for key in _HASH_KEYS)
-    seconds = (lines["ts"].to_numpy(dtype="datetime64[s]").astype(np.int64)
-               & 0xFFFFFFFF).astype(">u4")
-    packed = np.empty((len(lines), 16), dtype=np.uint8)
-    packed[:, 0:4] = seconds.view(np.uint8).reshape(-1, 4)
-    packed[:, 4:12] = first.astype(">u8").view(np.uint8).reshape(-1, 8)
-    packed[:, 12:16] = (second >> np.uint64(32)).astype(">u4").view(np.uint8).reshape(-1, 4)
-    return packed
+    hashed = pd.util.hash_pandas_object(fields, index=False, hash_key=_HASH_KEY).to_numpy()
+    return pd.Series(hashed.view(np.int64), index=lines.index)
 
 
-def _hex(keys: np.ndarray, index: pd.Index) -> pd.Series:
-    digits = np.empty((len(keys), 32), dtype=np.uint8)
-    digits[:, 0::2] = _HEX[keys >> 4]
-    digits[:, 1::2] = _HEX[keys & 15]
-    text = pa.Array.from_buffers(pa.binary(32), len(keys), [None, pa.py_buffer(digits)])
+def _hex(hashes: pd.Series) -> pd.Series:
+    """16 hex digits of each 64-bit hash, vectorised."""
+    data = hashes.to_numpy().astype(">i8").view(np.uint8).reshape(-1, 8)
+    digits = np.empty((len(data), 16), dtype=np.uint8)
+    digits[:, 0::2] = _HEX[data >> 4]
+    digits[:, 1::2] = _HEX[data & 15]
+    text = pa.Array.from_buffers(pa.binary(16), len(data), [None, pa.py_buffer(digits)])
     return pd.Series(text.cast(pa.binary()).cast(pa.string()).to_numpy(zero_copy_only=False),
-                     index=index, dtype=object)
+                     index=hashes.index, dtype=object)
 
 
 def stage_lines(raw: RawFile, preset: Preset) -> tuple[StagedFile, pd.DataFrame]:
@@ -405,14 +393,12 @@ def stage_lines(raw: RawFile, preset: Preset) -> tuple[StagedFile, pd.DataFrame]
     lines_read, rejected = len(lines), int(bad.sum())
     good = lines.loc[~bad].copy() if rejected else lines
     del lines
-    keys = _line_keys(good)
-    # Exact duplicates compared on the hash's 16 bytes as two integers, not as 32-char strings.
-    duplicate = pd.DataFrame(keys.view(np.uint64)).duplicated().to_numpy()
-    good["line_hash"] = _hex(keys, good.index)
+    good["line_hash"] = line_hashes(good)
+    # Exact duplicates: the same (ts, line_hash) pair the store keeps unique.
+    duplicate = good.duplicated(subset=["ts", "line_hash"]).to_numpy()
     if "invoice" not in preset.columns or preset.columns["invoice"] not in raw.frame.columns:
-        # Without invoice numbers each line is its own order, named after the line itself
-        # (after the hash's timestamp prefix: lines of one day share it).
-        good["invoice"] = "L" + good["line_hash"].str.slice(8, 24)
+        # Without invoice numbers each line is its own order, named after the line itself.
+        good["invoice"] = "L" + _hex(good["line_hash"])
     duplicates = int(duplicate.sum())
     if duplicates:
         good = good.loc[~duplicate].copy()

@@ -49,17 +49,21 @@ class Product(SQLModel, table=True):
 
 
 class TransactionLine(SQLModel, table=True):
-    """One invoice line. line_hash (of every field) makes exact duplicates and reloads no-ops."""
+    """One invoice line. line_hash (a 64-bit hash of every field) makes exact duplicates and
+    reloads no-ops: (ts, line_hash) is unique. The pair also serves as the ts index, and a file in
+    time order appends to it instead of writing at random pages. Two different lines are taken
+    for one only if they share the timestamp and the 64-bit hash (odds about n^2 / 2^65 for n
+    lines of one timestamp: nil in practice, under 3e-6 even for 10 million lines all at once)."""
 
     __tablename__ = "transaction_line"
     __table_args__ = (
-        Index("ix_transaction_line_ts", "ts"),
+        UniqueConstraint("ts", "line_hash", name="uq_transaction_line_ts_hash"),
         Index("ix_transaction_line_customer", "customer_id"),
     )
 
     id: int | None = Field(default=None, sa_column=Column(
         BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True))
-    line_hash: str = Field(unique=True, max_length=32)
+    line_hash: int = Field(sa_column=Column(BigInteger(), nullable=False))
     source_file_id: int = Field(foreign_key="source_file.id")
     line_no: int
     invoice: str = Field(max_length=32)

@@ -11,11 +11,13 @@ here carry naive UTC datetime64 values.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import sqlite3
+import tempfile
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -102,18 +104,30 @@ def write_files(engine: Engine, *, files: list[StagedFile], batch_size: int = 50
     Raises StoreError (nothing written) when the database refuses; an IntegrityError on the
     file's sha256 means another process loaded the same bytes meanwhile.
     """
+    from adbc_driver_manager import Error as AdbcError
+
     try:
-        with engine.begin() as connection:
-            for staged in files:
-                _write_file(connection, staged, batch_size, on_progress)
+        with contextlib.ExitStack() as stack:
+            staging: Path | None = None
+            if engine.dialect.name == "sqlite" and any(
+                    item.lines is not None and len(item.lines) for item in files):
+                folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="segmint-"))
+                staging = Path(folder) / "staging.db"
+                _stage_sqlite(staging, files, batch_size)
+            connection = stack.enter_context(engine.connect())
+            if staging is not None:
+                stack.enter_context(_attached(connection, staging))
+            with connection.begin():
+                for index, staged in enumerate(files):
+                    _write_file(connection, staged, index, batch_size, on_progress)
     except IntegrityError as exc:
         raise StoreError(f"{files[0].path}: was loaded by another process at the same time "
                          f"({database_error(engine, exc)})") from None
-    except (SQLAlchemyError, sqlite3.Error, psycopg.Error) as exc:
+    except (SQLAlchemyError, sqlite3.Error, psycopg.Error, AdbcError) as exc:
         raise database_error(engine, exc) from None
 
 
-def _write_file(connection: Connection, staged: StagedFile, batch_size: int,
+def _write_file(connection: Connection, staged: StagedFile, index: int, batch_size: int,
                 on_progress: ProgressCallback | None) -> None:
     source_id = connection.execute(
         insert(SOURCE_TABLE).values(
@@ -123,10 +137,8 @@ def _write_file(connection: Connection, staged: StagedFile, batch_size: int,
         ).returning(SOURCE_TABLE.c.id)
     ).scalar_one()
     if staged.lines is not None:
-        _write_lines(connection, staged.lines, source_id, batch_size, on_progress)
-        staged.loaded = connection.execute(
-            select(func.count()).select_from(LINE_TABLE)
-            .where(LINE_TABLE.c.source_file_id == source_id)).scalar_one()
+        staged.loaded = _write_lines(connection, staged.lines, index, source_id, batch_size,
+                                     on_progress)
         staged.duplicates_in_db = len(staged.lines) - staged.loaded
         _upsert_products(connection, staged.lines)
         _insert_missing_customers(connection, staged.lines)
@@ -138,12 +150,110 @@ def _write_file(connection: Connection, staged: StagedFile, batch_size: int,
             lines_loaded=staged.loaded, duplicates=staged.duplicates + staged.duplicates_in_db))
 
 
+# SQLite: the lines are first copied, column-wise from Arrow, into a scratch database file by the
+# ADBC driver (which binds each batch in C, no Python object per cell); the load's transaction
+# then attaches that file and inserts from it with INSERT OR IGNORE ... SELECT, batch by batch.
+# The ADBC driver carries its own copy of the SQLite library, so it never opens the store's file
+# (two copies of SQLite with one file open in one process break each other's POSIX locks): it
+# only opens the scratch file, and closes it before sqlite3 attaches it.
+
+
+def _staging_table(index: int) -> str:
+    return f"lines_{index}"
+
+
+def _stage_sqlite(path: Path, files: list[StagedFile], batch_size: int) -> None:
+    import adbc_driver_sqlite.dbapi as adbc_sqlite
+
+    with adbc_sqlite.connect(str(path), autocommit=True) as connection, \
+            connection.cursor() as cursor:
+        # A scratch file, deleted after the load whatever happens: nothing there to recover.
+        for pragma in ("journal_mode=OFF", "synchronous=OFF"):
+            cursor.execute(f"PRAGMA {pragma}")
+            cursor.fetchall()
+        cursor.execute("BEGIN")
+        for index, staged in enumerate(files):
+            lines = staged.lines
+            if lines is None or not len(lines):
+                continue
+            for start in range(0, len(lines), batch_size):
+                cursor.adbc_ingest(_staging_table(index),
+                                   _arrow_batch(lines.iloc[start:start + batch_size]),
+                                   mode="create" if start == 0 else "append")
+            log.debug("copied %d lines to the staging file", len(lines))
+        cursor.execute("COMMIT")
+
+
+@contextlib.contextmanager
+def _attached(connection: Connection, path: Path) -> Iterator[None]:
+    """The staging file attached as `staging` to the connection, outside any transaction."""
+    raw = connection.connection.driver_connection
+    raw.execute("ATTACH DATABASE ? AS staging", (str(path),))  # type: ignore[union-attr]
+    try:
+        yield
+    finally:
+        try:
+            raw.execute("DETACH DATABASE staging")  # type: ignore[union-attr]
+        except sqlite3.Error:
+            connection.invalidate()  # never hand a connection with the file attached back
+
+
+def _arrow_batch(frame: pd.DataFrame) -> pa.RecordBatch:
+    """The lines as transaction_line stores them: ts as SQLite DateTime text, is_return 0/1."""
+    arrays: dict[str, pa.Array] = {}
+    for name in STAGED_LINE_COLUMNS:
+        values = frame[name]
+        if name == "ts":
+            arrays[name] = _timestamp_array(values)
+        elif name == "is_return":
+            arrays[name] = pa.array(values.to_numpy().astype(np.int64))
+        elif values.dtype == object:
+            arrays[name] = pa.array(values.to_numpy(), type=pa.string(), from_pandas=True)
+        else:
+            arrays[name] = pa.array(values.to_numpy())
+    return pa.RecordBatch.from_pydict(arrays)
+
+
+def _timestamp_bytes(ts: pd.Series) -> np.ndarray:
+    """'YYYY-MM-DD HH:MM:SS.ffffff' as a (rows, 26) byte matrix, from integer arithmetic alone
+    (the civil-from-days algorithm of H. Hinnant's chrono date library)."""
+    micros = ts.to_numpy(dtype="datetime64[us]").astype(np.int64)
+    days, micros = np.divmod(micros, 86_400_000_000)
+    z = days + 719_468
+    era = np.floor_divide(z, 146_097)
+    doe = z - era * 146_097
+    yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day = doy - (153 * mp + 2) // 5 + 1
+    month = np.where(mp < 10, mp + 3, mp - 9)
+    year = yoe + era * 400 + (month <= 2)
+    seconds, fraction = np.divmod(micros, 1_000_000)
+    minutes, second = np.divmod(seconds, 60)
+    hour, minute = np.divmod(minutes, 60)
+    out = np.empty((len(micros), 26), dtype=np.uint8)
+    out[:, [4, 7]] = ord("-")
+    out[:, 10] = ord(" ")
+    out[:, [13, 16]] = ord(":")
+    out[:, 19] = ord(".")
+    for value, first, width in ((year, 0, 4), (month, 5, 2), (day, 8, 2), (hour, 11, 2),
+                                (minute, 14, 2), (second, 17, 2), (fraction, 20, 6)):
+        for position in range(first + width - 1, first - 1, -1):
+            value, digit = np.divmod(value, 10)
+            out[:, position] = digit + ord("0")
+    return out
+
+
+def _timestamp_array(ts: pd.Series) -> pa.Array:
+    data = _timestamp_bytes(ts)
+    return pa.Array.from_buffers(pa.binary(26), len(data), [None, pa.py_buffer(data)]) \
+        .cast(pa.string())
+
+
 def _timestamp_text(ts: pd.Series, suffix: str = "") -> list[str]:
     """'YYYY-MM-DD HH:MM:SS.ffffff' (the layout SQLAlchemy's SQLite DateTime writes, so range
-    filters compare as text correctly), vectorised: ISO bytes with the 'T' overwritten."""
-    iso = np.datetime_as_string(ts.to_numpy(dtype="datetime64[us]"), unit="us").astype("S26")
-    iso.view(np.uint8).reshape(-1, 26)[:, 10] = ord(" ")
-    text: list[str] = iso.astype("U26").tolist()
+    filters compare as text correctly) as Python strings, optionally with a zone suffix."""
+    text: list[str] = _timestamp_array(ts).to_pylist()
     return [value + suffix for value in text] if suffix else text
 
 
@@ -163,33 +273,39 @@ def _column_lists(frame: pd.DataFrame, source_id: int, ts_suffix: str = "") -> l
     return columns
 
 
-def _write_lines(connection: Connection, lines: pd.DataFrame, source_id: int, batch_size: int,
-                 on_progress: ProgressCallback | None) -> None:
+def _write_lines(connection: Connection, lines: pd.DataFrame, index: int, source_id: int,
+                 batch_size: int, on_progress: ProgressCallback | None) -> int:
+    """Insert the lines that are not stored yet; returns how many were inserted."""
     columns = ["source_file_id", *STAGED_LINE_COLUMNS]
     raw = connection.connection.driver_connection
     dialect = connection.dialect.name
     if dialect == "sqlite":
-        placeholders = ", ".join("?" for _ in columns)
+        if not len(lines):
+            return 0
         statement = (f"INSERT OR IGNORE INTO transaction_line ({', '.join(columns)}) "
-                     f"VALUES ({placeholders})")
+                     f"SELECT ?, {', '.join(STAGED_LINE_COLUMNS)} "
+                     f"FROM staging.{_staging_table(index)} "
+                     "WHERE rowid BETWEEN ? AND ? ORDER BY rowid")
         cursor = raw.cursor()  # type: ignore[union-attr]
+        loaded = 0
         try:
-            # A page cache sized to the table's indexes keeps the random inserts into the
-            # line_hash index in memory (about 100 bytes of index per line; 256 MiB to 2 GiB).
+            # A page cache sized to the table's indexes keeps the inserts into them in memory
+            # (about 100 bytes of index per line; 256 MiB to 2 GiB).
             stored = cursor.execute("SELECT COALESCE(MAX(id), 0) FROM transaction_line") \
                 .fetchone()[0]
             cache_kib = min(max(256 * 1024, (stored + len(lines)) * 100 // 1024), 2 * 1024 * 1024)
             cursor.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
             for start in range(0, len(lines), batch_size):
-                chunk = lines.iloc[start:start + batch_size]
-                cursor.executemany(statement, zip(*_column_lists(chunk, source_id), strict=True))
-                log.debug("staged %d of %d lines", start + len(chunk), len(lines))
+                end = min(start + batch_size, len(lines))
+                cursor.execute(statement, (source_id, start + 1, end))
+                loaded += cursor.rowcount
+                log.debug("staged %d of %d lines", end, len(lines))
                 if on_progress:
-                    on_progress(len(chunk))
+                    on_progress(end - start)
         finally:
             cursor.execute("PRAGMA cache_size=-2000")
             cursor.close()
-        return
+        return loaded
     if dialect != "postgresql":
         raise StoreError(f"bulk load is not supported on {dialect}")
     with raw.cursor() as cursor:  # type: ignore[union-attr]
@@ -207,8 +323,10 @@ def _write_lines(connection: Connection, lines: pd.DataFrame, source_id: int, ba
         cursor.execute(
             f"INSERT INTO transaction_line ({', '.join(columns)}) "
             f"SELECT {', '.join(columns)} FROM staged_line ORDER BY line_no "
-            "ON CONFLICT (line_hash) DO NOTHING")
+            "ON CONFLICT (ts, line_hash) DO NOTHING")
+        loaded = cursor.rowcount
         cursor.execute("DROP TABLE staged_line")
+    return int(loaded)
 
 
 def _dialect_insert(connection: Connection, table: Any) -> Any:

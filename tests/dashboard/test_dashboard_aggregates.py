@@ -33,7 +33,7 @@ def ts(text: str) -> datetime:
 
 def line(no: int, invoice: str, code: str | None, qty: float, price: float, when: str,
          customer: str | None) -> TransactionLine:
-    return TransactionLine(line_hash=f"h{no}", source_file_id=1, line_no=no, invoice=invoice,
+    return TransactionLine(line_hash=no, source_file_id=1, line_no=no, invoice=invoice,
                            stock_code=code, description=None, quantity=qty, unit_price=price,
                            amount=qty * price, ts=ts(when), customer_id=customer,
                            country="United Kingdom",
