@@ -86,11 +86,18 @@ def scope(filters: Filters) -> Scope:
 
 # --- overview and products ---------------------------------------------------------------------
 
+def new_customers() -> pd.DataFrame:
+    """New customers per month (over every line, whatever the window): computed once."""
+    return context.cached("new-customers", compute=lambda: aggregates.new_customers_by_month(
+        engine=context.engine()))
+
+
 def sales(since: date | None, until: date | None) -> tuple[dict[str, float], pd.DataFrame]:
     def compute() -> tuple[dict[str, float], pd.DataFrame]:
         engine = context.engine()
         return (aggregates.kpis(engine=engine, since=since, until=until),
-                aggregates.monthly_trends(engine=engine, since=since, until=until))
+                aggregates.monthly_trends(engine=engine, since=since, until=until,
+                                          new_customers=new_customers()))
     return context.cached("sales", since, until, compute=compute)
 
 

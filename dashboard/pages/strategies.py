@@ -8,7 +8,7 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import html
 
-from dashboard import components, frames
+from dashboard import components, context, frames
 from dashboard.figures import TIER_COLOURS
 
 dash.register_page(__name__, path="/strategies", name="Strategies", title="Segmint · Strategies",
@@ -16,6 +16,13 @@ dash.register_page(__name__, path="/strategies", name="Strategies", title="Segmi
 
 
 def layout(**_kwargs: Any) -> html.Div:
+    run = frames.published_run()
+    page: html.Div = context.cached("page-strategies", run["id"] if run else None,
+                                    compute=_page)
+    return page
+
+
+def _page() -> html.Div:
     header = components.page_header("Strategies", "What to do with each cluster of the "
                                                    "published run")
     run = frames.published_run()

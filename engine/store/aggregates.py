@@ -169,9 +169,27 @@ def kpis(*, engine: Engine, since: date | None = None,
     }
 
 
-def monthly_trends(*, engine: Engine, since: date | None = None,
-                   until: date | None = None) -> pd.DataFrame:
-    """Per month: revenue, orders, active_customers, new_customers (first purchase ever)."""
+def new_customers_by_month(*, engine: Engine) -> pd.DataFrame:
+    """Per month (YYYY-MM): new_customers, the customers whose first purchase ever it holds.
+
+    It reads every line whatever the window, so callers showing several windows compute it once
+    and pass it to monthly_trends."""
+    firsts = (
+        select(LINES.c.customer_id, func.min(LINES.c.ts).label("first_ts"))
+        .where(LINES.c.customer_id.is_not(None), not_(LINES.c.is_return))
+        .group_by(LINES.c.customer_id)
+        .subquery()
+    )
+    first_month = _month(engine, firsts.c.first_ts).label("month")
+    new = select(first_month, func.count().label("new_customers")).group_by(first_month)
+    return _frame(engine, new)
+
+
+def monthly_trends(*, engine: Engine, since: date | None = None, until: date | None = None,
+                   new_customers: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per month: revenue, orders, active_customers, new_customers (first purchase ever).
+
+    new_customers: new_customers_by_month's frame when the caller has it already."""
     month = _month(engine, LINES.c.ts).label("month")
     sales = (
         select(
@@ -186,15 +204,8 @@ def monthly_trends(*, engine: Engine, since: date | None = None,
         .order_by(month)
     )
     frame = _frame(engine, sales)
-    firsts = (
-        select(LINES.c.customer_id, func.min(LINES.c.ts).label("first_ts"))
-        .where(LINES.c.customer_id.is_not(None), not_(LINES.c.is_return))
-        .group_by(LINES.c.customer_id)
-        .subquery()
-    )
-    first_month = _month(engine, firsts.c.first_ts).label("month")
-    new = select(first_month, func.count().label("new_customers")).group_by(first_month)
-    new_frame = _frame(engine, new)
+    new_frame = (new_customers if new_customers is not None
+                 else new_customers_by_month(engine=engine))
     if frame.empty:
         return pd.DataFrame(columns=["month", "revenue", "orders", "active_customers",
                                      "new_customers"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from engine.models import (
@@ -141,6 +142,12 @@ def test_kpis_and_monthly_trends(filled: Any) -> None:
     assert monthly["revenue"].tolist() == pytest.approx([80.0, 60.0])
     only_feb = aggregates.monthly_trends(engine=filled, since=date(2011, 2, 1))
     assert list(only_feb["month"]) == ["2011-02"]
+    assert list(only_feb["new_customers"]) == [1]  # first purchases over every line
+    firsts = aggregates.new_customers_by_month(engine=filled)
+    assert dict(zip(firsts["month"], firsts["new_customers"], strict=True)) == {
+        "2011-01": 2, "2011-02": 1}
+    given = aggregates.monthly_trends(engine=filled, since=date(2011, 2, 1), new_customers=firsts)
+    pd.testing.assert_frame_equal(given, only_feb)
 
 
 def test_products_leave_out_non_product_codes(filled: Any) -> None:
