@@ -10,7 +10,15 @@ fields username and password), then visits every page the way the browser does: 
 routing callback for the page's path, then every server callback whose inputs are in the page's
 layout, in dependency order, with the values the layout holds. Callbacks and layouts are read
 from the running app (/_dash-layout, /_dash-dependencies), so the script follows the dashboard as
-it changes. It reports p50/p95/p99 latency per page and callback, and errors.
+it changes. It reports p50/p95/p99 latency and the median response size per page and callback,
+and errors.
+
+Then, unless --window none, an analyst's custom date window: every client visits the filtered
+pages (the ones whose filter bar shows) with ?since=...&until=... (by default the last 90 days of
+the data, from the date picker's bounds), for the same number of rounds. The first request for a
+new window recomputes RFM and classes (the others wait for it), so that phase is reported apart:
+its first round ("cold") and the later rounds, served from the cache. With --serve the server's
+cache folder is emptied first, so the cold round is really cold.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import socket
 import statistics
 import subprocess
@@ -28,6 +37,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +49,8 @@ PAGES_LOCATION = "_pages_location"
 PAGES_CONTENT = "_pages_content"
 # The filter bar's "apply" navigates to a new URL: the next visit's routing call covers it.
 NAVIGATE_OUTPUT = "shell-navigate.href"
+FILTER_DATES = "filter-dates"
+FILTER_BAR_STYLE = "filter-bar.style"
 
 
 @dataclass(frozen=True)
@@ -129,7 +141,9 @@ class Client:
     shell: dict[str, dict[str, Any]]
     customer: str | None = None
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    sizes: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    label_prefix: str = ""  # marks the phase (the custom-window visits)
 
     def __post_init__(self) -> None:
         self.session = requests.Session()
@@ -140,7 +154,7 @@ class Client:
         if response.status_code not in (302, 303) or "segmint_session" not in self.session.cookies:
             raise RuntimeError(f"login as {self.user!r} failed: HTTP {response.status_code}")
 
-    def visit(self, path: str) -> None:
+    def visit(self, path: str, search: str = "") -> None:
         """Render one page like the browser, then use each of its controls once.
 
         First the Dash pages routing callback for the path (it builds the page and its
@@ -150,7 +164,8 @@ class Client:
         """
         components = {key: dict(value) for key, value in self.shell.items()}
         components.setdefault(PAGES_LOCATION, {})
-        components[PAGES_LOCATION].update(pathname=path, search="", hash="", href=path)
+        components[PAGES_LOCATION].update(pathname=path, search=search, hash="",
+                                          href=path + search)
         routing = [cb for cb in self.callbacks
                    if any(o["id"] == PAGES_CONTENT for o in cb.outputs)]
         for cb in routing:
@@ -185,6 +200,10 @@ class Client:
             props[prop] = others[0] if others else value
         elif prop == "value" and not value:
             props[prop] = self.customer or _example(props.get("placeholder"))
+        elif prop == "getRowsRequest":
+            # An AG Grid with server-side rows asks for its first block when it appears.
+            block = (props.get("dashGridOptions") or {}).get("cacheBlockSize", 100)
+            props[prop] = {"startRow": 0, "endRow": block, "sortModel": [], "filterModel": {}}
 
     def _waits_on_other(self, cb: Callback, pending: list[Callback], fired: set[str],
                         components: dict[str, dict[str, Any]]) -> bool:
@@ -211,7 +230,7 @@ class Client:
             "state": values(cb.state),
             "changedPropIds": [f"{i['id']}.{i['property']}" for i in cb.inputs[:1]],
         }
-        label = f"{path} {cb.label}"
+        label = f"{self.label_prefix}{path} {cb.label}"
         started = time.perf_counter()
         try:
             response = self.session.post(f"{self.base}/_dash-update-component", json=payload,
@@ -222,11 +241,13 @@ class Client:
         elapsed = time.perf_counter() - started
         if response.status_code == 204:  # PreventUpdate
             self.latencies[label].append(elapsed)
+            self.sizes[label].append(0)
             return
         if response.status_code != 200:
             self.errors[label] += 1
             return
         self.latencies[label].append(elapsed)
+        self.sizes[label].append(len(response.content))
         for component, props in response.json().get("response", {}).items():
             target = components.setdefault(component, {})
             target.update(props)
@@ -248,8 +269,76 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
+def default_window(shell: dict[str, dict[str, Any]], days: int = 90) -> str | None:
+    """'SINCE:UNTIL', the last `days` days of the data (the date picker's bounds), or None."""
+    picker = shell.get(FILTER_DATES) or {}
+    last = picker.get("max_date_allowed")
+    if not last:
+        return None
+    until = date.fromisoformat(str(last)[:10])
+    first = picker.get("min_date_allowed")
+    since = until - timedelta(days=days - 1)
+    if first:
+        since = max(since, date.fromisoformat(str(first)[:10]))
+    return f"{since.isoformat()}:{until.isoformat()}"
+
+
+def filtered_pages(base: str, session: requests.Session, paths: list[str]) -> list[str]:
+    """The pages that show the filter bar (the ones a date window changes), asked of the app."""
+    callbacks = load_callbacks(session.get(f"{base}/_dash-dependencies", timeout=60).json())
+    style = [cb for cb in callbacks if cb.output == FILTER_BAR_STYLE]
+    if not style:
+        return paths
+    found = []
+    for path in paths:
+        payload = {"output": style[0].output, "outputs": style[0].outputs[0],
+                   "inputs": [{"id": PAGES_LOCATION, "property": "pathname", "value": path}],
+                   "state": [], "changedPropIds": [f"{PAGES_LOCATION}.pathname"]}
+        response = session.post(f"{base}/_dash-update-component", json=payload, timeout=60)
+        shown = response.json()["response"]["filter-bar"]["style"] if response.ok else {}
+        if shown.get("display") != "none":
+            found.append(path)
+    return found
+
+
+def summarise(clients: list[Client], prefix: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Per-callback rows and the overall row for the labels that start with prefix."""
+    latencies: dict[str, list[float]] = defaultdict(list)
+    sizes: dict[str, list[int]] = defaultdict(list)
+    errors: dict[str, int] = defaultdict(int)
+    for client in clients:
+        for label, values in client.latencies.items():
+            if label.startswith(prefix) and (prefix or not label.startswith("[")):
+                latencies[label].extend(values)
+                sizes[label].extend(client.sizes[label])
+        for label, count in client.errors.items():
+            if label.startswith(prefix) and (prefix or not label.startswith("[")):
+                errors[label] += count
+    nan = float("nan")
+    rows = {label: {"n": len(values), "p50": percentile(values, 50),
+                    "p95": percentile(values, 95), "p99": percentile(values, 99),
+                    "max": max(values), "bytes": int(statistics.median(sizes[label])),
+                    "errors": errors.get(label, 0)}
+            for label, values in sorted(latencies.items())}
+    for label, count in errors.items():
+        rows.setdefault(label, {"n": 0, "p50": nan, "p95": nan, "p99": nan, "max": nan,
+                                "bytes": 0, "errors": count})
+    every = [v for values in latencies.values() for v in values]
+    overall = {"n": len(every), "p50": percentile(every, 50) if every else nan,
+               "p95": percentile(every, 95) if every else nan,
+               "p99": percentile(every, 99) if every else nan,
+               "max": max(every) if every else nan,
+               "bytes": int(statistics.median([b for v in sizes.values() for b in v]))
+               if every else 0, "errors": sum(errors.values())}
+    return rows, overall
+
+
+COLD = "[window, cold] "
+WARM = "[window] "
+
+
 def run_load(base: str, user: str, password: str, *, clients: int, rounds: int,
-             customer: str | None = None) -> dict[str, Any]:
+             customer: str | None = None, window: str | None = "auto") -> dict[str, Any]:
     probe = requests.Session()
     response = probe.post(f"{base}/login", data={"username": user, "password": password},
                           allow_redirects=False, timeout=60)
@@ -264,56 +353,75 @@ def run_load(base: str, user: str, password: str, *, clients: int, rounds: int,
     workers = [Client(base, user, password, callbacks, shell, customer) for _ in range(clients)]
     failures: list[str] = []
 
-    def drive(client: Client, offset: int) -> None:
+    def drive(client: Client, offset: int, pages: list[str], search: str, phase: str) -> None:
         try:
-            client.login()
             for round_ in range(rounds):
-                for index in range(len(paths)):
-                    client.visit(paths[(index + offset + round_) % len(paths)])
+                if phase:
+                    client.label_prefix = COLD if round_ == 0 else WARM
+                for index in range(len(pages)):
+                    client.visit(pages[(index + offset + round_) % len(pages)], search)
         except Exception as exc:  # noqa: BLE001 - reported with the figures
-            failures.append(f"{type(exc).__name__}: {exc}")
+            failures.append(f"{phase or 'pages'}: {type(exc).__name__}: {exc}")
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=drive, args=(client, i)) for i, client in enumerate(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - started
-    latencies: dict[str, list[float]] = defaultdict(list)
-    errors: dict[str, int] = defaultdict(int)
+    def phase(pages: list[str], search: str, name: str) -> float:
+        started = time.perf_counter()
+        threads = [threading.Thread(target=drive, args=(client, i, pages, search, name))
+                   for i, client in enumerate(workers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return time.perf_counter() - started
+
     for client in workers:
-        for label, values in client.latencies.items():
-            latencies[label].extend(values)
-        for label, count in client.errors.items():
-            errors[label] += count
-    rows = {label: {"n": len(values), "p50": percentile(values, 50),
-                    "p95": percentile(values, 95), "p99": percentile(values, 99),
-                    "errors": errors.get(label, 0)}
-            for label, values in sorted(latencies.items())}
-    for label, count in errors.items():
-        rows.setdefault(label, {"n": 0, "p50": float("nan"), "p95": float("nan"),
-                                "p99": float("nan"), "errors": count})
-    every = [v for values in latencies.values() for v in values]
-    overall = {"n": len(every), "p50": percentile(every, 50) if every else float("nan"),
-               "p95": percentile(every, 95) if every else float("nan"),
-               "p99": percentile(every, 99) if every else float("nan"),
-               "errors": sum(errors.values())}
-    return {"clients": clients, "rounds": rounds, "pages": paths, "wall_seconds": wall,
-            "requests_per_second": len(every) / wall if wall else 0.0, "callbacks": rows,
-            "all": overall, "failures": failures}
+        client.login()
+    wall = phase(paths, "", "")
+    rows, overall = summarise(workers, "")
+    result: dict[str, Any] = {
+        "clients": clients, "rounds": rounds, "pages": paths, "wall_seconds": wall,
+        "requests_per_second": overall["n"] / wall if wall else 0.0, "callbacks": rows,
+        "all": overall, "failures": failures}
+
+    if window == "auto":
+        window = default_window(shell)
+    if window and window != "none":
+        since, until = window.split(":", 1)
+        search = f"?since={since}&until={until}"
+        pages = filtered_pages(base, probe, paths)
+        print(f"custom window {since} – {until} on {pages}", flush=True)
+        window_wall = phase(pages, search, "window")
+        cold, cold_all = summarise(workers, COLD)
+        warm, warm_all = summarise(workers, WARM)
+        result["window"] = {"since": since, "until": until, "pages": pages,
+                            "wall_seconds": window_wall, "cold": cold, "cold_all": cold_all,
+                            "warm": warm, "warm_all": warm_all}
+    return result
+
+
+def _table(rows: dict[str, Any], overall: dict[str, Any], title: str) -> list[str]:
+    width = max([len(label) for label in rows] + [len(title)])
+    lines = [f"{title:{width}s} {'n':>5s} {'p50 ms':>8s} {'p95 ms':>8s} {'p99 ms':>8s} "
+             f"{'max ms':>8s} {'kB':>7s} {'errors':>6s}"]
+    for label, row in [*rows.items(), ("all callbacks", overall)]:
+        lines.append(f"{label:{width}s} {row['n']:5d} {row['p50'] * 1000:8.0f} "
+                     f"{row['p95'] * 1000:8.0f} {row['p99'] * 1000:8.0f} "
+                     f"{row['max'] * 1000:8.0f} {row['bytes'] / 1000:7.1f} {row['errors']:6d}")
+    return lines
 
 
 def format_table(result: dict[str, Any]) -> str:
-    width = max([len(label) for label in result["callbacks"]] + [20])
-    lines = [f"{'page and callback':{width}s} {'n':>5s} {'p50 ms':>8s} {'p95 ms':>8s} "
-             f"{'p99 ms':>8s} {'errors':>6s}"]
-    for label, row in [*result["callbacks"].items(), ("all callbacks", result["all"])]:
-        lines.append(f"{label:{width}s} {row['n']:5d} {row['p50'] * 1000:8.0f} "
-                     f"{row['p95'] * 1000:8.0f} {row['p99'] * 1000:8.0f} {row['errors']:6d}")
+    lines = _table(result["callbacks"], result["all"], "page and callback")
     lines.append(f"\n{result['clients']} clients x {result['rounds']} rounds of "
                  f"{len(result['pages'])} pages in {result['wall_seconds']:.1f}s "
-                 f"({result['requests_per_second']:.1f} callback requests/s)")
+                 f"({result['requests_per_second']:.1f} callback requests/s); "
+                 "kB: median response body")
+    window = result.get("window")
+    if window:
+        lines.append(f"\nCustom date window {window['since']} – {window['until']} "
+                     f"(pages {', '.join(window['pages'])}), {window['wall_seconds']:.1f}s:")
+        lines += _table(window["cold"], window["cold_all"], "first round (cold cache)")
+        lines.append("")
+        lines += _table(window["warm"], window["warm_all"], "later rounds (cached)")
     for failure in result["failures"]:
         lines.append(f"client failed: {failure}")
     return "\n".join(lines)
@@ -332,6 +440,9 @@ def start_server(database_url: str, workdir: Path, user: str, password: str,
     config = workdir / "config.toml"
     if not config.exists():
         config.write_text("# dashboard load benchmark: every default\n")
+    # A fresh start, as after a deploy: only what `serve` warms is cached (the default
+    # cache_dir of that config), so the custom window's first round is really cold.
+    shutil.rmtree(workdir / "var" / "cache" / "dashboard", ignore_errors=True)
     env = {**os.environ, "SEGMINT_DATABASE_URL": database_url,
            "SEGMINT_SECRET_KEY": secrets.token_urlsafe(32),
            "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -374,6 +485,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="visits of every page per client")
     parser.add_argument("--customer", help="customer id typed into look-ups (default: the "
                         "example the page offers)")
+    parser.add_argument("--window", default="auto",
+                        help="custom date window SINCE:UNTIL (ISO dates) visited after the "
+                        "pages; 'auto': the last 90 days of the data; 'none': skip")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
     args = parser.parse_args(argv)
     if bool(args.url) == bool(args.serve):
@@ -389,7 +503,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             base = args.url.rstrip("/")
         result = run_load(base, args.user, args.password, clients=args.clients,
-                          rounds=args.rounds, customer=args.customer)
+                          rounds=args.rounds, customer=args.customer, window=args.window)
     finally:
         if process is not None:
             process.terminate()
