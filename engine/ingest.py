@@ -254,11 +254,11 @@ def _check_columns(raw: RawFile, preset: Preset) -> None:
                           f"{preset.name} (found: {found})")
 
 
-def _parse_timestamps(values: pd.Series, formats: tuple[str, ...]) -> pd.Series:
+def _parse_timestamps(values: pd.Series, text: pd.Series, formats: tuple[str, ...]) -> pd.Series:
+    """values parsed (text: their text_cells) with the first format that fits each."""
     if pd.api.types.is_datetime64_any_dtype(values):
         parsed = pd.to_datetime(values, utc=True)
     else:
-        text = text_cells(values)
         parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
         for fmt in formats:
             todo = parsed.isna() & text.notna()
@@ -268,9 +268,18 @@ def _parse_timestamps(values: pd.Series, formats: tuple[str, ...]) -> pd.Series:
     return parsed.dt.tz_localize(None).astype("datetime64[ns]")
 
 
-def _number(values: pd.Series) -> pd.Series:
-    numbers = pd.to_numeric(values if pd.api.types.is_numeric_dtype(values) else text_cells(values),
-                            errors="coerce").astype("float64")
+def _number(values: pd.Series, text: pd.Series) -> pd.Series:
+    """float64 of a source column (from text, its text_cells, unless it is numeric already);
+    NaN where there is no finite number."""
+    if pd.api.types.is_numeric_dtype(values):
+        numbers = pd.to_numeric(values, errors="coerce").astype("float64")
+    else:
+        try:  # Arrow parses a clean column in C; one unparsable cell sends it to pandas
+            array = pa.array(text.to_numpy(), type=pa.string(), from_pandas=True)
+            parsed = pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False)
+            numbers = pd.Series(parsed + 0.0, index=values.index)  # -0.0 -> 0.0, as pandas
+        except pa.ArrowInvalid:
+            numbers = pd.to_numeric(text, errors="coerce").astype("float64")
     return numbers.where(np.isfinite(numbers))
 
 
@@ -296,7 +305,7 @@ def _whole_number_ids(ids: pd.Series) -> pd.Series:
     return ids
 
 
-Reason = tuple[pd.Series, str, pd.Series | None]  # (mask, message, value quoted after it)
+Reason = tuple[np.ndarray, str, pd.Series | None]  # (mask, message, value quoted after it)
 
 
 def normalise_lines(raw: RawFile, preset: Preset) -> tuple[pd.DataFrame, pd.Series]:
@@ -310,23 +319,23 @@ def normalise_lines(raw: RawFile, preset: Preset) -> tuple[pd.DataFrame, pd.Seri
     for name in ("invoice", "stock_code", "description", "customer_id", "country"):
         out[name] = texts.get(name, empty)
     out["customer_id"] = _whole_number_ids(out["customer_id"])
-    out["ts"] = _parse_timestamps(source["timestamp"], preset.timestamp_formats)
+    out["ts"] = _parse_timestamps(source["timestamp"], texts["timestamp"],
+                                  preset.timestamp_formats)
 
     reasons: list[Reason] = []
-    blank = pd.concat([text.isna() for text in texts.values()], axis=1).all(axis=1)
-    reasons.append((blank, "empty line", None))
+    missing = {name: text.isna().to_numpy() for name, text in texts.items()}
+    reasons.append((np.logical_and.reduce(list(missing.values())), "empty line", None))
     if "invoice" in source:
-        reasons.append((out["invoice"].isna(), "missing invoice", None))
-    timestamp_text = texts["timestamp"]
-    reasons.append((timestamp_text.isna() & out["ts"].isna(), "missing timestamp", None))
-    reasons.append((out["ts"].isna(), "bad timestamp", timestamp_text))
+        reasons.append((out["invoice"].isna().to_numpy(), "missing invoice", None))
+    bad_ts = out["ts"].isna().to_numpy()
+    reasons.append((missing["timestamp"] & bad_ts, "missing timestamp", None))
+    reasons.append((bad_ts, "bad timestamp", texts["timestamp"]))
 
-    numbers = {name: _number(source[name]) for name in ("quantity", "unit_price", "amount")
-               if name in source}
+    numbers = {name: _number(source[name], texts[name])
+               for name in ("quantity", "unit_price", "amount") if name in source}
     for name, values in numbers.items():
-        text = texts[name]
-        reasons.append((text.isna(), f"missing {name}", None))
-        reasons.append((values.isna(), f"non-numeric {name}", text))
+        reasons.append((missing[name], f"missing {name}", None))
+        reasons.append((values.isna().to_numpy(), f"non-numeric {name}", texts[name]))
     quantity, unit_price, amount = (numbers.get(name) for name in ("quantity", "unit_price",
                                                                    "amount"))
     if amount is None:
@@ -346,10 +355,12 @@ def normalise_lines(raw: RawFile, preset: Preset) -> tuple[pd.DataFrame, pd.Seri
 def _first_reason(index: pd.Index, reasons: list[Reason]) -> pd.Series:
     """Per row, the first reason whose mask is true (None for a good row)."""
     reason = pd.Series(None, index=index, dtype=object)
+    given = np.zeros(len(index), dtype=bool)
     for mask, message, value in reasons:
-        todo = mask & reason.isna()
+        todo = mask & ~given
         if not todo.any():
             continue
+        given |= todo
         if value is None:
             reason[todo] = message
         else:

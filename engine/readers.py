@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from engine.errors import SegmintError
 
@@ -109,6 +110,11 @@ def _read_csv(path: Path, kind: str) -> tuple[pd.DataFrame, np.ndarray]:
                 from None
         except (gzip.BadGzipFile, zlib.error, OSError) as exc:
             raise IngestError(f"{path}: not a readable gzip file: {exc}") from None
+    if not data.strip():
+        raise IngestError(f"{path}: file is empty")
+    frame = _read_csv_arrow(data)
+    if frame is not None:
+        return frame, _csv_line_numbers(data, len(frame))
     text = _decode(path, data)
     if not text.strip():
         raise IngestError(f"{path}: file is empty")
@@ -123,11 +129,42 @@ def _read_csv(path: Path, kind: str) -> tuple[pd.DataFrame, np.ndarray]:
     return frame, _csv_line_numbers(text, len(frame))
 
 
-def _csv_line_numbers(text: str, rows: int) -> np.ndarray:
+def _read_csv_arrow(data: bytes) -> pd.DataFrame | None:
+    """The CSV parsed by Arrow (multi-threaded, no Python object per cell) into Arrow-backed
+    text columns, or None to leave it to pandas: text that is not UTF-8, repeated column names,
+    or anything Arrow cannot parse as is (rows of the wrong width, a blank line of spaces...).
+    Cells come out exactly as pandas reads them with dtype=str and no NA values: '' for empty."""
+    first = data.split(b"\n", 1)[0].rstrip(b"\r")
+    try:
+        header = next(csv.reader([first.decode("utf-8-sig")]), [])
+    except UnicodeDecodeError:
+        return None
+    if not header or len(set(header)) != len(header):
+        return None
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO(data),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types={name: pa.string() for name in header},
+                strings_can_be_null=False, quoted_strings_can_be_null=False))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeError):
+        return None
+    if table.column_names != header or any(not pa.types.is_string(column.type)
+                                            for column in table.columns):
+        return None
+    return table.to_pandas(types_mapper=pd.ArrowDtype)
+
+
+def _csv_line_numbers(content: str | bytes, rows: int) -> np.ndarray:
     """Physical start line of each record. One record per line unless a quoted field spans lines."""
-    physical = text.count("\n") + (0 if text.endswith("\n") else 1)
+    if isinstance(content, bytes):  # counted on the bytes: b"\n" is never part of a character
+        physical = content.count(b"\n") + (0 if content.endswith(b"\n") else 1)
+    else:
+        physical = content.count("\n") + (0 if content.endswith("\n") else 1)
     if physical - 1 == rows:
         return np.arange(2, rows + 2)
+    text = content.decode("utf-8-sig") if isinstance(content, bytes) else content
     reader = csv.reader(io.StringIO(text))
     next(reader, None)
     starts = []
@@ -174,16 +211,19 @@ def text_cells(values: pd.Series) -> pd.Series:
         text = values.astype(object)
         text[whole] = values[whole].astype("int64").astype(str)
         values = text
-    if values.dtype == object:
+    array: pa.Array | pa.ChunkedArray | None = None
+    if isinstance(values.dtype, pd.ArrowDtype) and pa.types.is_string(values.dtype.pyarrow_dtype):
+        array = pa.array(values)  # a CSV read by Arrow: its own buffers, no copy
+    elif values.dtype == object:
         try:
             array = pa.array(values.to_numpy(), type=pa.string(), from_pandas=True)
         except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all str (XLSX/Parquet objects)
             array = None
-        if array is not None:
-            trimmed = pc.utf8_trim(array, characters=_whitespace())
-            trimmed = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
-            # Repeated values (countries, codes, ids) share one Python string.
-            return pd.Series(trimmed.to_pandas(deduplicate_objects=True).to_numpy(),
-                             index=values.index, dtype=object)
+    if array is not None:
+        trimmed = pc.utf8_trim(array, characters=_whitespace())
+        trimmed = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
+        # Repeated values (countries, codes, ids) share one Python string.
+        return pd.Series(trimmed.to_pandas(deduplicate_objects=True).to_numpy(),
+                         index=values.index, dtype=object)
     text = values.astype("string").str.strip()
     return text.astype(object).where(text.notna() & (text != ""), None)

@@ -107,6 +107,26 @@ def test_quoted_newline_keeps_physical_line_numbers(db, settings, tmp_path: Path
     assert report["line"].tolist() == ["4"]  # the header is line 1, the quoted record 2..3
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "cp1252"])
+def test_csv_the_fast_reader_leaves_to_pandas_still_loads(db, settings, tmp_path: Path,
+                                                          encoding: str) -> None:
+    # A line of spaces and a short row stop Arrow's CSV reader (as Windows-1252 text does);
+    # pandas reads such files: the short row's missing cells are empty, the blank line rejected.
+    text = (HEADER + GOOD_ROWS[0] + "\n   \n"
+            + "536366,22633,HAND WARMER,6,2010-12-01 08:28:00,1.85,17850\n"
+            + "536367,22745,CAF\u00c9 SET,6,2010-12-01 08:34:00,2.1,13047,France\n")
+    path = tmp_path / "fallback.csv"
+    path.write_bytes(text.encode(encoding))
+    summary = ingest_file(db, settings, path, preset="online-retail")
+    counted = (summary.lines_read, summary.loaded, summary.duplicates, summary.rejected)
+    assert counted == (4, 3, 0, 1)
+    report = pd.read_csv(summary.rejects_path, dtype=str)
+    assert report[["line", "reason"]].values.tolist() == [["3", "empty line"]]
+    lines = load_lines(db)
+    assert lines["description"].tolist() == ["WHITE HANGING HEART", "HAND WARMER", "CAF\u00c9 SET"]
+    assert lines["country"].tolist() == ["United Kingdom", None, "France"]
+
+
 def test_generic_preset_without_invoices_or_stock_codes(db, tmp_path: Path, db_url: str) -> None:
     settings = make_settings(tmp_path, db_url, """
 [ingest.mapping]
