@@ -411,13 +411,12 @@ def stage_lines(raw: RawFile, preset: Preset) -> tuple[StagedFile, pd.DataFrame]
         # Without invoice numbers each line is its own order, named after the line itself.
         good["invoice"] = "L" + _hex(good["line_hash"])
     duplicates = int(duplicate.sum())
-    if duplicates:
-        good = good.loc[~duplicate].copy()
     good["is_return"] = _starts_with(good["invoice"], "C") | (good["quantity"] < 0)
-    good = good[STAGED_LINE_COLUMNS]
+    # One copy of the rows kept, in STAGED_LINE_COLUMNS order, numbered from 0.
+    good = good.loc[~duplicate, STAGED_LINE_COLUMNS] if duplicates else good[STAGED_LINE_COLUMNS]
+    good.index = pd.RangeIndex(len(good))
     staged = StagedFile(
         path=str(raw.path), sha256=raw.sha256, kind="transactions", lines_read=lines_read,
-        duplicates=duplicates, rejected=rejected,
-        lines=good.reset_index(drop=True) if rejected or duplicates else good,
+        duplicates=duplicates, rejected=rejected, lines=good,
     )
     return staged, rejects.reset_index(drop=True)
