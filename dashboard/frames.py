@@ -108,12 +108,18 @@ def products(since: date | None, until: date | None) -> pd.DataFrame:
                                    since=since, until=until)))
 
 
+PRODUCT_GROUPINGS = ("customer_class", "cluster")
+
+
 def products_by_group(run_id: int, by: str, since: date | None,
                       until: date | None) -> pd.DataFrame:
+    """Top products per class or per cluster; both come from one query, cached together."""
     codes = tuple(context.settings().ingest.non_product_codes)
-    return context.cached("products-by", run_id, by, since, until, codes, compute=lambda: (
-        aggregates.top_products_by_group(engine=context.engine(), run_id=run_id, by=by,
-                                         non_product_codes=codes, since=since, until=until)))
+    both = context.cached("products-by", run_id, since, until, codes, compute=lambda: (
+        aggregates.top_products_by_groups(engine=context.engine(), run_id=run_id,
+                                          by=PRODUCT_GROUPINGS, non_product_codes=codes,
+                                          since=since, until=until)))
+    return both[by]
 
 
 # --- segments ----------------------------------------------------------------------------------
@@ -215,8 +221,7 @@ def warm() -> None:
     if current.run_id is None:
         return
     products(current.since, current.until)
-    for by in ("customer_class", "cluster"):
-        products_by_group(current.run_id, by, current.since, current.until)
+    products_by_group(current.run_id, "cluster", current.since, current.until)
     filter_options()
     profiles(current.run_id)
     rules(current.run_id)

@@ -242,16 +242,24 @@ def product_summary(*, engine: Engine, non_product_codes: Sequence[str], since: 
     return frame
 
 
-def top_products_by_group(*, engine: Engine, run_id: int, by: str, non_product_codes: Sequence[str],
-                          since: date | None = None, until: date | None = None,
-                          limit: int = 5) -> pd.DataFrame:
-    """Top products by net revenue within each customer_class or cluster of a run."""
-    if by not in ("customer_class", "cluster", "value_tier"):
-        raise ValueError(f"cannot group products by {by!r}")
-    group = RESULTS.c[by]
+GROUPINGS = ("customer_class", "cluster", "value_tier")
+
+
+def top_products_by_groups(*, engine: Engine, run_id: int, by: Sequence[str],
+                           non_product_codes: Sequence[str], since: date | None = None,
+                           until: date | None = None, limit: int = 5) -> dict[str, pd.DataFrame]:
+    """top_products_by_group for several groupings from one pass over the lines.
+
+    The SQL groups by every grouping at once; a run gives each customer one class, one cluster and
+    one tier, so customers of different groups never overlap and the distinct-customer counts
+    add up over the finer groups."""
+    unknown = [name for name in by if name not in GROUPINGS]
+    if unknown or not by:
+        raise ValueError(f"cannot group products by {unknown or by!r}")
+    names = list(dict.fromkeys(by))
     statement = (
         select(
-            group.label("group"),
+            *(RESULTS.c[name] for name in names),
             LINES.c.stock_code,
             func.sum(LINES.c.amount).label("revenue"),
             func.count(distinct(LINES.c.customer_id)).label("customers"),
@@ -259,15 +267,33 @@ def top_products_by_group(*, engine: Engine, run_id: int, by: str, non_product_c
         .select_from(LINES.join(RESULTS, and_(RESULTS.c.customer_id == LINES.c.customer_id,
                                               RESULTS.c.run_id == run_id)))
         .where(*_products_only(non_product_codes), *_window(since, until))
-        .group_by(group, LINES.c.stock_code)
+        .group_by(*(RESULTS.c[name] for name in names), LINES.c.stock_code)
     )
-    frame = _frame(engine, statement)
-    if frame.empty:
-        return frame.assign(description=pd.Series(dtype=object))
-    frame["revenue"] = frame["revenue"].astype(float)
-    frame = frame.sort_values(["group", "revenue", "stock_code"], ascending=[True, False, True])
-    top = frame.groupby("group", sort=True).head(limit).reset_index(drop=True)
-    return _with_descriptions(engine, top)
+    fine = _frame(engine, statement)
+    found: dict[str, pd.DataFrame] = {}
+    for name in names:
+        if fine.empty:
+            found[name] = pd.DataFrame(columns=["group", "stock_code", "revenue", "customers"]
+                                       ).assign(description=pd.Series(dtype=object))
+            continue
+        frame = (fine.groupby([name, "stock_code"], sort=False)[["revenue", "customers"]].sum()
+                 .reset_index().rename(columns={name: "group"}))
+        frame["revenue"] = frame["revenue"].astype(float)
+        frame["customers"] = frame["customers"].astype(int)
+        frame = frame.sort_values(["group", "revenue", "stock_code"],
+                                  ascending=[True, False, True])
+        top = frame.groupby("group", sort=True).head(limit).reset_index(drop=True)
+        found[name] = _with_descriptions(engine, top)
+    return found
+
+
+def top_products_by_group(*, engine: Engine, run_id: int, by: str, non_product_codes: Sequence[str],
+                          since: date | None = None, until: date | None = None,
+                          limit: int = 5) -> pd.DataFrame:
+    """Top products by net revenue within each customer_class or cluster of a run."""
+    return top_products_by_groups(engine=engine, run_id=run_id, by=(by,),
+                                  non_product_codes=non_product_codes, since=since, until=until,
+                                  limit=limit)[by]
 
 
 def product_names(*, engine: Engine, stock_codes: Sequence[str]) -> dict[str, str]:

@@ -164,6 +164,16 @@ def test_products_leave_out_non_product_codes(filled: Any) -> None:
                                                  non_product_codes=NON_PRODUCT, limit=1)
     assert dict(zip(per_class["group"], per_class["stock_code"], strict=True)) == {
         "High value": "B", "Negative": "A", "New": "B"}
+    # Several groupings from one query: the same rows as one query per grouping (customers
+    # summed over the finer groups count each customer once).
+    both = aggregates.top_products_by_groups(engine=filled, run_id=2,
+                                             by=("customer_class", "value_tier"),
+                                             non_product_codes=NON_PRODUCT, limit=3)
+    for by in ("customer_class", "value_tier"):
+        alone = aggregates.top_products_by_group(engine=filled, run_id=2, by=by,
+                                                 non_product_codes=NON_PRODUCT, limit=3)
+        pd.testing.assert_frame_equal(both[by], alone)
+    assert list(both["value_tier"]["group"].unique()) == ["High value", "Low value"]
 
 
 def test_runs_segments_and_transitions(filled: Any) -> None:
