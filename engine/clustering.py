@@ -35,6 +35,7 @@ the run's seed; the final fit at the chosen k uses the run's seed.
 from __future__ import annotations
 
 import math
+import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -122,17 +123,34 @@ def _best(scores: pd.DataFrame, column: str, *, highest: bool) -> int:
     return int(scores["k"].iloc[int(position)])
 
 
+def knee_locator() -> type[Any]:
+    """kneed's KneeLocator, imported without matplotlib when matplotlib is not loaded yet.
+
+    kneed imports matplotlib.pyplot (in a try, for its plot methods only, which Segmint never
+    calls): most of a second of CPU and tens of MiB per run. While kneed is imported,
+    ``matplotlib`` is marked absent in sys.modules, so that import fails fast; the mark is
+    removed at once and a later ``import matplotlib`` works as usual. Imported here, not at
+    module level: kneed also loads scipy.signal, which only the choice of k needs.
+    """
+    if "kneed" in sys.modules or "matplotlib" in sys.modules:
+        from kneed import KneeLocator
+
+        return KneeLocator
+    sys.modules["matplotlib"] = None  # type: ignore[assignment]
+    try:
+        from kneed import KneeLocator
+    finally:
+        del sys.modules["matplotlib"]
+    return KneeLocator
+
+
 def _nominations(scores: pd.DataFrame) -> dict[str, int | None]:
     ks = [int(k) for k in scores["k"]]
     picks: dict[str, int | None] = {}
     elbow = None
     if len(ks) >= 3:
-        # Imported here: kneed loads matplotlib.pyplot and scipy.signal (seconds of start-up
-        # for every process that imports the engine).
-        from kneed import KneeLocator
-
-        knee = KneeLocator(ks, scores["inertia"].tolist(), curve="convex",
-                           direction="decreasing").knee
+        knee = knee_locator()(ks, scores["inertia"].tolist(), curve="convex",
+                              direction="decreasing").knee
         elbow = int(knee) if knee is not None else None
     picks["elbow"] = elbow
     picks["silhouette"] = _best(scores, "silhouette", highest=True)
