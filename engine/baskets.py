@@ -2,8 +2,14 @@
 
 A basket is one purchase invoice: returns and non-product codes are left out, and so are baskets
 with more distinct products than `max_basket_size` (bulk orders that would relate everything to
-everything). The one-hot basket table handed to mlxtend is a sparse DataFrame built from a SciPy
-CSR matrix, never a dense invoice x product matrix.
+everything). Baskets are a SciPy CSR basket x product matrix, never a dense one.
+
+FP-growth is mlxtend's own (its FPTree and fpg_step, what `mlxtend.frequent_patterns.fpgrowth`
+runs), fed differently: `fpgrowth` inserts the baskets into the tree one by one in a Python loop,
+most of its time, while here each distinct basket (reduced to the frequent products) is inserted
+once with its count, which FPTree.insert_itemset takes. The tree, and so every item set and
+support, is the same (the tests compare with `fpgrowth` itself); on the real data about a third of
+the reduced baskets are distinct.
 
 `conviction` is infinite when a rule's confidence is 1; it is stored as NaN (None in the
 database and in exports), so every column stays a plain finite-or-missing float.
@@ -13,13 +19,16 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from mlxtend.frequent_patterns import association_rules, fpgrowth
+from mlxtend.frequent_patterns import association_rules
+from mlxtend.frequent_patterns.fpcommon import FPTree
+from mlxtend.frequent_patterns.fpgrowth import fpg_step
 from scipy import sparse
 
 from engine.rfm import require_columns
@@ -63,6 +72,11 @@ def purchase_lines(lines: pd.DataFrame, non_product_codes: Sequence[str]) -> pd.
 def codes_of(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """(code per value, -1 when missing; the distinct values as sorted strings)."""
     codes, uniques = pd.factorize(values)
+    return text_codes(codes, uniques)
+
+
+def text_codes(codes: np.ndarray, uniques: Any) -> tuple[np.ndarray, np.ndarray]:
+    """pd.factorize's (codes, uniques) recoded to index the distinct values as sorted strings."""
     names, remap = np.unique(np.asarray(uniques, dtype=object).astype(str), return_inverse=True)
     coded = np.where(codes >= 0, remap[np.maximum(codes, 0)], -1) if len(uniques) else codes
     return coded.astype(np.int64), names.astype(object)
@@ -70,11 +84,14 @@ def codes_of(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True)
 class CodedLines:
-    """The lines as integer codes, computed once so no later step works on strings.
+    """The lines as integer codes, computed once so no later step works on strings (RFM and the
+    classes use them too: engine.rfm.LineCodes).
 
     `products` are the sorted stock codes of purchase lines (the products that exist for baskets
     and recommendations); `product` is -1 on a line whose stock code is not one of them (missing,
     non-product, or only ever returned). `customer` indexes the sorted `customers`, -1 if missing.
+    `non_product` marks the lines whose stock code is one of the non-product codes; `invoice` is
+    a code per line (-1 if missing) that only tells invoices apart.
     """
 
     purchase: np.ndarray
@@ -83,11 +100,18 @@ class CodedLines:
     customer: np.ndarray
     products: np.ndarray
     customers: np.ndarray
+    non_product: np.ndarray
 
     @classmethod
     def of(cls, lines: pd.DataFrame, non_product_codes: Sequence[str]) -> CodedLines:
-        purchase = purchase_mask(lines, non_product_codes)
-        stock, stock_names = codes_of(lines["stock_code"])
+        # One factorisation per column; the masks of purchase_mask then come from the distinct
+        # values (isin on a few thousand codes instead of every line).
+        require_columns(lines, LINE_COLUMNS, "lines")
+        raw, uniques = pd.factorize(lines["stock_code"])
+        listed = np.asarray(pd.Index(uniques).isin(list(non_product_codes)), dtype=bool)
+        non_product = np.append(listed, False)[raw]  # code -1 (missing) picks the False
+        stock, stock_names = text_codes(raw, uniques)
+        purchase = ~lines["is_return"].astype(bool).to_numpy() & (stock >= 0) & ~non_product
         bought = np.zeros(len(stock_names), dtype=bool)
         bought[stock[purchase]] = True
         product_of = np.full(len(stock_names) + 1, -1, dtype=np.int64)  # last slot: code -1
@@ -95,7 +119,8 @@ class CodedLines:
         invoice, _ = pd.factorize(lines["invoice"])
         customer, customers = codes_of(lines["customer_id"])
         return cls(purchase=purchase, invoice=invoice.astype(np.int64), product=product_of[stock],
-                   customer=customer, products=stock_names[bought], customers=customers)
+                   customer=customer, products=stock_names[bought], customers=customers,
+                   non_product=non_product)
 
 
 def distinct_sorted(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -127,14 +152,13 @@ def distinct_baskets(
     return renumbered[keep].astype(np.int64), products[keep]
 
 
-def sparse_one_hot(
-    basket: np.ndarray, product: np.ndarray, products: np.ndarray, min_support: float
-) -> pd.DataFrame:
-    """Basket x product boolean sparse DataFrame of the products that can be frequent at all.
+def basket_matrix(basket: np.ndarray, product: np.ndarray, products: np.ndarray,
+                  min_support: float) -> tuple[sparse.csr_matrix, np.ndarray]:
+    """(basket x product 0/1 CSR matrix, its column names) of the products that can be frequent.
 
     Dropping products below min_support before FP-growth changes no result (no itemset holding
-    one can be frequent) and keeps mlxtend's work small; every basket stays a row, so supports
-    are still shares of all baskets.
+    one can be frequent) and keeps the work small; every basket stays a row, so supports are
+    still shares of all baskets.
     """
     n_baskets = int(basket.max()) + 1 if len(basket) else 0
     counts = np.bincount(product, minlength=len(products))
@@ -146,24 +170,83 @@ def sparse_one_hot(
         (np.ones(int(keep.sum()), dtype=np.uint8), (basket[keep], column_of[product[keep]])),
         shape=(n_baskets, int(frequent.sum())),
     )
-    frame = pd.DataFrame.sparse.from_spmatrix(  # type: ignore[attr-defined]
-        matrix, columns=[str(code) for code in products[frequent]]
-    )
-    # Built as uint8 because pandas gives a bool matrix an invalid fill value; mlxtend wants bool.
-    return frame.astype(pd.SparseDtype(bool, False))
+    matrix.sum_duplicates()
+    return matrix, np.array([str(code) for code in products[frequent]], dtype=object)
 
 
-def rules_from_one_hot(one_hot: pd.DataFrame, settings: BasketSettings) -> pd.DataFrame:
-    """mlxtend fpgrowth + association_rules on a one-hot basket table; metrics as mlxtend gives."""
-    if one_hot.shape[0] == 0 or one_hot.shape[1] < 2:
+def distinct_rows(matrix: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """(one row of each distinct set of columns, how many rows have that set), rows ascending.
+
+    Rows are packed into bits (one per column), so comparing them is comparing a few bytes."""
+    n_rows, n_cols = matrix.shape
+    if n_rows == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    width = max(8, -(-n_cols // 64) * 8)  # bytes per row, whole 64-bit words
+    rows = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(matrix.indptr))
+    cols = matrix.indices.astype(np.int64)
+    packed = np.zeros(n_rows * width, dtype=np.uint8)
+    np.bitwise_or.at(packed, rows * width + cols // 8, (1 << (cols % 8)).astype(np.uint8))
+    keys = packed.view(np.dtype((np.void, width)))
+    _, first, counts = np.unique(keys, return_index=True, return_counts=True)
+    order = np.argsort(first, kind="stable")
+    return first[order].astype(np.int64), counts[order].astype(np.int64)
+
+
+def fp_tree(matrix: sparse.csr_matrix, min_support: float) -> FPTree:
+    """mlxtend's FP-tree of the baskets (rows), built as `fpgrowth` builds it (same frequent
+    items, same item order), each distinct basket inserted once with its count."""
+    n_rows = matrix.shape[0]
+    item_support = np.asarray(matrix.sum(axis=0), dtype=np.int64).reshape(-1) / float(n_rows)
+    items = np.nonzero(item_support >= min_support)[0]
+    ordered = items[item_support[items].argsort()]  # as mlxtend orders them: rarest first
+    rank = np.full(matrix.shape[1], -1, dtype=np.int64)
+    rank[ordered] = np.arange(len(ordered))
+    tree = FPTree({int(item): position for position, item in enumerate(ordered)})
+    first, counts = distinct_rows(matrix)
+    sizes = np.diff(matrix.indptr)[first]
+    starts = np.repeat(matrix.indptr[first], sizes)
+    entries = starts + np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    owner = np.repeat(np.arange(len(first)), sizes)
+    item = matrix.indices[entries].astype(np.int64)
+    known = rank[item] >= 0
+    owner, item = owner[known], item[known]
+    order = np.lexsort((-rank[item], owner))  # per basket, most frequent item first
+    owner, item = owner[order], item[order]
+    bounds = np.searchsorted(owner, np.arange(len(first) + 1))
+    listed = item.tolist()
+    for index, count in enumerate(counts.tolist()):
+        tree.insert_itemset(listed[bounds[index]:bounds[index + 1]], count)
+    return tree
+
+
+def frequent_itemsets(matrix: sparse.csr_matrix, columns: np.ndarray,
+                      settings: BasketSettings) -> pd.DataFrame:
+    """mlxtend FP-growth (fpg_step on the FP-tree): support and itemsets (frozensets of column
+    names), as `fpgrowth(..., use_colnames=True)` returns them."""
+    n_rows = matrix.shape[0]
+    tree = fp_tree(matrix, settings.min_support)
+    minimum = math.ceil(settings.min_support * n_rows)  # as fpgrowth counts it
+    supports, itemsets = [], []
+    for count, items in fpg_step(tree, minimum, None, settings.max_len, 0):
+        support = count / float(n_rows)
+        if support >= settings.min_support:
+            supports.append(support)
+            itemsets.append(frozenset(columns[item] for item in items))
+    return pd.DataFrame({"support": supports, "itemsets": itemsets})
+
+
+def rules_from_baskets(matrix: sparse.csr_matrix, columns: np.ndarray,
+                       settings: BasketSettings) -> pd.DataFrame:
+    """FP-growth + mlxtend association_rules on a basket x product matrix; metrics as mlxtend
+    gives them."""
+    if matrix.shape[0] == 0 or matrix.shape[1] < 2:
         return empty_rules().drop(columns="cluster")
-    itemsets = fpgrowth(one_hot, min_support=settings.min_support, use_colnames=True,
-                        max_len=settings.max_len)
+    itemsets = frequent_itemsets(matrix, columns, settings)
     if itemsets.empty or int(itemsets["itemsets"].map(len).max()) < 2:
         return empty_rules().drop(columns="cluster")
     extra: dict[str, Any] = {}
     if _TAKES_NUM_ITEMSETS:
-        extra["num_itemsets"] = one_hot.shape[0]
+        extra["num_itemsets"] = matrix.shape[0]
     if _TAKES_RETURN_METRICS:  # only what we keep: the others divide by zero on certain rules
         extra["return_metrics"] = ["antecedent support", "consequent support", *METRICS]
     rules = association_rules(itemsets, metric="confidence",
@@ -185,15 +268,18 @@ def mine_rules(
     *,
     settings: BasketSettings,
     non_product_codes: Sequence[str],
+    coded: CodedLines | None = None,
 ) -> pd.DataFrame:
     """Association rules for all customers (cluster None) and for each cluster of `assignments`.
 
     Per-cluster baskets are the purchase invoices of that cluster's customers; the all-customer
     rules use every purchase invoice, with or without a customer id. A cluster with fewer than
-    `min_baskets` baskets, or without frequent item sets, simply has no rules.
+    `min_baskets` baskets, or without frequent item sets, simply has no rules. ``coded``
+    (optional) is ``CodedLines.of(lines, non_product_codes)``, already made.
     """
     require_columns(assignments, ("customer_id", "cluster"), "assignments")
-    coded = CodedLines.of(lines, non_product_codes)
+    if coded is None:
+        coded = CodedLines.of(lines, non_product_codes)
     people = assignments.drop_duplicates("customer_id")
     known = pd.Index(people["customer_id"].astype(str)).get_indexer(pd.Index(coded.customers))
     cluster_numbers = pd.to_numeric(people["cluster"], errors="coerce").to_numpy(dtype=float)
@@ -212,8 +298,8 @@ def mine_rules(
         if n_baskets < settings.min_baskets:
             log.info("cluster %s: %d baskets, fewer than min_baskets; no rules", cluster, n_baskets)
             continue
-        one_hot = sparse_one_hot(basket, product, coded.products, settings.min_support)
-        rules = rules_from_one_hot(one_hot, settings)
+        matrix, columns = basket_matrix(basket, product, coded.products, settings.min_support)
+        rules = rules_from_baskets(matrix, columns, settings)
         log.info("cluster %s: %d baskets, %d rules", cluster, n_baskets, len(rules))
         if not rules.empty:
             rules.insert(0, "cluster", pd.Series([cluster] * len(rules), dtype=object))

@@ -119,9 +119,13 @@ def segment(lines: pd.DataFrame, customers: pd.DataFrame | None, settings: Setti
     codes = list(settings.ingest.non_product_codes)
     history, window, as_of = _window(lines, as_of=as_of, since=since, until=until)
 
+    from engine.baskets import CodedLines  # here: it loads mlxtend, which only a run needs
+
     with stages.stage("rfm"):
-        # Coded once: the classes reuse it when their history is the window itself.
-        coded = coded_customer_lines(window, codes)
+        # The window's lines as integer codes, made once: RFM, the classes (when their history
+        # is the window itself), the basket rules and the recommendations (same) all use them.
+        line_codes = CodedLines.of(window, codes)
+        coded = coded_customer_lines(window, codes, line_codes)
         segments = rfm_segments(window, as_of=as_of, settings=settings.rfm,
                                 non_product_codes=codes, coded=coded)
     if segments.empty:
@@ -150,12 +154,14 @@ def segment(lines: pd.DataFrame, customers: pd.DataFrame | None, settings: Setti
 
         with stages.stage("baskets"):
             rules = mine_rules(window, assignments, settings=settings.baskets,
-                               non_product_codes=codes)
+                               non_product_codes=codes, coded=line_codes)
         with stages.stage("recommendations"):
             recommendations = recommend(history, assignments, rules,
-                                        settings=settings.recommend, non_product_codes=codes)
+                                        settings=settings.recommend, non_product_codes=codes,
+                                        coded=line_codes if history is window else None)
     else:
         log.info("the lines have no stock codes: basket rules and recommendations skipped")
+    del line_codes
 
     class_counts = segments["customer_class"].value_counts()
     diagnostics = {

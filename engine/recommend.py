@@ -36,7 +36,7 @@ from engine.settings import RecommendSettings
 log = logging.getLogger(__name__)
 
 GLOBAL_TRACE = 1e-3
-BLOCK_CELLS = 1 << 22  # scores per dense block of customers x products (32 MiB as float64)
+BLOCK_CELLS = 1 << 20  # scores per dense block of customers x products (8 MiB as float64)
 RECOMMENDATION_COLUMNS = ["customer_id", "rank", "stock_code", "description", "score", "reason"]
 
 
@@ -81,8 +81,11 @@ def top_in_block(block: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.
     descending, ties to the lower column."""
     if block.shape[1] > n:
         # the n-th smallest of the negated block: numpy selects this fast even when most
-        # entries are equal (zeros), unlike the (P - n)-th smallest of the block itself
-        kth = -np.partition(-block, n - 1, axis=1)[:, n - 1]
+        # entries are equal (zeros), unlike the (P - n)-th smallest of the block itself.
+        # Negated in place and back (exact), so the only copy is the partition's.
+        np.negative(block, out=block)
+        kth = -np.partition(block, n - 1, axis=1)[:, n - 1]
+        np.negative(block, out=block)
         candidate = (block >= kth[:, None]) & (block > 0)
     else:
         candidate = block > 0
@@ -209,17 +212,50 @@ def popularity_scores(bought: sparse.csr_matrix, ever: sparse.csr_matrix, member
     return kept
 
 
-def best_trigger(rows: np.ndarray, cols: np.ndarray, bought: sparse.csr_matrix,
-                 similar_to: sparse.csr_matrix) -> np.ndarray:
-    """For each (customer row, product) pair, the customer's bought product most similar to the
-    product (ties to the lower index); `similar_to` is the transposed neighbour matrix."""
-    strengths = bought[rows].multiply(similar_to[cols]).tocsr()
-    strengths.eliminate_zeros()
-    strengths.sort_indices()
-    row = np.repeat(np.arange(len(rows)), np.diff(strengths.indptr))
-    order = np.lexsort((strengths.indices, -strengths.data, row))
-    first = order[np.searchsorted(row[order], np.arange(len(rows)))]
-    return np.asarray(strengths.indices[first])
+@dataclass(frozen=True)
+class SimilarLists:
+    """For each product, the products that have it among their neighbours, most similar first
+    (ties to the lower index): the CSR layout of the transposed neighbour matrix, each row's
+    entries reordered."""
+
+    indptr: np.ndarray
+    indices: np.ndarray
+
+    @classmethod
+    def of(cls, neighbours: sparse.csr_matrix) -> SimilarLists:
+        similar = neighbours.T.tocsr()
+        row = np.repeat(np.arange(similar.shape[0]), np.diff(similar.indptr))
+        order = np.lexsort((similar.indices, -similar.data, row))
+        return cls(similar.indptr.astype(np.int64), similar.indices[order].astype(np.int64))
+
+
+def best_trigger(rows: np.ndarray, cols: np.ndarray, owned: np.ndarray,
+                 similar: SimilarLists) -> np.ndarray:
+    """For each (row, product) pair, the row's product most similar to the product, ties to the
+    lower index: the first product of the product's similar list that the row owns (``owned``
+    is a dense boolean rows x products block). Every pair must own one; all pairs step down
+    their lists together, usually for a few steps only."""
+    found = np.full(len(rows), -1, dtype=np.int64)
+    position = similar.indptr[cols].copy()
+    end = similar.indptr[cols + 1]
+    pending = np.arange(len(rows))
+    while len(pending):
+        pending = pending[position[pending] < end[pending]]
+        item = similar.indices[position[pending]]
+        hit = owned[rows[pending], item]
+        found[pending[hit]] = item[hit]
+        pending = pending[~hit]
+        position[pending] += 1
+    return found
+
+
+def lookup(keys: np.ndarray, values: np.ndarray, query: np.ndarray,
+           missing: float | int) -> np.ndarray:
+    """values[i] where keys[i] == query (keys ascending and distinct), else `missing`."""
+    if len(keys) == 0:
+        return np.full(len(query), missing, dtype=values.dtype)
+    at = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
+    return np.where(keys[at] == query, values[at], missing)
 
 
 def recommend(
@@ -229,13 +265,16 @@ def recommend(
     *,
     settings: RecommendSettings,
     non_product_codes: Sequence[str],
+    coded: CodedLines | None = None,
 ) -> pd.DataFrame:
-    """Top `settings.top_n` unbought products for every customer in `assignments`."""
+    """Top `settings.top_n` unbought products for every customer in `assignments`.
+    ``coded`` (optional) is ``CodedLines.of(lines, non_product_codes)``, already made."""
     require_columns(lines, ("invoice", "stock_code", "description", "customer_id", "is_return"),
                     "lines")
     require_columns(assignments, ("customer_id", "cluster"), "assignments")
     require_columns(rules, ("cluster", "antecedents", "consequents", "confidence", "lift"), "rules")
-    coded = CodedLines.of(lines, non_product_codes)
+    if coded is None:
+        coded = CodedLines.of(lines, non_product_codes)
     if assignments.empty or not coded.purchase.any():
         return empty_recommendations()
     people = assignments.assign(customer_id=assignments["customer_id"].astype(str))
@@ -248,7 +287,7 @@ def recommend(
     ever = indicator(row_of, coded.product, shape)
     bought = indicator(np.where(coded.purchase, row_of, -1), coded.product, shape)
     neighbours = cooccurrence(coded, settings)
-    similar_to = neighbours.T.tocsr()
+    similar = SimilarLists.of(neighbours)
     descriptions = product_descriptions(lines, coded)
     rule_sets = cluster_rule_sets(rules, people["cluster"].to_numpy(), pd.Index(codes))
 
@@ -273,16 +312,11 @@ def recommend(
         rule_set = rule_sets[int(cluster)]
         for start, stop in block_rows(len(members), len(codes)):
             block = members[start:stop]
-            part = recommend_block(block, bought, ever, neighbours, similar_to, popularity,
-                                   rule_set, settings)
-            row, col, score, from_rule, from_cooc, from_pop, rule = part
+            row, col, score, rule, trigger = recommend_block(
+                block, bought, ever, neighbours, similar, popularity, rule_set, settings)
             reasons = group_text[group_of[block[row]]]
-            use_rule = (from_rule > 0) & (from_rule >= from_cooc) & (from_rule >= from_pop)
-            use_cooc = ~use_rule & (from_cooc > 0) & (from_cooc >= from_pop)
-            reasons[use_rule] = rule_text[rule[use_rule]]
-            if use_cooc.any():
-                trigger = best_trigger(block[row[use_cooc]], col[use_cooc], bought, similar_to)
-                reasons[use_cooc] = product_text[trigger]
+            reasons[rule >= 0] = rule_text[rule[rule >= 0]]
+            reasons[trigger >= 0] = product_text[trigger[trigger >= 0]]
             parts.append((block[row], col, score, reasons))
     if not parts:
         return empty_recommendations()
@@ -300,25 +334,42 @@ def recommend(
 
 def recommend_block(
     block: np.ndarray, bought: sparse.csr_matrix, ever: sparse.csr_matrix,
-    neighbours: sparse.csr_matrix, similar_to: sparse.csr_matrix, popularity: np.ndarray,
+    neighbours: sparse.csr_matrix, similar: SimilarLists, popularity: np.ndarray,
     rule_set: RuleSet, settings: RecommendSettings,
 ) -> tuple[np.ndarray, ...]:
-    """Top-N of a block of one cluster's customers: (block row, product, score, the weighted
-    rule, co-occurrence and popularity parts, the rule position or -1)."""
+    """Top-N of a block of one cluster's customers: (block row, product, score, the rule
+    position when a rule is the reason else -1, the bought product when co-occurrence is the
+    reason else -1); otherwise popularity is the reason.
+
+    Two dense block arrays (co-occurrence, total) and the selection's copy; the rule part is
+    added only where a rule fires, in the order (rule + co-occurrence) + popularity of the
+    formula, so every score is the same as summing three dense arrays."""
     mine = bought[block]
     cooc = (mine @ neighbours).toarray()
     peaks = cooc.max(axis=1, initial=0.0)
     cooc *= (1.0 / np.where(peaks > 0, peaks, 1.0))[:, None]
     rule_row, rule_col, rule_score, rule_pos = rule_set.best(mine)
-    from_rules = np.zeros_like(cooc)
-    from_rules[rule_row, rule_col] = rule_score
-    total = (settings.rule_weight * from_rules + settings.cooccurrence_weight * cooc
-             + settings.popularity_weight * popularity[None, :])
+    rule_w, cooc_w, pop_w = (settings.rule_weight, settings.cooccurrence_weight,
+                             settings.popularity_weight)
+    total = cooc_w * cooc
+    total += pop_w * popularity[None, :]
+    total[rule_row, rule_col] = ((rule_w * rule_score + cooc_w * cooc[rule_row, rule_col])
+                                 + pop_w * popularity[rule_col])
     owned = ever[block].tocoo()
     total[owned.row, owned.col] = 0.0
     row, col, score = top_in_block(total, settings.top_n)
-    rule_at = np.full(total.shape, -1, dtype=np.int64)
-    rule_at[rule_row, rule_col] = rule_pos
-    return (row, col, score, settings.rule_weight * from_rules[row, col],
-            settings.cooccurrence_weight * cooc[row, col],
-            settings.popularity_weight * popularity[col], rule_at[row, col])
+    del total
+
+    fired = rule_row.astype(np.int64) * cooc.shape[1] + rule_col  # ascending (best() sorts)
+    chosen = row.astype(np.int64) * cooc.shape[1] + col
+    from_rule = rule_w * lookup(fired, rule_score, chosen, 0.0)
+    from_cooc = cooc_w * cooc[row, col]
+    from_pop = pop_w * popularity[col]
+    use_rule = (from_rule > 0) & (from_rule >= from_cooc) & (from_rule >= from_pop)
+    use_cooc = ~use_rule & (from_cooc > 0) & (from_cooc >= from_pop)
+    rule = np.where(use_rule, lookup(fired, rule_pos.astype(np.int64), chosen, -1), -1)
+    trigger = np.full(len(row), -1, dtype=np.int64)
+    if use_cooc.any():
+        trigger[use_cooc] = best_trigger(row[use_cooc], col[use_cooc], mine.toarray() > 0,
+                                         similar)
+    return row, col, score, rule, trigger

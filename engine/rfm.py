@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -58,33 +59,58 @@ def customer_lines(lines: pd.DataFrame, non_product_codes: Sequence[str]) -> pd.
 class CodedLines:
     """The lines of `customer_lines` as arrays, customers as integer codes: ``ids[customer]`` is
     the customer id of a line, and ``ids`` is sorted, so code order is customer id order.
-    Grouping by these codes is much cheaper than grouping by the id strings."""
+    Grouping by these codes is much cheaper than grouping by the id strings. ``invoice`` is an
+    integer code per line (-1 if missing) that only tells invoices apart."""
 
     ids: np.ndarray
     customer: np.ndarray
-    invoice: pd.Series
+    invoice: np.ndarray
     ts: np.ndarray
     is_return: np.ndarray
     net: np.ndarray
 
 
-def coded_customer_lines(lines: pd.DataFrame, non_product_codes: Sequence[str]) -> CodedLines:
+class LineCodes(Protocol):
+    """Integer codes of every line of a frame, made once for a whole run
+    (engine.baskets.CodedLines): the customer (-1 if missing) indexing the sorted text ids
+    ``customers``, the invoice (-1 if missing), and whether the stock code is a non-product
+    code."""
+
+    @property
+    def customer(self) -> np.ndarray: ...
+    @property
+    def customers(self) -> np.ndarray: ...
+    @property
+    def invoice(self) -> np.ndarray: ...
+    @property
+    def non_product(self) -> np.ndarray: ...
+
+
+def coded_customer_lines(lines: pd.DataFrame, non_product_codes: Sequence[str],
+                         codes: LineCodes | None = None) -> CodedLines:
     """The same lines as `customer_lines` (same filter, ids as text, same net) without copying
-    the frame: one factorisation of the customer ids, then plain arrays."""
+    the frame: one factorisation of the customer ids, then plain arrays. With ``codes`` (the
+    same frame's LineCodes, same non-product codes) nothing is factorised again."""
     require_columns(lines, REQUIRED_LINE_COLUMNS, "lines frame")
-    keep = lines["customer_id"].notna().to_numpy(dtype=bool)
-    if len(non_product_codes):
-        keep &= ~lines["stock_code"].isin(list(non_product_codes)).to_numpy(dtype=bool)
-    raw, uniques = pd.factorize(lines["customer_id"][keep])
-    # Ids as text, sorted; two raw values with the same text (1 and "1") are one customer.
-    ids, remap = np.unique(np.asarray(pd.Index(uniques).astype(str), dtype=object),
-                           return_inverse=True)
+    if codes is not None:
+        keep = (codes.customer >= 0) & ~codes.non_product
+        ids, customer, invoice = codes.customers, codes.customer[keep], codes.invoice[keep]
+    else:
+        keep = lines["customer_id"].notna().to_numpy(dtype=bool)
+        if len(non_product_codes):
+            keep &= ~lines["stock_code"].isin(list(non_product_codes)).to_numpy(dtype=bool)
+        raw, uniques = pd.factorize(lines["customer_id"][keep])
+        # Ids as text, sorted; two raw values with the same text (1 and "1") are one customer.
+        ids, remap = np.unique(np.asarray(pd.Index(uniques).astype(str), dtype=object),
+                               return_inverse=True)
+        customer = remap.reshape(-1)[raw]
+        invoice = pd.factorize(lines["invoice"][keep])[0]
     is_return = lines["is_return"].to_numpy(dtype=bool)[keep]
     amount = lines["amount"].to_numpy(dtype=float)[keep]
     return CodedLines(
         ids=ids,
-        customer=remap.reshape(-1)[raw].astype(np.int64),
-        invoice=lines["invoice"][keep],
+        customer=customer.astype(np.int64),
+        invoice=invoice.astype(np.int64),
         ts=lines["ts"].to_numpy(dtype="datetime64[ns]")[keep],
         is_return=is_return,
         # The sign of a return's amount is not trusted: a return always subtracts its value.
@@ -109,7 +135,7 @@ def rfm_table(lines: pd.DataFrame, *, as_of: date, non_product_codes: Sequence[s
     spans = buy_ts.groupby(buyers).agg(["min", "max"])
     present = spans.index.to_numpy(dtype=np.int64)
     # Distinct (customer, invoice) pairs, counted per customer.
-    invoices = pd.factorize(coded.invoice[buy])[0]
+    invoices = coded.invoice[buy]
     named = invoices >= 0
     width = int(invoices.max()) + 1 if len(invoices) else 1
     pairs = pd.unique(buyers[named] * width + invoices[named])

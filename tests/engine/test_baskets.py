@@ -8,10 +8,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from mlxtend.frequent_patterns import association_rules, fpgrowth
 from mlxtend.preprocessing import TransactionEncoder
 
-from engine.baskets import RULE_COLUMNS, mine_rules
+from engine.baskets import RULE_COLUMNS, basket_matrix, distinct_rows, frequent_itemsets, mine_rules
 from engine.settings import BasketSettings
 from tests.engine.factories import line, lines_frame
 from tests.engine.realdata import read_online_retail
@@ -146,3 +149,37 @@ def test_real_cluster_rules_equal_mlxtend(real_data: Path) -> None:
     baskets = [basket for basket in baskets if len(basket) <= settings.max_basket_size]
     reference = reference_rules(baskets, settings)
     assert_same_rules(rules.loc[rules["cluster"] == 0].drop(columns="cluster"), reference)
+
+
+@hypothesis_settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.sampled_from("ABCDEFG"), max_size=5, unique=True), min_size=1,
+                max_size=40),
+       st.sampled_from([0.05, 0.1, 0.25]), st.sampled_from([2, 3]))
+def test_frequent_itemsets_equal_mlxtend_fpgrowth(baskets: list[list[str]], min_support: float,
+                                                  max_len: int) -> None:
+    """Distinct baskets inserted once with their count give fpgrowth's item sets and supports
+    (repeated baskets, empty baskets and single items included)."""
+    products = np.array(sorted("ABCDEFG"), dtype=object)
+    basket = np.array([i for i, items in enumerate(baskets) for _ in items], dtype=np.int64)
+    product = np.array([ord(item) - ord("A") for items in baskets for item in items],
+                       dtype=np.int64)
+    matrix, columns = basket_matrix(basket, product, products, min_support)
+    matrix.resize((len(baskets), matrix.shape[1]))  # trailing empty baskets are baskets too
+    settings = BasketSettings(min_support=min_support, max_len=max_len)
+    ours = frequent_itemsets(matrix, columns, settings)
+    dense = pd.DataFrame(matrix.toarray().astype(bool), columns=list(columns))
+    expected = fpgrowth(dense, min_support=min_support, use_colnames=True, max_len=max_len)
+    assert dict(zip(ours["itemsets"], ours["support"], strict=True)) == \
+        dict(zip(expected["itemsets"], expected["support"], strict=True))
+
+
+def test_distinct_rows_counts_each_set_of_columns_once() -> None:
+    from scipy import sparse
+
+    rows = [[0, 2], [], [0, 2], [1], [0, 2], [], [70], [1, 70]]
+    matrix = sparse.csr_matrix(
+        (np.ones(sum(map(len, rows))), ([i for i, r in enumerate(rows) for _ in r],
+                                        [c for r in rows for c in r])), shape=(len(rows), 71))
+    first, counts = distinct_rows(matrix)
+    assert first.tolist() == [0, 1, 3, 6, 7]
+    assert counts.tolist() == [3, 2, 1, 1, 1]

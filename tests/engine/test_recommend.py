@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from engine.baskets import empty_rules, mine_rules
-from engine.recommend import RECOMMENDATION_COLUMNS, recommend
+from engine.recommend import RECOMMENDATION_COLUMNS, SimilarLists, best_trigger, recommend
 from engine.settings import BasketSettings, RecommendSettings
 from tests.engine.factories import line, lines_frame
 
@@ -121,3 +122,22 @@ def test_never_recommends_what_the_customer_has(purchases: list, top_n: int) -> 
     assert not recommended & bought_pairs(lines)
     assert (recs.groupby("customer_id").size() <= top_n).all()
     assert not recs.duplicated(["customer_id", "stock_code"]).any()
+
+
+@hypothesis_settings(max_examples=40, deadline=None)
+@given(st.integers(min_value=0, max_value=2**32 - 1))
+def test_best_trigger_is_the_most_similar_owned_product_lowest_index_on_ties(seed: int) -> None:
+    from scipy import sparse
+
+    rng = np.random.default_rng(seed)
+    n = 12
+    # similarities from a few levels, so ties happen; zero = not a neighbour
+    neighbours = sparse.csr_matrix(rng.choice([0.0, 0.0, 0.25, 0.5, 1.0], size=(n, n)))
+    owned = rng.random((6, n)) < 0.4
+    rows, cols = np.nonzero(np.ones((6, n), dtype=bool))
+    dense = neighbours.toarray()
+    strengths = owned[rows] * dense[:, cols].T  # pair x owned product
+    pairs = strengths.max(axis=1) > 0  # only pairs some owned product points to
+    found = best_trigger(rows[pairs], cols[pairs], owned, SimilarLists.of(neighbours))
+    expected = strengths[pairs].argmax(axis=1)  # the first of the largest: the lowest index
+    assert found.tolist() == expected.tolist()

@@ -10,8 +10,10 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from engine.baskets import CodedLines
 from engine.rfm import (
     EngineInputError,
+    coded_customer_lines,
     customer_lines,
     grid_segments,
     quantile_scores,
@@ -183,3 +185,7 @@ def test_rfm_table_equals_a_plain_groupby_of_the_customer_lines(rows, as_categor
     assert table.index.tolist() == sorted(expected.index.astype(str))
     for column in expected.columns:
         assert table[column].tolist() == expected[column].reindex(table.index).tolist(), column
+    # The run codes the lines once (engine.baskets.CodedLines) and RFM reuses those codes.
+    shared = coded_customer_lines(lines, NON_PRODUCT, CodedLines.of(lines, NON_PRODUCT))
+    pd.testing.assert_frame_equal(
+        rfm_table(lines, as_of=as_of, coded=shared).set_index("customer_id"), table)
