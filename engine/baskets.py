@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from mlxtend.frequent_patterns import association_rules
-from mlxtend.frequent_patterns.fpcommon import FPTree
+from mlxtend.frequent_patterns.fpcommon import FPNode, FPTree
 from mlxtend.frequent_patterns.fpgrowth import fpg_step
 from scipy import sparse
 
@@ -212,11 +212,42 @@ def fp_tree(matrix: sparse.csr_matrix, min_support: float) -> FPTree:
     owner, item = owner[known], item[known]
     order = np.lexsort((-rank[item], owner))  # per basket, most frequent item first
     owner, item = owner[order], item[order]
-    bounds = np.searchsorted(owner, np.arange(len(first) + 1))
-    listed = item.tolist()
-    for index, count in enumerate(counts.tolist()):
-        tree.insert_itemset(listed[bounds[index]:bounds[index + 1]], count)
+    # Each distinct basket as a row of ranks in that order, padded with -1; rows sorted
+    # lexicographically, so the baskets through one tree node (one prefix) are contiguous.
+    sizes = np.bincount(owner, minlength=len(first))
+    grid = np.full((len(first), int(sizes.max(initial=0))), -1, dtype=np.int64)
+    grid[owner, np.arange(len(owner)) - np.repeat(np.cumsum(sizes) - sizes, sizes)] = rank[item]
+    rows = np.lexsort(grid.T[::-1]) if grid.shape[1] else np.arange(len(first))
+    tree.root.count = int(counts.sum())  # what inserting every basket adds to the root
+    add_nodes(tree, grid[rows], counts[rows], ordered)
     return tree
+
+
+def add_nodes(tree: FPTree, grid: np.ndarray, counts: np.ndarray, ordered: np.ndarray) -> None:
+    """The nodes FPTree.insert_itemset would make for these baskets (rows of item ranks,
+    lexicographically sorted, -1 padded), made directly: a node per distinct prefix, its count
+    the sum of the counts of the baskets through it, depth by depth."""
+    if not grid.size:
+        return
+    present = grid >= 0
+    new = present.copy()  # the row starts a node at this depth: its prefix differs from above
+    new[1:] &= np.logical_or.accumulate(grid[1:] != grid[:-1], axis=1)
+    node_of = np.cumsum(new, axis=0) - 1  # node index per (row, depth) where present
+    parents: list[Any] = []
+    for depth in range(grid.shape[1]):
+        starts = np.flatnonzero(new[:, depth])
+        inside = present[:, depth]
+        totals = np.bincount(node_of[inside, depth], weights=counts[inside],
+                             minlength=len(starts)).astype(np.int64)
+        items = ordered[grid[starts, depth]].tolist()
+        above = node_of[starts, depth - 1].tolist() if depth else [0] * len(starts)
+        level = [tree.root] if depth == 0 else parents
+        nodes = []
+        for item, count, parent in zip(items, totals.tolist(), above, strict=True):
+            node = FPNode(item, count, level[parent])
+            tree.nodes[item].append(node)
+            nodes.append(node)
+        parents = nodes
 
 
 def frequent_itemsets(matrix: sparse.csr_matrix, columns: np.ndarray,
