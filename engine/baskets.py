@@ -4,12 +4,13 @@ A basket is one purchase invoice: returns and non-product codes are left out, an
 with more distinct products than `max_basket_size` (bulk orders that would relate everything to
 everything). Baskets are a SciPy CSR basket x product matrix, never a dense one.
 
-FP-growth is mlxtend's own (its FPTree and fpg_step, what `mlxtend.frequent_patterns.fpgrowth`
-runs), fed differently: `fpgrowth` inserts the baskets into the tree one by one in a Python loop,
-most of its time, while here each distinct basket (reduced to the frequent products) is inserted
-once with its count, which FPTree.insert_itemset takes. The tree, and so every item set and
-support, is the same (the tests compare with `fpgrowth` itself); on the real data about a third of
-the reduced baskets are distinct.
+FP-growth is mlxtend's own (its FPTree, FPNode and fpg_step, what
+`mlxtend.frequent_patterns.fpgrowth` runs), fed differently: `fpgrowth` inserts the baskets into
+the tree one by one in a Python loop, most of its time, while here the distinct baskets (reduced
+to the frequent products, in mlxtend's item order) are sorted and the tree's nodes made directly,
+one per distinct prefix with the summed count. The tree, and so every item set and support, is
+the same (the tests compare with `fpgrowth` itself); on the real data about a third of the
+reduced baskets are distinct.
 
 `conviction` is infinite when a rule's confidence is 1; it is stored as NaN (None in the
 database and in exports), so every column stays a plain finite-or-missing float.
@@ -193,8 +194,8 @@ def distinct_rows(matrix: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fp_tree(matrix: sparse.csr_matrix, min_support: float) -> FPTree:
-    """mlxtend's FP-tree of the baskets (rows), built as `fpgrowth` builds it (same frequent
-    items, same item order), each distinct basket inserted once with its count."""
+    """mlxtend's FP-tree of the baskets (rows), the tree `fpgrowth` builds (same frequent
+    items, same item order, same nodes and counts), made from the distinct baskets."""
     n_rows = matrix.shape[0]
     item_support = np.asarray(matrix.sum(axis=0), dtype=np.int64).reshape(-1) / float(n_rows)
     items = np.nonzero(item_support >= min_support)[0]
