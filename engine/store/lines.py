@@ -1,9 +1,14 @@
 """Transaction lines, products and customers: bulk writes for ingest and the frame readers.
 
-Writes go through the raw DBAPI connection inside one SQLAlchemy transaction: SQLite gets
-`executemany` of INSERT OR IGNORE, PostgreSQL gets COPY into a temporary table followed by
-INSERT ... ON CONFLICT DO NOTHING. A file therefore lands whole or not at all, and a line whose
-hash is already stored (same line from another file, or the same file again) is skipped.
+Writes go through the raw DBAPI connection inside one SQLAlchemy transaction. On SQLite the lines
+are first copied by the ADBC driver into a scratch SQLite file (never the store itself), which the
+transaction attaches and copies with INSERT OR IGNORE ... SELECT; PostgreSQL gets COPY into a
+temporary table followed by INSERT ... ON CONFLICT DO NOTHING. A file therefore lands whole or not
+at all, and a line whose (ts, hash) is already stored (same line from another file, or the same
+file again) is skipped.
+
+Reads: load_lines reads columns into Arrow. On a SQLite file that is the ADBC driver in a child
+process (engine.store.sqlite_arrow explains why); PostgreSQL uses COPY ... TO STDOUT.
 
 Timestamps are stored as UTC (the columns are timezone-aware on PostgreSQL); the frames returned
 here carry naive UTC datetime64 values.
@@ -15,6 +20,8 @@ import contextlib
 import io
 import logging
 import sqlite3
+import subprocess
+import sys
 import tempfile
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -414,9 +421,10 @@ def load_lines(engine: Engine, since: date | None = None,
     Columns: invoice, stock_code, description, quantity, unit_price, amount, ts (naive UTC
     datetime64[ns]), customer_id (str or None), country, is_return (bool). Ordered as loaded.
 
-    The rows are read column-wise into Arrow (SQLite through the ADBC driver, PostgreSQL through
-    COPY ... TO STDOUT parsed by pyarrow.csv), never as one Python object per cell; the text
-    columns come out as object columns whose repeated values share one Python string.
+    The rows are read column-wise into Arrow (a SQLite file through the ADBC driver in a child
+    process, PostgreSQL through COPY ... TO STDOUT parsed by pyarrow.csv), never as one Python
+    object per cell; the text columns come out as object columns whose repeated values share
+    one Python string.
     """
     sqlite_db = engine.dialect.name == "sqlite"
     conditions = [(operator, bound) for bound, operator in
@@ -429,16 +437,10 @@ def load_lines(engine: Engine, since: date | None = None,
             table = _arrow_lines_dbapi(engine, conditions)
         else:
             table = _arrow_lines_postgres(engine, conditions)
-    except (SQLAlchemyError, sqlite3.Error, psycopg.Error, pa.ArrowException,
-            _adbc_error()) as exc:
+    except (SQLAlchemyError, sqlite3.Error, psycopg.Error, pa.ArrowException, OSError,
+            _ChildReadError) as exc:
         raise database_error(engine, exc) from None
     return _lines_frame(table)
-
-
-def _adbc_error() -> type[Exception]:
-    from adbc_driver_manager import Error
-
-    return Error
 
 
 def _sqlite_file(engine: Engine) -> str | None:
@@ -473,26 +475,44 @@ def _select_list(ts_sql: str) -> str:
     return ", ".join(names)
 
 
-def _sqlite_query(conditions: list[tuple[str, date]]) -> tuple[str, list[str]]:
-    where = " AND ".join(f"ts {operator} ?" for operator, _ in conditions)
+def _sqlite_query(conditions: list[tuple[str, date]], *,
+                  literal: bool = False) -> tuple[str, list[str]]:
+    """The SELECT and its parameters; with literal=True the bounds are written into the SQL
+    (they are dates formatted here, never text from outside) and no parameters are left."""
     params = [bound.strftime("%Y-%m-%d 00:00:00.000000") for _, bound in conditions]
+    where = " AND ".join(f"ts {operator} {repr(bound) if literal else '?'}"
+                         for (operator, _), bound in zip(conditions, params, strict=True))
+    params = [] if literal else params
     sql = (f"SELECT {_select_list('ts')} FROM transaction_line"
            f"{' WHERE ' + where if where else ''} ORDER BY id")
     return sql, params
 
 
-def _arrow_lines_sqlite(engine: Engine, conditions: list[tuple[str, date]]) -> pa.Table:
-    import adbc_driver_sqlite.dbapi as adbc_sqlite
+class _ChildReadError(Exception):
+    """The child reader (engine.store.sqlite_arrow) failed; the message is its one line."""
 
+
+def _arrow_lines_sqlite(engine: Engine, conditions: list[tuple[str, date]]) -> pa.Table:
+    """The rows through the ADBC driver, which runs in a child process: it links its own copy of
+    SQLite, and two copies must not open one file in one process (see engine.store.sqlite_arrow).
+    """
     path = _sqlite_file(engine)
     assert path is not None
-    sql, params = _sqlite_query(conditions)
+    sql, _ = _sqlite_query(conditions, literal=True)
     uri = "file:" + urllib.parse.quote(str(Path(path).resolve())) + "?mode=ro"
-    with adbc_sqlite.connect(uri) as connection, connection.cursor() as cursor:
-        # The driver infers each column's type from the first batch; the casts above fix them.
-        cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": "65536"})
-        cursor.execute(sql, params or None)
-        return cursor.fetch_arrow_table()
+    with tempfile.TemporaryDirectory(prefix="segmint-read-") as folder:
+        target = Path(folder) / "lines.arrow"
+        completed = subprocess.run(
+            # The file as a script in isolated mode (-I): the child imports only pyarrow and the
+            # driver, not the engine package around it.
+            [sys.executable, "-I", str(Path(__file__).with_name("sqlite_arrow.py")), uri, sql,
+             str(target)],
+            capture_output=True, text=True, check=False)
+        if completed.returncode != 0:
+            lines = completed.stderr.strip().splitlines()
+            raise _ChildReadError(lines[-1] if lines else f"reader exited {completed.returncode}")
+        with pa.OSFile(str(target)) as source:
+            return pa.ipc.open_file(source).read_all()
 
 
 def _arrow_lines_dbapi(engine: Engine, conditions: list[tuple[str, date]]) -> pa.Table:
