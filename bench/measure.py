@@ -57,8 +57,13 @@ class StageContext:
 
 
 def max_rss_mib() -> float:
-    """Peak resident set size of this process so far (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident set size of this process so far plus the largest of its finished children
+    (Linux reports ru_maxrss in KiB). A stage that hands work to a child process, as load_lines
+    does with its SQLite reader, is charged for it; the sum is an upper bound on the peak of the
+    process tree, since the two peaks need not coincide."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return (own + children) / 1024
 
 
 @dataclass(frozen=True)
