@@ -24,7 +24,7 @@ from engine.readers import (
     file_format,
     file_sha256,
     read_file,
-    text_cells,
+    text_cells_arrow,
 )
 from engine.settings import IngestMapping, Settings
 from engine.store.lines import STAGED_LINE_COLUMNS, StagedFile, find_loaded_file, write_files
@@ -254,14 +254,16 @@ def _check_columns(raw: RawFile, preset: Preset) -> None:
                           f"{preset.name} (found: {found})")
 
 
-def _parse_timestamps(values: pd.Series, text: pd.Series, formats: tuple[str, ...]) -> pd.Series:
-    """values parsed (text: their text_cells) with the first format that fits each."""
+def _parse_timestamps(values: pd.Series, text: pd.Series, formats: tuple[str, ...],
+                      given: np.ndarray) -> pd.Series:
+    """values parsed (text: their text_cells; given: where text is not None) with the first
+    format that fits each."""
     if pd.api.types.is_datetime64_any_dtype(values):
         parsed = pd.to_datetime(values, utc=True)
     else:
         parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
         for fmt in formats:
-            todo = parsed.isna() & text.notna()
+            todo = parsed.isna() & given
             if not todo.any():
                 break
             parsed[todo] = pd.to_datetime(text[todo], format=fmt, errors="coerce", utc=True)
@@ -296,9 +298,14 @@ def _starts_with(values: pd.Series, prefix: str) -> pd.Series:
     return pd.Series(found.to_numpy(zero_copy_only=False), index=values.index, dtype=bool)
 
 
-def _whole_number_ids(ids: pd.Series) -> pd.Series:
-    """'17850.0' (a spreadsheet's float) -> '17850'; only the few rows that need it are touched."""
-    floaty = _ends_with(ids, ".0")
+def _whole_number_ids(ids: pd.Series, array: pa.ChunkedArray | None = None) -> pd.Series:
+    """'17850.0' (a spreadsheet's float) -> '17850'; only the few rows that need it are touched
+    (ids itself comes back when none does). array: the same cells in Arrow, if at hand."""
+    if array is None:
+        floaty = _ends_with(ids, ".0")
+    else:
+        floaty = pd.Series(pc.fill_null(pc.ends_with(array, ".0"), False)
+                           .to_numpy(zero_copy_only=False), index=ids.index, dtype=bool)
     if floaty.any():
         ids = ids.copy()
         ids[floaty] = ids[floaty].str.replace(r"^(\d+)\.0+$", r"\1", regex=True)
@@ -308,22 +315,45 @@ def _whole_number_ids(ids: pd.Series) -> pd.Series:
 Reason = tuple[np.ndarray, str, pd.Series | None]  # (mask, message, value quoted after it)
 
 
+TEXT_FIELDS = ("invoice", "stock_code", "description", "customer_id", "country")
+
+
 def normalise_lines(raw: RawFile, preset: Preset) -> tuple[pd.DataFrame, pd.Series]:
     """(lines frame with line_no, reject reason per row or None); vectorised, no row loop."""
+    lines, reason, _ = _normalise(raw, preset)
+    return lines, reason
+
+
+def _normalise(raw: RawFile, preset: Preset
+               ) -> tuple[pd.DataFrame, pd.Series, dict[str, pa.ChunkedArray]]:
+    """normalise_lines, plus the text columns of the lines frame that Arrow holds as well (the
+    same cells, row for row), for the store to copy without converting Python strings back."""
     frame = raw.frame
     present = {name: column for name, column in preset.columns.items() if column in frame.columns}
     source = {name: frame[column] for name, column in present.items()}
-    texts = {name: text_cells(values) for name, values in source.items()}
+    texts: dict[str, pd.Series] = {}
+    arrows: dict[str, pa.ChunkedArray] = {}
+    missing: dict[str, np.ndarray] = {}
+    for name, values in source.items():
+        texts[name], array = text_cells_arrow(values)
+        if array is None:
+            missing[name] = texts[name].isna().to_numpy()
+        else:
+            arrows[name] = array
+            missing[name] = _null_mask(array)
     empty = pd.Series(None, index=frame.index, dtype=object)
     out = pd.DataFrame(index=frame.index)
-    for name in ("invoice", "stock_code", "description", "customer_id", "country"):
+    for name in TEXT_FIELDS:
         out[name] = texts.get(name, empty)
-    out["customer_id"] = _whole_number_ids(out["customer_id"])
+    ids = out["customer_id"]
+    fixed = _whole_number_ids(ids, arrows.get("customer_id"))
+    if fixed is not ids:
+        arrows.pop("customer_id", None)  # rewritten: Arrow no longer holds the same cells
+        out["customer_id"] = fixed
     out["ts"] = _parse_timestamps(source["timestamp"], texts["timestamp"],
-                                  preset.timestamp_formats)
+                                  preset.timestamp_formats, ~missing["timestamp"])
 
     reasons: list[Reason] = []
-    missing = {name: text.isna().to_numpy() for name, text in texts.items()}
     reasons.append((np.logical_and.reduce(list(missing.values())), "empty line", None))
     if "invoice" in source:
         reasons.append((out["invoice"].isna().to_numpy(), "missing invoice", None))
@@ -349,7 +379,15 @@ def normalise_lines(raw: RawFile, preset: Preset) -> tuple[pd.DataFrame, pd.Seri
     out["quantity"], out["unit_price"], out["amount"] = quantity, unit_price, amount
     out["line_no"] = raw.line_numbers
 
-    return out, _first_reason(frame.index, reasons)
+    return out, _first_reason(frame.index, reasons), \
+        {name: arrows[name] for name in TEXT_FIELDS if name in arrows}
+
+
+def _null_mask(array: pa.ChunkedArray) -> np.ndarray:
+    """True where the Arrow array is null, as a numpy bool array."""
+    if array.null_count == 0:
+        return np.zeros(len(array), dtype=bool)
+    return pc.is_null(array).to_numpy(zero_copy_only=False)
 
 
 def _first_reason(index: pd.Index, reasons: list[Reason]) -> pd.Series:
@@ -397,7 +435,7 @@ def _hex(hashes: pd.Series) -> pd.Series:
 
 def stage_lines(raw: RawFile, preset: Preset) -> tuple[StagedFile, pd.DataFrame]:
     """Validated, de-duplicated lines ready for write_files, and the rejects report frame."""
-    lines, reason = normalise_lines(raw, preset)
+    lines, reason, arrows = _normalise(raw, preset)
     bad = reason.notna()
     rejects = pd.DataFrame({"line": lines.loc[bad, "line_no"], "reason": reason[bad]})
     rejects = pd.concat([rejects, raw.frame.loc[bad].astype(str)], axis=1)
@@ -411,12 +449,23 @@ def stage_lines(raw: RawFile, preset: Preset) -> tuple[StagedFile, pd.DataFrame]
         # Without invoice numbers each line is its own order, named after the line itself.
         good["invoice"] = "L" + _hex(good["line_hash"])
     duplicates = int(duplicate.sum())
-    good["is_return"] = _starts_with(good["invoice"], "C") | (good["quantity"] < 0)
+    if "invoice" in arrows:
+        starts = pc.fill_null(pc.starts_with(arrows["invoice"], "C"), False) \
+            .to_numpy(zero_copy_only=False)
+        if rejected:
+            starts = starts[~bad.to_numpy()]
+        good["is_return"] = starts | (good["quantity"] < 0).to_numpy()
+    else:
+        good["is_return"] = _starts_with(good["invoice"], "C") | (good["quantity"] < 0)
     # One copy of the rows kept, in STAGED_LINE_COLUMNS order, numbered from 0.
     good = good.loc[~duplicate, STAGED_LINE_COLUMNS] if duplicates else good[STAGED_LINE_COLUMNS]
     good.index = pd.RangeIndex(len(good))
+    if rejected or duplicates:  # the Arrow text columns, the same rows kept
+        keep = ~bad.to_numpy()
+        keep[np.flatnonzero(keep)[duplicate]] = False
+        arrows = {name: array.filter(pa.array(keep)) for name, array in arrows.items()}
     staged = StagedFile(
         path=str(raw.path), sha256=raw.sha256, kind="transactions", lines_read=lines_read,
-        duplicates=duplicates, rejected=rejected, lines=good,
+        duplicates=duplicates, rejected=rejected, lines=good, text_arrays=arrows,
     )
     return staged, rejects.reset_index(drop=True)

@@ -206,6 +206,13 @@ def text_cells(values: pd.Series) -> pd.Series:
     """Trimmed text with None for empty cells; whole floats (17850.0) written as integers.
 
     Every text column of a transactions or customers file goes through here."""
+    return text_cells_arrow(values)[0]
+
+
+def text_cells_arrow(values: pd.Series) -> tuple[pd.Series, pa.ChunkedArray | None]:
+    """text_cells(values), and the same cells as an Arrow string array (None when the column
+    is not all text: XLSX/Parquet objects), so a caller can hand them on without converting the
+    Python strings back."""
     if pd.api.types.is_float_dtype(values):
         whole = values.notna() & np.isfinite(values) & (values == np.round(values))
         text = values.astype(object)
@@ -222,8 +229,11 @@ def text_cells(values: pd.Series) -> pd.Series:
     if array is not None:
         trimmed = pc.utf8_trim(array, characters=_whitespace())
         trimmed = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
+        if isinstance(trimmed, pa.Array):
+            trimmed = pa.chunked_array([trimmed], type=pa.string())
         # Repeated values (countries, codes, ids) share one Python string.
-        return pd.Series(trimmed.to_pandas(deduplicate_objects=True).to_numpy(),
-                         index=values.index, dtype=object)
+        cells = pd.Series(trimmed.to_pandas(deduplicate_objects=True).to_numpy(),
+                          index=values.index, dtype=object)
+        return cells, trimmed
     text = values.astype("string").str.strip()
-    return text.astype(object).where(text.notna() & (text != ""), None)
+    return text.astype(object).where(text.notna() & (text != ""), None), None
