@@ -270,14 +270,16 @@ def _parse_timestamps(values: pd.Series, text: pd.Series, formats: tuple[str, ..
     return parsed.dt.tz_localize(None).astype("datetime64[ns]")
 
 
-def _number(values: pd.Series, text: pd.Series) -> pd.Series:
-    """float64 of a source column (from text, its text_cells, unless it is numeric already);
-    NaN where there is no finite number."""
+def _number(values: pd.Series, text: pd.Series, array: pa.ChunkedArray | None = None
+            ) -> pd.Series:
+    """float64 of a source column (from text, its text_cells, or array, the same cells in Arrow,
+    unless it is numeric already); NaN where there is no finite number."""
     if pd.api.types.is_numeric_dtype(values):
         numbers = pd.to_numeric(values, errors="coerce").astype("float64")
     else:
         try:  # Arrow parses a clean column in C; one unparsable cell sends it to pandas
-            array = pa.array(text.to_numpy(), type=pa.string(), from_pandas=True)
+            if array is None:
+                array = pa.array(text.to_numpy(), type=pa.string(), from_pandas=True)
             parsed = pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False)
             numbers = pd.Series(parsed + 0.0, index=values.index)  # -0.0 -> 0.0, as pandas
         except pa.ArrowInvalid:
@@ -361,7 +363,7 @@ def _normalise(raw: RawFile, preset: Preset
     reasons.append((missing["timestamp"] & bad_ts, "missing timestamp", None))
     reasons.append((bad_ts, "bad timestamp", texts["timestamp"]))
 
-    numbers = {name: _number(source[name], texts[name])
+    numbers = {name: _number(source[name], texts[name], arrows.get(name))
                for name in ("quantity", "unit_price", "amount") if name in source}
     for name, values in numbers.items():
         reasons.append((missing[name], f"missing {name}", None))

@@ -151,8 +151,9 @@ def _write_file(connection: Connection, staged: StagedFile, index: int, batch_si
         staged.loaded = _write_lines(connection, staged.lines, index, source_id, batch_size,
                                      on_progress)
         staged.duplicates_in_db = len(staged.lines) - staged.loaded
-        _upsert_products(connection, staged.lines)
-        _insert_missing_customers(connection, staged.lines)
+        order = _time_order(staged.lines["ts"])
+        _upsert_products(connection, staged.lines, order)
+        _insert_missing_customers(connection, staged.lines, order)
     if staged.customers is not None:
         _upsert_customers(connection, staged.customers)
         staged.loaded = len(staged.customers)
@@ -280,9 +281,13 @@ def _timestamp_bytes(ts: pd.Series) -> np.ndarray:
 
 
 def _timestamp_array(ts: pd.Series) -> pa.Array:
-    data = _timestamp_bytes(ts)
-    return pa.Array.from_buffers(pa.binary(26), len(data), [None, pa.py_buffer(data)]) \
+    """_timestamp_bytes as an Arrow string array, written once per distinct time (lines of one
+    invoice share it) and repeated by index."""
+    codes, distinct = pd.factorize(ts.to_numpy(dtype="datetime64[us]"))
+    data = _timestamp_bytes(pd.Series(distinct))
+    text = pa.Array.from_buffers(pa.binary(26), len(data), [None, pa.py_buffer(data)]) \
         .cast(pa.string())
+    return text.take(pa.array(codes)) if len(codes) else text
 
 
 def _timestamp_text(ts: pd.Series, suffix: str = "") -> list[str]:
@@ -369,26 +374,30 @@ def _dialect_insert(connection: Connection, table: Any) -> Any:
     return module.insert(table)
 
 
-def _latest(keys: pd.Series, values: pd.Series, ts: pd.Series) -> pd.Series:
+def _time_order(ts: pd.Series) -> np.ndarray:
+    """Row positions by ts, ties in row order (what _latest takes)."""
+    return np.argsort(ts.to_numpy(), kind="stable")
+
+
+def _latest(keys: pd.Series, values: pd.Series, order: np.ndarray) -> pd.Series:
     """For each distinct key (sorted; None keys left out): the value of its latest row by ts, the
     later line winning a tie, among the rows whose value is not None (None when no row has one).
-    Vectorised on integer codes (no sort of the object columns)."""
-    keyed = keys.notna().to_numpy()
-    codes, uniques = pd.factorize(keys.to_numpy()[keyed])
-    present = values.notna().to_numpy()[keyed]
-    rows = np.flatnonzero(present)
-    order = rows[np.argsort(ts.to_numpy()[keyed][rows], kind="stable")]
+    order: _time_order of the rows' ts. Vectorised on integer codes (no sort of the object
+    columns)."""
+    codes, uniques = pd.factorize(keys.to_numpy())  # None -> -1
+    wanted = (codes >= 0) & values.notna().to_numpy()
+    rows = order[wanted[order]]  # the wanted rows by ts, ties in row order
     # Each code's last row in that order: its first in the reversed order.
-    last_codes, first_reversed = np.unique(codes[order][::-1], return_index=True)
+    last_codes, first_reversed = np.unique(codes[rows][::-1], return_index=True)
     latest = np.full(len(uniques), None, dtype=object)
-    latest[last_codes] = values.to_numpy()[keyed][order[::-1][first_reversed]]
+    latest[last_codes] = values.to_numpy()[rows[::-1][first_reversed]]
     result = pd.Series(latest, index=pd.Index(uniques, dtype=object), dtype=object)
     return result.sort_index()
 
 
-def _upsert_products(connection: Connection, lines: pd.DataFrame) -> None:
+def _upsert_products(connection: Connection, lines: pd.DataFrame, order: np.ndarray) -> None:
     """stock_code -> the latest description this file gives it (kept when the file has none)."""
-    latest = _latest(lines["stock_code"], lines["description"], lines["ts"])
+    latest = _latest(lines["stock_code"], lines["description"], order)
     rows = [{"stock_code": code, "description": description}
             for code, description in latest.items()]
     if not rows:
@@ -403,9 +412,10 @@ def _upsert_products(connection: Connection, lines: pd.DataFrame) -> None:
         connection.execute(statement, rows[start:start + 5_000])
 
 
-def _insert_missing_customers(connection: Connection, lines: pd.DataFrame) -> None:
+def _insert_missing_customers(connection: Connection, lines: pd.DataFrame,
+                              order: np.ndarray) -> None:
     """A customer row (id + last country seen) for ids the customer table does not know yet."""
-    last = _latest(lines["customer_id"], lines["country"], lines["ts"])
+    last = _latest(lines["customer_id"], lines["country"], order)
     rows = [{"customer_id": customer_id, "country": country, "phone_status": "unknown",
              "sms_consent": False} for customer_id, country in last.items()]
     if not rows:
