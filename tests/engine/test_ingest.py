@@ -282,6 +282,20 @@ def test_every_line_is_loaded_duplicate_or_rejected(tmp_path: Path, rows) -> Non
     assert len(rejects) == staged.rejected
     assert staged.lines["line_hash"].is_unique
     assert set(rejects["line"]) <= set(range(2, len(rows) + 2))
+    # The Arrow copies of the text columns (what the SQLite staging takes) hold the same rows.
+    assert {"invoice", "stock_code", "description", "country"} <= set(staged.text_arrays)
+    for name, array in staged.text_arrays.items():
+        assert array.to_pylist() == staged.lines[name].tolist(), name
+
+
+def test_sqlite_load_leaves_foreign_keys_checked(db, settings, tmp_path: Path) -> None:
+    # The SQLite load switches the per-row foreign key look-up off for its own transaction.
+    ingest_file(db, settings, write_csv(tmp_path / "a.csv", GOOD_ROWS))
+    if db.dialect.name != "sqlite":
+        return
+    for _ in range(3):  # whichever pooled connection comes back
+        with db.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
 
 @pytest.mark.realdata
