@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from bench import notebook_baseline, segmint_side
-from bench.measure import StageContext, max_rss_mib
+from bench.measure import StageContext, TreePeak
 
 SIDES = {
     "notebook": notebook_baseline.STAGES,
@@ -35,8 +35,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"side {args.side} has no stage {args.stage!r}")
     ctx = StageContext(data=args.data.resolve(), workdir=args.workdir.resolve(),
                        options=json.loads(args.options))
-    stage(ctx)
-    args.result.write_text(json.dumps({"seconds": ctx.seconds, "max_rss_mib": max_rss_mib(),
+    with TreePeak() as peak:
+        stage(ctx)
+    args.result.write_text(json.dumps({"seconds": ctx.seconds, "max_rss_mib": peak.mib(),
                                        "notes": ctx.notes}))
 
 

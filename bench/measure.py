@@ -15,6 +15,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -57,13 +58,69 @@ class StageContext:
 
 
 def max_rss_mib() -> float:
-    """Peak resident set size of this process so far plus the largest of its finished children
-    (Linux reports ru_maxrss in KiB). A stage that hands work to a child process, as load_lines
-    does with its SQLite reader, is charged for it; the sum is an upper bound on the peak of the
-    process tree, since the two peaks need not coincide."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return (own + children) / 1024
+    """Peak resident set size of this process so far (Linux reports ru_maxrss in KiB).
+
+    Children are not in it: RUSAGE_CHILDREN would charge each child with the parent's pages it
+    briefly shared before exec. TreePeak measures a stage together with its child processes.
+    """
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _rss_kib(pid: int | str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _children(pid: int | str) -> list[str]:
+    found: list[str] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            found.extend((task / "children").read_text().split())
+    except OSError:
+        pass
+    return found
+
+
+class TreePeak:
+    """The peak of this process's resident memory plus its live descendants' (a stage that hands
+    work to a child process, as load_lines does with its SQLite reader, is charged for it).
+
+    A thread samples /proc every `interval` seconds, so a spike shorter than that can be missed;
+    this process's own exact peak (ru_maxrss) is taken as a floor. Linux only; elsewhere it is
+    just max_rss_mib().
+    """
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self.interval = interval
+        self.peak_kib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="tree-peak", daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            total, pending = 0, [str(os.getpid())]
+            while pending:
+                pid = pending.pop()
+                total += _rss_kib(pid)
+                pending.extend(_children(pid))
+            self.peak_kib = max(self.peak_kib, total)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> TreePeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def mib(self) -> float:
+        return max(self.peak_kib / 1024, max_rss_mib())
 
 
 @dataclass(frozen=True)
