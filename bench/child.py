@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from bench import notebook_baseline, segmint_side
-from bench.measure import StageContext, TreePeak
+from bench.measure import StageContext, max_rss_mib
 
 SIDES = {
     "notebook": notebook_baseline.STAGES,
@@ -35,9 +35,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"side {args.side} has no stage {args.stage!r}")
     ctx = StageContext(data=args.data.resolve(), workdir=args.workdir.resolve(),
                        options=json.loads(args.options))
-    with TreePeak() as peak:
-        stage(ctx)
-    args.result.write_text(json.dumps({"seconds": ctx.seconds, "max_rss_mib": peak.mib(),
+    stage(ctx)
+    args.result.write_text(json.dumps({"seconds": ctx.seconds, "max_rss_mib": max_rss_mib(),
                                        "notes": ctx.notes}))
 
 

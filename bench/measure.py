@@ -87,15 +87,17 @@ def _children(pid: int | str) -> list[str]:
 
 
 class TreePeak:
-    """The peak of this process's resident memory plus its live descendants' (a stage that hands
-    work to a child process, as load_lines does with its SQLite reader, is charged for it).
+    """The peak resident memory of a process plus its live descendants, sampled from /proc by a
+    thread every `interval` seconds (Linux only; elsewhere it stays 0).
 
-    A thread samples /proc every `interval` seconds, so a spike shorter than that can be missed;
-    this process's own exact peak (ru_maxrss) is taken as a floor. Linux only; elsewhere it is
-    just max_rss_mib().
+    run_stage samples a stage's process tree from the parent, never inside the stage: a sampling
+    thread there would take the GIL from the code being timed. A stage that hands work to a child
+    process (load_lines' SQLite reader) is charged for it. A spike shorter than the interval can
+    be missed, so run_stage also takes the stage's own exact ru_maxrss as a floor.
     """
 
-    def __init__(self, interval: float = 0.02) -> None:
+    def __init__(self, root: int, interval: float = 0.02) -> None:
+        self.root = root
         self.interval = interval
         self.peak_kib = 0
         self._stop = threading.Event()
@@ -103,7 +105,7 @@ class TreePeak:
 
     def _sample(self) -> None:
         while not self._stop.is_set():
-            total, pending = 0, [str(os.getpid())]
+            total, pending = 0, [str(self.root)]
             while pending:
                 pid = pending.pop()
                 total += _rss_kib(pid)
@@ -120,7 +122,7 @@ class TreePeak:
         self._thread.join()
 
     def mib(self) -> float:
-        return max(self.peak_kib / 1024, max_rss_mib())
+        return self.peak_kib / 1024
 
 
 @dataclass(frozen=True)
@@ -150,14 +152,22 @@ def run_stage(side: str, stage: str, *, data: Path, workdir: Path,
         if memory_limit_bytes:
             resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
 
-    completed = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True,
-                               timeout=timeout, preexec_fn=cap_memory)
-    if completed.returncode != 0 or not result_file.exists():
-        tail = " | ".join(completed.stderr.strip().splitlines()[-5:])
-        raise StageFailed(f"{side}/{stage} exited {completed.returncode}: {tail}")
+    with subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, preexec_fn=cap_memory) as process, \
+            TreePeak(process.pid) as tree:
+        try:
+            _, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    if process.returncode != 0 or not result_file.exists():
+        tail = " | ".join(stderr.strip().splitlines()[-5:])
+        raise StageFailed(f"{side}/{stage} exited {process.returncode}: {tail}")
     payload = json.loads(result_file.read_text())
+    # The stage's own exact peak, or its process tree's sampled peak when that is higher.
     return StageResult(side=side, stage=stage, seconds=payload["seconds"],
-                       max_rss_mib=payload["max_rss_mib"], notes=payload.get("notes", {}))
+                       max_rss_mib=max(payload["max_rss_mib"], tree.mib()),
+                       notes=payload.get("notes", {}))
 
 
 def median(values: list[float]) -> float:

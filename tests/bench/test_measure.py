@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -14,7 +15,7 @@ CHILD = ("import sys, time; b = bytearray(int(sys.argv[1]) * 2**20); "
 def test_tree_peak_counts_a_child_process_that_own_peak_does_not() -> None:
     # The child holds more than this process ever did, so only counting it can reach that much.
     child_mib = int(max_rss_mib()) + 200
-    with TreePeak() as peak:
+    with TreePeak(os.getpid()) as peak:
         subprocess.run([sys.executable, "-c", CHILD, str(child_mib)], check=True, timeout=60)
 
     assert max_rss_mib() < child_mib
