@@ -114,16 +114,20 @@ def cooccurrence(coded: CodedLines, settings: RecommendSettings) -> sparse.csr_m
                                        coded.product[coded.purchase], n, settings.max_basket_size)
     n_baskets = int(basket.max()) + 1 if len(basket) else 0
     baskets = indicator(basket, product, (n_baskets, n))
-    together = (baskets.T @ baskets).tocsr()
-    scale = 1.0 / np.sqrt(np.maximum(together.diagonal(), 1.0))
-    together.setdiag(0)
-    together.eliminate_zeros()
-    together.sort_indices()
-    rows = np.repeat(np.arange(n), np.diff(together.indptr))
-    together.data = together.data * scale[rows] * scale[together.indices]
+    # Baskets holding each product: the diagonal of baskets.T @ baskets (the indicator is 0/1).
+    scale = 1.0 / np.sqrt(np.maximum(np.asarray(baskets.sum(axis=0), dtype=float).ravel(), 1.0))
+    by_product = baskets.T.tocsr()
     parts = []
+    # The product x product counts are made a block of products at a time and cut to each
+    # product's top neighbours at once: the whole matrix (millions of pairs) is never held.
     for start, stop in block_rows(n, n):
-        row, col, value = top_in_block(together[start:stop].toarray(), settings.max_neighbours)
+        together = (by_product[start:stop] @ baskets).tocsr()
+        together.setdiag(0, k=start)
+        together.eliminate_zeros()
+        together.sort_indices()
+        rows = np.repeat(np.arange(start, stop), np.diff(together.indptr))
+        together.data = together.data * scale[rows] * scale[together.indices]
+        row, col, value = top_in_block(together.toarray(), settings.max_neighbours)
         parts.append((row + start, col, value))
     row, col, value = (np.concatenate(part) for part in zip(*parts, strict=True))
     return sparse.csr_matrix((value, (row, col)), shape=(n, n))
