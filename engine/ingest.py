@@ -135,7 +135,7 @@ def ingest_file(engine: Engine, settings: Settings, path: str | Path, *, preset:
         staged.append(lines_file)
         reports.append((lines_file, rejects))
     else:
-        log.info("%s: same bytes as %s loaded at %s; skipping", transactions_path, earlier.path,
+        log.debug("%s: same bytes as %s loaded at %s; skipping", transactions_path, earlier.path,
                  earlier.loaded_at)
 
     customers_file: StagedFile | None = None
@@ -165,7 +165,7 @@ def ingest_file(engine: Engine, settings: Settings, path: str | Path, *, preset:
     summary = _summary(staged_lines, str(transactions_path), report_paths,
                        already=earlier is not None, kind="transactions",
                        preset=chosen.name if chosen else None, customers=customer_summary)
-    log.info("%s", summary.summary_line())
+    log.debug("%s", summary.summary_line())  # callers print or log it
     return summary
 
 

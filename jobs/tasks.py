@@ -112,8 +112,9 @@ def pick_up_inbox(engine: Engine, settings: Settings) -> Outcome:
         files.append({"file": path.name, "outcome": "processed", "loaded": summary.loaded,
                       "duplicates": summary.duplicates, "rejected": summary.rejected,
                       "already_loaded": summary.already_loaded})
-        log.info("job=inbox file=%s outcome=processed loaded=%d duplicates=%d rejected=%d",
-                 path.name, summary.loaded, summary.duplicates, summary.rejected)
+        log.info("job=inbox file=%s outcome=processed loaded=%d duplicates=%d rejected=%d "
+                 "already_loaded=%s", path.name, summary.loaded, summary.duplicates,
+                 summary.rejected, summary.already_loaded)
     if not files:
         return Outcome("skipped", details={"reason": "inbox empty"})
     return Outcome("succeeded", details={"files": files, "loaded": loaded,
