@@ -250,49 +250,17 @@ def _arrow_batch(frame: pd.DataFrame, text: dict[str, pa.ChunkedArray]) -> pa.Re
     return pa.RecordBatch.from_pydict(arrays)
 
 
-def _timestamp_bytes(ts: pd.Series) -> np.ndarray:
-    """'YYYY-MM-DD HH:MM:SS.ffffff' as a (rows, 26) byte matrix, from integer arithmetic alone
-    (the civil-from-days algorithm of H. Hinnant's chrono date library)."""
-    micros = ts.to_numpy(dtype="datetime64[us]").astype(np.int64)
-    days, micros = np.divmod(micros, 86_400_000_000)
-    z = days + 719_468
-    era = np.floor_divide(z, 146_097)
-    doe = z - era * 146_097
-    yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    day = doy - (153 * mp + 2) // 5 + 1
-    month = np.where(mp < 10, mp + 3, mp - 9)
-    year = yoe + era * 400 + (month <= 2)
-    seconds, fraction = np.divmod(micros, 1_000_000)
-    minutes, second = np.divmod(seconds, 60)
-    hour, minute = np.divmod(minutes, 60)
-    out = np.empty((len(micros), 26), dtype=np.uint8)
-    out[:, [4, 7]] = ord("-")
-    out[:, 10] = ord(" ")
-    out[:, [13, 16]] = ord(":")
-    out[:, 19] = ord(".")
-    for value, first, width in ((year, 0, 4), (month, 5, 2), (day, 8, 2), (hour, 11, 2),
-                                (minute, 14, 2), (second, 17, 2), (fraction, 20, 6)):
-        for position in range(first + width - 1, first - 1, -1):
-            value, digit = np.divmod(value, 10)
-            out[:, position] = digit + ord("0")
-    return out
-
-
 def _timestamp_array(ts: pd.Series) -> pa.Array:
-    """_timestamp_bytes as an Arrow string array, written once per distinct time (lines of one
-    invoice share it) and repeated by index."""
+    """'YYYY-MM-DD HH:MM:SS.ffffff' (the layout SQLAlchemy's SQLite DateTime writes, so range
+    filters compare as text correctly) as an Arrow string array, formatted once per distinct
+    time (lines of one invoice share it) and repeated by index."""
     codes, distinct = pd.factorize(ts.to_numpy(dtype="datetime64[us]"))
-    data = _timestamp_bytes(pd.Series(distinct))
-    text = pa.Array.from_buffers(pa.binary(26), len(data), [None, pa.py_buffer(data)]) \
-        .cast(pa.string())
+    text = pc.replace_substring(pa.array(np.datetime_as_string(distinct, unit="us")), "T", " ")
     return text.take(pa.array(codes)) if len(codes) else text
 
 
 def _timestamp_text(ts: pd.Series, suffix: str = "") -> list[str]:
-    """'YYYY-MM-DD HH:MM:SS.ffffff' (the layout SQLAlchemy's SQLite DateTime writes, so range
-    filters compare as text correctly) as Python strings, optionally with a zone suffix."""
+    """_timestamp_array as Python strings, optionally with a zone suffix."""
     text: list[str] = _timestamp_array(ts).to_pylist()
     return [value + suffix for value in text] if suffix else text
 
@@ -398,54 +366,42 @@ def _latest(keys: pd.Series, values: pd.Series, order: np.ndarray) -> pd.Series:
 def _upsert_products(connection: Connection, lines: pd.DataFrame, order: np.ndarray) -> None:
     """stock_code -> the latest description this file gives it (kept when the file has none)."""
     latest = _latest(lines["stock_code"], lines["description"], order)
-    if latest.empty:
-        return
-    if connection.dialect.name == "sqlite":  # the statement below, without SQLAlchemy per row
-        _sqlite_executemany(
-            connection, "INSERT INTO product (stock_code, description) VALUES (?, ?) "
-            "ON CONFLICT (stock_code) DO UPDATE SET "
-            "description = coalesce(excluded.description, product.description)",
-            list(latest.items()))
-        return
-    rows = [{"stock_code": code, "description": description}
-            for code, description in latest.items()]
     statement = _dialect_insert(connection, PRODUCT_TABLE)
     statement = statement.on_conflict_do_update(
         index_elements=["stock_code"],
         set_={"description": func.coalesce(statement.excluded.description,
                                            PRODUCT_TABLE.c.description)},
     )
-    for start in range(0, len(rows), 5_000):
-        connection.execute(statement, rows[start:start + 5_000])
+    _execute_rows(connection, statement, [{"stock_code": code, "description": description}
+                                          for code, description in latest.items()])
 
 
 def _insert_missing_customers(connection: Connection, lines: pd.DataFrame,
                               order: np.ndarray) -> None:
     """A customer row (id + last country seen) for ids the customer table does not know yet."""
     last = _latest(lines["customer_id"], lines["country"], order)
-    if last.empty:
-        return
-    if connection.dialect.name == "sqlite":  # the statement below, without SQLAlchemy per row
-        _sqlite_executemany(
-            connection, "INSERT INTO customer (customer_id, country, phone_status, sms_consent) "
-            "VALUES (?, ?, 'unknown', 0) ON CONFLICT (customer_id) DO NOTHING",
-            list(last.items()))
-        return
-    rows = [{"customer_id": customer_id, "country": country, "phone_status": "unknown",
-             "sms_consent": False} for customer_id, country in last.items()]
     statement = _dialect_insert(connection, CUSTOMER_TABLE).on_conflict_do_nothing(
         index_elements=["customer_id"])
-    for start in range(0, len(rows), 5_000):
-        connection.execute(statement, rows[start:start + 5_000])
+    _execute_rows(connection, statement, [
+        {"customer_id": customer_id, "country": country, "phone_status": "unknown",
+         "sms_consent": False} for customer_id, country in last.items()])
 
 
-def _sqlite_executemany(connection: Connection, statement: str, rows: list[tuple[Any, ...]]
-                        ) -> None:
-    """sqlite3's executemany on the connection's own DBAPI connection (inside its transaction):
+def _execute_rows(connection: Connection, statement: Any, rows: list[dict[str, Any]]) -> None:
+    """Many rows through one INSERT statement. On SQLite the statement is compiled once and run
+    with sqlite3's executemany on the connection's own DBAPI connection (inside its transaction):
     a few thousand product or customer rows cost about 25 us each through SQLAlchemy."""
+    if not rows:
+        return
+    if connection.dialect.name != "sqlite":
+        for start in range(0, len(rows), 5_000):
+            connection.execute(statement, rows[start:start + 5_000])
+        return
+    compiled = statement.compile(dialect=connection.dialect, column_keys=list(rows[0]))
+    names = compiled.positiontup or []
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.executemany(statement, rows)
+        cursor.executemany(str(compiled), [tuple(row[name] for name in names) for row in rows])
     finally:
         cursor.close()
 
