@@ -8,8 +8,10 @@ written to a rejects report with their line number and reason; they never fail t
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -287,27 +289,19 @@ def _number(values: pd.Series, text: pd.Series, array: pa.ChunkedArray | None = 
     return numbers.where(np.isfinite(numbers))
 
 
-def _ends_with(values: pd.Series, suffix: str) -> pd.Series:
-    """values.str.endswith(suffix) (False for None) through Arrow, for an object text column."""
-    array = pa.array(values.to_numpy(), type=pa.string(), from_pandas=True)
-    found = pc.fill_null(pc.ends_with(array, suffix), False)
-    return pd.Series(found.to_numpy(zero_copy_only=False), index=values.index, dtype=bool)
-
-
-def _starts_with(values: pd.Series, prefix: str) -> pd.Series:
-    array = pa.array(values.to_numpy(), type=pa.string(), from_pandas=True)
-    found = pc.fill_null(pc.starts_with(array, prefix), False)
-    return pd.Series(found.to_numpy(zero_copy_only=False), index=values.index, dtype=bool)
+def _affix_mask(cells: pd.Series, array: pa.ChunkedArray | None, test: Callable[..., Any],
+                affix: str) -> np.ndarray:
+    """test (pc.starts_with or pc.ends_with) of each text cell with affix, False for None, as
+    numpy bools; array: the same cells in Arrow if at hand, else cells are converted."""
+    if array is None:
+        array = pa.array(cells.to_numpy(), type=pa.string(), from_pandas=True)
+    return pc.fill_null(test(array, affix), False).to_numpy(zero_copy_only=False)
 
 
 def _whole_number_ids(ids: pd.Series, array: pa.ChunkedArray | None = None) -> pd.Series:
     """'17850.0' (a spreadsheet's float) -> '17850'; only the few rows that need it are touched
     (ids itself comes back when none does). array: the same cells in Arrow, if at hand."""
-    if array is None:
-        floaty = _ends_with(ids, ".0")
-    else:
-        floaty = pd.Series(pc.fill_null(pc.ends_with(array, ".0"), False)
-                           .to_numpy(zero_copy_only=False), index=ids.index, dtype=bool)
+    floaty = _affix_mask(ids, array, pc.ends_with, ".0")
     if floaty.any():
         ids = ids.copy()
         ids[floaty] = ids[floaty].str.replace(r"^(\d+)\.0+$", r"\1", regex=True)
@@ -442,6 +436,7 @@ def stage_lines(raw: RawFile, preset: Preset) -> tuple[StagedFile, pd.DataFrame]
     rejects = pd.DataFrame({"line": lines.loc[bad, "line_no"], "reason": reason[bad]})
     rejects = pd.concat([rejects, raw.frame.loc[bad].astype(str)], axis=1)
     lines_read, rejected = len(lines), int(bad.sum())
+    returns = _affix_mask(lines["invoice"], arrows.get("invoice"), pc.starts_with, "C")
     good = lines.loc[~bad].copy() if rejected else lines
     del lines
     good["line_hash"] = line_hashes(good)
@@ -451,14 +446,9 @@ def stage_lines(raw: RawFile, preset: Preset) -> tuple[StagedFile, pd.DataFrame]
         # Without invoice numbers each line is its own order, named after the line itself.
         good["invoice"] = "L" + _hex(good["line_hash"])
     duplicates = int(duplicate.sum())
-    if "invoice" in arrows:
-        starts = pc.fill_null(pc.starts_with(arrows["invoice"], "C"), False) \
-            .to_numpy(zero_copy_only=False)
-        if rejected:
-            starts = starts[~bad.to_numpy()]
-        good["is_return"] = starts | (good["quantity"] < 0).to_numpy()
-    else:
-        good["is_return"] = _starts_with(good["invoice"], "C") | (good["quantity"] < 0)
+    if rejected:
+        returns = returns[~bad.to_numpy()]
+    good["is_return"] = returns | (good["quantity"] < 0).to_numpy()
     # One copy of the rows kept, in STAGED_LINE_COLUMNS order, numbered from 0.
     good = good.loc[~duplicate, STAGED_LINE_COLUMNS] if duplicates else good[STAGED_LINE_COLUMNS]
     good.index = pd.RangeIndex(len(good))
