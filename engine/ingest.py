@@ -31,7 +31,7 @@ from engine.readers import (
 from engine.settings import IngestMapping, Settings
 from engine.store.lines import STAGED_LINE_COLUMNS, StagedFile, find_loaded_file, write_files
 
-__all__ = ["IngestError", "IngestSummary", "PRESETS", "ingest_file", "normalise_lines"]
+__all__ = ["IngestError", "IngestSummary", "PRESETS", "ingest_file"]
 
 log = logging.getLogger(__name__)
 
@@ -314,16 +314,11 @@ Reason = tuple[np.ndarray, str, pd.Series | None]  # (mask, message, value quote
 TEXT_FIELDS = ("invoice", "stock_code", "description", "customer_id", "country")
 
 
-def normalise_lines(raw: RawFile, preset: Preset) -> tuple[pd.DataFrame, pd.Series]:
-    """(lines frame with line_no, reject reason per row or None); vectorised, no row loop."""
-    lines, reason, _ = _normalise(raw, preset)
-    return lines, reason
-
-
 def _normalise(raw: RawFile, preset: Preset
                ) -> tuple[pd.DataFrame, pd.Series, dict[str, pa.ChunkedArray]]:
-    """normalise_lines, plus the text columns of the lines frame that Arrow holds as well (the
-    same cells, row for row), for the store to copy without converting Python strings back."""
+    """(lines frame with line_no, reject reason per row or None; vectorised, no row loop), plus
+    the text columns of the lines frame that Arrow holds as well (the same cells, row for row),
+    for the store to copy without converting Python strings back."""
     frame = raw.frame
     present = {name: column for name, column in preset.columns.items() if column in frame.columns}
     source = {name: frame[column] for name, column in present.items()}
