@@ -32,7 +32,7 @@ from mlxtend.frequent_patterns.fpcommon import FPNode, FPTree
 from mlxtend.frequent_patterns.fpgrowth import fpg_step
 from scipy import sparse
 
-from engine.rfm import require_columns
+from engine.rfm import codes_of, require_columns, text_codes
 from engine.settings import BasketSettings
 
 log = logging.getLogger(__name__)
@@ -68,19 +68,6 @@ def purchase_mask(lines: pd.DataFrame, non_product_codes: Sequence[str]) -> np.n
 def purchase_lines(lines: pd.DataFrame, non_product_codes: Sequence[str]) -> pd.DataFrame:
     """Purchase lines of real products: no returns, no postage/fee codes, a stock code present."""
     return lines.loc[purchase_mask(lines, non_product_codes)]
-
-
-def codes_of(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(code per value, -1 when missing; the distinct values as sorted strings)."""
-    codes, uniques = pd.factorize(values)
-    return text_codes(codes, uniques)
-
-
-def text_codes(codes: np.ndarray, uniques: Any) -> tuple[np.ndarray, np.ndarray]:
-    """pd.factorize's (codes, uniques) recoded to index the distinct values as sorted strings."""
-    names, remap = np.unique(np.asarray(uniques, dtype=object).astype(str), return_inverse=True)
-    coded = np.where(codes >= 0, remap[np.maximum(codes, 0)], -1) if len(uniques) else codes
-    return coded.astype(np.int64), names.astype(object)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -42,6 +42,20 @@ def require_columns(frame: pd.DataFrame, columns: Iterable[str], what: str) -> N
     missing = [column for column in columns if column not in frame.columns]
     if missing:
         raise EngineInputError(f"{what}: required column(s) {', '.join(missing)} missing")
+
+
+def codes_of(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(code per value, -1 when missing; the distinct values as sorted strings)."""
+    codes, uniques = pd.factorize(values)
+    return text_codes(codes, uniques)
+
+
+def text_codes(codes: np.ndarray, uniques: Any) -> tuple[np.ndarray, np.ndarray]:
+    """pd.factorize's (codes, uniques) recoded to index the distinct values as sorted strings;
+    two raw values with the same text (1 and "1") get one code."""
+    names, remap = np.unique(np.asarray(uniques, dtype=object).astype(str), return_inverse=True)
+    coded = np.where(codes >= 0, remap[np.maximum(codes, 0)], -1) if len(uniques) else codes
+    return coded.astype(np.int64), names.astype(object)
 
 
 def customer_lines(lines: pd.DataFrame, non_product_codes: Sequence[str]) -> pd.DataFrame:
@@ -99,11 +113,7 @@ def coded_customer_lines(lines: pd.DataFrame, non_product_codes: Sequence[str],
         keep = lines["customer_id"].notna().to_numpy(dtype=bool)
         if len(non_product_codes):
             keep &= ~lines["stock_code"].isin(list(non_product_codes)).to_numpy(dtype=bool)
-        raw, uniques = pd.factorize(lines["customer_id"][keep])
-        # Ids as text, sorted; two raw values with the same text (1 and "1") are one customer.
-        ids, remap = np.unique(np.asarray(pd.Index(uniques).astype(str), dtype=object),
-                               return_inverse=True)
-        customer = remap.reshape(-1)[raw]
+        customer, ids = codes_of(lines["customer_id"][keep])  # ids as text, sorted
         invoice = pd.factorize(lines["invoice"][keep])[0]
     is_return = lines["is_return"].to_numpy(dtype=bool)[keep]
     amount = lines["amount"].to_numpy(dtype=float)[keep]
