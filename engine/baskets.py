@@ -191,11 +191,9 @@ def fp_tree(matrix: sparse.csr_matrix, min_support: float) -> FPTree:
     rank[ordered] = np.arange(len(ordered))
     tree = FPTree({int(item): position for position, item in enumerate(ordered)})
     first, counts = distinct_rows(matrix)
-    sizes = np.diff(matrix.indptr)[first]
-    starts = np.repeat(matrix.indptr[first], sizes)
-    entries = starts + np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-    owner = np.repeat(np.arange(len(first)), sizes)
-    item = matrix.indices[entries].astype(np.int64)
+    distinct = matrix[first]
+    owner = np.repeat(np.arange(len(first)), np.diff(distinct.indptr))
+    item = distinct.indices.astype(np.int64)
     known = rank[item] >= 0
     owner, item = owner[known], item[known]
     order = np.lexsort((-rank[item], owner))  # per basket, most frequent item first
