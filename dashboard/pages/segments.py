@@ -22,9 +22,7 @@ from dashboard.figures import (
     silhouette_figure,
 )
 from dashboard.filters import Filters, from_params, from_search
-from dashboard.frames import Scope
 from dashboard.paging import grid_block, request_key
-from engine.store import aggregates
 
 dash.register_page(__name__, path="/segments", name="Segments", title="Segmint · Segments",
                    order=2)
@@ -140,15 +138,6 @@ def _customer_table(rows: pd.DataFrame, analyst: bool, query: str) -> dbc.Card:
                             dcc.Store(id=ids.CUSTOMER_QUERY, data=query), table], "Customers")
 
 
-def _selected_rows(query: str | None, analyst: bool) -> tuple[Scope, pd.DataFrame]:
-    """The scope and customer rows a page URL's query selects (filters only for analysts)."""
-    filters = from_search(query, allowed=analyst)
-    scope = frames.scope(filters)
-    if scope.run is None:
-        return scope, pd.DataFrame(columns=aggregates.SEGMENT_COLUMNS)
-    return scope, frames.filter_rows(frames.segment_rows(scope), filters)
-
-
 @callback(Output(ids.CUSTOMER_TABLE, "getRowsResponse"),
           Input(ids.CUSTOMER_TABLE, "getRowsRequest"), State(ids.CUSTOMER_QUERY, "data"),
           prevent_initial_call=True)
@@ -156,11 +145,11 @@ def update_customer_rows(request: dict[str, Any] | None, query: str | None) -> A
     """One block of the customer table (a page, a new sort or filter), from the cached rows."""
     if not request:
         raise PreventUpdate
-    analyst = auth.is_analyst()
-    filters = from_search(query, allowed=analyst)
+    filters = from_search(query, allowed=auth.is_analyst())
 
     def build() -> dict[str, Any]:
-        _scope, rows = _selected_rows(query, analyst)
+        # segment_rows gives the empty frame of SEGMENT_COLUMNS when there is no run.
+        rows = frames.filter_rows(frames.segment_rows(frames.scope(filters)), filters)
         block, count = grid_block(rows, request, key="customer_id")
         return {"rowData": components.json_records(block), "rowCount": count}
     # Keyed by the filters and the request (the data version covers a new run): most requests
