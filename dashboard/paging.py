@@ -12,7 +12,6 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 # Most rows one request may ask for (the grid asks for cacheBlockSize rows at a time).
@@ -20,13 +19,12 @@ MAX_BLOCK = 500
 
 
 def _text_condition(values: pd.Series, kind: str, wanted: Any) -> pd.Series:
-    text = values.astype("string").str.lower()
+    strings = values.astype("string")
+    if kind in ("blank", "notBlank"):
+        blank = (strings.str.strip() == "").fillna(True)  # missing counts as blank
+        return blank if kind == "blank" else ~blank
+    text = strings.str.lower()
     needle = str(wanted if wanted is not None else "").lower()
-    blank = values.isna() | (values.astype("string").str.strip() == "")
-    if kind == "blank":
-        return blank.fillna(True)
-    if kind == "notBlank":
-        return ~blank.fillna(True)
     if kind == "equals":
         found = text == needle
     elif kind == "notEqual":
@@ -126,5 +124,5 @@ def grid_block(frame: pd.DataFrame, request: Mapping[str, Any] | None,
                         request.get("sortModel"), key)
     start = max(int(request.get("startRow") or 0), 0)
     end = int(request.get("endRow") or start + 100)
-    end = int(np.clip(end, start, start + MAX_BLOCK))
+    end = min(max(end, start), start + MAX_BLOCK)
     return chosen.iloc[start:end], len(chosen)
