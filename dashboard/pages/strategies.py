@@ -16,9 +16,8 @@ dash.register_page(__name__, path="/strategies", name="Strategies", title="Segmi
 
 
 def layout(**_kwargs: Any) -> html.Div:
-    run = frames.published_run()
-    page: html.Div = context.cached("page-strategies", run["id"] if run else None,
-                                    compute=_page)
+    # The data version in every cache key already changes with the published run.
+    page: html.Div = context.cached("page-strategies", compute=_page)
     return page
 
 
