@@ -283,9 +283,9 @@ def default_window(shell: dict[str, dict[str, Any]], days: int = 90) -> str | No
     return f"{since.isoformat()}:{until.isoformat()}"
 
 
-def filtered_pages(base: str, session: requests.Session, paths: list[str]) -> list[str]:
+def filtered_pages(base: str, session: requests.Session, paths: list[str],
+                   callbacks: list[Callback]) -> list[str]:
     """The pages that show the filter bar (the ones a date window changes), asked of the app."""
-    callbacks = load_callbacks(session.get(f"{base}/_dash-dependencies", timeout=60).json())
     style = [cb for cb in callbacks if cb.output == FILTER_BAR_STYLE]
     if not style:
         return paths
@@ -387,7 +387,7 @@ def run_load(base: str, user: str, password: str, *, clients: int, rounds: int,
     if window and window != "none":
         since, until = window.split(":", 1)
         search = f"?since={since}&until={until}"
-        pages = filtered_pages(base, probe, paths)
+        pages = filtered_pages(base, probe, paths, callbacks)
         print(f"custom window {since} – {until} on {pages}", flush=True)
         window_wall = phase(pages, search, "window")
         cold, cold_all = summarise(workers, COLD)
