@@ -1,9 +1,10 @@
 """Transaction lines, products and customers: bulk writes for ingest and the frame readers.
 
 Writes go through the raw DBAPI connection inside one SQLAlchemy transaction. On SQLite the lines
-are first copied by the ADBC driver into a scratch SQLite file (never the store itself), which the
-transaction attaches and copies with INSERT OR IGNORE ... SELECT; PostgreSQL gets COPY into a
-temporary table followed by INSERT ... ON CONFLICT DO NOTHING. A file therefore lands whole or not
+are copied by the ADBC driver into scratch SQLite files (never the store itself) in a worker
+thread, which the transaction attaches and copies with INSERT OR IGNORE ... SELECT as they come
+(engine.store.sqlite_staging); PostgreSQL gets COPY into a temporary table followed by
+INSERT ... ON CONFLICT DO NOTHING. A file therefore lands whole or not
 at all, and a line whose (ts, hash) is already stored (same line from another file, or the same
 file again) is skipped.
 
@@ -25,10 +26,11 @@ import sys
 import tempfile
 import urllib.parse
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -42,6 +44,9 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from engine.models import Customer, Product, SourceFile, TransactionLine
 from engine.store.db import StoreError, database_error
+
+if TYPE_CHECKING:
+    from engine.store.sqlite_staging import SqliteStaging
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +64,8 @@ CUSTOMER_COLUMNS = ["customer_id", "first_name", "phone", "phone_status", "signu
                     "sms_consent", "timezone"]
 
 ProgressCallback = Callable[[int], None]
+# (product rows, customer rows) a file's lines add; see _side_rows.
+SideRows = tuple[list[dict[str, Any]], list[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -118,19 +125,24 @@ def write_files(engine: Engine, *, files: list[StagedFile], batch_size: int = 50
 
     try:
         with contextlib.ExitStack() as stack:
-            staging: Path | None = None
+            staging: SqliteStaging | None = None
+            side_rows: dict[int, Future[SideRows]] = {}
             if engine.dialect.name == "sqlite" and any(
                     item.lines is not None and len(item.lines) for item in files):
+                from engine.store.sqlite_staging import SqliteStaging
+
                 folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="segmint-"))
-                staging = Path(folder) / "staging.db"
-                _stage_sqlite(staging, files, batch_size)
+                staging = stack.enter_context(SqliteStaging(Path(folder), files, batch_size))
+                side_rows = {index: staging.submit(_side_rows, item.lines)
+                             for index, item in enumerate(files) if item.lines is not None}
             connection = stack.enter_context(engine.connect())
             if staging is not None:
-                stack.enter_context(_attached(connection, staging))
+                stack.enter_context(staging.attachments(connection))
                 stack.enter_context(_foreign_keys_unchecked(connection))
             with connection.begin():
                 for index, staged in enumerate(files):
-                    _write_file(connection, staged, index, batch_size, on_progress)
+                    _write_file(connection, staged, index, batch_size, on_progress,
+                                staging=staging, side_rows=side_rows.get(index))
     except IntegrityError as exc:
         raise StoreError(f"{files[0].path}: was loaded by another process at the same time "
                          f"({database_error(engine, exc)})") from None
@@ -139,7 +151,8 @@ def write_files(engine: Engine, *, files: list[StagedFile], batch_size: int = 50
 
 
 def _write_file(connection: Connection, staged: StagedFile, index: int, batch_size: int,
-                on_progress: ProgressCallback | None) -> None:
+                on_progress: ProgressCallback | None, *, staging: SqliteStaging | None,
+                side_rows: Future[SideRows] | None) -> None:
     source_id = connection.execute(
         insert(SOURCE_TABLE).values(
             path=staged.path, sha256=staged.sha256, kind=staged.kind,
@@ -148,68 +161,22 @@ def _write_file(connection: Connection, staged: StagedFile, index: int, batch_si
         ).returning(SOURCE_TABLE.c.id)
     ).scalar_one()
     if staged.lines is not None:
-        staged.loaded = _write_lines(connection, staged.lines, index, source_id, batch_size,
-                                     on_progress)
+        if staging is not None:
+            staged.loaded = staging.insert_lines(connection, index, source_id, on_progress)
+        else:
+            staged.loaded = _write_lines(connection, staged.lines, source_id, batch_size,
+                                         on_progress)
         staged.duplicates_in_db = len(staged.lines) - staged.loaded
-        order = _time_order(staged.lines["ts"])
-        _upsert_products(connection, staged.lines, order)
-        _insert_missing_customers(connection, staged.lines, order)
+        products, customers = (side_rows.result() if side_rows is not None
+                               else _side_rows(staged.lines))
+        _execute_rows(connection, _product_upsert(connection), products)
+        _execute_rows(connection, _customer_insert(connection), customers)
     if staged.customers is not None:
         _upsert_customers(connection, staged.customers)
         staged.loaded = len(staged.customers)
     connection.execute(
         update(SOURCE_TABLE).where(SOURCE_TABLE.c.id == source_id).values(
             lines_loaded=staged.loaded, duplicates=staged.duplicates + staged.duplicates_in_db))
-
-
-# SQLite: the lines are first copied, column-wise from Arrow, into a scratch database file by the
-# ADBC driver (which binds each batch in C, no Python object per cell); the load's transaction
-# then attaches that file and inserts from it with INSERT OR IGNORE ... SELECT, batch by batch.
-# The ADBC driver carries its own copy of the SQLite library, so it never opens the store's file
-# (two copies of SQLite with one file open in one process break each other's POSIX locks): it
-# only opens the scratch file, and closes it before sqlite3 attaches it.
-
-
-def _staging_table(index: int) -> str:
-    return f"lines_{index}"
-
-
-def _stage_sqlite(path: Path, files: list[StagedFile], batch_size: int) -> None:
-    import adbc_driver_sqlite.dbapi as adbc_sqlite
-
-    with adbc_sqlite.connect(str(path), autocommit=True) as connection, \
-            connection.cursor() as cursor:
-        # A scratch file, deleted after the load whatever happens: nothing there to recover.
-        for pragma in ("journal_mode=OFF", "synchronous=OFF"):
-            cursor.execute(f"PRAGMA {pragma}")
-            cursor.fetchall()
-        cursor.execute("BEGIN")
-        for index, staged in enumerate(files):
-            lines = staged.lines
-            if lines is None or not len(lines):
-                continue
-            for start in range(0, len(lines), batch_size):
-                batch = _arrow_batch(lines.iloc[start:start + batch_size], {
-                    name: array.slice(start, batch_size)
-                    for name, array in staged.text_arrays.items()})
-                cursor.adbc_ingest(_staging_table(index), batch,
-                                   mode="create" if start == 0 else "append")
-            log.debug("copied %d lines to the staging file", len(lines))
-        cursor.execute("COMMIT")
-
-
-@contextlib.contextmanager
-def _attached(connection: Connection, path: Path) -> Iterator[None]:
-    """The staging file attached as `staging` to the connection, outside any transaction."""
-    raw = connection.connection.driver_connection
-    raw.execute("ATTACH DATABASE ? AS staging", (str(path),))  # type: ignore[union-attr]
-    try:
-        yield
-    finally:
-        try:
-            raw.execute("DETACH DATABASE staging")  # type: ignore[union-attr]
-        except sqlite3.Error:
-            connection.invalidate()  # never hand a connection with the file attached back
 
 
 @contextlib.contextmanager
@@ -231,26 +198,7 @@ def _foreign_keys_unchecked(connection: Connection) -> Iterator[None]:
             connection.invalidate()  # never hand a connection without its checks back
 
 
-def _arrow_batch(frame: pd.DataFrame, text: dict[str, pa.ChunkedArray]) -> pa.RecordBatch:
-    """The lines as transaction_line stores them: ts as SQLite DateTime text, is_return 0/1.
-    text: columns of the frame already in Arrow (the same rows), taken as they are."""
-    arrays: dict[str, pa.Array] = {}
-    for name in STAGED_LINE_COLUMNS:
-        values = frame[name]
-        if name in text:
-            arrays[name] = text[name].combine_chunks()
-        elif name == "ts":
-            arrays[name] = _timestamp_array(values)
-        elif name == "is_return":
-            arrays[name] = pa.array(values.to_numpy().astype(np.int64))
-        elif values.dtype == object:
-            arrays[name] = pa.array(values.to_numpy(), type=pa.string(), from_pandas=True)
-        else:
-            arrays[name] = pa.array(values.to_numpy())
-    return pa.RecordBatch.from_pydict(arrays)
-
-
-def _timestamp_array(ts: pd.Series) -> pa.Array:
+def timestamp_array(ts: pd.Series) -> pa.Array:
     """'YYYY-MM-DD HH:MM:SS.ffffff' (the layout SQLAlchemy's SQLite DateTime writes, so range
     filters compare as text correctly) as an Arrow string array, formatted once per distinct
     time (lines of one invoice share it) and repeated by index."""
@@ -260,8 +208,8 @@ def _timestamp_array(ts: pd.Series) -> pa.Array:
 
 
 def _timestamp_text(ts: pd.Series, suffix: str = "") -> list[str]:
-    """_timestamp_array as Python strings, optionally with a zone suffix."""
-    text: list[str] = _timestamp_array(ts).to_pylist()
+    """timestamp_array as Python strings, optionally with a zone suffix."""
+    text: list[str] = timestamp_array(ts).to_pylist()
     return [value + suffix for value in text] if suffix else text
 
 
@@ -281,41 +229,16 @@ def _column_lists(frame: pd.DataFrame, source_id: int, ts_suffix: str = "") -> l
     return columns
 
 
-def _write_lines(connection: Connection, lines: pd.DataFrame, index: int, source_id: int,
-                 batch_size: int, on_progress: ProgressCallback | None) -> int:
-    """Insert the lines that are not stored yet; returns how many were inserted."""
+def _write_lines(connection: Connection, lines: pd.DataFrame, source_id: int, batch_size: int,
+                 on_progress: ProgressCallback | None) -> int:
+    """Insert the lines that are not stored yet on PostgreSQL (SQLite: SqliteStaging); returns
+    how many were inserted."""
+    if not len(lines):
+        return 0
+    if connection.dialect.name != "postgresql":
+        raise StoreError(f"bulk load is not supported on {connection.dialect.name}")
     columns = ["source_file_id", *STAGED_LINE_COLUMNS]
     raw = connection.connection.driver_connection
-    dialect = connection.dialect.name
-    if dialect == "sqlite":
-        if not len(lines):
-            return 0
-        statement = (f"INSERT OR IGNORE INTO transaction_line ({', '.join(columns)}) "
-                     f"SELECT ?, {', '.join(STAGED_LINE_COLUMNS)} "
-                     f"FROM staging.{_staging_table(index)} "
-                     "WHERE rowid BETWEEN ? AND ? ORDER BY rowid")
-        cursor = raw.cursor()  # type: ignore[union-attr]
-        loaded = 0
-        try:
-            # A page cache sized to the table's indexes keeps the inserts into them in memory
-            # (about 100 bytes of index per line; 256 MiB to 2 GiB).
-            stored = cursor.execute("SELECT COALESCE(MAX(id), 0) FROM transaction_line") \
-                .fetchone()[0]
-            cache_kib = min(max(256 * 1024, (stored + len(lines)) * 100 // 1024), 2 * 1024 * 1024)
-            cursor.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
-            for start in range(0, len(lines), batch_size):
-                end = min(start + batch_size, len(lines))
-                cursor.execute(statement, (source_id, start + 1, end))
-                loaded += cursor.rowcount
-                log.debug("staged %d of %d lines", end, len(lines))
-                if on_progress:
-                    on_progress(end - start)
-        finally:
-            cursor.execute("PRAGMA cache_size=-2000")
-            cursor.close()
-        return loaded
-    if dialect != "postgresql":
-        raise StoreError(f"bulk load is not supported on {dialect}")
     with raw.cursor() as cursor:  # type: ignore[union-attr]
         cursor.execute("CREATE TEMP TABLE staged_line (LIKE transaction_line INCLUDING DEFAULTS) "
                        "ON COMMIT DROP")
@@ -363,28 +286,35 @@ def _latest(keys: pd.Series, values: pd.Series, order: np.ndarray) -> pd.Series:
     return result.sort_index()
 
 
-def _upsert_products(connection: Connection, lines: pd.DataFrame, order: np.ndarray) -> None:
-    """stock_code -> the latest description this file gives it (kept when the file has none)."""
-    latest = _latest(lines["stock_code"], lines["description"], order)
+def _side_rows(lines: pd.DataFrame) -> SideRows:
+    """What a file's lines add to product and customer: each stock_code with the latest
+    description the file gives it, and each customer id with the last country seen. Pure (no
+    database), so the SQLite load computes it in its worker while the lines are inserted."""
+    order = _time_order(lines["ts"])
+    products = _latest(lines["stock_code"], lines["description"], order)
+    customers = _latest(lines["customer_id"], lines["country"], order)
+    return ([{"stock_code": code, "description": description}
+             for code, description in products.items()],
+            [{"customer_id": customer_id, "country": country, "phone_status": "unknown",
+              "sms_consent": False} for customer_id, country in customers.items()])
+
+
+def _product_upsert(connection: Connection) -> Any:
+    """A product row per stock code; a known product takes the new description (kept when the
+    file has none)."""
     statement = _dialect_insert(connection, PRODUCT_TABLE)
-    statement = statement.on_conflict_do_update(
+    return statement.on_conflict_do_update(
         index_elements=["stock_code"],
         set_={"description": func.coalesce(statement.excluded.description,
                                            PRODUCT_TABLE.c.description)},
     )
-    _execute_rows(connection, statement, [{"stock_code": code, "description": description}
-                                          for code, description in latest.items()])
 
 
-def _insert_missing_customers(connection: Connection, lines: pd.DataFrame,
-                              order: np.ndarray) -> None:
-    """A customer row (id + last country seen) for ids the customer table does not know yet."""
-    last = _latest(lines["customer_id"], lines["country"], order)
-    statement = _dialect_insert(connection, CUSTOMER_TABLE).on_conflict_do_nothing(
+def _customer_insert(connection: Connection) -> Any:
+    """A customer row for ids the customer table does not know yet (known ones are left as
+    they are: the customers file owns their details)."""
+    return _dialect_insert(connection, CUSTOMER_TABLE).on_conflict_do_nothing(
         index_elements=["customer_id"])
-    _execute_rows(connection, statement, [
-        {"customer_id": customer_id, "country": country, "phone_status": "unknown",
-         "sms_consent": False} for customer_id, country in last.items()])
 
 
 def _execute_rows(connection: Connection, statement: Any, rows: list[dict[str, Any]]) -> None:
