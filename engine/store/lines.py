@@ -23,7 +23,6 @@ import logging
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import urllib.parse
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -44,6 +43,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from engine.models import Customer, Product, SourceFile, TransactionLine
 from engine.store.db import StoreError, database_error
+from engine.store.scratch import scratch_folder
 
 if TYPE_CHECKING:
     from engine.store.sqlite_staging import SqliteStaging
@@ -131,8 +131,8 @@ def write_files(engine: Engine, *, files: list[StagedFile], batch_size: int = 50
                     item.lines is not None and len(item.lines) for item in files):
                 from engine.store.sqlite_staging import SqliteStaging
 
-                folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="segmint-"))
-                staging = stack.enter_context(SqliteStaging(Path(folder), files, batch_size))
+                folder = stack.enter_context(scratch_folder("load"))
+                staging = stack.enter_context(SqliteStaging(folder, files, batch_size))
                 side_rows = {index: staging.submit(_side_rows, item.lines)
                              for index, item in enumerate(files) if item.lines is not None}
             connection = stack.enter_context(engine.connect())
@@ -448,8 +448,8 @@ def _arrow_lines_sqlite(engine: Engine, conditions: list[tuple[str, date]]) -> p
     assert path is not None
     sql, _ = _sqlite_query(conditions, literal=True)
     uri = "file:" + urllib.parse.quote(str(Path(path).resolve())) + "?mode=ro"
-    with tempfile.TemporaryDirectory(prefix="segmint-read-") as folder:
-        target = Path(folder) / "lines.arrow"
+    with scratch_folder("read") as folder:
+        target = folder / "lines.arrow"
         completed = subprocess.run(
             # The file as a script in isolated mode (-I): the child imports only pyarrow and the
             # driver, not the engine package around it.

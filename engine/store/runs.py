@@ -9,7 +9,6 @@ with the highest id; 'running' and 'failed' rows never are, whatever their age.
 from __future__ import annotations
 
 import math
-import os
 import socket
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
@@ -29,6 +28,7 @@ from engine.models import (
     SegmentationRun,
 )
 from engine.store.db import StoreError, database_error
+from engine.store.locks import process_alive
 
 if TYPE_CHECKING:
     from engine.pipeline import RunResult
@@ -169,15 +169,7 @@ def mark_failed(engine: Engine, *, run_id: int, error: str) -> None:
 
 
 def _process_gone(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return isinstance(pid, int) and pid > 0 and not process_alive(pid)
 
 
 def fail_abandoned_runs(engine: Engine) -> list[int]:

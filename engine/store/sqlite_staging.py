@@ -117,7 +117,8 @@ class SqliteStaging:
                 cursor.adbc_ingest(GROUP_TABLE, batch,
                                    mode="create" if start == group.start else "append")
             cursor.execute("COMMIT")
-        log.debug("staged lines %d..%d of file %d", group.start, group.end, group.file_index)
+        log.debug("copied lines %d..%d of file %d to %s", group.start, group.end,
+                  group.file_index, group.path.name)
 
     def insert_lines(self, connection: Connection, file_index: int, source_id: int,
                      on_progress: ProgressCallback | None) -> int:
@@ -136,6 +137,7 @@ class SqliteStaging:
                          if group.file_index == file_index)
             cache_kib = min(max(256 * 1024, (stored + adding) * 100 // 1024), 2 * 1024 * 1024)
             cursor.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
+            done = 0
             for group in self.groups:
                 if group.file_index != file_index:
                     continue
@@ -150,9 +152,10 @@ class SqliteStaging:
                     last = min(first + self.batch_size - 1, rows)
                     cursor.execute(statement, (source_id, first, last))
                     loaded += cursor.rowcount
+                    done += last - first + 1
+                    log.debug("inserted %d of %d lines", done, adding)
                     if on_progress:
                         on_progress(last - first + 1)
-                log.debug("inserted lines %d..%d of file %d", group.start, group.end, file_index)
         finally:
             cursor.execute("PRAGMA cache_size=-2000")
             cursor.close()

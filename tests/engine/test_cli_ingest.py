@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -114,6 +115,9 @@ def test_killed_ingest_leaves_nothing_and_a_rerun_loads_whole(project) -> None:
     folder, env = project
     made = run_segmint("generate-demo-data", "data", "--customers", "1500", cwd=folder, env=env)
     assert made.returncode == 0, made.stderr
+    scratch = folder / "scratch"  # the temp folder of both ingests
+    scratch.mkdir()
+    env = {**env, "TMPDIR": str(scratch)}
     child = subprocess.Popen(
         [sys.executable, "-m", "segmint", "-v", "ingest", "data/transactions.csv"],
         cwd=folder, env={**os.environ, **env}, stderr=subprocess.PIPE, text=True)
@@ -121,15 +125,21 @@ def test_killed_ingest_leaves_nothing_and_a_rerun_loads_whole(project) -> None:
     seen = []
     for line in child.stderr:  # wait until some batches are in the open transaction
         seen.append(line)
-        if "staged" in line and "of" in line and not line.split("staged ")[1].startswith("2000 "):
+        progress = re.search(r"(?:staged|inserted) (\d+) of (\d+) lines", line)
+        if progress and 2000 < int(progress.group(1)) < int(progress.group(2)):
             child.send_signal(signal.SIGKILL)
             break
     child.wait(timeout=60)
     assert child.returncode == -signal.SIGKILL, "".join(seen[-5:])
     assert counts(env) == {"source_file": 0, "transaction_line": 0, "product": 0, "customer": 0}
+    # SQLite: the killed load's staging files are left in its scratch folder...
+    left = [path.name for path in scratch.iterdir()]
+    sqlite = env["SEGMINT_DATABASE_URL"].startswith("sqlite")
+    assert all(f"-{child.pid}-" in name for name in left) and bool(left) == sqlite, left
 
     rerun = run_segmint("ingest", "data/transactions.csv", cwd=folder, env=env)
     assert rerun.returncode == 0, rerun.stderr
+    assert list(scratch.iterdir()) == []  # ... and the next load removes them
     lines_in_file = sum(1 for _ in (folder / "data" / "transactions.csv").open()) - 1
     assert f"read {lines_in_file:,}, loaded {lines_in_file:,}" in rerun.stdout
     assert counts(env)["transaction_line"] == lines_in_file
