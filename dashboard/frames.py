@@ -138,12 +138,13 @@ def segment_rows(current: Scope) -> pd.DataFrame:
         return run_rows(int(run["id"]))
 
     def compute() -> pd.DataFrame:
+        from engine.pipeline import RUN_LINE_COLUMNS
         from engine.store.lines import load_customers, load_lines
 
         from .window import window_segments
 
         engine = context.engine()
-        history = load_lines(engine, until=current.until)
+        history = load_lines(engine, until=current.until, columns=RUN_LINE_COLUMNS)
         return window_segments(history, load_customers(engine), run=run,
                                run_rows=run_rows(int(run["id"])), settings=context.settings(),
                                since=current.since, until=current.until)

@@ -38,6 +38,10 @@ from engine.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# The line columns `segment` reads (RFM, classes, baskets, recommendations); a run loads only
+# these (quantity, unit_price and country are the dashboard's).
+RUN_LINE_COLUMNS = (*REQUIRED_LINE_COLUMNS, "description")
+
 SEGMENT_RESULT_COLUMNS = [
     "customer_id", "recency_days", "frequency", "monetary", "r_score", "f_score", "m_score",
     "rfm_code", "rfm_score", "rfm_segment", "rfm_grid_segment", "cluster", "value_tier",
@@ -214,7 +218,7 @@ def execute_run(engine: Engine, settings: Settings, *, as_of: date | None = None
     try:
         load_until = until if until is not None else (as_of - timedelta(days=1) if as_of else None)
         load_start = time.perf_counter()
-        lines = line_store.load_lines(engine, until=load_until)
+        lines = line_store.load_lines(engine, until=load_until, columns=RUN_LINE_COLUMNS)
         customers = line_store.load_customers(engine)
         log.log(level, "load: %.2fs (%d lines, %d customers on file)",
                 time.perf_counter() - load_start, len(lines), len(customers))

@@ -24,7 +24,7 @@ import sqlite3
 import subprocess
 import sys
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -362,33 +362,38 @@ def _utc_bound(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
-def load_lines(engine: Engine, since: date | None = None,
-               until: date | None = None) -> pd.DataFrame:
+def load_lines(engine: Engine, since: date | None = None, until: date | None = None, *,
+               columns: Sequence[str] = LINE_COLUMNS) -> pd.DataFrame:
     """The lines frame, optionally limited to [since, until] (whole days, both inclusive).
 
     Columns: invoice, stock_code, description, quantity, unit_price, amount, ts (naive UTC
-    datetime64[ns]), customer_id (str or None), country, is_return (bool). Ordered as loaded.
+    datetime64[ns]), customer_id (str or None), country, is_return (bool); or only those of
+    `columns` (in LINE_COLUMNS order), which reads less. Ordered as loaded.
 
     The rows are read column-wise into Arrow (a SQLite file through the ADBC driver in a child
     process, PostgreSQL through COPY ... TO STDOUT parsed by pyarrow.csv), never as one Python
     object per cell; the text columns come out as object columns whose repeated values share
     one Python string.
     """
+    unknown = sorted(set(columns) - set(LINE_COLUMNS))
+    if unknown:
+        raise ValueError(f"load_lines: unknown columns {unknown}")
+    names = [name for name in LINE_COLUMNS if name in columns]
     sqlite_db = engine.dialect.name == "sqlite"
     conditions = [(operator, bound) for bound, operator in
                   ((since, ">="), (until + timedelta(days=1) if until else None, "<"))
                   if bound is not None]
     try:
         if sqlite_db and _sqlite_file(engine) is not None:
-            table = _arrow_lines_sqlite(engine, conditions)
+            table = _arrow_lines_sqlite(engine, conditions, names)
         elif sqlite_db:
-            table = _arrow_lines_dbapi(engine, conditions)
+            table = _arrow_lines_dbapi(engine, conditions, names)
         else:
-            table = _arrow_lines_postgres(engine, conditions)
+            table = _arrow_lines_postgres(engine, conditions, names)
     except (SQLAlchemyError, sqlite3.Error, psycopg.Error, pa.ArrowException, OSError,
             _ChildReadError) as exc:
         raise database_error(engine, exc) from None
-    return _lines_frame(table)
+    return _lines_frame(table, names)
 
 
 def _sqlite_file(engine: Engine) -> str | None:
@@ -409,9 +414,9 @@ def _arrow_types() -> dict[str, pa.DataType]:
         {name: pa.float64() for name in _NUMBERS} | {"is_return": pa.int64()}
 
 
-def _select_list(ts_sql: str) -> str:
+def _select_list(ts_sql: str, columns: list[str]) -> str:
     names = []
-    for name in LINE_COLUMNS:
+    for name in columns:
         if name in _TEXT:
             names.append(f"COALESCE({name}, '') AS {name}")
         elif name in _NUMBERS:
@@ -423,7 +428,7 @@ def _select_list(ts_sql: str) -> str:
     return ", ".join(names)
 
 
-def _sqlite_query(conditions: list[tuple[str, date]], *,
+def _sqlite_query(conditions: list[tuple[str, date]], columns: list[str], *,
                   literal: bool = False) -> tuple[str, list[str]]:
     """The SELECT and its parameters; with literal=True the bounds are written into the SQL
     (they are dates formatted here, never text from outside) and no parameters are left."""
@@ -431,7 +436,7 @@ def _sqlite_query(conditions: list[tuple[str, date]], *,
     where = " AND ".join(f"ts {operator} {repr(bound) if literal else '?'}"
                          for (operator, _), bound in zip(conditions, params, strict=True))
     params = [] if literal else params
-    sql = (f"SELECT {_select_list('ts')} FROM transaction_line"
+    sql = (f"SELECT {_select_list('ts', columns)} FROM transaction_line"
            f"{' WHERE ' + where if where else ''} ORDER BY id")
     return sql, params
 
@@ -440,13 +445,14 @@ class _ChildReadError(Exception):
     """The child reader (engine.store.sqlite_arrow) failed; the message is its one line."""
 
 
-def _arrow_lines_sqlite(engine: Engine, conditions: list[tuple[str, date]]) -> pa.Table:
+def _arrow_lines_sqlite(engine: Engine, conditions: list[tuple[str, date]],
+                        columns: list[str]) -> pa.Table:
     """The rows through the ADBC driver, which runs in a child process: it links its own copy of
     SQLite, and two copies must not open one file in one process (see engine.store.sqlite_arrow).
     """
     path = _sqlite_file(engine)
     assert path is not None
-    sql, _ = _sqlite_query(conditions, literal=True)
+    sql, _ = _sqlite_query(conditions, columns, literal=True)
     uri = "file:" + urllib.parse.quote(str(Path(path).resolve())) + "?mode=ro"
     with scratch_folder("read") as folder:
         target = folder / "lines.arrow"
@@ -463,9 +469,10 @@ def _arrow_lines_sqlite(engine: Engine, conditions: list[tuple[str, date]]) -> p
             return pa.ipc.open_file(source).read_all()
 
 
-def _arrow_lines_dbapi(engine: Engine, conditions: list[tuple[str, date]]) -> pa.Table:
+def _arrow_lines_dbapi(engine: Engine, conditions: list[tuple[str, date]],
+                       columns: list[str]) -> pa.Table:
     """An in-memory SQLite database (tests): the rows through sqlite3, then to Arrow."""
-    sql, params = _sqlite_query(conditions)
+    sql, params = _sqlite_query(conditions, columns)
     with engine.connect() as connection:
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
@@ -473,18 +480,19 @@ def _arrow_lines_dbapi(engine: Engine, conditions: list[tuple[str, date]]) -> pa
             rows = cursor.fetchall()
         finally:
             cursor.close()
-    columns: list[Any] = list(zip(*rows, strict=True)) if rows else [[] for _ in LINE_COLUMNS]
+    values: list[Any] = list(zip(*rows, strict=True)) if rows else [[] for _ in columns]
     types = _arrow_types()
-    return pa.table({name: pa.array(values, type=types[name])
-                     for name, values in zip(LINE_COLUMNS, columns, strict=True)})
+    return pa.table({name: pa.array(cells, type=types[name])
+                     for name, cells in zip(columns, values, strict=True)})
 
 
-def _arrow_lines_postgres(engine: Engine, conditions: list[tuple[str, date]]) -> pa.Table:
+def _arrow_lines_postgres(engine: Engine, conditions: list[tuple[str, date]],
+                          columns: list[str]) -> pa.Table:
     from psycopg import sql as pgsql
 
     ts_sql = "to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
     where = " AND ".join(f"ts {operator} {{}}" for operator, _ in conditions)
-    query = pgsql.SQL(f"COPY (SELECT {_select_list(ts_sql)} FROM transaction_line"
+    query = pgsql.SQL(f"COPY (SELECT {_select_list(ts_sql, columns)} FROM transaction_line"
                       f"{' WHERE ' + where if where else ''} ORDER BY id) "
                       "TO STDOUT WITH (FORMAT csv, HEADER true)").format(
         *[pgsql.Literal(_utc_bound(bound)) for _, bound in conditions])
@@ -495,16 +503,18 @@ def _arrow_lines_postgres(engine: Engine, conditions: list[tuple[str, date]]) ->
             for block in copy:
                 buffer.write(block)
     buffer.seek(0)
-    options = pacsv.ConvertOptions(column_types=_arrow_types(), strings_can_be_null=False,
+    types = _arrow_types()
+    options = pacsv.ConvertOptions(column_types={name: types[name] for name in columns},
+                                   strings_can_be_null=False,
                                    quoted_strings_can_be_null=False)
     return pacsv.read_csv(buffer, convert_options=options)
 
 
-def _lines_frame(table: pa.Table) -> pd.DataFrame:
+def _lines_frame(table: pa.Table, names: list[str]) -> pd.DataFrame:
     """Arrow columns -> the lines frame (object text with None, float64, datetime64[ns], bool)."""
     columns: dict[str, Any] = {}
     types = _arrow_types()
-    for name in LINE_COLUMNS:
+    for name in names:
         values = table.column(name)
         if not len(values):  # an empty result has no rows to infer types from
             values = pa.chunked_array([], type=types[name])
@@ -519,11 +529,13 @@ def _lines_frame(table: pa.Table) -> pd.DataFrame:
         columns[name] = values
     frame = pa.table(columns).to_pandas(deduplicate_objects=True, self_destruct=True,
                                         split_blocks=True)
-    for name in _TEXT:  # an all-null column comes back as float NaN
+    for name in [name for name in _TEXT if name in names]:  # all-null comes back as NaN
         if frame[name].dtype != object:
             frame[name] = pd.Series(None, index=frame.index, dtype=object)
-    frame["ts"] = frame["ts"].astype("datetime64[ns]")
-    frame["is_return"] = frame["is_return"].astype(bool)
+    if "ts" in names:
+        frame["ts"] = frame["ts"].astype("datetime64[ns]")
+    if "is_return" in names:
+        frame["is_return"] = frame["is_return"].astype(bool)
     return frame
 
 

@@ -197,6 +197,18 @@ def test_load_lines_window_is_inclusive_by_day(db, settings, tmp_path: Path) -> 
     assert len(load_lines(db, since=date(2010, 12, 3))) == 0
 
 
+def test_load_lines_reads_only_the_columns_asked_for(db, settings, tmp_path: Path) -> None:
+    ingest_file(db, settings, write_csv(tmp_path / "c.csv", GOOD_ROWS))
+    everything = load_lines(db, until=date(2010, 12, 1))
+    some = load_lines(db, until=date(2010, 12, 1),
+                      columns=("is_return", "ts", "customer_id", "amount", "description"))
+    # LINE_COLUMNS order, whatever order they were asked in; the same cells and types.
+    assert list(some.columns) == ["description", "amount", "ts", "customer_id", "is_return"]
+    pd.testing.assert_frame_equal(some, everything[list(some.columns)])
+    with pytest.raises(ValueError, match="unknown columns.*'price'"):
+        load_lines(db, columns=("ts", "price"))
+
+
 def test_customers_file_normalises_phones_and_keeps_bad_ones(db, tmp_path: Path,
                                                               db_url: str) -> None:
     settings = make_settings(tmp_path, db_url, '[ingest]\nrejects_dir = "rejects"\n')
