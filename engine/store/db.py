@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, event, text
+from sqlalchemy import URL, Engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session, create_engine
@@ -32,15 +34,40 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.close()
 
 
+def sqlite_file(url: str | URL) -> Path | None:
+    """The file behind a file-backed SQLite URL (absolute, as the driver opens it); None for
+    in-memory SQLite, SQLite URIs (`?uri=true`, whose options the caller chose) and servers."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or "uri" in parsed.query:
+        return None
+    database = parsed.database
+    if not database or database == ":memory:":
+        return None
+    return Path(os.path.abspath(database))
+
+
+def _open_existing(path: Path) -> Any:
+    """A do_connect hook opening the file with mode=rw: SQLite then refuses to create it, so a
+    command pointed at a missing database leaves no empty file behind (init_db creates it)."""
+    uri = f"{path.as_uri()}?mode=rw"
+
+    def do_connect(_dialect, _record, cargs, cparams) -> None:  # type: ignore[no-untyped-def]
+        cargs[:] = [uri]
+        cparams["uri"] = True
+
+    return do_connect
+
+
 @cache
 def get_engine(url: str, echo: bool = False) -> Engine:
-    """One engine per URL and process (pooled connections are not shared across forks)."""
+    """One engine per URL and process (pooled connections are not shared across forks). A
+    SQLite file is never created here, only by init_db."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        database = parsed.database
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, echo=echo, connect_args={"timeout": 30})
+        path = sqlite_file(parsed)
+        if path is not None:
+            event.listen(engine, "do_connect", _open_existing(path))
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, echo=echo, pool_pre_ping=True)
@@ -59,6 +86,10 @@ def database_error(engine: Engine, exc: BaseException) -> StoreError:
 
 
 def check_connection(engine: Engine) -> None:
+    path = sqlite_file(engine.url)
+    if path is not None and not path.is_file():
+        where = describe(str(engine.url))
+        raise StoreError(f"database {where} does not exist: run `segmint init-db` first")
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
@@ -88,7 +119,9 @@ def _alembic_config() -> Config:
 
 
 def init_db(engine: Engine) -> str:
-    """Create or upgrade the schema to the latest migration; idempotent. Returns the revision."""
+    """Create or upgrade the schema to the latest migration; idempotent. Returns the revision.
+    The one place a SQLite file (and its folder) is created."""
+    _create_sqlite_file(engine)
     check_connection(engine)
     config = _alembic_config()
     try:
@@ -98,6 +131,19 @@ def init_db(engine: Engine) -> str:
     except SQLAlchemyError as exc:
         raise StoreError(f"migration failed on {describe(str(engine.url))}: {exc}") from None
     return current_revision(engine) or ""
+
+
+def _create_sqlite_file(engine: Engine) -> None:
+    path = sqlite_file(engine.url)
+    if path is None or path.is_file():
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()  # an empty file is an empty SQLite database
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise StoreError(f"database {describe(str(engine.url))} cannot be created: {reason}") \
+            from None
 
 
 def current_revision(engine: Engine) -> str | None:
