@@ -42,7 +42,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from engine.models import Customer, Product, SourceFile, TransactionLine
-from engine.store.db import StoreError, database_error
+from engine.store.db import StoreError, database_error, sqlite_file
 from engine.store.scratch import scratch_folder
 
 if TYPE_CHECKING:
@@ -384,7 +384,7 @@ def load_lines(engine: Engine, since: date | None = None, until: date | None = N
                   ((since, ">="), (until + timedelta(days=1) if until else None, "<"))
                   if bound is not None]
     try:
-        if sqlite_db and _sqlite_file(engine) is not None:
+        if sqlite_db and sqlite_file(engine.url) is not None:
             table = _arrow_lines_sqlite(engine, conditions, names)
         elif sqlite_db:
             table = _arrow_lines_dbapi(engine, conditions, names)
@@ -394,13 +394,6 @@ def load_lines(engine: Engine, since: date | None = None, until: date | None = N
             _ChildReadError) as exc:
         raise database_error(engine, exc) from None
     return _lines_frame(table, names)
-
-
-def _sqlite_file(engine: Engine) -> str | None:
-    database = engine.url.database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return database
 
 
 # Text columns never hold '' (ingest stores an empty cell as NULL), so COALESCE(x, '') gives the
@@ -450,7 +443,7 @@ def _arrow_lines_sqlite(engine: Engine, conditions: list[tuple[str, date]],
     """The rows through the ADBC driver, which runs in a child process: it links its own copy of
     SQLite, and two copies must not open one file in one process (see engine.store.sqlite_arrow).
     """
-    path = _sqlite_file(engine)
+    path = sqlite_file(engine.url)
     assert path is not None
     sql, _ = _sqlite_query(conditions, columns, literal=True)
     uri = "file:" + urllib.parse.quote(str(Path(path).resolve())) + "?mode=ro"
