@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import overload
+
 import phonenumbers
 
 # Ofcom keeps 07700 900000-900999 for drama and testing: never a real phone, so the demo data
@@ -26,3 +28,35 @@ def normalise_phone(raw: str | None, default_region: str) -> tuple[str | None, s
     if phonenumbers.is_valid_number(parsed) or reserved:
         return e164, "valid"
     return text[:32], "invalid"
+
+
+@overload
+def mask_phone(phone: str) -> str: ...
+@overload
+def mask_phone(phone: None) -> None: ...
+def mask_phone(phone: str | None) -> str | None:
+    """+44******0123: a stored phone for screens and logs. An E.164 number keeps its country
+    code; of the other digits only the last four show (none when there are four or fewer), and
+    separators stay, so a number kept as written ("07700 900123", invalid) reads "***** **0123".
+    None when there is no phone."""
+    if phone is None:
+        return None
+    head = ""
+    if phone.startswith("+"):
+        try:
+            head = f"+{phonenumbers.parse(phone).country_code}"
+        except phonenumbers.NumberParseException:
+            head = "+"
+        if not phone.startswith(head):
+            head = "+"
+    rest = phone[len(head):]
+    digits = sum(ch.isdigit() for ch in rest)
+    hidden = digits - 4 if digits > 4 else digits
+    masked = []
+    for ch in rest:
+        if ch.isdigit() and hidden > 0:
+            masked.append("*")
+            hidden -= 1
+        else:
+            masked.append(ch)
+    return head + "".join(masked)

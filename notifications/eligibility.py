@@ -39,19 +39,6 @@ def to_e164(raw: str | None, default_region: str) -> str | None:
     return phone if status == "valid" else None
 
 
-def mask_phone(phone: str | None) -> str:
-    """+44******0123: the country code and the last four digits, for logs and screens."""
-    if not phone:
-        return "(none)"
-    digits = phone.lstrip("+")
-    try:
-        country = str(phonenumbers.parse(phone).country_code) if phone.startswith("+") else ""
-    except phonenumbers.NumberParseException:
-        country = ""
-    hidden = max(len(digits) - len(country) - 4, 0)
-    return f"{'+' if phone.startswith('+') else ''}{country}{'*' * hidden}{digits[-4:]}"
-
-
 def _zone(name: str | None) -> ZoneInfo | None:
     if not name or name == UNKNOWN_ZONE:
         return None

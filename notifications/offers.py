@@ -33,9 +33,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 
+from engine.phones import mask_phone
 from engine.settings import OfferTemplate, Settings
 from engine.store import offers as store
-from notifications.eligibility import decide, mask_phone
+from notifications.eligibility import decide
 from notifications.sender import (
     INVALID_NUMBER_CODES,
     OPTED_OUT_CODE,

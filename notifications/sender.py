@@ -31,8 +31,8 @@ from twilio.http.response import Response
 from twilio.rest import Client
 
 from engine.errors import SegmintError
+from engine.phones import mask_phone
 from engine.settings import TWILIO_API_URL, NotificationSettings, Secrets
-from notifications.eligibility import mask_phone
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,10 @@ from sqlalchemy import Engine
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
+from engine.phones import mask_phone
 from engine.settings import Settings
 from engine.store import offers as store
-from notifications.eligibility import mask_phone, to_e164
+from notifications.eligibility import to_e164
 from notifications.sender import PROVIDER_STATUS
 
 log = logging.getLogger(__name__)

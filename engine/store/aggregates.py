@@ -41,6 +41,7 @@ from engine.models import (
     SegmentationRun,
     TransactionLine,
 )
+from engine.phones import mask_phone
 
 LINES = TransactionLine.__table__  # type: ignore[attr-defined]
 RUNS = SegmentationRun.__table__  # type: ignore[attr-defined]
@@ -401,19 +402,6 @@ def rules(*, engine: Engine, run_id: int, cluster: int | None = None,
 
 
 # --- one customer -----------------------------------------------------------------------------
-
-def mask_phone(phone: str | None) -> str | None:
-    """Keep the country prefix and the last two digits: +44 7*** ***12."""
-    if not phone:
-        return None
-    digits = [ch for ch in phone if ch.isdigit()]
-    if len(digits) <= 4:
-        return "*" * len(phone)
-    keep_head = 3 if phone.startswith("+") else 1
-    shown = phone[: keep_head] + "".join("*" if ch.isdigit() else ch
-                                         for ch in phone[keep_head:-2]) + phone[-2:]
-    return shown
-
 
 def customer_profile(*, engine: Engine, customer_id: str,
                      run_id: int | None) -> dict[str, Any] | None:

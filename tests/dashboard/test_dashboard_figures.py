@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from dashboard import figures
 from dashboard.filters import Filters, from_params, from_search
-from engine.store.aggregates import mask_phone
+from engine.phones import mask_phone
 
 MONTHLY = pd.DataFrame({
     "month": ["2011-01", "2011-02", "2011-03"],
@@ -145,7 +145,9 @@ def test_grouped_products_treemap() -> None:
 
 
 def test_mask_phone_hides_the_middle() -> None:
-    assert mask_phone("+447700900123") == "+44********23"
+    assert mask_phone("+447700900123") == "+44******0123"
+    assert mask_phone("07700 900123") == "***** **0123"  # an invalid number kept as written
+    assert mask_phone("1234") == "****"
     assert mask_phone(None) is None
     assert "7700900" not in (mask_phone("+447700900123") or "")
 

@@ -11,9 +11,10 @@ from fake_twilio import FakeTwilio
 from hypothesis import given
 from hypothesis import strategies as st
 
+from engine.phones import mask_phone
 from engine.settings import NotificationSettings, OfferTemplate
 from engine.store import offers as store
-from notifications.eligibility import in_quiet_window, mask_phone, recipient_zones, to_e164
+from notifications.eligibility import in_quiet_window, recipient_zones, to_e164
 from notifications.offers import send_offers
 from notifications.templates import (
     GSM7_BASIC,
