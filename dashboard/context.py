@@ -66,7 +66,7 @@ def cached(name: str, *parts: Any, compute: Callable[[], T]) -> T:
     if not store.add(lock, True, timeout=LOCK_SECONDS):
         deadline = time.monotonic() + LOCK_SECONDS
         while value is None and time.monotonic() < deadline and store.get(lock) is not None:
-            time.sleep(0.05)
+            time.sleep(0.01)  # a cold value takes tens of ms: answer the waiters soon after
             value = store.get(key)
         if value is not None:
             return value  # type: ignore[no-any-return]

@@ -272,6 +272,18 @@ def silhouette_figure(scores: pd.DataFrame, chosen_k: int | None) -> go.Figure:
                           "Silhouette score", chosen_k, "silhouette")
 
 
+def import_trace_modules() -> None:
+    """Builds a tiny figure of each trace type drawn here. plotly imports a trace type's modules
+    and validators the first time one is built (the first Sankey with nodes and links: about
+    0.14 s); `segmint serve` calls this in the master, so the forked workers start with them
+    instead of the first user of a figure made in a callback (a new pair of runs) waiting."""
+    for trace in (go.Bar(x=[0], y=[0]), go.Histogram(x=[0]), go.Scatter(x=[0], y=[0]),
+                  go.Scatter3d(x=[0], y=[0], z=[0]), go.Treemap(labels=["a"], parents=[""]),
+                  go.Sankey(node={"label": ["a", "b"]},
+                            link={"source": [0], "target": [1], "value": [1]})):
+        go.Figure(trace).to_dict()
+
+
 def sankey_figure(flows: pd.DataFrame, title: str, left: str, right: str) -> go.Figure:
     """Customers flowing from each group of the earlier run to each group of the later run."""
     if flows.empty:

@@ -101,11 +101,15 @@ def _warm_pages(settings: Settings) -> None:
 
 def preload_modules() -> None:
     """Import in the master what a custom date window needs (pandas, the engine's RFM, classes and
-    clustering, so scikit-learn): the forked workers inherit the modules, and an analyst's first
-    window no longer waits seconds for the imports in each worker. Imports only: no app, no
-    database connection, nothing that must not cross a fork."""
+    clustering, so scikit-learn) and plotly's modules for each trace type: the forked workers
+    inherit the modules, so an analyst's first window no longer waits seconds for the imports
+    in each worker, nor the first figure drawn in a callback. Imports only: no app, no database
+    connection, nothing that must not cross a fork."""
     started = time.perf_counter()
     import dashboard.window  # noqa: F401
+    from dashboard.figures import import_trace_modules
+
+    import_trace_modules()
 
     log.info("dashboard modules imported in %.1fs", time.perf_counter() - started)
 

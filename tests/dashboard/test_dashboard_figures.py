@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from datetime import date
+from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -173,3 +177,17 @@ def test_managers_urls_are_ignored() -> None:
     assert from_params(params, allowed=False) == Filters()
     assert from_params(params, allowed=True).since == date(2011, 1, 1)
     assert from_params({"since": "not a date"}, allowed=True) == Filters()
+
+
+def test_import_trace_modules_loads_every_trace_type_the_figures_draw() -> None:
+    """`segmint serve` calls it before forking the workers: each trace type used in
+    dashboard/figures.py must be imported by it (a fresh interpreter, so nothing is loaded yet)."""
+    source = Path(figures.__file__).read_text()
+    used = sorted(set(re.findall(r"go\.([A-Z]\w*)\(", source)) - {"Figure"})
+    code = ("import sys, dashboard.figures as f; f.import_trace_modules(); "
+            f"print(*[name for name in {used!r} "
+            "if 'plotly.graph_objs._' + name.lower() not in sys.modules])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, cwd=Path(figures.__file__).parent.parent)
+    assert used and "Sankey" in used
+    assert result.stdout.strip() == "", f"not imported: {result.stdout}"
