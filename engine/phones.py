@@ -30,15 +30,22 @@ def normalise_phone(raw: str | None, default_region: str) -> tuple[str | None, s
     return text[:32], "invalid"
 
 
+# Characters a phone number may be written with besides its digits.
+_SEPARATORS = frozenset(" -().")
+# The last four digits show only when at least this many others stay hidden.
+_HIDDEN_AT_LEAST = 6
+
+
 @overload
 def mask_phone(phone: str) -> str: ...
 @overload
 def mask_phone(phone: None) -> None: ...
 def mask_phone(phone: str | None) -> str | None:
     """+44******0123: a stored phone for screens and logs. An E.164 number keeps its country
-    code; of the other digits only the last four show (none when there are four or fewer), and
-    separators stay, so a number kept as written ("07700 900123", invalid) reads "***** **0123".
-    None when there is no phone."""
+    code; of its other digits the last four show when at least six others stay hidden, else
+    none does. Separators stay ("07700 900123", an invalid number kept as written, reads
+    "***** **0123"); anything else that is not a phone number (an e-mail address typed in the
+    phone column) is hidden whole. None when there is no phone."""
     if phone is None:
         return None
     head = ""
@@ -50,8 +57,10 @@ def mask_phone(phone: str | None) -> str | None:
         if not phone.startswith(head):
             head = "+"
     rest = phone[len(head):]
+    if any(not ch.isdigit() and ch not in _SEPARATORS for ch in rest):
+        return "*" * len(phone)
     digits = sum(ch.isdigit() for ch in rest)
-    hidden = digits - 4 if digits > 4 else digits
+    hidden = digits - 4 if digits - 4 >= _HIDDEN_AT_LEAST else digits
     masked = []
     for ch in rest:
         if ch.isdigit() and hidden > 0:

@@ -152,6 +152,12 @@ def test_mask_phone_hides_the_middle() -> None:
     assert mask_phone("+447700900123") == "+44******0123"
     assert mask_phone("07700 900123") == "***** **0123"  # an invalid number kept as written
     assert mask_phone("1234") == "****"
+    # Short numbers and text that is no phone number show nothing.
+    assert mask_phone("123456789") == "*********"
+    assert mask_phone("+33612345678") == "+33*********"
+    assert mask_phone("john@example.com") == "*" * 16
+    assert mask_phone("call me") == "*" * 7
+    assert mask_phone("") == ""
     assert mask_phone(None) is None
     assert "7700900" not in (mask_phone("+447700900123") or "")
 
