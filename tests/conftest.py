@@ -56,6 +56,13 @@ def db_url(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue(name)
 
 
+def dead_pid() -> int:
+    """The id of a process that has exited (a child started and waited for)."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
 def make_settings(tmp_path: Path, db_url: str, config_text: str = "") -> Settings:
     """Settings from a config.toml written into tmp_path (relative paths resolve there)."""
     config = tmp_path / "config.toml"

@@ -16,6 +16,7 @@ from sqlalchemy import Engine, insert, select
 
 from engine.models import JobLock
 from engine.store.locks import LockBusy, job_lock
+from tests.conftest import dead_pid
 
 LOCKS = JobLock.__table__  # type: ignore[attr-defined]
 
@@ -96,17 +97,11 @@ def test_lock_of_a_killed_process_is_taken_over(jobs_db: Engine, db_url: str) ->
     assert can_take(jobs_db, "segment")
 
 
-def _dead_pid() -> int:
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    process.wait()
-    return process.pid
-
-
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize(("holder", "expires_in", "taken"), [
     (lambda: f"{socket.gethostname()}:{os.getpid()}:alive", timedelta(hours=1), False),
     (lambda: f"{socket.gethostname()}:{os.getpid()}:alive", timedelta(seconds=-1), True),
-    (lambda: f"{socket.gethostname()}:{_dead_pid()}:dead", timedelta(hours=1), True),
+    (lambda: f"{socket.gethostname()}:{dead_pid()}:dead", timedelta(hours=1), True),
     (lambda: f"other-host.example:{os.getpid()}:elsewhere", timedelta(hours=1), False),
     (lambda: f"other-host.example:{os.getpid()}:elsewhere", timedelta(seconds=-1), True),
     (lambda: "not a holder string", timedelta(hours=1), False),
