@@ -64,8 +64,12 @@ def get_engine(url: str, echo: bool = False) -> Engine:
     SQLite file is never created here, only by init_db."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(url, echo=echo, connect_args={"timeout": 30})
         path = sqlite_file(parsed)
+        if path is not None:
+            # Made absolute once: a later chdir cannot point the engine, and the reader that
+            # load_lines starts from engine.url, at two different files.
+            parsed = parsed.set(database=str(path))
+        engine = create_engine(parsed, echo=echo, connect_args={"timeout": 30})
         if path is not None:
             event.listen(engine, "do_connect", _open_existing(path))
         event.listen(engine, "connect", _sqlite_pragmas)

@@ -12,6 +12,7 @@ from sqlalchemy.exc import OperationalError
 from engine.settings import load_settings
 from engine.store import StoreError, get_engine, init_db
 from engine.store.db import check_connection, sqlite_file
+from engine.store.lines import load_lines
 from tests.conftest import run_segmint
 
 
@@ -128,3 +129,18 @@ def test_scheduled_job_against_a_missing_database_logs_one_line_and_creates_no_f
 
     assert "does not exist: run `segmint init-db` first" in caplog.text
     assert not path.exists()
+
+
+def test_a_relative_path_stays_the_file_it_named_after_a_chdir(tmp_path: Path,
+                                                              monkeypatch) -> None:
+    name = f"rel-{tmp_path.name}.db"  # engines are cached per URL: one of this test's own
+    monkeypatch.chdir(tmp_path)
+    init_db(get_engine(f"sqlite:///{name}"))
+    engine = get_engine(f"sqlite:///{name}")
+    assert engine.url.database == str(tmp_path / name)
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    # The connection and the lines reader (which opens engine.url's file) agree on the file.
+    assert sqlite_file(engine.url) == tmp_path / name
+    assert load_lines(engine).empty
+    assert not (tmp_path / "sub" / name).exists()
