@@ -376,8 +376,9 @@ def load_lines(engine: Engine, since: date | None = None, until: date | None = N
     one Python string.
     """
     unknown = sorted(set(columns) - set(LINE_COLUMNS))
-    if unknown:
-        raise ValueError(f"load_lines: unknown columns {unknown}")
+    if unknown or not columns:
+        raise ValueError(f"load_lines: unknown columns {unknown}" if unknown
+                         else "load_lines: no columns asked for")
     names = [name for name in LINE_COLUMNS if name in columns]
     sqlite_db = engine.dialect.name == "sqlite"
     conditions = [(operator, bound) for bound, operator in

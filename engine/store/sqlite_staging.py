@@ -64,6 +64,9 @@ def plan_groups(files: list[StagedFile], folder: Path, batch_size: int) -> list[
     lines always has at least one group of its own)."""
     sizes = [0 if item.lines is None else len(item.lines) for item in files]
     with_lines = [index for index, size in enumerate(sizes) if size]
+    if len(with_lines) > MAX_GROUPS:
+        raise ValueError(f"one load stages at most {MAX_GROUPS} files with lines "
+                         f"(SQLite attaches at most 10 databases), not {len(with_lines)}")
     slots = max(MAX_GROUPS - len(with_lines) + 1, 1)
     batches = -(-sum(sizes) // batch_size)
     group_size = batch_size * max(1, -(-batches // slots))
@@ -86,9 +89,11 @@ class SqliteStaging:
         self.batch_size = batch_size
         self.groups = plan_groups(files, folder, batch_size)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segmint-staging")
-        self._staged = [self._worker.submit(self._stage, group) for group in self.groups]
+        self._staged: list[Future[None]] = []
 
     def __enter__(self) -> SqliteStaging:
+        """Starts the worker on the groups."""
+        self._staged = [self._worker.submit(self._stage, group) for group in self.groups]
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -169,8 +174,8 @@ class SqliteStaging:
             yield
         finally:
             raw = connection.connection.driver_connection
-            attached = {row[1] for row in raw.execute("PRAGMA database_list")}  # type: ignore[union-attr]
             try:
+                attached = {row[1] for row in raw.execute("PRAGMA database_list")}  # type: ignore[union-attr]
                 for group in self.groups:
                     if group.schema in attached:
                         raw.execute(f"DETACH DATABASE {group.schema}")  # type: ignore[union-attr]

@@ -207,6 +207,8 @@ def test_load_lines_reads_only_the_columns_asked_for(db, settings, tmp_path: Pat
     pd.testing.assert_frame_equal(some, everything[list(some.columns)])
     with pytest.raises(ValueError, match="unknown columns.*'price'"):
         load_lines(db, columns=("ts", "price"))
+    with pytest.raises(ValueError, match="no columns"):
+        load_lines(db, columns=())
 
 
 def test_customers_file_normalises_phones_and_keeps_bad_ones(db, tmp_path: Path,

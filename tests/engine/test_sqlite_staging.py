@@ -32,8 +32,13 @@ def _staged(size: int) -> StagedFile:
                       duplicates=0, rejected=0, lines=lines)
 
 
+def test_more_files_with_lines_than_groups_is_refused() -> None:
+    with pytest.raises(ValueError, match="at most 8 files"):
+        plan_groups([_staged(5) for _ in range(MAX_GROUPS + 1)], Path("/scratch"), 10)
+
+
 @hypothesis_settings(max_examples=200, deadline=None)
-@given(sizes=st.lists(st.integers(0, 5_000), min_size=1, max_size=3),
+@given(sizes=st.lists(st.integers(0, 5_000), min_size=1, max_size=MAX_GROUPS),
        batch_size=st.integers(1, 700))
 def test_groups_cover_every_line_once_within_the_attach_limit(sizes: list[int],
                                                               batch_size: int) -> None:
