@@ -73,7 +73,7 @@ def purchase_lines(lines: pd.DataFrame, non_product_codes: Sequence[str]) -> pd.
 @dataclass(frozen=True)
 class CodedLines:
     """The lines as integer codes, computed once so no later step works on strings (RFM and the
-    classes use them too: engine.rfm.LineCodes).
+    classes use them too: engine.rfm.coded_customer_lines).
 
     `products` are the sorted stock codes of purchase lines (the products that exist for baskets
     and recommendations); `product` is -1 on a line whose stock code is not one of them (missing,

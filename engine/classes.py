@@ -23,7 +23,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from engine.rfm import CodedLines, coded_customer_lines, require_columns
+from engine.rfm import CustomerLines, coded_customer_lines, require_columns
 from engine.settings import ClassSettings
 
 NEW, NEGATIVE, MOST_GROWTH = "New", "Negative", "Most Growth"
@@ -34,7 +34,7 @@ POTENTIAL_PROFITABLE = (HIGH_VALUE, MOST_GROWTH)
 
 def growth_frame(history: pd.DataFrame, *, as_of: date, growth_days: int,
                  non_product_codes: Sequence[str] = (),
-                 coded: CodedLines | None = None) -> pd.DataFrame:
+                 coded: CustomerLines | None = None) -> pd.DataFrame:
     """Per customer: first_seen, recent_spend, earlier_spend, earlier_periods (>= 1).
     ``coded`` (optional) is ``coded_customer_lines(history, non_product_codes)``, already made."""
     if coded is None:
@@ -60,7 +60,7 @@ def growth_frame(history: pd.DataFrame, *, as_of: date, growth_days: int,
 def classify(segments: pd.DataFrame, history: pd.DataFrame, customers: pd.DataFrame | None, *,
              as_of: date, settings: ClassSettings, tier_names: Sequence[str],
              non_product_codes: Sequence[str] = (),
-             coded: CodedLines | None = None) -> pd.Series:
+             coded: CustomerLines | None = None) -> pd.Series:
     """The class of every customer of ``segments`` (customer_id, monetary, value_tier).
 
     ``history`` holds the customers' lines up to as_of (it may start before the window, so

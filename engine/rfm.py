@@ -70,7 +70,7 @@ def customer_lines(lines: pd.DataFrame, non_product_codes: Sequence[str]) -> pd.
 
 
 @dataclass(frozen=True)
-class CodedLines:
+class CustomerLines:
     """The lines of `customer_lines` as arrays, customers as integer codes: ``ids[customer]`` is
     the customer id of a line, and ``ids`` is sorted, so code order is customer id order.
     Grouping by these codes is much cheaper than grouping by the id strings. ``invoice`` is an
@@ -101,7 +101,7 @@ class LineCodes(Protocol):
 
 
 def coded_customer_lines(lines: pd.DataFrame, non_product_codes: Sequence[str],
-                         codes: LineCodes | None = None) -> CodedLines:
+                         codes: LineCodes | None = None) -> CustomerLines:
     """The same lines as `customer_lines` (same filter, ids as text, same net) without copying
     the frame: one factorisation of the customer ids, then plain arrays. With ``codes`` (the
     same frame's LineCodes, same non-product codes) nothing is factorised again."""
@@ -117,7 +117,7 @@ def coded_customer_lines(lines: pd.DataFrame, non_product_codes: Sequence[str],
         invoice = pd.factorize(lines["invoice"][keep])[0]
     is_return = lines["is_return"].to_numpy(dtype=bool)[keep]
     amount = lines["amount"].to_numpy(dtype=float)[keep]
-    return CodedLines(
+    return CustomerLines(
         ids=ids,
         customer=customer.astype(np.int64),
         invoice=invoice.astype(np.int64),
@@ -129,7 +129,7 @@ def coded_customer_lines(lines: pd.DataFrame, non_product_codes: Sequence[str],
 
 
 def rfm_table(lines: pd.DataFrame, *, as_of: date, non_product_codes: Sequence[str] = (),
-              coded: CodedLines | None = None) -> pd.DataFrame:
+              coded: CustomerLines | None = None) -> pd.DataFrame:
     """One row per customer with a purchase: recency_days, frequency, monetary (+ first
     purchase date and tenure_days for the extra clustering features), sorted by customer_id.
     ``coded`` (optional) is ``coded_customer_lines(lines, non_product_codes)``, already made."""
@@ -215,7 +215,7 @@ def grid_segments(r_score: pd.Series, f_score: pd.Series,
 
 def rfm_segments(lines: pd.DataFrame, *, as_of: date, settings: RfmSettings,
                  non_product_codes: Sequence[str] = (),
-                 coded: CodedLines | None = None) -> pd.DataFrame:
+                 coded: CustomerLines | None = None) -> pd.DataFrame:
     """rfm_table + scores + both named schemes (rfm_segment, rfm_grid_segment)."""
     scored = rfm_scores(rfm_table(lines, as_of=as_of, non_product_codes=non_product_codes,
                                   coded=coded),
