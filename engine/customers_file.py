@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import pandas as pd
 
 from engine.phones import normalise_phone
-from engine.readers import IngestError, RawFile, text_cells
+from engine.readers import IngestError, RawFile, text_cells, whole_number_ids
 from engine.store.lines import CUSTOMER_COLUMNS, StagedFile
 
 OPTIONAL_COLUMNS = ["first_name", "phone", "signup_date", "country", "sms_consent", "timezone"]
@@ -35,7 +35,7 @@ def stage_customers(raw: RawFile, *, default_region: str) -> tuple[StagedFile, p
     none = pd.Series(None, index=frame.index, dtype=object)
     texts = {name: text_cells(frame[name]) if name in frame.columns else none
              for name in ["customer_id", *OPTIONAL_COLUMNS]}
-    texts["customer_id"] = texts["customer_id"].str.replace(r"^(\d+)\.0+$", r"\1", regex=True)
+    texts["customer_id"] = whole_number_ids(texts["customer_id"])
     out = pd.DataFrame({name: texts[name] for name in ("customer_id", "first_name", "country")})
     problems: list[pd.Series] = []
 

@@ -27,6 +27,7 @@ from engine.readers import (
     file_sha256,
     read_file,
     text_cells_arrow,
+    whole_number_ids,
 )
 from engine.settings import IngestMapping, Settings
 from engine.store.lines import STAGED_LINE_COLUMNS, StagedFile, find_loaded_file, write_files
@@ -298,16 +299,6 @@ def _affix_mask(cells: pd.Series, array: pa.ChunkedArray | None, test: Callable[
     return pc.fill_null(test(array, affix), False).to_numpy(zero_copy_only=False)
 
 
-def _whole_number_ids(ids: pd.Series, array: pa.ChunkedArray | None = None) -> pd.Series:
-    """'17850.0' (a spreadsheet's float) -> '17850'; only the few rows that need it are touched
-    (ids itself comes back when none does). array: the same cells in Arrow, if at hand."""
-    floaty = _affix_mask(ids, array, pc.ends_with, ".0")
-    if floaty.any():
-        ids = ids.copy()
-        ids[floaty] = ids[floaty].str.replace(r"^(\d+)\.0+$", r"\1", regex=True)
-    return ids
-
-
 Reason = tuple[np.ndarray, str, pd.Series | None]  # (mask, message, value quoted after it)
 
 
@@ -337,7 +328,7 @@ def _normalise(raw: RawFile, preset: Preset
     for name in TEXT_FIELDS:
         out[name] = texts.get(name, empty)
     ids = out["customer_id"]
-    fixed = _whole_number_ids(ids, arrows.get("customer_id"))
+    fixed = whole_number_ids(ids, arrows.get("customer_id"))
     if fixed is not ids:
         arrows.pop("customer_id", None)  # rewritten: Arrow no longer holds the same cells
         out["customer_id"] = fixed

@@ -202,6 +202,21 @@ def _whitespace() -> str:
     return "".join(chr(code) for code in range(0x3100) if chr(code).isspace())
 
 
+def whole_number_ids(ids: pd.Series, array: pa.ChunkedArray | None = None) -> pd.Series:
+    """'17850.0' or '17850.00' (a spreadsheet's float) -> '17850', in transactions and customers
+    files alike; only the rows that need it are touched (ids itself comes back when none does).
+    array: the same cells in Arrow, if at hand."""
+    if array is None:
+        array = pa.array(ids.to_numpy(), type=pa.string(), from_pandas=True)
+    floaty = pc.fill_null(pc.match_substring_regex(array, r"^\d+\.0+$"), False) \
+        .to_numpy(zero_copy_only=False)
+    if not floaty.any():
+        return ids
+    ids = ids.copy()
+    ids[floaty] = ids[floaty].str.replace(r"\.0+$", "", regex=True)
+    return ids
+
+
 def text_cells(values: pd.Series) -> pd.Series:
     """Trimmed text with None for empty cells; whole floats (17850.0) written as integers.
 

@@ -240,6 +240,23 @@ def test_customers_file_normalises_phones_and_keeps_bad_ones(db, tmp_path: Path,
         ["4", "invalid phone '12345'"], ["5", "missing customer_id"]]
 
 
+def test_spreadsheet_float_ids_name_one_customer_in_both_files(db, settings,
+                                                              tmp_path: Path) -> None:
+    # 17850.0 and 17850.00 (a float column exported by a spreadsheet) are customer 17850 in a
+    # transactions file and a customers file alike; 17850.5 and 1785O.0 are ids as written.
+    rows = [GOOD_ROWS[0].replace(",17850,", ",17850.0,"),
+            GOOD_ROWS[1].replace(",17850,", ",17850.00,"),
+            GOOD_ROWS[4].replace(",17809,", ",17850.5,"),
+            GOOD_ROWS[2].replace(",,", ",1785O.0,")]
+    customers = tmp_path / "customers.csv"
+    customers.write_text("customer_id,first_name\n17850.00,Ann\n")
+    ingest_file(db, settings, write_csv(tmp_path / "t.csv", rows), customers=customers)
+    assert load_lines(db)["customer_id"].tolist() == ["17850", "17850", "17850.5", "1785O.0"]
+    frame = load_customers(db).set_index("customer_id")
+    assert sorted(frame.index) == ["17850", "17850.5", "1785O.0"]
+    assert frame.loc["17850", "first_name"] == "Ann"
+
+
 @pytest.mark.parametrize("name, content, message", [
     ("missing.csv", None, "file not found"),
     ("notes.txtx", b"x", "unknown file format"),
