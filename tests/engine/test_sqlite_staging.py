@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
@@ -132,3 +133,29 @@ def test_failing_transaction_stops_the_worker_and_leaves_nothing(tmp_path: Path,
         connection.execute(text("DELETE FROM source_file WHERE path = 'other.csv'"))
     write_files(engine, files=[staged], batch_size=100)
     assert staged.loaded == 2_000
+
+
+def test_failing_worker_rolls_back_the_load_and_stops(tmp_path: Path, monkeypatch) -> None:
+    """The worker cannot copy a group (a column Arrow cannot take): its error reaches the
+    caller once the transaction gets to that group, and nothing of the file is stored."""
+    settings, engine = _sqlite(tmp_path, "store.db")
+    ingest_file(engine, settings, write_csv(tmp_path / "first.csv", GOOD_ROWS))
+    before = count_rows(engine)
+    rows = [f"7{i:05d},{40000 + i % 13},THING,3,2011-03-{1 + i % 28:02d} 09:00:00,2.5,"
+            f"{19000 + i % 7},Spain" for i in range(1_000)]
+    source = write_csv(tmp_path / "bad.csv", rows)
+    staged, _ = stage_lines(read_file(source, file_sha256(source)), PRESETS["online-retail"])
+    line_no = staged.lines["line_no"].astype(object)
+    line_no.iloc[900] = "nine hundred"  # in the last groups: the first ones are inserted
+    staged.lines["line_no"] = line_no
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+
+    with pytest.raises(pa.ArrowTypeError):
+        write_files(engine, files=[staged], batch_size=100)
+
+    assert count_rows(engine) == before
+    assert not any(thread.name.startswith("segmint-staging") for thread in threading.enumerate())
+    assert list(scratch.iterdir()) == []
+    assert _attached(engine) == ["main"]
