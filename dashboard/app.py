@@ -87,7 +87,8 @@ def create_app(settings: Settings, *, secret_key: str | None = None) -> Dash:
         external_stylesheets=[BOOTSTRAP_CSS],
         suppress_callback_exceptions=True,
         title="Segmint",
-        update_title=None,
+        # Dash documents None as "leave the tab title alone"; its generated stub says str only.
+        update_title=None,  # type: ignore[arg-type]
         serve_locally=True,
     )
     app.layout = shell
@@ -137,9 +138,9 @@ def _filter_bar() -> dbc.Card:
     return dbc.Card(dbc.CardBody(dbc.Row([
         dbc.Col([dbc.Label("Date range", className="small text-muted mb-0"),
                  dcc.DatePickerRange(id=ids.FILTER_DATES, display_format="YYYY-MM-DD",
-                                     min_date_allowed=span[0] if span else None,
-                                     max_date_allowed=span[1] if span else None,
-                                     initial_visible_month=span[1] if span else None,
+                                     min_date_allowed=span[0].isoformat() if span else None,
+                                     max_date_allowed=span[1].isoformat() if span else None,
+                                     initial_visible_month=span[1].isoformat() if span else None,
                                      clearable=True, className="d-block",
                                      style={"minWidth": "330px"})], md=4),
         dbc.Col([dbc.Label("Classes", className="small text-muted mb-0"),

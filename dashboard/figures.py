@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Hashable, Mapping
+from typing import Any, SupportsInt
 
 import numpy as np
 import pandas as pd
@@ -54,7 +54,7 @@ def best_month(monthly: pd.DataFrame, column: str) -> str | None:
     """The month with the highest value of column (earliest on ties), or None when empty."""
     if monthly.empty or monthly[column].isna().all():
         return None
-    return str(monthly.loc[monthly[column].idxmax(), "month"])
+    return str(monthly.set_index("month")[column].idxmax())
 
 
 def trend_figure(monthly: pd.DataFrame, column: str, title: str, *,
@@ -152,6 +152,13 @@ def scatter_sample(results: pd.DataFrame, max_points: int, seed: int = 0) -> pd.
     return pd.concat(parts)
 
 
+def _cluster_number(label: Hashable) -> int:
+    """A cluster number taken from a groupby key (an int or a numpy integer) as an int."""
+    if not isinstance(label, SupportsInt):
+        raise TypeError(f"cluster {label!r} is not a number")
+    return int(label)
+
+
 def cluster_scatter_figure(results: pd.DataFrame, title: str, max_points: int = 1500,
                            seed: int = 0) -> go.Figure:
     """Recency, frequency and monetary of customers, coloured by cluster (named by tier).
@@ -168,11 +175,12 @@ def cluster_scatter_figure(results: pd.DataFrame, title: str, max_points: int = 
                   "proportion to each cluster</sup>")
     figure = go.Figure()
     for (cluster, tier), group in points.groupby(["cluster", "value_tier"], sort=True):
+        colour = PALETTE[_cluster_number(cluster) % len(PALETTE)]
         figure.add_trace(go.Scatter3d(
             x=group["recency_days"], y=group["frequency"],
             z=group["monetary"].astype(float).clip(lower=1).round(2),
             mode="markers", name=f"{tier} (cluster {cluster})",
-            marker={"size": 3, "opacity": 0.7, "color": PALETTE[int(cluster) % len(PALETTE)]},
+            marker={"size": 3, "opacity": 0.7, "color": colour},
             text=group["customer_id"],
             hovertemplate="%{text}<br>R %{x} days, F %{y}, M £%{z:,.0f}<extra></extra>"))
     figure.update_layout(scene={"xaxis": {"title": "recency (days)"},

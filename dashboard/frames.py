@@ -70,8 +70,8 @@ def run_window(run: dict[str, Any]) -> tuple[date | None, date | None]:
 def scope(filters: Filters) -> Scope:
     run = published_run()
     if run is None:
-        span = data_span() or (None, None)
-        return Scope(None, filters.since or span[0], filters.until or span[1], False)
+        first, last = data_span() or (None, None)
+        return Scope(None, filters.since or first, filters.until or last, False)
     run_since, run_until = run_window(run)
     span = data_span()
     if span is not None:

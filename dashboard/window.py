@@ -10,7 +10,7 @@ and nothing is refitted.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from datetime import date, timedelta
 from typing import Any
 
@@ -71,7 +71,9 @@ def window_segments(history: pd.DataFrame, customers: pd.DataFrame | None, *,
     diagnostics = run.get("diagnostics") or {}
     features = diagnostics.get("features") or list(settings.clustering.features)
     segments["cluster"] = assign_clusters(segments, run_rows, diagnostics, features)
-    tiers = {int(cluster): tier for cluster, tier in (diagnostics.get("tiers") or {}).items()}
+    # Keyed by cluster number; Hashable because pandas types the keys of to_dict() below so.
+    tiers: dict[Hashable, str] = {int(cluster): tier for cluster, tier
+                                  in (diagnostics.get("tiers") or {}).items()}
     if not tiers and not run_rows.empty:
         tiers = run_rows.groupby("cluster")["value_tier"].first().to_dict()
     segments["value_tier"] = segments["cluster"].map(tiers).fillna(settings.clustering.tiers[1])

@@ -29,7 +29,7 @@ chromium --version
 step "ruff"
 .venv/bin/ruff check .
 
-step "mypy (engine, notifications)"
+step "mypy (engine, notifications, dashboard, jobs)"
 .venv/bin/mypy
 
 step "pytest"

@@ -27,7 +27,7 @@ def layout(**_kwargs: Any) -> html.Div:
             "No job history")])
     counts = history["status"].value_counts()
     badges = html.Div([
-        dbc.Badge(f"{status}: {count}", color=STATUS_COLOURS.get(status, "secondary"),
+        dbc.Badge(f"{status}: {count}", color=STATUS_COLOURS.get(str(status), "secondary"),
                   className="me-2 p-2") for status, count in counts.items()], className="mb-3")
     latest_failure = history[history["status"] == "failed"].head(1)
     alert: list[Any] = []

@@ -120,7 +120,7 @@ def _rules_card(run_id: int) -> dbc.Card:
             "This run has no association rules (too few baskets per cluster, no stock codes, or "
             "thresholds in [baskets] too strict).", className="text-muted"), "Association rules")
     clusters = sorted(int(c) for c in rules["cluster"].dropna().unique())
-    options = [{"label": "All rules", "value": ALL_RULES}]
+    options: list[dcc.Dropdown.Options] = [{"label": "All rules", "value": ALL_RULES}]
     if rules["cluster"].isna().any():
         options.append({"label": "Mined over all customers", "value": GLOBAL_RULES})
     options += [{"label": f"Cluster {c}", "value": str(c)} for c in clusters]

@@ -78,9 +78,10 @@ def _page(filters: Filters, analyst: bool) -> html.Div:
     ])
 
 
-def _run_options(runs: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{"label": f"#{row.id} · as of {row.as_of} · k={row.k} · {row.n_customers or 0:,} "
-                      f"customers", "value": int(row.id)} for row in runs.itertuples()]
+def _run_options(runs: pd.DataFrame) -> list[dcc.Dropdown.Options]:
+    return [{"label": f"#{run['id']} · as of {run['as_of']} · k={run['k']} · "
+                      f"{run['n_customers'] or 0:,} customers", "value": int(run["id"])}
+            for run in runs.to_dict("records")]
 
 
 def _transitions_card(published: int) -> dbc.Card:

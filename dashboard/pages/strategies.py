@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 import dash
@@ -37,7 +38,7 @@ def _page() -> html.Div:
     return html.Div([header, note, dbc.Row(cards)])
 
 
-def _cluster_card(profile: dict[str, Any]) -> dbc.Card:
+def _cluster_card(profile: Mapping[Hashable, Any]) -> dbc.Card:
     tier = str(profile["value_tier"])
     colour = TIER_COLOURS.get(tier, "#6c757d")
     facts = html.Dl([
