@@ -46,10 +46,15 @@ def sqlite_file(url: str | URL) -> Path | None:
     return Path(os.path.abspath(database))
 
 
+def sqlite_uri(path: Path, mode: str) -> str:
+    """The SQLite URI opening `path` in `mode` (ro: read-only, rw: never creates the file)."""
+    return f"{path.resolve().as_uri()}?mode={mode}"
+
+
 def _open_existing(path: Path) -> Any:
     """A do_connect hook opening the file with mode=rw: SQLite then refuses to create it, so a
     command pointed at a missing database leaves no empty file behind (init_db creates it)."""
-    uri = f"{path.as_uri()}?mode=rw"
+    uri = sqlite_uri(path, "rw")
 
     def do_connect(_dialect, _record, cargs, cparams) -> None:  # type: ignore[no-untyped-def]
         cargs[:] = [uri]

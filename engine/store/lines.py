@@ -23,7 +23,6 @@ import logging
 import sqlite3
 import subprocess
 import sys
-import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from engine.models import Customer, Product, SourceFile, TransactionLine
-from engine.store.db import StoreError, database_error, sqlite_file
+from engine.store.db import StoreError, database_error, sqlite_file, sqlite_uri
 from engine.store.scratch import scratch_folder
 
 if TYPE_CHECKING:
@@ -385,8 +384,9 @@ def load_lines(engine: Engine, since: date | None = None, until: date | None = N
                   ((since, ">="), (until + timedelta(days=1) if until else None, "<"))
                   if bound is not None]
     try:
-        if sqlite_db and sqlite_file(engine.url) is not None:
-            table = _arrow_lines_sqlite(engine, conditions, names)
+        path = sqlite_file(engine.url) if sqlite_db else None
+        if path is not None:
+            table = _arrow_lines_sqlite(path, conditions, names)
         elif sqlite_db:
             table = _arrow_lines_dbapi(engine, conditions, names)
         else:
@@ -439,15 +439,13 @@ class _ChildReadError(Exception):
     """The child reader (engine.store.sqlite_arrow) failed; the message is its one line."""
 
 
-def _arrow_lines_sqlite(engine: Engine, conditions: list[tuple[str, date]],
+def _arrow_lines_sqlite(path: Path, conditions: list[tuple[str, date]],
                         columns: list[str]) -> pa.Table:
     """The rows through the ADBC driver, which runs in a child process: it links its own copy of
     SQLite, and two copies must not open one file in one process (see engine.store.sqlite_arrow).
     """
-    path = sqlite_file(engine.url)
-    assert path is not None
     sql, _ = _sqlite_query(conditions, columns, literal=True)
-    uri = "file:" + urllib.parse.quote(str(Path(path).resolve())) + "?mode=ro"
+    uri = sqlite_uri(path, "ro")
     with scratch_folder("read") as folder:
         target = folder / "lines.arrow"
         completed = subprocess.run(

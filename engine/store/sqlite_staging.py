@@ -138,14 +138,12 @@ class SqliteStaging:
             # (about 100 bytes of index per line; 256 MiB to 2 GiB).
             stored = cursor.execute("SELECT COALESCE(MAX(id), 0) FROM transaction_line") \
                 .fetchone()[0]
-            adding = sum(group.end - group.start for group in self.groups
-                         if group.file_index == file_index)
+            mine = [group for group in self.groups if group.file_index == file_index]
+            adding = sum(group.end - group.start for group in mine)
             cache_kib = min(max(256 * 1024, (stored + adding) * 100 // 1024), 2 * 1024 * 1024)
             cursor.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
             done = 0
-            for group in self.groups:
-                if group.file_index != file_index:
-                    continue
+            for group in mine:
                 self._staged[group.number].result()  # the worker's error, if any, is raised here
                 cursor.execute(f"ATTACH DATABASE ? AS {group.schema}", (str(group.path),))
                 statement = (f"INSERT OR IGNORE INTO transaction_line ({', '.join(columns)}) "
