@@ -99,35 +99,45 @@ def test_many_small_groups_store_the_same_as_one(tmp_path: Path) -> None:
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
 
+def _store_and_file(tmp_path: Path, monkeypatch, name: str, count: int):  # type: ignore[no-untyped-def]
+    """A SQLite store holding one small file, its row counts, the staged lines of another file
+    of `count` lines, and an empty folder the load's scratch files go to."""
+    settings, engine = _sqlite(tmp_path, "store.db")
+    ingest_file(engine, settings, write_csv(tmp_path / "first.csv", GOOD_ROWS))
+    rows = [f"6{i:05d},{30000 + i % 11},THING,2,2011-01-{1 + i % 28:02d} 09:00:00,1.5,"
+            f"{18000 + i % 5},France" for i in range(count)]
+    source = write_csv(tmp_path / name, rows)
+    staged, _ = stage_lines(read_file(source, file_sha256(source)), PRESETS["online-retail"])
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    return engine, count_rows(engine), staged, scratch
+
+
+def _assert_nothing_left(engine, before: dict[str, int], scratch: Path) -> None:  # type: ignore[no-untyped-def]
+    assert count_rows(engine) == before
+    assert not any(thread.name.startswith("segmint-staging") for thread in threading.enumerate())
+    assert list(scratch.iterdir()) == []
+    assert _attached(engine) == ["main"]
+
+
 def test_failing_transaction_stops_the_worker_and_leaves_nothing(tmp_path: Path,
                                                                  monkeypatch) -> None:
     """The load's transaction fails (another process stored the same file's bytes first) while
     the worker is staging: StoreError, nothing written, no worker thread or scratch file left,
     nothing attached."""
-    settings, engine = _sqlite(tmp_path, "store.db")
-    ingest_file(engine, settings, write_csv(tmp_path / "first.csv", GOOD_ROWS))
-    before = count_rows(engine)
-    rows = [f"6{i:05d},{30000 + i % 11},THING,2,2011-01-{1 + i % 28:02d} 09:00:00,1.5,"
-            f"{18000 + i % 5},France" for i in range(2_000)]
-    source = write_csv(tmp_path / "big.csv", rows)
-    staged, _ = stage_lines(read_file(source, file_sha256(source)), PRESETS["online-retail"])
+    engine, before, staged, scratch = _store_and_file(tmp_path, monkeypatch, "big.csv", 2_000)
     with engine.begin() as connection:  # the other process's row, same bytes
         connection.execute(text(
             "INSERT INTO source_file (path, sha256, kind, loaded_at, lines_read, lines_loaded, "
             "duplicates, rejected) VALUES ('other.csv', :sha, 'transactions', "
             "'2011-01-01 00:00:00', 0, 0, 0, 0)"), {"sha": staged.sha256})
     before["source_file"] += 1
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
 
     with pytest.raises(StoreError, match="big.csv: was loaded by another process"):
         write_files(engine, files=[staged], batch_size=100)
 
-    assert count_rows(engine) == before
-    assert not any(thread.name.startswith("segmint-staging") for thread in threading.enumerate())
-    assert list(scratch.iterdir()) == []
-    assert _attached(engine) == ["main"]
+    _assert_nothing_left(engine, before, scratch)
     # The store is still writable: the same file loads once the conflicting row is gone.
     with engine.begin() as connection:
         connection.execute(text("DELETE FROM source_file WHERE path = 'other.csv'"))
@@ -138,24 +148,12 @@ def test_failing_transaction_stops_the_worker_and_leaves_nothing(tmp_path: Path,
 def test_failing_worker_rolls_back_the_load_and_stops(tmp_path: Path, monkeypatch) -> None:
     """The worker cannot copy a group (a column Arrow cannot take): its error reaches the
     caller once the transaction gets to that group, and nothing of the file is stored."""
-    settings, engine = _sqlite(tmp_path, "store.db")
-    ingest_file(engine, settings, write_csv(tmp_path / "first.csv", GOOD_ROWS))
-    before = count_rows(engine)
-    rows = [f"7{i:05d},{40000 + i % 13},THING,3,2011-03-{1 + i % 28:02d} 09:00:00,2.5,"
-            f"{19000 + i % 7},Spain" for i in range(1_000)]
-    source = write_csv(tmp_path / "bad.csv", rows)
-    staged, _ = stage_lines(read_file(source, file_sha256(source)), PRESETS["online-retail"])
+    engine, before, staged, scratch = _store_and_file(tmp_path, monkeypatch, "bad.csv", 1_000)
     line_no = staged.lines["line_no"].astype(object)
     line_no.iloc[900] = "nine hundred"  # in the last groups: the first ones are inserted
     staged.lines["line_no"] = line_no
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
 
     with pytest.raises(pa.ArrowTypeError):
         write_files(engine, files=[staged], batch_size=100)
 
-    assert count_rows(engine) == before
-    assert not any(thread.name.startswith("segmint-staging") for thread in threading.enumerate())
-    assert list(scratch.iterdir()) == []
-    assert _attached(engine) == ["main"]
+    _assert_nothing_left(engine, before, scratch)
