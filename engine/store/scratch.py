@@ -25,6 +25,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from engine.store.db import StoreError
 from engine.store.locks import process_alive
 
 log = logging.getLogger(__name__)
@@ -42,11 +43,16 @@ def _host() -> str:
 @contextlib.contextmanager
 def scratch_folder(purpose: str, root: Path | None = None) -> Iterator[Path]:
     """A new empty folder for this process's scratch files, locked while in use and removed
-    afterwards."""
+    afterwards. StoreError (naming the temp folder) when it cannot be made."""
     if not _PURPOSE.match(purpose):
         raise ValueError(f"scratch folder purpose must be lower-case letters: {purpose!r}")
     remove_abandoned(root)
-    hidden = Path(tempfile.mkdtemp(prefix=f".{PREFIX}", dir=root))
+    try:
+        hidden = Path(tempfile.mkdtemp(prefix=f".{PREFIX}", dir=root))
+    except OSError as exc:
+        place = root if root is not None else tempfile.tempdir or "the system's temp folder"
+        raise StoreError(f"no scratch folder for the {purpose} in {place}: "
+                         f"{exc.strerror or exc} (set TMPDIR to a writable folder)") from None
     handle = os.open(hidden, os.O_RDONLY)
     folder = hidden
     try:

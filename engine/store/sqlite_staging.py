@@ -35,6 +35,7 @@ import pandas as pd
 import pyarrow as pa
 from sqlalchemy import Connection
 
+from engine.store.db import StoreError
 from engine.store.lines import STAGED_LINE_COLUMNS, ProgressCallback, StagedFile, timestamp_array
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,18 @@ class SqliteStaging:
         log.debug("copied lines %d..%d of file %d to %s", group.start, group.end,
                   group.file_index, group.path.name)
 
+    def _wait_for(self, group: Group) -> None:
+        """Returns once the worker has staged the group; raises its error. A failure to write the
+        scratch file (a full or read-only temp folder) names the folder, not the store."""
+        from adbc_driver_manager import Error as AdbcError
+
+        try:
+            self._staged[group.number].result()
+        except (OSError, AdbcError) as exc:
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StoreError(f"staging the lines in the scratch folder {group.path.parent} "
+                             f"failed: {text}") from exc
+
     def insert_lines(self, connection: Connection, file_index: int, source_id: int,
                      on_progress: ProgressCallback | None) -> int:
         """Copies the file's groups into transaction_line as each is ready, inside the
@@ -144,7 +157,7 @@ class SqliteStaging:
             cursor.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
             done = 0
             for group in mine:
-                self._staged[group.number].result()  # the worker's error, if any, is raised here
+                self._wait_for(group)
                 cursor.execute(f"ATTACH DATABASE ? AS {group.schema}", (str(group.path),))
                 statement = (f"INSERT OR IGNORE INTO transaction_line ({', '.join(columns)}) "
                              f"SELECT ?, {', '.join(STAGED_LINE_COLUMNS)} "

@@ -68,3 +68,19 @@ def test_scratch_folder_is_named_for_this_process_locked_and_removed_after(
     with pytest.raises(ValueError, match="lower-case letters"), \
             scratch_folder("Load-2", tmp_path):
         pass
+
+
+def test_a_temp_folder_that_cannot_be_used_is_named(tmp_path: Path, monkeypatch) -> None:
+    import tempfile
+
+    from engine.store.db import StoreError
+
+    missing = tmp_path / "gone"
+    with pytest.raises(StoreError, match=rf"^no scratch folder for the load in {missing}: "
+                                         "No such file or directory"), \
+            scratch_folder("load", missing):
+        pass
+    monkeypatch.setattr(tempfile, "tempdir", str(missing))  # the system's temp folder
+    with pytest.raises(StoreError, match=rf"^no scratch folder for the read in {missing}: "), \
+            scratch_folder("read"):
+        pass

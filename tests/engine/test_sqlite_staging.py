@@ -157,3 +157,27 @@ def test_failing_worker_rolls_back_the_load_and_stops(tmp_path: Path, monkeypatc
         write_files(engine, files=[staged], batch_size=100)
 
     _assert_nothing_left(engine, before, scratch)
+
+
+def test_worker_that_cannot_write_its_scratch_file_names_the_folder(tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    """The worker cannot create a group's scratch file (here a folder stands where the file goes;
+    in life a full or read-only temp folder): one line naming the scratch folder, not the store,
+    and the load rolls back whole."""
+    from engine.store import sqlite_staging
+
+    engine, before, staged, scratch = _store_and_file(tmp_path, monkeypatch, "big.csv", 1_000)
+    real_plan = sqlite_staging.plan_groups
+
+    def plan_with_a_blocked_file(*args, **kwargs):  # type: ignore[no-untyped-def]
+        groups = real_plan(*args, **kwargs)
+        groups[-1].path.mkdir()
+        return groups
+
+    monkeypatch.setattr(sqlite_staging, "plan_groups", plan_with_a_blocked_file)
+    with pytest.raises(StoreError, match=r"^staging the lines in the scratch folder "
+                                         rf"{scratch}/segmint-load-\S+ failed: ") as caught:
+        write_files(engine, files=[staged], batch_size=100)
+
+    assert "\n" not in str(caught.value)
+    _assert_nothing_left(engine, before, scratch)
