@@ -3,10 +3,15 @@
 The API's base URL is a setting (SEGMINT_TWILIO_BASE_URL, default https://api.twilio.com).
 twilio-python 9 builds absolute URLs from each domain's hard-coded base; Twilio's documented way
 to send them elsewhere is a custom HttpClient, so `BaseUrlHttpClient` swaps the scheme and host of
-every request for the configured ones (after the client's own edge/region rewriting).
+every request for the configured ones (after the client's own edge/region rewriting) and puts the
+setting's path, if any, in front of the API path (a proxy at https://proxy.example/twilio).
 
 Policy, per request:
 - 429 and 5xx: retried up to notifications.max_retries times, waiting backoff_seconds * 2**n.
+  When they run out, a send is 'transient' (not a permanent failure: a later pass retries it);
+  `maybe_created` says whether a 5xx was among the answers, since Twilio may then have created
+  the message, so the caller reconciles before any retry. Listing (`find_sent`) is retried the
+  same way, then stops the pass with one line.
 - any other 4xx: permanent, not retried (21610: the recipient replied STOP; 21211/21614: the
   number is invalid or cannot receive SMS; the caller records what that means).
 - 401 / 20003 (bad credentials) and a refused connection (the request never left): the whole
@@ -25,7 +30,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
@@ -55,12 +60,13 @@ class ProviderError(SegmintError):
 
 @dataclass(frozen=True)
 class SendOutcome:
-    kind: Literal["accepted", "rejected", "ambiguous"]
+    kind: Literal["accepted", "rejected", "ambiguous", "transient"]
     attempts: int
     sid: str | None = None
     status: str | None = None
     error_code: int | None = None
     error_text: str | None = None
+    maybe_created: bool = False  # transient: a 5xx answer, Twilio may have created the message
 
 
 def ledger_status(provider_status: str | None) -> str:
@@ -77,11 +83,15 @@ class BaseUrlHttpClient(TwilioHttpClient):
         parts = urlsplit(base_url.rstrip("/"))
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ProviderError(f"SEGMINT_TWILIO_BASE_URL {base_url!r} is not an http(s) URL")
-        self._scheme, self._netloc = parts.scheme, parts.netloc
+        if parts.query or parts.fragment:
+            raise ProviderError(f"SEGMINT_TWILIO_BASE_URL {base_url!r} may not have a query or "
+                                "fragment")
+        self._scheme, self._netloc, self._prefix = parts.scheme, parts.netloc, parts.path
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
         parts = urlsplit(url)
-        url = urlunsplit((self._scheme, self._netloc, parts.path, parts.query, parts.fragment))
+        url = urlunsplit((self._scheme, self._netloc, self._prefix + parts.path, parts.query,
+                          parts.fragment))
         return super().request(method, url, *args, **kwargs)
 
 
@@ -116,6 +126,16 @@ def _utc(moment: datetime | None) -> datetime | None:
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _page_status(exc: TwilioException) -> int:
+    """The HTTP status of a page request the client refused ("Unable to fetch page", response)."""
+    response = exc.args[1] if len(exc.args) > 1 else None
+    return int(getattr(response, "status_code", 0) or 0)
+
+
+def _transient(status: int) -> bool:
+    return status == 429 or status >= 500
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(getattr(exc.args[0], "reason", exc.args[0]) if exc.args else exc)
     return " ".join(text.split())[:200]
@@ -143,11 +163,21 @@ class TwilioSender:
             self._origin["status_callback"] = settings.status_callback_url
         self._limiter = RateLimiter(settings.rate_per_second)
 
-    def _refuse(self, exc: TwilioRestException) -> None:
-        if exc.status == 401 or exc.code == BAD_CREDENTIALS_CODE:
+    def _refuse(self, status: int, code: int | None) -> None:
+        if status == 401 or code == BAD_CREDENTIALS_CODE:
             raise ProviderError(f"Twilio at {self.base_url} refused the credentials "
-                                f"(HTTP {exc.status}, code {exc.code}): check "
+                                f"(HTTP {status}, code {code}): check "
                                 "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN") from None
+
+    def _backoff(self, attempts: int, status: int, what: str, to: str) -> bool:
+        """Sleep before another attempt when `status` is transient and retries remain."""
+        if not _transient(status) or attempts > self._settings.max_retries:
+            return False
+        delay = self._settings.backoff_seconds * 2 ** (attempts - 1)
+        log.info("twilio answered %s to %s for %s; retry %d in %.2fs", status, what,
+                 mask_phone(to), attempts, delay)
+        time.sleep(delay)
+        return True
 
     def _unreachable(self, exc: requests.exceptions.RequestException) -> ProviderError:
         return ProviderError(f"Twilio API at {self.base_url} is unreachable: {_one_line(exc)}")
@@ -155,24 +185,27 @@ class TwilioSender:
     def send(self, to: str, body: str) -> SendOutcome:
         """One message; retries transient failures; never raises for a per-message problem."""
         attempts = 0
+        maybe_created = False
         while True:
             self._limiter.wait()
             attempts += 1
             try:
                 message = self._client.messages.create(to=to, body=body, **self._origin)
             except TwilioRestException as exc:
-                self._refuse(exc)
-                transient = exc.status == 429 or exc.status >= 500
-                if transient and attempts <= self._settings.max_retries:
-                    delay = self._settings.backoff_seconds * 2 ** (attempts - 1)
-                    log.info("twilio answered %s for %s; retry %d in %.2fs", exc.status,
-                             mask_phone(to), attempts, delay)
-                    time.sleep(delay)
+                self._refuse(exc.status, exc.code)
+                maybe_created = maybe_created or exc.status >= 500
+                if self._backoff(attempts, exc.status, "a send", to):
                     continue
+                error_text = " ".join(str(exc.msg).split())[:300]
+                if _transient(exc.status):
+                    log.warning("twilio still answered %s for %s after %d attempts; a later "
+                                "pass retries", exc.status, mask_phone(to), attempts)
+                    return SendOutcome("transient", attempts, error_code=exc.code or exc.status,
+                                       error_text=error_text, maybe_created=maybe_created)
                 log.warning("twilio refused the message to %s: HTTP %s code %s", mask_phone(to),
                             exc.status, exc.code)
                 return SendOutcome("rejected", attempts, error_code=exc.code or exc.status,
-                                   error_text=" ".join(str(exc.msg).split())[:300])
+                                   error_text=error_text)
             except requests.exceptions.RequestException as exc:
                 if _never_sent(exc):
                     raise self._unreachable(exc) from None
@@ -186,15 +219,7 @@ class TwilioSender:
 
     def find_sent(self, to: str, body: str, since: datetime) -> SendOutcome | None:
         """The message with this body sent to `to` since `since`, if Twilio has one."""
-        self._limiter.wait()
-        try:
-            messages = self._client.messages.list(to=to, limit=RECONCILE_LOOKBACK)
-        except TwilioRestException as exc:
-            self._refuse(exc)
-            raise ProviderError(f"Twilio at {self.base_url} could not list messages: "
-                                f"HTTP {exc.status} code {exc.code}") from None
-        except requests.exceptions.RequestException as exc:
-            raise self._unreachable(exc) from None
+        messages = self._list(to)
         earliest = (_utc(since) or since) - CLOCK_SKEW
         for message in messages:
             created = _utc(message.date_created)
@@ -202,3 +227,25 @@ class TwilioSender:
                 return SendOutcome("accepted", 0, sid=message.sid,
                                    status=ledger_status(message.status))
         return None
+
+    def _list(self, to: str) -> list[Any]:
+        """The most recent messages to `to`; 429/5xx retried like a send, then ProviderError."""
+        attempts = 0
+        while True:
+            self._limiter.wait()
+            attempts += 1
+            code: int | None = None
+            try:
+                return list(self._client.messages.list(to=to, limit=RECONCILE_LOOKBACK))
+            except TwilioRestException as exc:
+                status, code = exc.status, exc.code
+            except TwilioException as exc:  # a page the client refused: ("Unable to ...", response)
+                status = _page_status(exc)
+            except requests.exceptions.RequestException as exc:
+                raise self._unreachable(exc) from None
+            self._refuse(status, code)
+            if self._backoff(attempts, status, "a list", to):
+                continue
+            raise ProviderError(f"Twilio at {self.base_url} could not list messages: HTTP "
+                                f"{status}" + (f" code {code}" if code else "")
+                                + f" after {attempts} attempts")

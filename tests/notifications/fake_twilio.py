@@ -12,6 +12,8 @@ recorded. Script actions, consumed one per POST (per recipient when scripted wit
   "timeout"        the message IS created, then the answer is held for `hold_seconds` (longer
                    than the client's timeout): the client cannot know whether it was sent
   "timeout_lost"   held the same way but nothing created
+GET (list) requests consume their own script (`script_list`, "429" / "500" only) the same way.
+With `prefix="/proxy"` the server answers under that path (a Twilio API behind a proxy path).
 """
 
 from __future__ import annotations
@@ -54,8 +56,10 @@ class Recorded:
 
 class FakeTwilio:
     def __init__(self, *, account_sid: str = ACCOUNT_SID, auth_token: str = AUTH_TOKEN,
-                 hold_seconds: float = 2.0) -> None:
+                 hold_seconds: float = 2.0, prefix: str = "") -> None:
         self.account_sid, self.auth_token, self.hold_seconds = account_sid, auth_token, hold_seconds
+        self.prefix = prefix
+        self._list_script: deque[str] = deque()
         self.requests: list[Recorded] = []
         self.messages: list[dict[str, Any]] = []
         self._script: deque[str] = deque()
@@ -70,6 +74,19 @@ class FakeTwilio:
                 if action not in ERRORS and action not in ("success", "timeout", "timeout_lost"):
                     raise ValueError(f"unknown fake twilio action {action!r}")
             (self._per_recipient.setdefault(to, deque()) if to else self._script).extend(actions)
+
+    def script_list(self, *actions: str) -> None:
+        """Answers for the next GET (list) requests: "429" or "500"; then pages as usual."""
+        with self._lock:
+            for action in actions:
+                if action not in ("429", "500"):
+                    raise ValueError(f"unknown fake twilio list action {action!r}")
+            self._list_script.extend(actions)
+
+    def lists(self) -> list[Recorded]:
+        """GET (list) requests received."""
+        with self._lock:
+            return [r for r in self.requests if r.method == "GET"]
 
     @property
     def base_url(self) -> str:
@@ -158,13 +175,22 @@ class FakeTwilio:
         authorized = self._authorized(handler.headers.get("Authorization"))
         with self._lock:
             self.requests.append(Recorded(method, parts.path, query, form, authorized))
-        match = MESSAGES_PATH.match(parts.path)
+        path = parts.path
+        if self.prefix:
+            path = path[len(self.prefix):] if path.startswith(self.prefix + "/") else ""
+        match = MESSAGES_PATH.match(path)
         if not match:
             return self._reply(handler, 404, {"code": 20404, "message": "Not found", "status": 404})
         if not authorized or match["sid"] != self.account_sid:
             return self._reply(handler, 401, {"code": 20003, "message": "Authenticate",
                                               "status": 401})
         if method == "GET":
+            with self._lock:
+                listed = self._list_script.popleft() if self._list_script else "success"
+            if listed in ERRORS:
+                status, code, text = ERRORS[listed]
+                return self._reply(handler, status, {"code": code, "message": text,
+                                                     "status": status})
             return self._reply(handler, 200, self._page(query))
         action = self._next_action(form.get("To", ""))
         if action in ERRORS:

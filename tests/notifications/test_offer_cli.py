@@ -157,3 +157,20 @@ def test_two_concurrent_senders_send_each_message_once(tmp_path: Path, db, db_ur
     lost = [int(m.group(1)) if (m := re.search(r"already_sent (\d+)", out)) else 0
             for out, _err in outputs]
     print(f"concurrent senders: sent {sent}, lost the race on {lost}")
+
+
+def test_a_list_outage_while_reconciling_is_a_one_line_error(tmp_path: Path, db, db_url: str,
+                                                             fake_twilio: FakeTwilio) -> None:
+    """Before: a traceback ending in twilio's 'Unable to fetch page'."""
+    config = write_config(tmp_path)
+    publish_run(db, people(2))
+    store.claim_offer(db, offer_key="vip-thanks:C0001", offer_id="vip-thanks",
+                      customer_id="C0001", run_id=None, phone="+447400123401", body="x",
+                      segments=1, status="sending", now=datetime.now(UTC) - timedelta(days=1))
+    fake_twilio.script_list(*["429"] * 10)
+    result = run_segmint("--config", str(config), "send-offers", cwd=tmp_path,
+                         env=cli_env(db_url, fake_twilio))
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "could not list messages: HTTP 429" in lines[0]

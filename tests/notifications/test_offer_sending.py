@@ -179,3 +179,53 @@ def test_messaging_service_sid_is_used_when_set(tmp_path: Path, db, db_url: str,
     assert send_offers(db, settings_for(tmp_path, db_url, env)).sent == 1
     [request] = fake_twilio.creates()
     assert request.form["MessagingServiceSid"] == "MG" + "1" * 32 and "From" not in request.form
+
+
+def leave_stale_claim(db, customer_id: str = "C0001", phone: str = PHONE) -> None:  # type: ignore[no-untyped-def]
+    """A 'sending' row from a pass that died a day ago (the next pass reconciles it first)."""
+    store.claim_offer(db, offer_key=f"vip-thanks:{customer_id}", offer_id="vip-thanks",
+                      customer_id=customer_id, run_id=None, phone=phone, body="x", segments=1,
+                      status="sending", now=datetime.now(UTC) - timedelta(days=1))
+
+
+def test_reconciling_retries_a_transient_list_error(db, live: Settings,
+                                                    fake_twilio: FakeTwilio) -> None:
+    """Before: the list call's 429 escaped as twilio's base TwilioException and the pass sent
+    nothing; now it is retried with the send's backoff."""
+    publish_run(db, people(5))
+    leave_stale_claim(db)
+    fake_twilio.script_list("429", "500")
+    summary = send_offers(db, live)
+    assert (summary.unknown, summary.sent) == (1, 4)
+    assert len(fake_twilio.lists()) == 3
+    assert len(fake_twilio.created()) == 4 and not fake_twilio.created(PHONE)
+
+
+def test_a_list_outage_and_refused_credentials_are_one_line(tmp_path: Path, db, db_url: str,
+                                                            fake_twilio: FakeTwilio) -> None:
+    publish_run(db, people(2))
+    leave_stale_claim(db)
+    fake_twilio.script_list(*["500"] * 10)
+    live = live_settings(tmp_path, db_url, fake_twilio)
+    with pytest.raises(ProviderError, match="could not list messages: HTTP 500") as raised:
+        send_offers(db, live)
+    assert "\n" not in str(raised.value)
+    assert len(fake_twilio.lists()) == live.notifications.max_retries + 1
+    wrong = settings_for(tmp_path, db_url, fake_twilio.env(TWILIO_AUTH_TOKEN="not-the-token"))
+    with pytest.raises(ProviderError, match="refused the credentials"):
+        send_offers(db, wrong)
+    assert fake_twilio.creates() == []
+    assert [row.status for row in store.all_messages(db)] == ["sending"]
+
+
+def test_a_path_in_the_base_url_is_kept(tmp_path: Path, db, db_url: str) -> None:
+    """Before: SEGMINT_TWILIO_BASE_URL=http://host/twilio-proxy sent to http://host/2010-04-01/..."""
+    proxied = FakeTwilio(prefix="/twilio-proxy").start()
+    try:
+        env = proxied.env(SEGMINT_TWILIO_BASE_URL=proxied.base_url + "/twilio-proxy/")
+        publish_run(db, people(1))
+        assert send_offers(db, settings_for(tmp_path, db_url, env)).sent == 1
+        [request] = proxied.creates()
+        assert request.path.startswith("/twilio-proxy/2010-04-01/Accounts/")
+    finally:
+        proxied.stop()
