@@ -12,10 +12,22 @@ for an operator. It is never resent automatically: Twilio may have accepted a me
 listed yet, and a customer receiving an offer twice is the failure this design exists to prevent.
 A timed-out send is handled the same way at once (see notifications/sender.py).
 
+A provider outage is not a permanent failure. When Twilio still answers 429 after the retries,
+nothing was created: the claim is released and a later pass sends the message. When a 5xx was
+among the answers Twilio may have created it, so the pass asks Twilio at once (as for a timeout):
+found, it is recorded as sent; not found, the row becomes 'retry', which a later pass claims
+again, asks Twilio once more, and only then sends.
+
+Time is read from a clock at each use, not once per pass: quiet hours are judged just before
+each send, and a claim is stamped with the moment it is made (a concurrent pass presumes a
+'sending' row abandoned only after `reconcile_grace` from that moment). `now=` fixes the clock
+for tests.
+
 Dry runs write rows under the key `dry-run:<offer_id>:<customer_id>` with status 'dry_run': they
 never occupy a real key, do not count towards the frequency cap, and a repeated dry run
 re-renders its row. Quiet hours defer: no row is written, only a skip with reason 'quiet_hours',
-so a later pass sends the message.
+so a later pass sends the message. Opt-outs are read once per pass and again by each claim, in
+its transaction, so a STOP that arrives during a pass is honoured by the next send.
 
 The frequency cap is read once per pass (plus what the pass itself sends): two passes running at
 the same moment could each send a *different* offer to one customer. The same offer is still
@@ -28,6 +40,7 @@ import logging
 import os
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -64,6 +77,7 @@ class OfferPassSummary:
     dry_runs: int = 0
     failed: int = 0
     unknown: int = 0
+    deferred: int = 0  # Twilio kept answering 429/5xx: a later pass retries
     reconciled: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     previews: list[tuple[str, str]] = field(default_factory=list)  # (masked phone, body)
@@ -81,6 +95,7 @@ class OfferPassSummary:
             f"dry-run:    {self.dry_runs}",
             f"failed:     {self.failed}",
             f"unknown:    {self.unknown}",
+            f"deferred:   {self.deferred}",
             f"reconciled: {self.reconciled}",
             f"skipped:    {sum(self.skipped.values())}" + (f" ({skipped})" if skipped else ""),
         ]
@@ -113,14 +128,18 @@ def _utc(moment: datetime) -> datetime:
 
 class _OfferPass:
     def __init__(self, engine: Engine, settings: Settings, summary: OfferPassSummary,
-                 sender: TwilioSender | None, moment: datetime) -> None:
+                 sender: TwilioSender | None, clock: Callable[[], datetime]) -> None:
         self.engine, self.settings, self.summary = engine, settings, summary
         self.ns = settings.notifications
-        self.sender, self.moment = sender, moment
+        self.sender, self.clock = sender, clock
+        self.moment = self.now()  # the pass's start: stale claims, the frequency cap
         self.skips: list[tuple[str, str, str]] = []
         self.opted_out: set[str] = set()
         self.recent: set[str] = set()
         self.existing: set[str] = set()
+
+    def now(self) -> datetime:
+        return _utc(self.clock())
 
     def skip(self, offer_id: str, customer_id: str, reason: str) -> None:
         self.skips.append((offer_id, customer_id, reason))
@@ -133,13 +152,13 @@ class _OfferPass:
             found = self.sender.find_sent(pending.phone, pending.body, pending.created_at)
             if found is not None:
                 store.record_result(self.engine, message_id=pending.id, status=found.status or
-                                    "queued", provider_sid=found.sid, now=self.moment,
+                                    "queued", provider_sid=found.sid, now=self.now(),
                                     only_if_status=["sending"])
                 self.summary.reconciled += 1
                 log.info("reconciled %s: twilio has it as %s", pending.offer_key, found.sid)
             else:
                 store.record_result(
-                    self.engine, message_id=pending.id, status="unknown", now=self.moment,
+                    self.engine, message_id=pending.id, status="unknown", now=self.now(),
                     error_text="interrupted before twilio answered and twilio lists no such "
                     "message; not resent: check and resolve by hand",
                     only_if_status=["sending"])
@@ -166,7 +185,7 @@ class _OfferPass:
         if key in self.existing:
             self.skip(template.offer_id, target.customer_id, "already_sent")
             return
-        decision = decide(target, settings=self.ns, now=self.moment, opted_out=self.opted_out,
+        decision = decide(target, settings=self.ns, now=self.now(), opted_out=self.opted_out,
                           recently_messaged=self.recent)
         if decision.reason is not None or decision.phone is None:
             self.skip(template.offer_id, target.customer_id, decision.reason or "invalid_number")
@@ -178,44 +197,93 @@ class _OfferPass:
             return
         self.summary.eligible += 1
         self.recent.add(target.customer_id)
-        def claim(key: str, status: str) -> int | None:
+        phone = decision.phone
+
+        def claim(key: str, status: str) -> store.Claim:
             return store.claim_offer(
                 self.engine, offer_key=key, status=status, offer_id=template.offer_id,
-                customer_id=target.customer_id, run_id=self.summary.run_id,
-                phone=decision.phone or "", body=rendered.body,
-                segments=rendered.count.segments, now=self.moment)
+                customer_id=target.customer_id, run_id=self.summary.run_id, phone=phone,
+                body=rendered.body, segments=rendered.count.segments, now=self.now())
+
+        def refused(reason: str | None) -> None:
+            self.summary.eligible -= 1
+            self.skip(template.offer_id, target.customer_id, reason or "already_sent")
+            if reason == "opted_out":
+                self.opted_out.add(phone)
 
         if self.sender is None:
             dry_key = offer_key(template.offer_id, target.customer_id, dry_run=True)
-            if claim(dry_key, "dry_run") is None:
+            dry = claim(dry_key, "dry_run")
+            if dry.refused == "opted_out":
+                refused(dry.refused)
+                return
+            if dry.message_id is None:
                 store.refresh_dry_run(self.engine, offer_key=dry_key, body=rendered.body,
-                                      segments=rendered.count.segments, phone=decision.phone,
-                                      now=self.moment)
+                                      segments=rendered.count.segments, phone=phone,
+                                      now=self.now())
             self.summary.dry_runs += 1
-            self.summary.previews.append((mask_phone(decision.phone), rendered.body))
+            self.summary.previews.append((mask_phone(phone), rendered.body))
             return
-        message_id = claim(key, "sending")
+        claimed = claim(key, "sending")
+        message_id = claimed.message_id
         if message_id is None:
-            self.summary.eligible -= 1
-            self.skip(template.offer_id, target.customer_id, "already_sent")
+            refused(claimed.refused)
             return
         _crash_point("after_claim")
         try:
-            outcome = self.sender.send(decision.phone, rendered.body)
+            if claimed.earlier is not None and self.sent_before(message_id, claimed.earlier):
+                return
+            if claimed.earlier is not None:
+                store.rewrite_claim(self.engine, message_id=message_id, phone=phone,
+                                    body=rendered.body, segments=rendered.count.segments,
+                                    run_id=self.summary.run_id, now=self.now())
+            claimed_at = self.now()
+            outcome = self.sender.send(phone, rendered.body)
         except ProviderError:
-            store.release_claim(self.engine, message_id=message_id)
+            if claimed.earlier is not None:  # keep what is known: it may have gone out before
+                store.record_result(self.engine, message_id=message_id, status=store.RETRYABLE,
+                                    now=self.now(), only_if_status=["sending"],
+                                    error_text="provider unavailable; a later pass retries")
+            else:
+                store.release_claim(self.engine, message_id=message_id)
             raise
         _crash_point("after_send")
-        self.apply(message_id, target.customer_id, decision.phone, rendered.body, outcome)
+        self.apply(message_id, target.customer_id, phone, rendered.body, outcome, claimed_at)
+
+    def sent_before(self, message_id: int, earlier: store.PendingMessage) -> bool:
+        """Whether Twilio has the message of an earlier attempt that ended in 5xx answers."""
+        assert self.sender is not None
+        found = self.sender.find_sent(earlier.phone, earlier.body, earlier.created_at)
+        if found is None:
+            return False
+        store.record_result(self.engine, message_id=message_id, status=found.status or "queued",
+                            provider_sid=found.sid, now=self.now())
+        self.summary.reconciled += 1
+        log.info("reconciled %s: twilio has the earlier attempt as %s", earlier.offer_key,
+                 found.sid)
+        return True
 
     def apply(self, message_id: int, customer_id: str, phone: str, body: str,
-              outcome: SendOutcome) -> None:
+              outcome: SendOutcome, claimed_at: datetime) -> None:
         assert self.sender is not None
-        if outcome.kind == "ambiguous":
-            found = self.sender.find_sent(phone, body, self.moment)
+        if outcome.kind == "transient" and not outcome.maybe_created:
+            # Only 429s: Twilio created nothing, so the key is free for a later pass.
+            store.release_claim(self.engine, message_id=message_id)
+            self.summary.deferred += 1
+            return
+        if outcome.kind in ("ambiguous", "transient"):
+            found = self.sender.find_sent(phone, body, claimed_at)
+            if found is None and outcome.kind == "transient":
+                store.record_result(self.engine, message_id=message_id, status=store.RETRYABLE,
+                                    now=self.now(), attempts=outcome.attempts,
+                                    error_code=str(outcome.error_code),
+                                    error_text=f"{outcome.error_text}; twilio lists no such "
+                                    "message; a later pass checks again and retries")
+                self.summary.deferred += 1
+                return
             if found is None:
                 store.record_result(self.engine, message_id=message_id, status="unknown",
-                                    now=self.moment, attempts=outcome.attempts,
+                                    now=self.now(), attempts=outcome.attempts,
                                     error_text=f"{outcome.error_text}; twilio lists no such "
                                     "message; not resent: check and resolve by hand")
                 self.summary.unknown += 1
@@ -224,26 +292,34 @@ class _OfferPass:
         if outcome.kind == "accepted":
             store.record_result(self.engine, message_id=message_id,
                                 status=outcome.status or "queued", provider_sid=outcome.sid,
-                                attempts=outcome.attempts, now=self.moment)
+                                attempts=outcome.attempts, now=self.now())
             self.summary.sent += 1
             return
         store.record_result(self.engine, message_id=message_id, status="failed",
                             error_code=str(outcome.error_code), error_text=outcome.error_text,
-                            attempts=outcome.attempts, now=self.moment)
+                            attempts=outcome.attempts, now=self.now())
         self.summary.failed += 1
         if outcome.error_code == OPTED_OUT_CODE:
             store.set_opt_out(self.engine, phone=phone, opted_out=True,
-                              source=f"error {OPTED_OUT_CODE}", now=self.moment)
+                              source=f"error {OPTED_OUT_CODE}", now=self.now())
             self.opted_out.add(phone)
         elif outcome.error_code in INVALID_NUMBER_CODES:
             store.mark_phone_invalid(self.engine, customer_id=customer_id)
 
 
+def _system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
 def send_offers(engine: Engine, settings: Settings, *, dry_run: bool | None = None,
-                now: datetime | None = None) -> OfferPassSummary:
+                now: datetime | None = None,
+                clock: Callable[[], datetime] | None = None) -> OfferPassSummary:
     """One pass over the latest published run. dry_run=None: a dry run unless Twilio is
-    configured; now: the pass's clock (quiet hours, frequency cap), default the current time."""
-    moment = _utc(now or datetime.now(UTC))
+    configured. The pass reads the time from `clock` (default the system clock) whenever it
+    needs it; tests fix it with `now`, or pass their own clock."""
+    if clock is None:
+        clock = _system_clock if now is None else (lambda: now)
+    moment = _utc(clock())
     configured = settings.secrets.twilio_configured
     dry = (not configured) if dry_run is None else dry_run
     templates = check_templates(settings.notifications)
@@ -259,7 +335,7 @@ def send_offers(engine: Engine, settings: Settings, *, dry_run: bool | None = No
         summary.note = "no published segmentation run yet: nothing to send"
         return summary
     sender = None if dry else TwilioSender(settings.secrets, settings.notifications)
-    offer_pass = _OfferPass(engine, settings, summary, sender, moment)
+    offer_pass = _OfferPass(engine, settings, summary, sender, clock)
     try:
         if sender is not None:
             offer_pass.reconcile_stale()
@@ -269,9 +345,10 @@ def send_offers(engine: Engine, settings: Settings, *, dry_run: bool | None = No
                 if target.customer_class in template.target_classes:
                     offer_pass.offer(template, target)
     finally:
-        store.record_skips(engine, pass_id=summary.pass_id, skips=offer_pass.skips, now=moment)
+        store.record_skips(engine, pass_id=summary.pass_id, skips=offer_pass.skips,
+                           now=offer_pass.now())
         log.info("offer pass %s over run %s: eligible %d, sent %d, dry-run %d, failed %d, "
-                 "unknown %d, skipped %d", summary.pass_id, summary.run_id, summary.eligible,
-                 summary.sent, summary.dry_runs, summary.failed, summary.unknown,
-                 sum(summary.skipped.values()))
+                 "unknown %d, deferred %d, skipped %d", summary.pass_id, summary.run_id,
+                 summary.eligible, summary.sent, summary.dry_runs, summary.failed,
+                 summary.unknown, summary.deferred, sum(summary.skipped.values()))
     return summary

@@ -2,7 +2,11 @@
 
 The ledger is the exactly-once guarantee: `claim_offer` inserts the row with its unique offer_key
 and commits before anyone calls the provider, so a second process (or a restart) that tries the
-same key gets an IntegrityError and skips. Timestamps are aware UTC datetimes (sqlmodel's type).
+same key gets an IntegrityError and skips. The one exception is a row in 'retry' (Twilio kept
+answering 5xx, and listing found no such message): the next claim of its key takes it over with
+a compare-and-swap update instead. A claim also re-reads the opt-out table in its transaction, so
+a STOP that arrived after the pass loaded its opt-outs still wins. Timestamps are aware UTC
+datetimes (sqlmodel's type).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine, Table, and_, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
 
 from engine.models import (
     Customer,
@@ -34,7 +39,9 @@ SKIPS: Table = OfferSkip.__table__  # type: ignore[attr-defined]
 OPT_OUTS: Table = OptOut.__table__  # type: ignore[attr-defined]
 
 # Rows in these states never reached a customer: they do not count towards the frequency cap.
-NOT_DELIVERED_TO_ANYONE = ("dry_run", "failed")
+NOT_DELIVERED_TO_ANYONE = ("dry_run", "failed", "retry")
+# A later pass may claim a row in this state again (reconciling with the provider first).
+RETRYABLE = "retry"
 # Only these states may be moved forward by a provider status callback, by rank.
 STATUS_RANK = {"sending": 0, "unknown": 0, "queued": 1, "sent": 2,
                "delivered": 3, "undelivered": 3, "failed": 3}
@@ -64,6 +71,19 @@ class PendingMessage:
     phone: str
     body: str
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What claim_offer got: a ledger row to send under, or why not."""
+
+    message_id: int | None
+    refused: str | None = None  # 'already_sent' or 'opted_out' when message_id is None
+    earlier: PendingMessage | None = None  # the 'retry' row this claim took over
+
+
+class _OptedOut(Exception):
+    """Rolls a claim back: the number opted out after the pass read the opt-outs."""
 
 
 def latest_published_run(engine: Engine) -> int | None:
@@ -108,14 +128,15 @@ def load_offer_targets(engine: Engine, *, run_id: int, classes: Iterable[str]) -
 
 
 def customers_with_key(engine: Engine, *, offer_keys: Iterable[str]) -> set[str]:
-    """Which of these offer keys already exist (any status)."""
+    """Which of these offer keys already exist (any status but 'retry')."""
     keys = list(offer_keys)
     found: set[str] = set()
     with session_scope(engine) as session:
         for start in range(0, len(keys), 500):
             chunk = keys[start:start + 500]
             found.update(session.execute(
-                select(MESSAGES.c.offer_key).where(MESSAGES.c.offer_key.in_(chunk))
+                select(MESSAGES.c.offer_key).where(MESSAGES.c.offer_key.in_(chunk),
+                                                   MESSAGES.c.status != RETRYABLE)
             ).scalars())
     return found
 
@@ -131,21 +152,66 @@ def recently_messaged(engine: Engine, *, since: datetime) -> set[str]:
         ).scalars())
 
 
+def _opted_out(session: Session, phone: str) -> bool:
+    return session.execute(
+        select(OPT_OUTS.c.phone).where(OPT_OUTS.c.phone == phone, OPT_OUTS.c.opted_out.is_(True))
+    ).first() is not None
+
+
 def claim_offer(engine: Engine, *, offer_key: str, offer_id: str, customer_id: str,
                 run_id: int | None, phone: str, body: str, segments: int, status: str,
-                now: datetime) -> int | None:
-    """Insert and COMMIT the ledger row; None when the key exists (someone else has it)."""
+                now: datetime) -> Claim:
+    """Insert and COMMIT the ledger row. Refused when the key exists (someone else has it;
+    a 'retry' row is taken over instead) or when the number has opted out by now."""
     row = OfferMessage(offer_key=offer_key, offer_id=offer_id, customer_id=customer_id,
                        run_id=run_id, phone=phone, body=body, segments=segments, status=status,
                        created_at=now, updated_at=now)
     try:
         with session_scope(engine) as session:
             session.add(row)
-            session.flush()
+            session.flush()  # the write comes first: on SQLite the check below then sees
+            if _opted_out(session, phone):  # every STOP committed before this claim
+                raise _OptedOut
             message_id = row.id
     except IntegrityError:
-        return None
-    return message_id
+        return _take_over_retry(engine, offer_key=offer_key, phone=phone, now=now)
+    except _OptedOut:
+        return Claim(None, "opted_out")
+    return Claim(message_id)
+
+
+def _take_over_retry(engine: Engine, *, offer_key: str, phone: str, now: datetime) -> Claim:
+    """Claim the key's 'retry' row (compare-and-swap to 'sending', stamped now), if it has one."""
+    with session_scope(engine) as session:
+        found = session.execute(
+            select(MESSAGES.c.id, MESSAGES.c.offer_key, MESSAGES.c.customer_id,
+                   MESSAGES.c.phone, MESSAGES.c.body, MESSAGES.c.created_at)
+            .where(MESSAGES.c.offer_key == offer_key, MESSAGES.c.status == RETRYABLE)
+        ).first()
+    if found is None:
+        return Claim(None, "already_sent")
+    earlier = PendingMessage(*found)
+    try:
+        with session_scope(engine) as session:
+            taken = session.execute(
+                update(MESSAGES).where(MESSAGES.c.id == earlier.id,
+                                       MESSAGES.c.status == RETRYABLE)
+                .values(status="sending", created_at=now, updated_at=now)
+            ).rowcount  # type: ignore[attr-defined]
+            if taken and _opted_out(session, phone):
+                raise _OptedOut
+    except _OptedOut:
+        return Claim(None, "opted_out")
+    return Claim(earlier.id, earlier=earlier) if taken else Claim(None, "already_sent")
+
+
+def rewrite_claim(engine: Engine, *, message_id: int, phone: str, body: str, segments: int,
+                  run_id: int | None, now: datetime) -> None:
+    """A taken-over 'retry' row gets this pass's message before it is sent."""
+    with session_scope(engine) as session:
+        session.execute(
+            update(MESSAGES).where(MESSAGES.c.id == message_id, MESSAGES.c.status == "sending")
+            .values(phone=phone, body=body, segments=segments, run_id=run_id, updated_at=now))
 
 
 def refresh_dry_run(engine: Engine, *, offer_key: str, body: str, segments: int,

@@ -8,11 +8,14 @@ recorded. Script actions, consumed one per POST (per recipient when scripted wit
 "success" once the script is empty:
   "success"        201 with a new message (status queued)
   "429" / "500"    Twilio's error JSON with that status (codes 20429 / 20500); nothing created
+  "500_created"    the message IS created, then answered with the 500 error JSON
   "21610", "21211", "21614"   400 with that error code; nothing created
   "timeout"        the message IS created, then the answer is held for `hold_seconds` (longer
                    than the client's timeout): the client cannot know whether it was sent
   "timeout_lost"   held the same way but nothing created
 GET (list) requests consume their own script (`script_list`, "429" / "500" only) the same way.
+`on_create(form)`, when set, is called in the server's thread as a create request arrives,
+before it is answered (something else happening while a send is in flight).
 With `prefix="/proxy"` the server answers under that path (a Twilio API behind a proxy path).
 """
 
@@ -25,6 +28,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -59,6 +63,7 @@ class FakeTwilio:
                  hold_seconds: float = 2.0, prefix: str = "") -> None:
         self.account_sid, self.auth_token, self.hold_seconds = account_sid, auth_token, hold_seconds
         self.prefix = prefix
+        self.on_create: Callable[[dict[str, str]], None] | None = None
         self._list_script: deque[str] = deque()
         self.requests: list[Recorded] = []
         self.messages: list[dict[str, Any]] = []
@@ -71,7 +76,8 @@ class FakeTwilio:
     def script(self, *actions: str, to: str | None = None) -> None:
         with self._lock:
             for action in actions:
-                if action not in ERRORS and action not in ("success", "timeout", "timeout_lost"):
+                if action not in ERRORS and action not in ("success", "timeout", "timeout_lost",
+                                                           "500_created"):
                     raise ValueError(f"unknown fake twilio action {action!r}")
             (self._per_recipient.setdefault(to, deque()) if to else self._script).extend(actions)
 
@@ -192,7 +198,12 @@ class FakeTwilio:
                 return self._reply(handler, status, {"code": code, "message": text,
                                                      "status": status})
             return self._reply(handler, 200, self._page(query))
+        if self.on_create is not None:
+            self.on_create(form)
         action = self._next_action(form.get("To", ""))
+        if action == "500_created":
+            self._new_message(form)
+            action = "500"
         if action in ERRORS:
             status, code, text = ERRORS[action]
             return self._reply(handler, status, {"code": code, "message": text, "status": status,

@@ -139,6 +139,23 @@ def test_quiet_hours_defer_in_the_recipients_local_time(tmp_path: Path, db, db_u
         ["+12025550123", "+447400123401", "+447400123403"]
 
 
+def test_quiet_hours_are_judged_at_each_send_not_at_the_pass_start(
+        tmp_path: Path, db, db_url: str, fake_twilio: FakeTwilio) -> None:
+    """Before: a pass that started at 20:59 kept texting after 21:00 (one `now` per pass)."""
+    live = live_settings(tmp_path, db_url, fake_twilio, QUIET)
+    publish_run(db, people(3, timezone="Europe/London"))
+    before, after = (datetime(2024, 1, 15, 20, 59, tzinfo=UTC),
+                     datetime(2024, 1, 15, 21, 1, tzinfo=UTC))
+
+    def clock() -> datetime:  # the first message takes the pass past 21:00 London time
+        return after if fake_twilio.created() else before
+
+    summary = send_offers(db, live, clock=clock)
+    assert summary.sent == 1 and summary.skipped["quiet_hours"] == 2
+    assert [r.form["To"] for r in fake_twilio.creates()] == ["+447400123401"]
+    assert [row.customer_id for row in store.all_messages(db)] == ["C0001"]
+
+
 def test_frequency_cap_across_offers(tmp_path: Path, db, db_url: str,
                                      fake_twilio: FakeTwilio) -> None:
     live = live_settings(tmp_path, db_url, fake_twilio)

@@ -59,15 +59,61 @@ def test_transient_error_then_success_is_retried(db, live: Settings, fake_twilio
     assert row.status == "queued" and row.attempts == 2
 
 
-def test_transient_errors_give_up_after_max_retries(db, live: Settings,
-                                                    fake_twilio: FakeTwilio) -> None:
+def test_a_rate_limit_outage_frees_the_offer_for_a_later_pass(db, live: Settings,
+                                                             fake_twilio: FakeTwilio) -> None:
+    """Before: the row became 'failed', kept the unique key, and every later pass skipped the
+    customer as already_sent. 429s create nothing, so the claim is released."""
     publish_run(db, people(1))
-    fake_twilio.script(*["500"] * 10)
-    summary = send_offers(db, live)
-    assert summary.failed == 1
+    fake_twilio.script(*["429"] * 10)
+    first = send_offers(db, live)
+    assert (first.deferred, first.failed, first.sent) == (1, 0, 0)
     assert len(fake_twilio.creates()) == live.notifications.max_retries + 1
+    assert store.all_messages(db) == []
+    fake_twilio._script.clear()  # Twilio is healthy again
+    second = send_offers(db, live, now=datetime.now(UTC) + timedelta(hours=1))
+    assert (second.sent, second.skipped["already_sent"]) == (1, 0)
+    assert len(fake_twilio.created(PHONE)) == 1
+    assert only_message(db).status == "queued"
+
+
+def test_a_server_error_outage_is_checked_with_twilio_then_retried(db, live: Settings,
+                                                                  fake_twilio: FakeTwilio) -> None:
+    publish_run(db, people(1))
+    fake_twilio.script(*["500"] * (live.notifications.max_retries + 1))
+    first = send_offers(db, live)
+    assert (first.deferred, first.failed, first.unknown) == (1, 0, 0)
+    assert len(fake_twilio.lists()) == 1  # asked Twilio at once: nothing there
     row = only_message(db)
-    assert (row.status, row.error_code) == ("failed", "20500")
+    assert (row.status, row.error_code, row.provider_sid) == ("retry", "20500", None)
+    second = send_offers(db, live, now=datetime.now(UTC) + timedelta(hours=1))
+    assert (second.sent, second.reconciled) == (1, 0)
+    assert len(fake_twilio.lists()) == 2  # asked again before sending
+    assert len(fake_twilio.created(PHONE)) == 1
+    row = only_message(db)
+    assert row.status == "queued" and row.provider_sid == fake_twilio.created()[0]["sid"]
+    assert send_offers(db, live, now=datetime.now(UTC) + timedelta(days=1)).sent == 0
+
+
+def test_a_server_error_outage_never_sends_twice(db, live: Settings,
+                                                 fake_twilio: FakeTwilio) -> None:
+    """A 5xx whose message Twilio did create is found at once; one that Twilio lists only
+    later is found by the next pass, which then sends nothing."""
+    publish_run(db, people(2))
+    retries = live.notifications.max_retries
+    fake_twilio.script("500_created", *["500"] * retries, to=PHONE)
+    fake_twilio.script(*["500"] * (retries + 1), to="+447400123402")
+    first = send_offers(db, live)
+    assert (first.sent, first.deferred) == (1, 1)
+    assert only_message(db).provider_sid == fake_twilio.created(PHONE)[0]["sid"]
+    [waiting] = store.messages_for_customer(db, customer_id="C0002")
+    assert waiting.status == "retry"
+    late = fake_twilio._new_message({"To": waiting.phone, "Body": waiting.body})
+    second = send_offers(db, live, now=datetime.now(UTC) + timedelta(hours=1))
+    assert (second.sent, second.reconciled) == (0, 1)
+    [found] = store.messages_for_customer(db, customer_id="C0002")
+    assert (found.status, found.provider_sid) == ("queued", late["sid"])
+    assert len(fake_twilio.created()) == 2
+    assert len(fake_twilio.creates()) == 2 * (retries + 1)
 
 
 def test_21610_records_opt_out_without_retry(db, live: Settings, fake_twilio: FakeTwilio) -> None:
@@ -229,3 +275,46 @@ def test_a_path_in_the_base_url_is_kept(tmp_path: Path, db, db_url: str) -> None
         assert request.path.startswith("/twilio-proxy/2010-04-01/Accounts/")
     finally:
         proxied.stop()
+
+
+def test_a_stop_during_the_pass_is_honoured_by_the_next_claim(db, live: Settings,
+                                                             fake_twilio: FakeTwilio) -> None:
+    """Before: opt-outs were read once when the pass started, so C0002 was texted after STOP."""
+    publish_run(db, people(3))
+
+    def stop_from_c0002(form: dict[str, str]) -> None:
+        if form["To"] == PHONE:  # while the pass is sending to C0001
+            store.set_opt_out(db, phone="+447400123402", opted_out=True, source="STOP",
+                              now=datetime.now(UTC))
+
+    fake_twilio.on_create = stop_from_c0002
+    summary = send_offers(db, live)
+    assert (summary.sent, summary.eligible, summary.skipped["opted_out"]) == (2, 2, 1)
+    assert not fake_twilio.creates("+447400123402")
+    assert store.messages_for_customer(db, customer_id="C0002") == []
+    reasons = {(s.customer_id, s.reason) for s in store.skips_for_pass(db, pass_id=summary.pass_id)}
+    assert reasons == {("C0002", "opted_out")}
+
+
+def test_a_claim_is_stamped_when_it_is_made(db, live: Settings, fake_twilio: FakeTwilio) -> None:
+    """Before: claims carried the pass's start time, so a pass starting a few minutes into a
+    long pass took its in-flight send for an abandoned one and marked it 'unknown'."""
+    publish_run(db, people(3))
+    start = datetime.now(UTC)
+    late = timedelta(minutes=3)  # the long pass reaches C0003 three minutes after it started
+    other: list[object] = []
+
+    def clock() -> datetime:
+        return start + (late if len(fake_twilio.created()) >= 2 else timedelta(0))
+
+    def second_pass_starts(form: dict[str, str]) -> None:
+        if form["To"] == "+447400123403":
+            other.append(send_offers(db, live, now=start + late + timedelta(seconds=1)))
+
+    fake_twilio.on_create = second_pass_starts
+    first = send_offers(db, live, clock=clock)
+    [second] = other
+    assert second.unknown == 0 and second.skipped["already_sent"] == 3  # type: ignore[attr-defined]
+    assert first.sent == 3 and len(fake_twilio.created()) == 3
+    [row] = store.messages_for_customer(db, customer_id="C0003")
+    assert row.created_at == start + late and row.status == "queued"
