@@ -58,13 +58,19 @@ def window_segments(history: pd.DataFrame, customers: pd.DataFrame | None, *,
     """`export segments` rows for the window [since, until] of the lines in history.
 
     history holds every line up to the window's end (earlier lines tell the classes about first
-    purchases and earlier spend).
+    purchases and earlier spend; later ones are left out). as_of is the day after the window's
+    last line, as for `segmint run --since --until`.
     """
     codes = list(settings.ingest.non_product_codes)
+    if until is not None:
+        after = history["ts"] >= pd.Timestamp(until + timedelta(days=1))
+        history = history[~after] if after.any() else history
     window = history if since is None else history[history["ts"] >= pd.Timestamp(since)]
     if window.empty or not window["customer_id"].notna().any():
         return pd.DataFrame(columns=SEGMENT_COLUMNS)
-    as_of = until + timedelta(days=1) if until else window["ts"].max().date() + timedelta(days=1)
+    # As `segmint run --since --until`: the day after the window's last line, whatever until
+    # says (a window that ends on a day without sales is scored from its last sale).
+    as_of = window["ts"].max().date() + timedelta(days=1)
     segments = rfm_segments(window, as_of=as_of, settings=settings.rfm, non_product_codes=codes)
     if segments.empty:
         return pd.DataFrame(columns=SEGMENT_COLUMNS)
