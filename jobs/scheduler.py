@@ -11,15 +11,15 @@ APScheduler 3.x choices, and the traps they avoid:
   whether that missed run still happens (once).
 - APScheduler 3 does not coordinate schedulers sharing a job store: both may fire the same tick.
   That is what the database locks in the tasks are for (a busy lock records 'skipped').
-- CronTrigger.from_crontab treats day-of-week 0 as Monday; cron means Sunday. Numeric
-  day-of-week fields are translated to names first.
+- CronTrigger.from_crontab treats day-of-week 0 as Monday (cron: Sunday) and refuses ranges
+  starting at Sunday ('sun-tue'); the day-of-week field is expanded into day names first
+  (crontab_weekdays), so it means what it means to cron.
 - The scheduler runs only in this process (`segmint scheduler`), never in web workers.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import signal
 import time
 from dataclasses import dataclass
@@ -74,32 +74,47 @@ class PlannedJob:
 
 
 def crontab_weekdays(field: str) -> str:
-    """A crontab day-of-week field with numbers (0 or 7 = Sunday) rewritten as day names."""
-    parts = []
-    for token in field.split(","):
-        if not re.search(r"\d", token.split("/")[0]) and "/" not in token:
-            parts.append(token)  # '*', 'mon-fri', 'sun'
-            continue
-        span, _, step_text = token.partition("/")
-        step = int(step_text) if step_text else 1
+    """A crontab day-of-week field as the day names it means, for APScheduler.
+
+    Cron's meaning (crontab(5), as cronie reads it): numbers 0-7 with 0 and 7 both Sunday, or
+    names sun..sat; lists, ranges and steps, where '*' is 0-7 and a lone start with a step runs
+    to 7 ('1/2' = 1-7/2 = mon,wed,fri,sun). A range whose start comes after its end ('fri-mon',
+    '5-1') wraps round the week. APScheduler counts from Monday and refuses a range starting at
+    Sunday ('sun-tue'), so the field is expanded here into a plain list of names ('*' when it
+    means every day). Raises ValueError naming the bad part.
+    """
+    days: set[int] = set()
+    for token in field.lower().split(","):
+        span, slash, step_text = token.partition("/")
+        step = _weekday_step(step_text, token) if slash else 1
         if span == "*":
-            first, last = 0, 6
+            first, last = 0, 7
         elif "-" in span:
-            low, high = span.split("-", 1)
-            first, last = _weekday_number(low), _weekday_number(high)
+            low, _, high = span.partition("-")
+            first, last = _weekday_number(low, token), _weekday_number(high, token)
+            if last < first:
+                last += 7
         else:
-            first = _weekday_number(span)
-            last = 6 if step_text else first
-        if last < first:
-            last += 7
-        parts.extend(CRON_WEEKDAYS[day % 7] for day in range(first, last + 1, step))
-    return ",".join(dict.fromkeys(parts))
+            first = _weekday_number(span, token)
+            last = 7 if slash else first
+        days.update(day % 7 for day in range(first, last + 1, step))
+    if len(days) == 7:
+        return "*"
+    return ",".join(CRON_WEEKDAYS[day] for day in sorted(days))
 
 
-def _weekday_number(value: str) -> int:
-    if value.isdigit():
-        return int(value) % 7
-    return CRON_WEEKDAYS.index(value.lower()[:3])
+def _weekday_number(value: str, token: str) -> int:
+    if value.isdigit() and int(value) <= 7:
+        return int(value)
+    if value in CRON_WEEKDAYS:
+        return CRON_WEEKDAYS.index(value)
+    raise ValueError(f"day of week {token!r}: {value!r} is not 0-7 or a day name (sun..sat)")
+
+
+def _weekday_step(value: str, token: str) -> int:
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    raise ValueError(f"day of week {token!r}: step {value!r} is not a whole number above 0")
 
 
 def make_trigger(spec: JobSpec, *, key: str, timezone: ZoneInfo) -> tuple[BaseTrigger, str]:
