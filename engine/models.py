@@ -190,6 +190,18 @@ class OfferMessage(SQLModel, table=True):
     sent_at: datetime | None = None
 
 
+class OfferEarlyStatus(SQLModel, table=True):
+    """A delivery status callback for a sid no offer_message carries yet: Twilio can call back
+    before the sending process has written the sid. Applied (and deleted) when it is written."""
+
+    __tablename__ = "offer_early_status"
+
+    provider_sid: str = Field(primary_key=True, max_length=64)
+    status: str = Field(max_length=16)  # the highest-ranked status received so far
+    error_code: str | None = Field(default=None, max_length=16)
+    received_at: datetime = Field(index=True)
+
+
 class OfferSkip(SQLModel, table=True):
     """Why a customer did not get an offer in a pass (no consent, opted out, quiet hours, ...)."""
 

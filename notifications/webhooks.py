@@ -2,7 +2,8 @@
 
 - POST /webhooks/twilio/status: a message's delivery status (MessageSid, MessageStatus,
   ErrorCode). The ledger row only ever moves forward (queued < sent < delivered / undelivered /
-  failed), so a repeated or late callback changes nothing.
+  failed), so a repeated or late callback changes nothing. A callback that arrives before the
+  sending process has saved the sid is kept and applied when the sid is saved.
 - POST /webhooks/twilio/inbound: a customer's reply. STOP-type keywords opt the number out,
   START-type keywords opt it back in, HELP/INFO get settings.notifications.help_text as TwiML.
 
@@ -74,9 +75,9 @@ def create_blueprint(settings: Settings, engine: Engine) -> Blueprint:
         if not sid or ledger_status is None:
             return Response("ignored\n", status=200, mimetype="text/plain")
         error_code = request.form.get("ErrorCode") or None
-        changed = store.update_status_by_sid(engine, provider_sid=sid, status=ledger_status,
-                                             error_code=error_code, now=_now())
-        log.info("status %s for %s (%s)", ledger_status, sid, "updated" if changed else "no change")
+        outcome = store.record_status_callback(engine, provider_sid=sid, status=ledger_status,
+                                               error_code=error_code, now=_now())
+        log.info("status %s for %s (%s)", ledger_status, sid, outcome)
         return Response(status=204)
 
     @blueprint.post("/inbound")

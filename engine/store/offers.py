@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, Table, and_, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -22,6 +22,7 @@ from sqlmodel import Session
 from engine.models import (
     Customer,
     CustomerResult,
+    OfferEarlyStatus,
     OfferMessage,
     OfferSkip,
     OptOut,
@@ -37,6 +38,9 @@ CUSTOMERS: Table = Customer.__table__  # type: ignore[attr-defined]
 MESSAGES: Table = OfferMessage.__table__  # type: ignore[attr-defined]
 SKIPS: Table = OfferSkip.__table__  # type: ignore[attr-defined]
 OPT_OUTS: Table = OptOut.__table__  # type: ignore[attr-defined]
+EARLY: Table = OfferEarlyStatus.__table__  # type: ignore[attr-defined]
+# An early callback whose sid never shows up (a message not sent by Segmint) is dropped after this.
+EARLY_STATUS_KEPT = timedelta(days=7)
 
 # Rows in these states never reached a customer: they do not count towards the frequency cap.
 NOT_DELIVERED_TO_ANYONE = ("dry_run", "failed", "retry")
@@ -241,7 +245,10 @@ def record_result(engine: Engine, *, message_id: int, status: str, now: datetime
     if only_if_status is not None:
         statement = statement.where(MESSAGES.c.status.in_(list(only_if_status)))
     with session_scope(engine) as session:
-        return bool(session.execute(statement.values(**values)).rowcount)  # type: ignore[attr-defined]
+        written = bool(session.execute(statement.values(**values)).rowcount)  # type: ignore[attr-defined]
+    if written and provider_sid is not None:
+        _apply_early_status(engine, provider_sid=provider_sid, now=now)
+    return written
 
 
 def release_claim(engine: Engine, *, message_id: int) -> None:
@@ -279,6 +286,72 @@ def update_status_by_sid(engine: Engine, *, provider_sid: str, status: str,
             .values(**values)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def record_status_callback(engine: Engine, *, provider_sid: str, status: str,
+                           error_code: str | None, now: datetime) -> str:
+    """A delivery status callback: 'updated', 'no change', or 'kept' when no message carries the
+    sid yet (it is applied when record_result writes the sid).
+
+    The order makes the race safe on PostgreSQL's read committed as on SQLite: the callback is
+    committed to offer_early_status BEFORE the second look for the sid, and record_result looks
+    for early callbacks only AFTER committing the sid, so one of the two always sees the other.
+    """
+    if update_status_by_sid(engine, provider_sid=provider_sid, status=status,
+                            error_code=error_code, now=now):
+        return "updated"
+    if _sid_known(engine, provider_sid):
+        return "no change"
+    _keep_early_status(engine, provider_sid=provider_sid, status=status, error_code=error_code,
+                       now=now)
+    if _sid_known(engine, provider_sid):  # the sender wrote the sid in the meantime
+        _apply_early_status(engine, provider_sid=provider_sid, now=now)
+        return "updated"
+    return "kept"
+
+
+def _sid_known(engine: Engine, provider_sid: str) -> bool:
+    with session_scope(engine) as session:
+        return session.execute(
+            select(MESSAGES.c.id).where(MESSAGES.c.provider_sid == provider_sid)
+        ).first() is not None
+
+
+def _keep_early_status(engine: Engine, *, provider_sid: str, status: str,
+                       error_code: str | None, now: datetime) -> None:
+    """Upsert the sid's early callback, keeping the highest-ranked status (ties: the latest)."""
+    for _attempt in range(2):  # a concurrent insert of the same sid: retry as an update
+        try:
+            with session_scope(engine) as session:
+                session.execute(delete(EARLY).where(EARLY.c.received_at
+                                                    < now - EARLY_STATUS_KEPT))
+                row = session.get(OfferEarlyStatus, provider_sid)
+                if row is None:
+                    session.add(OfferEarlyStatus(provider_sid=provider_sid, status=status,
+                                                 error_code=error_code, received_at=now))
+                elif STATUS_RANK[status] >= STATUS_RANK.get(row.status, 0):
+                    row.status, row.error_code, row.received_at = status, error_code, now
+                    session.add(row)
+            return
+        except IntegrityError:
+            continue
+
+
+def _apply_early_status(engine: Engine, *, provider_sid: str, now: datetime) -> None:
+    with session_scope(engine) as session:
+        early = session.get(OfferEarlyStatus, provider_sid)
+    if early is None:
+        return
+    update_status_by_sid(engine, provider_sid=provider_sid, status=early.status,
+                         error_code=early.error_code, now=now)
+    with session_scope(engine) as session:
+        session.execute(delete(EARLY).where(EARLY.c.provider_sid == provider_sid))
+
+
+def early_statuses(engine: Engine) -> list[OfferEarlyStatus]:
+    """Callbacks still waiting for their sid (tests, operators)."""
+    with session_scope(engine) as session:
+        return list(session.execute(select(OfferEarlyStatus)).scalars())
 
 
 def record_skips(engine: Engine, *, pass_id: str, skips: Iterable[tuple[str, str, str]],

@@ -15,7 +15,8 @@ recorded. Script actions, consumed one per POST (per recipient when scripted wit
   "timeout_lost"   held the same way but nothing created
 GET (list) requests consume their own script (`script_list`, "429" / "500" only) the same way.
 `on_create(form)`, when set, is called in the server's thread as a create request arrives,
-before it is answered (something else happening while a send is in flight).
+before it is answered (something else happening while a send is in flight); `after_create(message)`
+is called once a message is created, before the answer is sent (Twilio calling back early).
 With `prefix="/proxy"` the server answers under that path (a Twilio API behind a proxy path).
 """
 
@@ -64,6 +65,7 @@ class FakeTwilio:
         self.account_sid, self.auth_token, self.hold_seconds = account_sid, auth_token, hold_seconds
         self.prefix = prefix
         self.on_create: Callable[[dict[str, str]], None] | None = None
+        self.after_create: Callable[[dict[str, Any]], None] | None = None
         self._list_script: deque[str] = deque()
         self.requests: list[Recorded] = []
         self.messages: list[dict[str, Any]] = []
@@ -170,6 +172,8 @@ class FakeTwilio:
         }
         with self._lock:
             self.messages.append(message)
+        if self.after_create is not None:
+            self.after_create(message)
         return message
 
     def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:

@@ -144,3 +144,25 @@ def test_other_replies_change_nothing(client: FlaskClient, db, fake_twilio: Fake
                         fake_twilio.auth_token)
     assert reply.status_code == 200 and "<Message>" not in reply.get_data(as_text=True)
     assert store.opt_out_state(db, phone=PHONE) is None
+
+
+def test_a_status_callback_before_the_sid_is_saved_is_applied_later(
+        client: FlaskClient, db, live: Settings, fake_twilio: FakeTwilio) -> None:
+    """Before: Twilio's 'delivered' arriving before the sender saved the sid got a 204 and was
+    lost (the row stayed 'queued'). Now it is kept and applied when the sid is written."""
+    publish_run(db, people(2))
+    answers: list[int] = []
+
+    def twilio_calls_back_at_once(message: dict[str, object]) -> None:
+        for status in ("sent", "delivered", "sent"):  # out of order: the highest rank wins
+            form = {"MessageSid": str(message["sid"]), "MessageStatus": status}
+            answers.append(post_signed(client, STATUS_URL, form,
+                                       fake_twilio.auth_token).status_code)
+
+    fake_twilio.after_create = twilio_calls_back_at_once
+    assert send_offers(db, live).sent == 2
+    assert answers == [204] * 6
+    rows = store.all_messages(db)
+    assert [(row.status, row.provider_sid) for row in rows] == [
+        ("delivered", message["sid"]) for message in fake_twilio.created()]
+    assert store.early_statuses(db) == []
