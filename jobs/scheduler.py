@@ -48,8 +48,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from engine.errors import SegmintError
 from engine.settings import JobSpec, Settings
 from engine.store import describe
-from engine.store.jobs import close_abandoned
-from engine.store.locks import holder_is_dead
+from jobs.tasks import close_abandoned_jobs
 
 log = logging.getLogger(__name__)
 
@@ -257,10 +256,7 @@ def run_scheduler(settings: Settings, engine: Engine, *, config_path: str | None
     if interval is not None and interval < 1:
         raise SchedulerConfigError(f"--interval: {interval} must be at least 1 second")
     config = str(Path(config_path).resolve()) if config_path else None
-    closed = close_abandoned(engine, is_dead=lambda details: holder_is_dead(
-        f"{details.get('host', '')}:{details.get('pid', '')}:job"))
-    if closed:
-        log.warning("event=abandoned_jobs_closed count=%d", closed)
+    close_abandoned_jobs(engine)  # and again at the start of every job (jobs.tasks)
     scheduler = build_scheduler(settings, engine, config_path=config, interval=interval)
     stopping: list[str] = []
 

@@ -28,8 +28,8 @@ from sqlalchemy import Engine
 
 from engine.errors import SegmintError
 from engine.settings import Settings, load_settings
-from engine.store.jobs import finish_job, fresh_data_reason, start_job
-from engine.store.locks import LockBusy, job_lock
+from engine.store.jobs import close_abandoned, finish_job, fresh_data_reason, start_job
+from engine.store.locks import LockBusy, holder_is_dead, job_lock
 
 log = logging.getLogger(__name__)
 
@@ -165,9 +165,24 @@ def _jsonable(value: Any) -> Any:
 
 # --- recording ---------------------------------------------------------------------------------
 
+def close_abandoned_jobs(engine: Engine) -> int:
+    """Mark failed the 'running' history rows whose process on this host is gone (a scheduler
+    killed mid-job); returns how many. Rows of live processes and of other hosts stay."""
+    closed = close_abandoned(engine, is_dead=lambda details: holder_is_dead(
+        f"{details.get('host', '')}:{details.get('pid', '')}:job"))
+    if closed:
+        log.warning("event=abandoned_jobs_closed count=%d", closed)
+    return closed
+
+
 def run_recorded(engine: Engine, settings: Settings, *, job_id: str, trigger: str,
                  step: Callable[[Engine, Settings], Outcome], lock: str | None = None) -> Outcome:
-    """Run STEP under the lock named LOCK (default: the job id) and record it in job history."""
+    """Run STEP under the lock named LOCK (default: the job id) and record it in job history.
+
+    Rows left 'running' by a killed process are closed first, on every job: another scheduler
+    on the database may run for months without restarting.
+    """
+    close_abandoned_jobs(engine)
     history_id = start_job(engine, job_id=job_id, trigger=trigger,
                            details={"host": socket.gethostname(), "pid": os.getpid()})
     log.info("job=%s trigger=%r history_id=%d status=running", job_id, trigger, history_id)

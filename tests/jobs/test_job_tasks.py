@@ -4,6 +4,8 @@ order and stopping at the first failure. Real database (SQLite and PostgreSQL), 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from engine.settings import Settings
 from engine.store.jobs import fresh_data_reason, list_jobs
 from engine.store.locks import job_lock
 from jobs.tasks import Outcome, offer_pass, pick_up_inbox, pipeline, ready_files, run_recorded
+from tests.conftest import REPO
 from tests.jobs.conftest import drop, history, run_count, write_transactions
 
 
@@ -180,3 +183,42 @@ def test_offer_step_calls_the_notifications_module(tmp_path: Path, db_url: str) 
     skipped = offers.details["skipped"]
     assert skipped and all(isinstance(count, int) and not reason.startswith("(")
                            for reason, count in skipped.items()), "reason -> count"
+
+
+KILLED_JOB = """
+import sys
+from engine.settings import load_settings
+from engine.store import get_engine
+from jobs.tasks import run_recorded
+
+def wait_for_the_kill(engine, settings):
+    print("started", flush=True)
+    sys.stdin.read()  # blocks until the parent kills this process
+
+settings = load_settings(sys.argv[1])
+run_recorded(get_engine(settings.database_url), settings, job_id="segment", trigger="tick",
+             step=wait_for_the_kill)
+"""
+
+
+def test_a_job_killed_mid_run_is_closed_by_the_next_tick_of_a_live_scheduler(
+        tmp_path: Path, jobs_settings: Settings, jobs_db: Engine, db_url: str) -> None:
+    """Not only at scheduler start: a second scheduler may run on for months."""
+    victim = subprocess.Popen(
+        [sys.executable, "-c", KILLED_JOB, str(tmp_path / "config.toml")],
+        cwd=REPO, env={**os.environ, "SEGMINT_DATABASE_URL": db_url},
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert victim.stdout is not None and victim.stdout.readline() == "started\n"
+    finally:
+        victim.kill()
+        victim.wait()
+    killed = history(jobs_db, "segment")
+    assert [(row.status, row.details["pid"]) for row in killed] == [("running", victim.pid)]
+
+    pipeline(jobs_db, jobs_settings, trigger="the live scheduler's next tick")
+
+    closed = [row for row in history(jobs_db, "segment") if row.id == killed[0].id][0]
+    assert closed.status == "failed" and closed.finished_at is not None
+    assert closed.error.startswith("abandoned")
+    assert all(row.status != "running" for row in history(jobs_db))
