@@ -325,8 +325,12 @@ def send_offers(engine: Engine, settings: Settings, *, dry_run: bool | None = No
     templates = check_templates(settings.notifications)
     summary = OfferPassSummary(
         pass_id=f"{moment:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}", run_id=None, dry_run=dry)
+    secrets = settings.secrets
     if dry and not configured:
-        summary.note = "dry run: Twilio credentials are not set"
+        summary.note = ("dry run: no sender is set (TWILIO_FROM_NUMBER or "
+                        "TWILIO_MESSAGING_SERVICE_SID)"
+                        if secrets.twilio_account_sid and secrets.twilio_auth_token
+                        else "dry run: Twilio credentials are not set")
     if not settings.notifications.enabled:
         summary.note = "notifications.enabled is false: nothing sent"
         return summary

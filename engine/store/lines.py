@@ -345,10 +345,15 @@ def _upsert_customers(connection: Connection, customers: pd.DataFrame) -> None:
             row["signup_date"] = row["signup_date"].date()
         row["sms_consent"] = bool(row["sms_consent"])
     statement = _dialect_insert(connection, CUSTOMER_TABLE)
-    statement = statement.on_conflict_do_update(
-        index_elements=["customer_id"],
-        set_={column: statement.excluded[column] for column in CUSTOMER_COLUMNS[1:]},
-    )
+    updates = {column: statement.excluded[column] for column in CUSTOMER_COLUMNS[1:]}
+    # 'invalid' set by the provider (Twilio 21211/21614) outlives a reload of the same number;
+    # a new number starts again from what the file's parse says.
+    from sqlalchemy import and_, case
+    kept_invalid = and_(CUSTOMER_TABLE.c.phone_status == "invalid",
+                        CUSTOMER_TABLE.c.phone == statement.excluded.phone)
+    updates["phone_status"] = case((kept_invalid, "invalid"),
+                                   else_=statement.excluded.phone_status)
+    statement = statement.on_conflict_do_update(index_elements=["customer_id"], set_=updates)
     for start in range(0, len(rows), 5_000):
         connection.execute(statement, rows[start:start + 5_000])
 

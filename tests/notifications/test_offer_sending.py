@@ -9,6 +9,7 @@ import pytest
 from conftest import Person, live_settings, people, publish_run, settings_for
 from fake_twilio import FakeTwilio
 
+from engine.ingest import ingest_file
 from engine.models import Customer
 from engine.settings import Settings
 from engine.store import offers as store
@@ -318,3 +319,46 @@ def test_a_claim_is_stamped_when_it_is_made(db, live: Settings, fake_twilio: Fak
     assert first.sent == 3 and len(fake_twilio.created()) == 3
     [row] = store.messages_for_customer(db, customer_id="C0003")
     assert row.created_at == start + late and row.status == "queued"
+
+
+def test_reloading_customers_keeps_a_number_twilio_rejected_invalid(tmp_path: Path, db,
+                                                                   live: Settings,
+                                                                   fake_twilio: FakeTwilio) -> None:
+    """Before: the next customers file reset phone_status to 'valid' and the number Twilio had
+    rejected (21211) was texted again. A changed number is judged afresh."""
+    header = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+
+    def load(name: str, invoice: str, customers: str) -> None:
+        lines = tmp_path / f"{name}.csv"
+        lines.write_text(header + f"{invoice},85123A,HEART,6,2011-12-01 08:26,2.55,C0001,"
+                         "United Kingdom\n")
+        people_file = tmp_path / f"{name}-customers.csv"
+        people_file.write_text("customer_id,first_name,phone,sms_consent\n" + customers)
+        ingest_file(db, live, lines, customers=people_file)
+
+    load("day1", "536365", f"C0001,Ann,{PHONE},yes\nC0002,Bo,+447400123402,yes\n")
+    publish_run(db, people(2))
+    fake_twilio.script("21211", to=PHONE)
+    fake_twilio.script("21614", to="+447400123402")
+    assert send_offers(db, live).failed == 2
+    load("day2", "536366", f"C0001,Ann,{PHONE},yes\nC0002,Bo,+447400123499,yes\n")
+    with session_scope(db) as session:
+        statuses = {c.customer_id: (c.phone, c.phone_status) for c in (
+            session.get(Customer, "C0001"), session.get(Customer, "C0002")) if c is not None}
+    assert statuses == {"C0001": (PHONE, "invalid"), "C0002": ("+447400123499", "valid")}
+    publish_run(db, [Person("C0001", customer_class="New"), Person("C0002", customer_class="New")])
+    later = send_offers(db, live, now=datetime.now(UTC) + timedelta(days=30))
+    assert (later.sent, later.skipped["invalid_number"]) == (1, 1)
+    assert len(fake_twilio.creates(PHONE)) == 1
+    assert len(fake_twilio.created("+447400123499")) == 1
+
+
+def test_a_missing_sender_is_named_in_the_dry_run_note(tmp_path: Path, db, db_url: str,
+                                                       fake_twilio: FakeTwilio) -> None:
+    """Before: SID and token set without a from-number said 'credentials are not set'."""
+    env = fake_twilio.env()
+    del env["TWILIO_FROM_NUMBER"]
+    publish_run(db, people(1))
+    summary = send_offers(db, settings_for(tmp_path, db_url, env))
+    assert summary.dry_run and summary.note is not None
+    assert "TWILIO_FROM_NUMBER" in summary.note and "credentials" not in summary.note
