@@ -22,7 +22,7 @@ from dashboard.figures import (
     silhouette_figure,
 )
 from dashboard.filters import Filters, from_params, from_search
-from dashboard.paging import grid_block, request_key
+from dashboard.paging import filter_frame, grid_block, request_key, sort_frame
 
 dash.register_page(__name__, path="/segments", name="Segments", title="Segmint · Segments",
                    order=2)
@@ -121,14 +121,20 @@ def update_sankey(from_run: int | None, to_run: int | None) -> Any:
     return _sankey(int(from_run), int(to_run))
 
 
+def _count_text(shown: int, total: int, analyst: bool) -> str:
+    text = (f"{total:,} customers" if shown == total
+            else f"{shown:,} of {total:,} customers match the table's filters")
+    if analyst:
+        text += " (the export has every one)" if shown == total else " (the export has these)"
+    return text
+
+
 def _customer_table(rows: pd.DataFrame, analyst: bool, query: str) -> dbc.Card:
     """The customers of the selection, paged by the server: the page sends no rows; the grid asks
     for a block of TABLE_BLOCK rows at a time (update_customer_rows), sorted and filtered over
     every customer of the selection."""
-    count = f"{len(rows):,} customers"
-    if analyst:
-        count += " (the export has every one)"
-    tools: list[Any] = [html.Span(count, id=ids.CUSTOMER_COUNT, className="me-3 fw-semibold")]
+    tools: list[Any] = [html.Span(_count_text(len(rows), len(rows), analyst),
+                                  id=ids.CUSTOMER_COUNT, className="me-3 fw-semibold")]
     if analyst:
         tools += [dbc.Button("Export CSV", id=ids.EXPORT_BUTTON, color="primary", size="sm"),
                   dcc.Download(id=ids.EXPORT_DOWNLOAD),
@@ -139,30 +145,44 @@ def _customer_table(rows: pd.DataFrame, analyst: bool, query: str) -> dbc.Card:
                             dcc.Store(id=ids.CUSTOMER_QUERY, data=query), table], "Customers")
 
 
-@callback(Output(ids.CUSTOMER_TABLE, "getRowsResponse"),
+def _grid_models(request: dict[str, Any] | None) -> dict[str, Any]:
+    """The grid's column filters and sorting from its last getRowsRequest (no rows asked)."""
+    request = request or {}
+    return {"sortModel": request.get("sortModel") or [],
+            "filterModel": request.get("filterModel") or {}}
+
+
+@callback(Output(ids.CUSTOMER_TABLE, "getRowsResponse"), Output(ids.CUSTOMER_COUNT, "children"),
           Input(ids.CUSTOMER_TABLE, "getRowsRequest"), State(ids.CUSTOMER_QUERY, "data"),
           prevent_initial_call=True)
 def update_customer_rows(request: dict[str, Any] | None, query: str | None) -> Any:
-    """One block of the customer table (a page, a new sort or filter), from the cached rows."""
+    """One block of the customer table (a page, a new sort or filter), from the cached rows, and
+    how many customers pass the table's own column filters."""
     if not request:
         raise PreventUpdate
-    filters = from_search(query, allowed=auth.is_analyst())
+    analyst = auth.is_analyst()
+    filters = from_search(query, allowed=analyst)
 
     def build() -> dict[str, Any]:
         # segment_rows gives the empty frame of SEGMENT_COLUMNS when there is no run.
         rows = frames.filter_rows(frames.segment_rows(frames.scope(filters)), filters)
         block, count = grid_block(rows, request, key="customer_id")
-        return {"rowData": components.json_records(block), "rowCount": count}
+        return {"rowData": components.json_records(block), "rowCount": count,
+                "total": len(rows)}
     # Keyed by the filters and the request (the data version covers a new run): most requests
     # are the first page of a selection, which every visitor of that selection shares.
-    return context.cached("customer-block", filters, request_key(request), compute=build)
+    answer = context.cached("customer-block", filters, request_key(request), compute=build)
+    return ({"rowData": answer["rowData"], "rowCount": answer["rowCount"]},
+            _count_text(answer["rowCount"], answer["total"], analyst))
 
 
 @callback(Output(ids.EXPORT_DOWNLOAD, "data"), Input(ids.EXPORT_BUTTON, "n_clicks"),
-          State(ids.EXPORT_QUERY, "data"), prevent_initial_call=True)
-def export_csv(n_clicks: int | None, query: str | None) -> Any:
-    """Every filtered customer row as CSV (`export segments` columns); analysts only. The text is
-    cached per run, window and filters, so repeated exports of a selection write it once."""
+          State(ids.EXPORT_QUERY, "data"), State(ids.CUSTOMER_TABLE, "getRowsRequest"),
+          prevent_initial_call=True)
+def export_csv(n_clicks: int | None, query: str | None, request: dict[str, Any] | None) -> Any:
+    """The customer rows the table shows as CSV (`export segments` columns): the page's filters,
+    then the grid's own column filters and sorting; analysts only. The text is cached per run,
+    window, filters and grid models, so repeated exports of a selection write it once."""
     auth.require_analyst()
     if not n_clicks:
         raise PreventUpdate
@@ -170,13 +190,17 @@ def export_csv(n_clicks: int | None, query: str | None) -> Any:
     scope = frames.scope(filters)
     if scope.run is None:
         raise PreventUpdate
+    models = _grid_models(request)
 
     def build() -> str:
         rows = frames.filter_rows(frames.segment_rows(scope), filters)
-        text: str = rows.to_csv(index=False)
+        shown = sort_frame(filter_frame(rows, models["filterModel"]), models["sortModel"],
+                           key="customer_id")
+        text: str = shown.to_csv(index=False)
         return text
     content = context.cached("segments-csv", scope.run_id, scope.since, scope.until,
-                             filters.classes, filters.segments, compute=build)
+                             filters.classes, filters.segments, request_key(models),
+                             compute=build)
     name = f"segments-run{scope.run['id']}-{_stamp(scope.since)}-{_stamp(scope.until)}.csv"
     return dcc.send_string(content, name)
 

@@ -146,12 +146,16 @@ def _login(site: Site, user: str) -> requests.Session:
     return session
 
 
-def _export_request(session: requests.Session, site: Site, query: str = "") -> requests.Response:
+def _export_request(session: requests.Session, site: Site, query: str = "",
+                    grid: dict[str, Any] | None = None) -> requests.Response:
+    """The Export CSV button; grid is the table's last getRowsRequest (its filters and sort)."""
     payload = {
         "output": "segments-export-download.data",
         "outputs": {"id": "segments-export-download", "property": "data"},
         "inputs": [{"id": "segments-export", "property": "n_clicks", "value": 1}],
-        "state": [{"id": "segments-export-query", "property": "data", "value": query}],
+        "state": [{"id": "segments-export-query", "property": "data", "value": query},
+                  {"id": "segments-customer-table", "property": "getRowsRequest",
+                   "value": grid}],
         "changedPropIds": ["segments-export.n_clicks"],
     }
     return session.post(site.url + "/_dash-update-component", json=payload, timeout=60)
@@ -219,8 +223,9 @@ def test_export_is_for_analysts_only(site: Site) -> None:
 def _rows_request(session: requests.Session, site: Site, query: str, start: int, end: int,
                   **request: Any) -> requests.Response:
     payload = {
-        "output": "segments-customer-table.getRowsResponse",
-        "outputs": {"id": "segments-customer-table", "property": "getRowsResponse"},
+        "output": "..segments-customer-table.getRowsResponse...segments-customer-count.children..",
+        "outputs": [{"id": "segments-customer-table", "property": "getRowsResponse"},
+                    {"id": "segments-customer-count", "property": "children"}],
         "inputs": [{"id": "segments-customer-table", "property": "getRowsRequest",
                     "value": {"startRow": start, "endRow": end, **request}}],
         "state": [{"id": "segments-customer-query", "property": "data", "value": query}],
@@ -267,6 +272,30 @@ def test_table_pages_through_every_exported_row(site: Site) -> None:
     manager = _login(site, "max")
     assert _block(_rows_request(manager, site, "?classes=High+value", 0, 10))["rowCount"] == len(
         everyone)
+
+
+def test_export_has_the_rows_the_grid_shows(site: Site) -> None:
+    """With the table's own column filter and sort set, the CSV export has exactly the rows the
+    grid pages through, in its order, and the count says how many of all match (the export had
+    every customer of the page, unsorted, and the count stayed at the total)."""
+    analyst = _login(site, "ann")
+    grid = {"filterModel": {"rfm_segment": {"filterType": "text", "type": "equals",
+                                            "filter": "VIP"}},
+            "sortModel": [{"colId": "monetary", "sort": "desc"}]}
+    download = _export_request(analyst, site, "", {"startRow": 0, "endRow": 100, **grid}).json()[
+        "response"]["segments-export-download"]["data"]
+    exported = list(csv.DictReader(download["content"].splitlines()))
+    assert exported and {row["rfm_segment"] for row in exported} == {"VIP"}
+    monetary = [float(row["monetary"]) for row in exported]
+    assert monetary == sorted(monetary, reverse=True)
+    everyone = _block(_rows_request(analyst, site, "", 0, 500))["rowCount"]
+    response = _rows_request(analyst, site, "", 0, 500, **grid)
+    shown = _block(response)
+    assert [row["customer_id"] for row in exported] == [
+        row["customer_id"] for row in shown["rowData"]]
+    assert 0 < shown["rowCount"] < everyone
+    count = response.json()["response"]["segments-customer-count"]["children"]
+    assert count.startswith(f"{shown['rowCount']:,} of {everyone:,} customers"), count
 
 
 # --- the browser ------------------------------------------------------------------------------
