@@ -30,7 +30,13 @@ from engine.readers import (
     whole_number_ids,
 )
 from engine.settings import IngestMapping, Settings
-from engine.store.lines import STAGED_LINE_COLUMNS, StagedFile, find_loaded_file, write_files
+from engine.store.lines import (
+    LINE_TABLE,
+    STAGED_LINE_COLUMNS,
+    StagedFile,
+    find_loaded_file,
+    write_files,
+)
 
 __all__ = ["IngestError", "IngestSummary", "PRESETS", "ingest_file"]
 
@@ -299,10 +305,25 @@ def _affix_mask(cells: pd.Series, array: pa.ChunkedArray | None, test: Callable[
     return pc.fill_null(test(array, affix), False).to_numpy(zero_copy_only=False)
 
 
+def _longer_than(cells: pd.Series, array: pa.ChunkedArray | None, width: int) -> np.ndarray:
+    """Text cells of more than WIDTH characters, as numpy bools (False for None); array: the
+    same cells in Arrow if at hand, else cells are converted."""
+    if array is None:
+        array = pa.array(cells.to_numpy(), type=pa.string(), from_pandas=True)
+    return pc.fill_null(pc.greater(pc.utf8_length(array), width), False).to_numpy(
+        zero_copy_only=False)
+
+
 Reason = tuple[np.ndarray, str, pd.Series | None]  # (mask, message, value quoted after it)
 
 
 TEXT_FIELDS = ("invoice", "stock_code", "description", "customer_id", "country")
+# The stored width of each bounded text field (engine.models: VARCHAR(n)). A longer value makes
+# its line a rejected line here, so SQLite (which would keep it) and PostgreSQL (which would
+# refuse the whole file) load the same lines.
+FIELD_WIDTHS: dict[str, int] = {
+    name: LINE_TABLE.c[name].type.length for name in TEXT_FIELDS
+    if getattr(LINE_TABLE.c[name].type, "length", None)}
 
 
 def _normalise(raw: RawFile, preset: Preset
@@ -348,6 +369,10 @@ def _normalise(raw: RawFile, preset: Preset
     for name, values in numbers.items():
         reasons.append((missing[name], f"missing {name}", None))
         reasons.append((values.isna().to_numpy(), f"non-numeric {name}", texts[name]))
+    for name, width in FIELD_WIDTHS.items():
+        if name in source:
+            too_long = _longer_than(out[name], arrows.get(name), width)
+            reasons.append((too_long, f"{name} longer than {width} characters", out[name]))
     quantity, unit_price, amount = (numbers.get(name) for name in ("quantity", "unit_price",
                                                                    "amount"))
     if amount is None:
