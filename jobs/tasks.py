@@ -13,6 +13,7 @@ name and two strings, never settings (secrets) or engines.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -28,6 +29,7 @@ from sqlalchemy import Engine
 
 from engine.errors import SegmintError
 from engine.settings import Settings, load_settings
+from engine.store.db import check_connection
 from engine.store.jobs import close_abandoned, finish_job, fresh_data_reason, start_job
 from engine.store.locks import LockBusy, holder_is_dead, job_lock
 
@@ -37,6 +39,9 @@ INBOX_SUFFIXES = (".csv", ".csv.gz", ".xlsx", ".parquet")
 PARTIAL_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload")
 # A file is picked up only once it has not changed for this long (it may still be copied in).
 SETTLE_SECONDS = 1.0
+# A file whose load fails this many times with the database reachable goes to failed/.
+MAX_LOAD_ATTEMPTS = 3
+ATTEMPTS_DIR = ".attempts"
 
 
 @dataclass
@@ -85,8 +90,11 @@ def pick_up_inbox(engine: Engine, settings: Settings) -> Outcome:
     """Ingest every ready inbox file in name order; move each to processed/ or failed/.
 
     A rejected file (IngestError) goes to failed/ with <name>.error.txt holding the reason, and
-    the next file is tried. Any other error (database unreachable...) stops the step and leaves
-    the file where it is, to be retried on the next tick.
+    the next file is tried. A file whose load fails for another reason while the database is
+    reachable (the database refused its lines, ...) is left for the next tick and the next file
+    is tried; after MAX_LOAD_ATTEMPTS such failures it goes to failed/ with its last reason, so
+    one bad file never holds up the files after it or the run. When the database is unreachable
+    the step stops and fails, the file stays, and the attempt is not counted.
     """
     from engine.ingest import IngestError, ingest_file
 
@@ -104,9 +112,26 @@ def pick_up_inbox(engine: Engine, settings: Settings) -> Outcome:
         try:
             summary = ingest_file(engine, settings, path)
         except IngestError as exc:
+            _forget_attempts(inbox, path)
             _reject(path, failed, str(exc))
             files.append({"file": path.name, "outcome": "failed", "reason": str(exc)})
             continue
+        except Exception as exc:  # noqa: BLE001 - counted per file, see the docstring
+            check_connection(engine)  # unreachable: StoreError fails the step, nothing counted
+            reason = _one_line(exc)
+            attempts = _count_attempt(inbox, path)
+            if attempts < MAX_LOAD_ATTEMPTS:
+                log.warning("job=inbox file=%s outcome=retry attempt=%d of %d reason=%r",
+                            path.name, attempts, MAX_LOAD_ATTEMPTS, reason)
+                files.append({"file": path.name, "outcome": "retry", "attempt": attempts,
+                              "reason": reason})
+                continue
+            _forget_attempts(inbox, path)
+            reason = f"{path.name}: not loaded after {attempts} attempts: {reason}"
+            _reject(path, failed, reason)
+            files.append({"file": path.name, "outcome": "failed", "reason": reason})
+            continue
+        _forget_attempts(inbox, path)
         _move(path, processed)
         loaded += summary.loaded
         files.append({"file": path.name, "outcome": "processed", "loaded": summary.loaded,
@@ -117,8 +142,42 @@ def pick_up_inbox(engine: Engine, settings: Settings) -> Outcome:
                  summary.rejected, summary.already_loaded)
     if not files:
         return Outcome("skipped", details={"reason": "inbox empty"})
-    return Outcome("succeeded", details={"files": files, "loaded": loaded,
-                                         "failed": sum(f["outcome"] == "failed" for f in files)})
+    return Outcome("succeeded", details={
+        "files": files, "loaded": loaded,
+        "failed": sum(f["outcome"] == "failed" for f in files),
+        "retry": sum(f["outcome"] == "retry" for f in files)})
+
+
+def _one_line(exc: BaseException) -> str:
+    text = (str(exc).strip().splitlines() or [""])[0]
+    return text if isinstance(exc, SegmintError) else f"{type(exc).__name__}: {text}".rstrip(": ")
+
+
+# Failed loads are counted per file in inbox/.attempts/<name>.json (a hidden folder, so never
+# picked up), for this version of the file: a new file dropped under the same name starts at 0.
+
+def _attempts_file(inbox: Path, path: Path) -> Path:
+    return inbox / ATTEMPTS_DIR / f"{path.name}.json"
+
+
+def _count_attempt(inbox: Path, path: Path) -> int:
+    """Record one more failed load of PATH; returns how many there have been."""
+    stat = path.stat()
+    version = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    record = _attempts_file(inbox, path)
+    try:
+        earlier = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        earlier = {}
+    attempts = (earlier.get("attempts", 0) if isinstance(earlier, dict)
+                and earlier.get("version") == version else 0) + 1
+    record.parent.mkdir(exist_ok=True)
+    record.write_text(json.dumps({"version": version, "attempts": attempts}), encoding="utf-8")
+    return attempts
+
+
+def _forget_attempts(inbox: Path, path: Path) -> None:
+    _attempts_file(inbox, path).unlink(missing_ok=True)
 
 
 # --- segmentation and offers -------------------------------------------------------------------

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from engine.ingest import ingest_file
 from engine.settings import Settings
+from engine.store.db import StoreError
 from engine.store.jobs import fresh_data_reason, list_jobs
 from engine.store.locks import job_lock
 from jobs.tasks import Outcome, offer_pass, pick_up_inbox, pipeline, ready_files, run_recorded
@@ -222,3 +223,51 @@ def test_a_job_killed_mid_run_is_closed_by_the_next_tick_of_a_live_scheduler(
     assert closed.status == "failed" and closed.finished_at is not None
     assert closed.error.startswith("abandoned")
     assert all(row.status != "running" for row in history(jobs_db))
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_a_file_the_database_refuses_does_not_stop_the_files_after_it_or_the_run(
+        tmp_path: Path, jobs_settings: Settings, jobs_db: Engine) -> None:
+    """PostgreSQL refuses a NUL byte in text (a StoreError, not an IngestError): the file is
+    retried on later ticks, then moved to failed/ with its reason; the rest goes on at once."""
+    inbox = tmp_path / "inbox"
+    poison = write_transactions(tmp_path / "src" / "a_nul.csv", seed=51, customers=10)
+    lines = poison.read_text().splitlines()
+    lines[1] = lines[1].replace("Product", "Prod\x00uct", 1)
+    poison.write_text("\n".join(lines) + "\n")
+    drop(poison, inbox)
+    drop(write_transactions(tmp_path / "src" / "b_good.csv", seed=52, customers=40,
+                            prefix="B"), inbox)
+
+    first = pipeline(jobs_db, jobs_settings, trigger="tick 1")
+
+    assert first.status == "succeeded" and first.run_id is not None, first.error
+    assert (inbox / "processed" / "b_good.csv").exists()
+    inbox_row = history(jobs_db, "inbox")[0]
+    assert [(f["file"], f["outcome"]) for f in inbox_row.details["files"]] == [
+        ("a_nul.csv", "retry"), ("b_good.csv", "processed")]
+    assert "NUL" in inbox_row.details["files"][0]["reason"]
+    assert (inbox / "a_nul.csv").exists(), "kept for another try"
+
+    for tick in (2, 3):
+        assert pipeline(jobs_db, jobs_settings, trigger=f"tick {tick}").status == "succeeded"
+
+    assert sorted(p.name for p in inbox.iterdir() if not p.name.startswith(".")) == [
+        "failed", "processed"]
+    reason = (inbox / "failed" / "a_nul.csv.error.txt").read_text()
+    assert reason.startswith("a_nul.csv: not loaded after 3 attempts: ") and "NUL" in reason
+    assert reason.count("\n") == 1, "one line"
+    assert [row.status for row in history(jobs_db, "inbox")] == ["succeeded"] * 3
+    assert run_count(jobs_db) == 1, "the retried file added nothing to run for"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_an_unreachable_database_stops_the_inbox_without_counting_an_attempt(
+        tmp_path: Path, jobs_settings: Settings, jobs_db: Engine) -> None:
+    inbox = tmp_path / "inbox"
+    drop(write_transactions(tmp_path / "src" / "day.csv", seed=53, customers=5), inbox)
+    jobs_db.dispose()
+    (tmp_path / "segmint.db").rename(tmp_path / "elsewhere.db")
+    with pytest.raises(StoreError):
+        pick_up_inbox(jobs_db, jobs_settings)
+    assert (inbox / "day.csv").exists() and not (inbox / ".attempts").exists()
