@@ -31,6 +31,11 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 BOOTSTRAP_CSS = "/vendor/bootstrap.min.css"
 # Pages that read the analysts' filters; elsewhere the filter bar is hidden.
 FILTERED_PAGES = ("/", "/products", "/segments")
+# Pages whose figures can be limited to classes and RFM segments (the overview counts every
+# line, customers or not): elsewhere those pickers are hidden and a note says where they apply.
+GROUP_FILTERED_PAGES = ("/products", "/segments")
+GROUP_FILTER_NOTE = ("Class and segment filters apply on Products and Segments; this page counts "
+                     "every transaction line.")
 
 
 def _bootstrap_dir() -> Path:
@@ -143,12 +148,17 @@ def _filter_bar() -> dbc.Card:
                                      initial_visible_month=span[1].isoformat() if span else None,
                                      clearable=True, className="d-block",
                                      style={"minWidth": "330px"})], md=4),
-        dbc.Col([dbc.Label("Classes", className="small text-muted mb-0"),
-                 dcc.Dropdown(id=ids.FILTER_CLASSES, options=classes, multi=True,
-                              placeholder="all classes")], md=3),
-        dbc.Col([dbc.Label("RFM segments", className="small text-muted mb-0"),
-                 dcc.Dropdown(id=ids.FILTER_SEGMENTS, options=segments, multi=True,
-                              placeholder="all segments")], md=3),
+        dbc.Col(dbc.Row([
+            dbc.Col([dbc.Label("Classes", className="small text-muted mb-0"),
+                     dcc.Dropdown(id=ids.FILTER_CLASSES, options=classes, multi=True,
+                                  placeholder="all classes")], md=6),
+            dbc.Col([dbc.Label("RFM segments", className="small text-muted mb-0"),
+                     dcc.Dropdown(id=ids.FILTER_SEGMENTS, options=segments, multi=True,
+                                  placeholder="all segments")], md=6),
+        ], className="g-2"), id=ids.FILTER_GROUP_PICKERS, md=6),
+        # No d-flex class here: its display !important would beat the callback's display none.
+        dbc.Col(html.Div(GROUP_FILTER_NOTE, className="small text-muted pt-4"),
+                id=ids.FILTER_GROUP_NOTE, md=6, style={"display": "none"}),
         dbc.Col([dbc.Button("Apply", id=ids.FILTER_APPLY, color="primary", className="me-2"),
                  dbc.Button("Reset", id=ids.FILTER_RESET, color="secondary", outline=True)],
                 md=2, className="d-flex align-items-end"),
@@ -195,9 +205,14 @@ def _register_shell_callbacks(app: Dash) -> None:
                 current.until.isoformat() if current.until else None,
                 list(filters.classes), list(filters.segments))
 
-    @app.callback(Output(ids.FILTER_BAR, "style"), Input(ids.PAGES_LOCATION, "pathname"))
-    def show_filter_bar(pathname: str | None) -> dict[str, str]:
-        return {} if (pathname or "/") in FILTERED_PAGES else {"display": "none"}
+    @app.callback(Output(ids.FILTER_BAR, "style"), Output(ids.FILTER_GROUP_PICKERS, "style"),
+                  Output(ids.FILTER_GROUP_NOTE, "style"), Input(ids.PAGES_LOCATION, "pathname"))
+    def show_filter_bar(pathname: str | None) -> tuple[dict[str, str], ...]:
+        hidden = {"display": "none"}
+        path = pathname or "/"
+        groups = path in GROUP_FILTERED_PAGES
+        return {} if path in FILTERED_PAGES else hidden, {} if groups else hidden, \
+            hidden if groups else {}
 
     @app.callback(
         Output({"type": "nav-link", "path": ALL}, "href"),

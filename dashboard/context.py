@@ -20,7 +20,7 @@ from engine.store import aggregates, get_engine
 
 SETTINGS_KEY = "SEGMINT_SETTINGS"
 # Bump when a cached frame changes shape, so a shared cache directory never serves old frames.
-CACHE_FORMAT = "4"
+CACHE_FORMAT = "5"
 # Longest a request waits for another one computing the same value before computing it too.
 LOCK_SECONDS = 60
 CACHE_KEY = "segmint_cache"

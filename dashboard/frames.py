@@ -111,15 +111,81 @@ def products(since: date | None, until: date | None) -> pd.DataFrame:
 PRODUCT_GROUPINGS = ("customer_class", "cluster")
 
 
-def products_by_group(run_id: int, by: str, since: date | None,
-                      until: date | None) -> pd.DataFrame:
-    """Top products per class or per cluster; both come from one query, cached together."""
+def customer_products(since: date | None, until: date | None) -> pd.DataFrame:
+    """Per customer and product of the window: revenue, quantity, purchase lines (cached with
+    categorical ids: a small file for the shared cache)."""
     codes = tuple(context.settings().ingest.non_product_codes)
-    both = context.cached("products-by", run_id, since, until, codes, compute=lambda: (
-        aggregates.top_products_by_groups(engine=context.engine(), run_id=run_id,
-                                          by=PRODUCT_GROUPINGS, non_product_codes=codes,
-                                          since=since, until=until)))
+
+    def compute() -> pd.DataFrame:
+        frame = aggregates.customer_products(engine=context.engine(), non_product_codes=codes,
+                                             since=since, until=until)
+        return frame.astype({"customer_id": "category", "stock_code": "category"})
+    return context.cached("customer-products", since, until, codes, compute=compute)
+
+
+def _selected_lines(current: Scope, filters: Filters) -> pd.DataFrame:
+    """customer_products of the scope's window for the customers of the scope's rows (the run's,
+    or recomputed for the window) that pass the class and segment filters, with their class and
+    cluster beside each product."""
+    rows = filter_rows(segment_rows(current), filters)[["customer_id", *PRODUCT_GROUPINGS]]
+    lines = customer_products(current.since, current.until)
+    lines = lines.assign(customer_id=lines["customer_id"].astype(str),
+                         stock_code=lines["stock_code"].astype(str))
+    return lines.merge(rows, on="customer_id", how="inner")
+
+
+def _described(frame: pd.DataFrame) -> pd.DataFrame:
+    names = aggregates.product_names(engine=context.engine(),
+                                     stock_codes=frame["stock_code"].tolist())
+    position = list(frame.columns).index("stock_code") + 1
+    frame.insert(position, "description", frame["stock_code"].map(names))
+    return frame
+
+
+def products_by_group(current: Scope, filters: Filters, by: str, limit: int = 5) -> pd.DataFrame:
+    """Top products per class or per cluster of the scope's customer rows, so a recomputed window
+    groups its lines by the window's classes (the Segments page's rows), filters applied."""
+    if current.run is None:
+        raise ValueError("top products per group need a segmentation run")
+    codes = tuple(context.settings().ingest.non_product_codes)
+
+    def compute() -> dict[str, pd.DataFrame]:
+        lines = _selected_lines(current, filters)
+        found: dict[str, pd.DataFrame] = {}
+        for name in PRODUCT_GROUPINGS:
+            frame = (lines.groupby([name, "stock_code"], sort=False)
+                     .agg(revenue=("revenue", "sum"), customers=("purchases", _positive))
+                     .reset_index().rename(columns={name: "group"}))
+            frame = frame.sort_values(["group", "revenue", "stock_code"],
+                                      ascending=[True, False, True])
+            top = frame.groupby("group", sort=True).head(limit).reset_index(drop=True)
+            found[name] = _described(top.astype({"revenue": float, "customers": int}))
+        return found
+    both = context.cached("products-by", current.run_id, current.since, current.until,
+                          current.recomputed, filters.classes, filters.segments, codes,
+                          compute=compute)
     return both[by]
+
+
+def _positive(values: pd.Series) -> int:
+    return int((values > 0).sum())
+
+
+def selected_products(current: Scope, filters: Filters) -> pd.DataFrame:
+    """products() for the customers the class and segment filters select: revenue, quantity and
+    buying customers per product (lines without a customer are not in any selection)."""
+    codes = tuple(context.settings().ingest.non_product_codes)
+
+    def compute() -> pd.DataFrame:
+        lines = _selected_lines(current, filters)
+        frame = (lines.groupby("stock_code", sort=True)
+                 .agg(revenue=("revenue", "sum"), quantity=("quantity", "sum"),
+                      customers=("purchases", _positive))
+                 .reset_index())
+        return _described(frame.astype({"revenue": float, "quantity": float, "customers": int}))
+    return context.cached("selected-products", current.run_id, current.since, current.until,
+                          current.recomputed, filters.classes, filters.segments, codes,
+                          compute=compute)
 
 
 # --- segments ----------------------------------------------------------------------------------
@@ -222,7 +288,7 @@ def warm() -> None:
     if current.run_id is None:
         return
     products(current.since, current.until)
-    products_by_group(current.run_id, "cluster", current.since, current.until)
+    products_by_group(current, Filters(), "cluster")
     filter_options()
     profiles(current.run_id)
     rules(current.run_id)

@@ -12,6 +12,9 @@ FILTER_BAR = "filter-bar"
 FILTER_DATES = "filter-dates"
 FILTER_CLASSES = "filter-classes"
 FILTER_SEGMENTS = "filter-segments"
+# The class and segment pickers (hidden where they do not apply) and the note said instead.
+FILTER_GROUP_PICKERS = "filter-group-pickers"
+FILTER_GROUP_NOTE = "filter-group-note"
 FILTER_APPLY = "filter-apply"
 FILTER_RESET = "filter-reset"
 

@@ -34,8 +34,11 @@ def _page(filters: Filters) -> html.Div:
     first, last = frames.data_span() or (None, None)
     window = f"{(since or first)} – {(until or last)}"
     run_text = f"published run #{run['id']}" if run else "no segmentation run yet"
-    notes.append(components.scope_note(f"Window {window}: every transaction line, customers or "
-                                       f"not; {run_text}."))
+    text = f"Window {window}: every transaction line, customers or not; {run_text}."
+    if filters.classes or filters.segments:
+        text += (" The class and segment filters do not apply here (they do on Products and "
+                 "Segments).")
+    notes.append(components.scope_note(text))
     if run is None:
         notes.append(components.empty_state(components.NO_RUN_MESSAGE,
                                             "Segments are not computed yet"))

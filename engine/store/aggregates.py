@@ -243,6 +243,30 @@ def product_summary(*, engine: Engine, non_product_codes: Sequence[str], since: 
     return frame
 
 
+def customer_products(*, engine: Engine, non_product_codes: Sequence[str],
+                      since: date | None = None, until: date | None = None) -> pd.DataFrame:
+    """Per customer and product of the window: net revenue, net quantity and purchase lines
+    (returns left out), so the dashboard can group products by any per-customer rows (a window's
+    recomputed classes, a selection of classes or segments)."""
+    statement = (
+        select(
+            LINES.c.customer_id,
+            LINES.c.stock_code,
+            func.sum(LINES.c.amount).label("revenue"),
+            func.sum(LINES.c.quantity).label("quantity"),
+            func.count(case((not_(LINES.c.is_return), 1))).label("purchases"),
+        )
+        .where(LINES.c.customer_id.is_not(None), *_products_only(non_product_codes),
+               *_window(since, until))
+        .group_by(LINES.c.customer_id, LINES.c.stock_code)
+    )
+    frame = _frame(engine, statement)
+    for column in ("revenue", "quantity"):
+        frame[column] = frame[column].astype(float)
+    frame["purchases"] = frame["purchases"].astype(int)
+    return frame
+
+
 GROUPINGS = ("customer_class", "cluster", "value_tier")
 
 

@@ -446,8 +446,15 @@ def test_analyst_visits_every_page_filters_and_exports(site: Site, browser: Any,
         _screenshot(browser, shots, "analyst" + (path.replace("/", "-") if path != "/"
                                                  else "-overview"))
 
+    # Class and segment pickers only where they apply; the overview says where that is.
+    _open(browser, site, "/products", "Products")
+    assert browser.find_element(By.ID, "filter-group-pickers").is_displayed()
+    assert not browser.find_element(By.ID, "filter-group-note").is_displayed()
+
     # The date range drives the numbers.
     _open(browser, site, "/", "Overview")
+    assert not browser.find_element(By.ID, "filter-group-pickers").is_displayed()
+    assert "apply on Products and Segments" in _text(browser, "filter-group-note")
     revenue_all = _text(browser, "kpi-revenue")
     _set_dates(browser, "2025-03-01", "2025-05-31")
     _click(browser, "filter-apply")

@@ -3,11 +3,13 @@ demo data loaded and segmented by the real engine), against what the engine itse
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -80,3 +82,103 @@ def test_window_ending_on_a_day_without_sales_matches_a_run_of_that_window(demo:
     assert len(shown) == len(expected) > 50
     pd.testing.assert_frame_equal(shown[RFM_COLUMNS].reset_index(drop=True), expected,
                                   check_dtype=False)
+
+
+def _page(demo: Demo, path: str, **params: str) -> dict[str, Any]:
+    """A page as an analyst gets it for these URL parameters: {component id: the figure or text
+    it shows}."""
+    import dash
+    from flask import session
+
+    layout = next(page["layout"] for page in dash.page_registry.values()
+                  if page["path"] == path)
+    with demo.app.server.test_request_context(path):
+        session["user"], session["role"] = "ann", "analyst"
+        page = layout(**params)
+    found: dict[str, Any] = {}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, list | tuple):
+            for child in node:
+                walk(child)
+            return
+        if not hasattr(node, "to_plotly_json"):
+            return
+        identifier = getattr(node, "id", None)
+        if identifier is not None:
+            found[identifier] = getattr(node, "figure", None) or getattr(node, "children", None)
+        walk(getattr(node, "children", None))
+    walk(page)
+    return found
+
+
+def _numbers(values: Any) -> list[float]:
+    """A figure's numbers, plain or as plotly's typed array ({"dtype", "bdata"})."""
+    if isinstance(values, dict):
+        values = np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"])
+    return [round(float(value), 2) for value in values]
+
+
+def _treemap_leaves(figure: dict[str, Any]) -> dict[str, float]:
+    trace = figure["data"][0]
+    return {leaf: value for leaf, value, parent
+            in zip(trace["ids"], _numbers(trace["values"]), trace["parents"], strict=True)
+            if parent}
+
+
+def _window_lines(demo: Demo, since: date, until: date) -> pd.DataFrame:
+    lines = demo.lines
+    codes = set(demo.settings.ingest.non_product_codes)
+    chosen = ((lines["ts"] >= pd.Timestamp(since))
+              & (lines["ts"] < pd.Timestamp(until + timedelta(days=1)))
+              & lines["customer_id"].notna() & lines["stock_code"].notna()
+              & ~lines["stock_code"].isin(codes))
+    return lines[chosen]
+
+
+def _top_per_class(lines: pd.DataFrame, rows: pd.DataFrame) -> dict[str, float]:
+    joined = lines.merge(rows[["customer_id", "customer_class"]], on="customer_id")
+    revenue = joined.groupby(["customer_class", "stock_code"])["amount"].sum().reset_index()
+    revenue = revenue.sort_values(["customer_class", "amount", "stock_code"],
+                                  ascending=[True, False, True])
+    top = revenue.groupby("customer_class").head(5)
+    return {f"{group}/{code}": round(float(value), 2) for group, code, value
+            in top.itertuples(index=False) if value > 0}
+
+
+def test_products_of_a_window_are_grouped_by_the_window_classes(demo: Demo) -> None:
+    """The Products page of a recomputed window groups the window's lines by the classes the
+    Segments page shows for that window (it used the run's stored classes), and its class
+    filter limits every figure to the customers of that class (it was ignored)."""
+    until = date.fromisoformat(str(demo.lines["ts"].max())[:10]) - timedelta(days=60)
+    since = until - timedelta(days=120)
+    _scope, rows = _window_rows(demo, Filters(since=since, until=until))
+    with demo.app.server.test_request_context("/products"):
+        run_rows = frames.run_rows(int(_scope.run_id or 0))
+    moved = rows.merge(run_rows, on="customer_id", suffixes=("", "_run"))
+    assert (moved["customer_class"] != moved["customer_class_run"]).any()
+    lines = _window_lines(demo, since, until)
+
+    shown = _page(demo, "/products", since=since.isoformat(), until=until.isoformat())
+    assert "recomputed" in str(shown["scope-note"])
+    assert _treemap_leaves(shown["products-top-by-class"]) == _top_per_class(lines, rows)
+
+    chosen = str(rows["customer_class"].value_counts().index[0])
+    selected = rows[rows["customer_class"] == chosen]
+    shown = _page(demo, "/products", since=since.isoformat(), until=until.isoformat(),
+                           classes=chosen)
+    assert f"Filtered to the customers in {chosen}" in str(shown["scope-note"])
+    assert _treemap_leaves(shown["products-top-by-class"]) == _top_per_class(lines, selected)
+    bought = lines[lines["customer_id"].isin(selected["customer_id"])]
+    revenue = bought.groupby("stock_code")["amount"].sum()
+    top = revenue.reset_index().sort_values(["amount", "stock_code"],
+                                            ascending=[False, True]).head(10)["amount"]
+    bars = _numbers(shown["products-top-revenue"]["data"][0]["x"])
+    assert bars[::-1] == _numbers(top)
+
+
+def test_overview_says_class_and_segment_filters_do_not_apply(demo: Demo) -> None:
+    """The overview counts every line: a class filter in its URL is said not to apply there
+    (it was silently ignored)."""
+    shown = _page(demo, "/", classes="High value")
+    assert "class and segment filters do not apply here" in str(shown["scope-note"])
