@@ -200,6 +200,7 @@ def execute_run(engine: Engine, settings: Settings, *, as_of: date | None = None
     """
     from engine.store import lines as line_store
     from engine.store import runs as run_store
+    from engine.store.jobs import lines_seen
 
     level = logging.INFO if progress else logging.DEBUG
     for abandoned in run_store.fail_abandoned_runs(engine):
@@ -209,7 +210,9 @@ def execute_run(engine: Engine, settings: Settings, *, as_of: date | None = None
               "until": until and until.isoformat(), "k": requested_k,
               "seed": settings.clustering.seed, "features": list(settings.clustering.features),
               "score_levels": settings.rfm.score_levels, "classes": settings.classes.model_dump(),
-              "pid": os.getpid(), "host": socket.gethostname()}
+              "pid": os.getpid(), "host": socket.gethostname(),
+              # Read before the load: what the scheduler's fresh-data check compares with.
+              "lines_seen": lines_seen(engine)}
     run_id = run_store.create_run(engine, params=params, as_of=as_of, since=since, until=until,
                                   k_mode="auto" if requested_k == "auto" else "fixed",
                                   seed=settings.clustering.seed)

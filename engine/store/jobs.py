@@ -8,11 +8,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, exists, func, select
+from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col
 
 from engine.models import JobHistory, SegmentationRun, SourceFile, TransactionLine
-from engine.store.db import session_scope
+from engine.store.db import database_error, session_scope
 
 STATUSES = ("running", "succeeded", "failed", "skipped")
 
@@ -73,22 +74,55 @@ def close_abandoned(engine: Engine, *, is_dead: Callable[[dict[str, Any]], bool]
     return closed
 
 
+def lines_seen(engine: Engine) -> dict[str, int]:
+    """How many transaction lines are committed, and the highest id: a run reads this just
+    before it records itself and loads the lines, and keeps it in its params ('lines_seen').
+
+    Lines committed in between are in the run but not in the count, which at worst makes one
+    more run; never one too few. (The load itself reads in another connection or process.)
+    """
+    try:
+        with engine.connect() as connection:
+            return _lines_seen(connection)
+    except SQLAlchemyError as exc:
+        raise database_error(engine, exc) from None
+
+
+def _lines_seen(connection: Connection) -> dict[str, int]:
+    count, max_id = connection.execute(
+        select(func.count(), func.max(TransactionLine.id))).one()  # type: ignore[arg-type]
+    return {"count": int(count), "max_id": int(max_id or 0)}
+
+
 def fresh_data_reason(engine: Engine) -> str | None:
     """Why a segmentation run is due, or None when it is not.
 
-    A run is due when transaction lines exist and either no run has succeeded yet or a file
-    loaded lines after the last succeeded run started (lines loaded while that run was going
-    may not be in it, so they count as new).
+    A run is due when transaction lines exist and either no run has succeeded yet or the lines
+    differ from what the last succeeded run saw (its params' 'lines_seen', see lines_seen). A
+    file's load time is not enough: a load that began before a run started but committed after
+    the run read the lines is not in that run. Runs recorded before 'lines_seen' existed fall
+    back to that rule (a file loaded after the run started).
     """
-    with session_scope(engine) as session:
-        if not session.scalar(select(exists().where(col(TransactionLine.id).is_not(None)))):
+    with engine.connect() as connection:
+        now = _lines_seen(connection)
+        if not now["count"]:
             return None
-        last_start = session.scalar(
-            select(func.max(SegmentationRun.started_at))
-            .where(col(SegmentationRun.status) == "succeeded"))
-        if last_start is None:
+        last = connection.execute(
+            select(col(SegmentationRun.started_at), col(SegmentationRun.params))
+            .where(col(SegmentationRun.status) == "succeeded")
+            .order_by(col(SegmentationRun.started_at).desc(), col(SegmentationRun.id).desc())
+            .limit(1)).first()
+        if last is None:
             return "no succeeded run yet"
-        newer = session.scalar(
+        seen = (last.params or {}).get("lines_seen")
+        if isinstance(seen, dict) and {"count", "max_id"} <= set(seen):
+            if now["count"] > seen["count"]:
+                return f"{now['count'] - seen['count']} line(s) added since the last run read them"
+            if now != {"count": seen["count"], "max_id": seen["max_id"]}:
+                return "the lines changed since the last run read them"
+            return None
+        newer = connection.execute(
             select(func.count()).select_from(SourceFile)
-            .where(col(SourceFile.loaded_at) >= last_start, col(SourceFile.lines_loaded) > 0))
+            .where(col(SourceFile.loaded_at) >= last.started_at,
+                   col(SourceFile.lines_loaded) > 0)).scalar_one()
         return f"{newer} file(s) loaded since the last run" if newer else None

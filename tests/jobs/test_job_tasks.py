@@ -12,12 +12,23 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from engine.ingest import ingest_file
+from engine.ingest import choose_preset, ingest_file, stage_lines
+from engine.readers import read_file
 from engine.settings import Settings
 from engine.store.db import StoreError
 from engine.store.jobs import fresh_data_reason, list_jobs
+from engine.store.lines import load_lines, write_files
 from engine.store.locks import job_lock
-from jobs.tasks import Outcome, offer_pass, pick_up_inbox, pipeline, ready_files, run_recorded
+from engine.store.runs import get_run
+from jobs.tasks import (
+    Outcome,
+    offer_pass,
+    pick_up_inbox,
+    pipeline,
+    ready_files,
+    run_recorded,
+    segment_if_due,
+)
 from tests.conftest import REPO
 from tests.jobs.conftest import drop, history, run_count, write_transactions
 
@@ -95,7 +106,8 @@ def test_fresh_data_rule(tmp_path: Path, jobs_settings: Settings, jobs_db: Engin
 
     ingest_file(jobs_db, jobs_settings, write_transactions(tmp_path / "two.csv", seed=5,
                                                             prefix="B"))
-    assert fresh_data_reason(jobs_db) == "1 file(s) loaded since the last run"
+    reason = fresh_data_reason(jobs_db)
+    assert reason is not None and reason.endswith(" line(s) added since the last run read them")
     assert run_count(jobs_db) == 1
 
 
@@ -271,3 +283,33 @@ def test_an_unreachable_database_stops_the_inbox_without_counting_an_attempt(
     with pytest.raises(StoreError):
         pick_up_inbox(jobs_db, jobs_settings)
     assert (inbox / "day.csv").exists() and not (inbox / ".attempts").exists()
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_lines_committed_after_a_run_read_the_lines_cause_the_next_run(
+        tmp_path: Path, jobs_settings: Settings, jobs_db: Engine) -> None:
+    """File B's load begins (its loaded_at is stamped), a run starts and reads the lines
+    without B's, then B commits: B's lines are new to that run though loaded 'before' it."""
+    ingest_file(jobs_db, jobs_settings, write_transactions(tmp_path / "a.csv", seed=61,
+                                                            customers=40))
+    lines_of_a = load_lines(jobs_db, columns=["invoice"]).shape[0]
+    raw = read_file(write_transactions(tmp_path / "b.csv", seed=62, customers=40, prefix="B"))
+    staged_b, _ = stage_lines(raw, choose_preset(raw, jobs_settings, None))
+    runs: list[Outcome] = []
+
+    def run_while_b_is_uncommitted(_lines: int) -> None:  # called inside B's transaction
+        if not runs:
+            runs.append(segment_if_due(jobs_db, jobs_settings))
+
+    write_files(jobs_db, files=[staged_b], on_progress=run_while_b_is_uncommitted)
+
+    assert runs[0].status == "succeeded" and runs[0].run_id is not None
+    run = get_run(jobs_db, run_id=runs[0].run_id)
+    assert run is not None and run["n_lines"] == lines_of_a, "the run did not see B"
+    reason = fresh_data_reason(jobs_db)
+    assert reason == f"{staged_b.loaded} line(s) added since the last run read them"
+
+    again = segment_if_due(jobs_db, jobs_settings)
+    assert again.status == "succeeded" and again.run_id is not None
+    assert fresh_data_reason(jobs_db) is None
+    assert segment_if_due(jobs_db, jobs_settings).status == "skipped"
