@@ -60,8 +60,23 @@ def look_up(_clicks: int | None, customer: str | None) -> Any:
     if run is None or not customer or not customer.strip():
         raise PreventUpdate
     run_id, customer_id = int(run["id"]), customer.strip()
-    return context.cached("lookup", run_id, customer_id,
+    # Consent, opt-out and the phone's status change between runs (webhooks, the sender), so
+    # they are part of the key: a STOP shows at the next look-up.
+    contact = aggregates.customer_contact(engine=context.engine(), customer_id=customer_id)
+    return context.cached("lookup", run_id, customer_id, contact,
                           compute=lambda: _lookup(run_id, customer_id))
+
+
+def _consent_text(profile: dict[str, Any]) -> str:
+    if profile.get("opt_out"):
+        return f"no: opted out ({profile['opt_out']})"
+    return "yes" if profile.get("sms_consent") else "no"
+
+
+def _phone_text(profile: dict[str, Any]) -> str:
+    phone = profile.get("phone") or "–"
+    return f"{phone} (invalid)" if profile.get("phone") and \
+        profile.get("phone_status") == "invalid" else phone
 
 
 def _lookup(run_id: int, customer_id: str) -> Any:
@@ -79,8 +94,8 @@ def _lookup(run_id: int, customer_id: str) -> Any:
              ("Monetary", components.money(profile["monetary"]) if "monetary" in profile
               else "–"),
              ("Country", profile.get("country") or "–"),
-             ("Phone", profile.get("phone") or "–"),
-             ("SMS consent", "yes" if profile.get("sms_consent") else "no")]
+             ("Phone", _phone_text(profile)),
+             ("SMS consent", _consent_text(profile))]
     summary = dbc.Row([dbc.Col([html.Div(label, className="small text-muted"),
                                 html.Div(str(value), className="fw-semibold")],
                                md=4, lg=True, className="mb-2") for label, value in facts],

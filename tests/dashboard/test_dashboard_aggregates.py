@@ -211,6 +211,33 @@ def test_customer_lookup_masks_the_phone(filled: Any) -> None:
     assert aggregates.sample_customers(engine=filled, run_id=2, limit=2) == ["alice", "carol"]
 
 
+def test_customer_contact_reads_consent_opt_out_and_phone_status_fresh(filled: Any) -> None:
+    """The look-up's SMS facts come from the customer row and the opt-out list as they are now
+    (a STOP arrives by webhook long after the run)."""
+    from sqlalchemy import update
+
+    from engine.store.aggregates import CUSTOMERS, OPT_OUTS
+
+    assert aggregates.customer_contact(engine=filled, customer_id="alice") == \
+        (False, "unknown", None)
+    assert aggregates.customer_contact(engine=filled, customer_id="nobody") == \
+        (False, "unknown", None)
+    with filled.begin() as connection:
+        connection.execute(update(CUSTOMERS).where(CUSTOMERS.c.customer_id == "alice")
+                           .values(sms_consent=True, phone_status="invalid"))
+        connection.execute(OPT_OUTS.insert().values(phone="+447700900123", opted_out=True,
+                                                    source="STOP",
+                                                    updated_at=ts("2011-03-02 00:00:00")))
+    assert aggregates.customer_contact(engine=filled, customer_id="alice") == \
+        (True, "invalid", "STOP")
+    profile = aggregates.customer_profile(engine=filled, customer_id="alice", run_id=2)
+    assert profile is not None and profile["opt_out"] == "STOP"
+    with filled.begin() as connection:  # START: the row stays, opted_out goes false
+        connection.execute(update(OPT_OUTS).values(opted_out=False, source="START"))
+    assert aggregates.customer_contact(engine=filled, customer_id="alice") == \
+        (True, "invalid", None)
+
+
 def test_offers_and_jobs(filled: Any) -> None:
     summary = aggregates.offer_summary(engine=filled)
     assert summary["total"] == 3 and summary["dry_run"] == 1

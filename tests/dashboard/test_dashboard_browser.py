@@ -7,6 +7,7 @@ Screenshots of every page go to pytest's tmp folder (never the repository).
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import socket
@@ -16,11 +17,13 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from sqlalchemy import select, update
 
 from engine.store import get_engine
 from engine.store.aggregates import SEGMENT_COLUMNS
@@ -527,3 +530,48 @@ def test_fresh_database_shows_how_to_start(empty_site: Site, browser: Any,
             assert "No segmentation run yet" in body, path
         _screenshot(browser, shots, "empty" + (path.replace("/", "-") if path != "/"
                                                else "-overview"))
+
+
+def _lookup_request(session: requests.Session, site: Site, customer: str) -> str:
+    payload = {
+        "output": "recs-lookup-result.children",
+        "outputs": {"id": "recs-lookup-result", "property": "children"},
+        "inputs": [{"id": "recs-lookup-button", "property": "n_clicks", "value": 1},
+                   {"id": "recs-lookup-input", "property": "value", "value": customer}],
+        "changedPropIds": ["recs-lookup-button.n_clicks"],
+    }
+    response = session.post(site.url + "/_dash-update-component", json=payload, timeout=60)
+    assert response.status_code == 200, response.text[:500]
+    return json.dumps(response.json()["response"]["recs-lookup-result"]["children"])
+
+
+def test_lookup_shows_an_opt_out_that_came_after_an_earlier_lookup(site: Site) -> None:
+    """The look-up is cached per run, but SMS consent, an opt-out (STOP by webhook) and a number
+    Twilio refused change between runs: the next look-up shows them."""
+    from engine.store.aggregates import CUSTOMERS
+    from engine.store.offers import set_opt_out
+
+    engine = get_engine(f"sqlite:///{site.folder / 'segmint.db'}")
+    with engine.connect() as connection:
+        customer, phone = connection.execute(
+            select(CUSTOMERS.c.customer_id, CUSTOMERS.c.phone)
+            .where(CUSTOMERS.c.sms_consent.is_(True), CUSTOMERS.c.phone.is_not(None),
+                   CUSTOMERS.c.phone_status == "valid")
+            .order_by(CUSTOMERS.c.customer_id).limit(1)).one()
+    try:
+        session = _login(site, "max")
+        before = _lookup_request(session, site, customer)
+        assert '"SMS consent"' in before and '"yes"' in before and "opted out" not in before
+        set_opt_out(engine, phone=phone, opted_out=True, source="STOP",
+                    now=datetime.now(UTC))
+        with engine.begin() as connection:
+            connection.execute(update(CUSTOMERS).where(CUSTOMERS.c.customer_id == customer)
+                               .values(phone_status="invalid"))
+        after = _lookup_request(session, site, customer)
+        assert '"no: opted out (STOP)"' in after and "(invalid)" in after
+    finally:
+        with engine.begin() as connection:
+            connection.execute(update(CUSTOMERS).where(CUSTOMERS.c.customer_id == customer)
+                               .values(phone_status="valid"))
+        set_opt_out(engine, phone=phone, opted_out=False, source="START", now=datetime.now(UTC))
+        engine.dispose()
