@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import dash_ag_grid as dag
@@ -56,6 +57,14 @@ def card(children: Any, title: str | None = None) -> dbc.Card:
         parts.append(dbc.CardHeader(title))
     parts.append(dbc.CardBody(children))
     return dbc.Card(parts, className="shadow-sm mb-4")
+
+
+def count(value: Any, missing: str = "?") -> str:
+    """A whole number with thousands separators; `missing` for None or NaN (a run recorded
+    without it: pandas turns such a column into floats, so 3 arrives as 3.0)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return missing
+    return f"{int(value):,}"
 
 
 def money(value: float) -> str:

@@ -15,6 +15,7 @@ import pandas as pd
 from engine.store import aggregates
 
 from . import context
+from .components import count
 from .filters import Filters
 
 
@@ -36,8 +37,9 @@ class Scope:
         if self.run is None:
             return f"Window {window}; no segmentation run yet."
         run = self.run
-        text = (f"Run #{run['id']} (k = {run.get('k')}, as of {_day(run.get('as_of'), '?')}, "
-                f"{run.get('n_customers') or 0:,} customers); window {window}")
+        text = (f"Run #{run['id']} (k = {count(run.get('k'))}, as of "
+                f"{_day(run.get('as_of'), '?')}, {count(run.get('n_customers'))} customers); "
+                f"window {window}")
         if self.recomputed:
             text += (" — RFM and classes recomputed for this window with run "
                      f"#{run['id']}'s clusters")

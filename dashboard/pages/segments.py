@@ -79,8 +79,8 @@ def _page(filters: Filters, analyst: bool) -> html.Div:
 
 
 def _run_options(runs: pd.DataFrame) -> list[dcc.Dropdown.Options]:
-    return [{"label": f"#{run['id']} · as of {run['as_of']} · k={run['k']} · "
-                      f"{run['n_customers'] or 0:,} customers", "value": int(run["id"])}
+    return [{"label": f"#{run['id']} · as of {run['as_of']} · k={components.count(run['k'])} · "
+                      f"{components.count(run['n_customers'])} customers", "value": int(run["id"])}
             for run in runs.to_dict("records")]
 
 

@@ -197,3 +197,21 @@ def test_import_trace_modules_loads_every_trace_type_the_figures_draw() -> None:
                             check=True, cwd=Path(figures.__file__).parent.parent)
     assert used and "Sankey" in used
     assert result.stdout.strip() == "", f"not imported: {result.stdout}"
+
+
+def test_run_labels_never_show_nan_or_a_float_count() -> None:
+    """A run row without k or a customer count (pandas makes such a column float, NaN where
+    missing) reads '?', and 3.0 reads 3."""
+    from dashboard.components import count
+    from dashboard.frames import Scope
+
+    assert [count(value) for value in (4335, 3.0, float("nan"), None)] == \
+        ["4,335", "3", "?", "?"]
+    runs = pd.DataFrame({"id": [3, 2], "k": [3, None], "n_customers": [4335, None]})
+    rows = runs.to_dict("records")
+    assert rows[0]["k"] == 3.0 and pd.isna(rows[1]["n_customers"])  # what the page gets
+    texts = [Scope(run={**row, "as_of": date(2011, 12, 10)}, since=None, until=None,
+                   recomputed=False).describe() for row in rows]
+    assert texts[0].startswith("Run #3 (k = 3, as of 2011-12-10, 4,335 customers)")
+    assert texts[1].startswith("Run #2 (k = ?, as of 2011-12-10, ? customers)")
+    assert not any("nan" in text or "3.0" in text for text in texts)
