@@ -69,11 +69,25 @@ def run_window(run: dict[str, Any]) -> tuple[date | None, date | None]:
     return run.get("since"), until
 
 
+def bounded_window(filters: Filters, since: date | None, until: date | None
+             ) -> tuple[date | None, date | None]:
+    """The filter's bounds with the defaults for the missing one; a lone bound beyond the other
+    default (since after the data's end, until before its start) makes a one-day window at that
+    bound, an empty one, instead of a backwards window such as '2030-01-01 – 2011-12-09'."""
+    since, until = filters.since or since, filters.until or until
+    if since is not None and until is not None and since > until:
+        if filters.since is not None:
+            until = since
+        else:
+            since = until
+    return since, until
+
+
 def scope(filters: Filters) -> Scope:
     run = published_run()
     if run is None:
         first, last = data_span() or (None, None)
-        return Scope(None, filters.since or first, filters.until or last, False)
+        return Scope(None, *bounded_window(filters, first, last), False)
     run_since, run_until = run_window(run)
     span = data_span()
     if span is not None:
@@ -81,8 +95,7 @@ def scope(filters: Filters) -> Scope:
         run_until = run_until or span[1]
     if not filters.has_window:
         return Scope(run, run_since, run_until, False)
-    since = filters.since or run_since
-    until = filters.until or run_until
+    since, until = bounded_window(filters, run_since, run_until)
     return Scope(run, since, until, (since, until) != (run_since, run_until))
 
 

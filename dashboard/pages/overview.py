@@ -32,7 +32,7 @@ def _page(filters: Filters) -> html.Div:
     run = frames.published_run()
     notes: list[Any] = []
     first, last = frames.data_span() or (None, None)
-    window = f"{(since or first)} – {(until or last)}"
+    window = " – ".join(str(day) for day in frames.bounded_window(filters, first, last))
     run_text = f"published run #{run['id']}" if run else "no segmentation run yet"
     text = f"Window {window}: every transaction line, customers or not; {run_text}."
     if filters.classes or filters.segments:

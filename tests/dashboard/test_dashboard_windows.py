@@ -182,3 +182,22 @@ def test_overview_says_class_and_segment_filters_do_not_apply(demo: Demo) -> Non
     (it was silently ignored)."""
     shown = _page(demo, "/", classes="High value")
     assert "class and segment filters do not apply here" in str(shown["scope-note"])
+
+
+def test_a_lone_bound_beyond_the_data_gives_an_empty_window_not_a_backwards_one(
+        demo: Demo) -> None:
+    """?since= after the last sale (or ?until= before the first) is a one-day window at that
+    day, with nothing in it: the pages say so instead of 'window 2030-01-01 – 2025-11-30'."""
+    last = demo.lines["ts"].max().date()
+    first = demo.lines["ts"].min().date()
+    for params, day in (({"since": "2030-01-01"}, "2030-01-01"),
+                        ({"until": "2001-01-01"}, "2001-01-01")):
+        window = f"{day} – {day}"
+        overview = _page(demo, "/", **params)
+        assert f"Window {window}:" in str(overview["scope-note"])
+        assert overview["kpi-orders"] == "0"
+        segments = _page(demo, "/segments", **params)
+        assert f"window {window}" in str(segments["scope-note"])
+        assert segments["segments-customer-count"].startswith("0 customers")
+        assert str(last) not in str(segments["scope-note"]).split("window")[1]
+        assert str(first) not in str(overview["scope-note"])
