@@ -21,7 +21,9 @@ def layout(**_kwargs: Any) -> html.Div:
     rate = summary["delivery_rate"]
     cards = dbc.Row([
         components.kpi_card("Messages", f"{summary['total']:,}", "offers-total",
-                            f"{summary['dry_run']:,} dry run"),
+                            f"{summary['dry_run']:,} dry run" + (
+                                f", {summary['retry']:,} waiting to retry (Twilio was "
+                                "unreachable)" if summary["retry"] else "")),
         components.kpi_card("Delivered", f"{summary['delivered']:,}", "offers-delivered",
                             f"of {summary['attempted']:,} sent"),
         components.kpi_card("Delivery rate", "–" if rate is None else f"{rate:.1%}",

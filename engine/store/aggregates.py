@@ -526,6 +526,7 @@ def offer_summary(*, engine: Engine) -> dict[str, Any]:
         "delivered": delivered,
         "failed": counts.get("failed", 0) + counts.get("undelivered", 0),
         "dry_run": counts.get("dry_run", 0),
+        "retry": counts.get("retry", 0),
         "delivery_rate": delivered / attempted if attempted else None,
         "opted_out": int(opted_out),
     }

@@ -107,7 +107,8 @@ def populate(engine: Any) -> None:
             OfferMessage(offer_key=f"vip:{c}", offer_id="vip", customer_id=c, run_id=2,
                          phone="+447700900123", body="hi", status=status, created_at=now,
                          updated_at=now)
-            for c, status in (("alice", "delivered"), ("bob", "failed"), ("carol", "dry_run"))
+            for c, status in (("alice", "delivered"), ("bob", "failed"), ("carol", "dry_run"),
+                              ("dave", "retry"))
         ])
         session.add(OptOut(phone="+447700900999", source="STOP", updated_at=now))
         session.add_all([
@@ -240,8 +241,10 @@ def test_customer_contact_reads_consent_opt_out_and_phone_status_fresh(filled: A
 
 def test_offers_and_jobs(filled: Any) -> None:
     summary = aggregates.offer_summary(engine=filled)
-    assert summary["total"] == 3 and summary["dry_run"] == 1
+    assert summary["total"] == 4 and summary["dry_run"] == 1
     assert summary["delivered"] == 1 and summary["failed"] == 1
+    # A 'retry' row (Twilio unreachable, a later pass sends it) is waiting, not yet attempted.
+    assert summary["retry"] == 1 and summary["attempted"] == 2
     assert summary["delivery_rate"] == pytest.approx(0.5)
     assert summary["opted_out"] == 1
     jobs = aggregates.job_history(engine=filled)

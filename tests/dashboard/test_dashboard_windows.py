@@ -201,3 +201,32 @@ def test_a_lone_bound_beyond_the_data_gives_an_empty_window_not_a_backwards_one(
         assert segments["segments-customer-count"].startswith("0 customers")
         assert str(last) not in str(segments["scope-note"]).split("window")[1]
         assert str(first) not in str(overview["scope-note"])
+
+
+def test_offers_page_says_how_many_messages_wait_to_be_retried(demo: Demo) -> None:
+    """A message Twilio could not take (429/5xx retries used up) waits as 'retry' for a later
+    pass: the Offers page counts it apart from the sent ones."""
+    import dash
+    from flask import session
+    from sqlalchemy import delete
+
+    from engine.models import OfferMessage
+    from engine.store import session_scope
+
+    engine = get_engine(demo.settings.database_url)
+    now = pd.Timestamp("2025-12-02", tz="UTC").to_pydatetime()
+    with session_scope(engine) as db:
+        db.add(OfferMessage(offer_key="vip:c1", offer_id="vip", customer_id="c1", run_id=1,
+                            phone="+447700900123", body="hi", status="retry", created_at=now,
+                            updated_at=now))
+    try:
+        layout = next(page["layout"] for page in dash.page_registry.values()
+                      if page["path"] == "/offers")
+        with demo.app.server.test_request_context("/offers"):
+            session["user"], session["role"] = "ann", "analyst"
+            text = str(layout().to_plotly_json())
+        assert "1 waiting to retry (Twilio was unreachable)" in text
+    finally:
+        with engine.begin() as connection:
+            connection.execute(delete(OfferMessage).where(OfferMessage.offer_key == "vip:c1"))
+        engine.dispose()
