@@ -301,6 +301,12 @@ def record_status_callback(engine: Engine, *, provider_sid: str, status: str,
                             error_code=error_code, now=now):
         return "updated"
     if _sid_known(engine, provider_sid):
+        # The sender may have committed the sid between the update above and this look: apply
+        # the callback again now that the row carries the sid, or it would be neither applied
+        # nor kept.
+        if update_status_by_sid(engine, provider_sid=provider_sid, status=status,
+                                error_code=error_code, now=now):
+            return "updated"
         return "no change"
     _keep_early_status(engine, provider_sid=provider_sid, status=status, error_code=error_code,
                        now=now)

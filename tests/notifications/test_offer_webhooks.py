@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from conftest import people, publish_run
 from fake_twilio import FakeTwilio
@@ -165,4 +167,38 @@ def test_a_status_callback_before_the_sid_is_saved_is_applied_later(
     rows = store.all_messages(db)
     assert [(row.status, row.provider_sid) for row in rows] == [
         ("delivered", message["sid"]) for message in fake_twilio.created()]
+    assert store.early_statuses(db) == []
+
+
+def test_a_callback_whose_sid_is_saved_between_its_two_looks_is_applied(
+        client: FlaskClient, db, live: Settings, fake_twilio: FakeTwilio,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: the callback's update missed the row, the sender then committed the sid, the
+    second look saw the sid and answered 'no change': 'delivered' was neither applied nor kept
+    (the row stayed 'queued'). Now the update is applied again once the sid is known."""
+    publish_run(db, people(1))
+    now = datetime.now(UTC)
+    claim = store.claim_offer(db, offer_key="vip-thanks:C0001", offer_id="vip-thanks",
+                              customer_id="C0001", run_id=None, phone=PHONE, body="hi",
+                              segments=1, status="sending", now=now)
+    assert claim.message_id is not None
+    sid = "SM" + "a" * 32
+    real_update = store.update_status_by_sid
+    looks: list[bool] = []
+
+    def sender_commits_the_sid_right_after(engine, **kwargs):  # type: ignore[no-untyped-def]
+        updated = real_update(engine, **kwargs)
+        if not looks:  # the sending process saves the sid between the callback's two looks
+            store.record_result(db, message_id=claim.message_id, status="queued",
+                                provider_sid=sid, now=now)
+        looks.append(updated)
+        return updated
+
+    monkeypatch.setattr(store, "update_status_by_sid", sender_commits_the_sid_right_after)
+    answer = post_signed(client, STATUS_URL, {"MessageSid": sid, "MessageStatus": "delivered"},
+                         fake_twilio.auth_token)
+    assert answer.status_code == 204
+    assert looks[0] is False  # the first look missed the row
+    [row] = store.all_messages(db)
+    assert (row.status, row.provider_sid) == ("delivered", sid)
     assert store.early_statuses(db) == []
