@@ -29,7 +29,7 @@ from sqlalchemy import Engine
 
 from engine.errors import SegmintError
 from engine.settings import Settings, load_settings
-from engine.store.db import check_connection
+from engine.store.db import DataRefused, StoreError, check_connection
 from engine.store.jobs import close_abandoned, finish_job, fresh_data_reason, start_job
 from engine.store.locks import LockBusy, holder_is_dead, job_lock
 
@@ -86,15 +86,30 @@ def _reject(path: Path, failed: Path, reason: str) -> Path:
     return target
 
 
+def _load_failed(inbox: Path, failed: Path, path: Path, reason: str) -> dict[str, Any]:
+    """Counts a failed load against the file; the MAX_LOAD_ATTEMPTS-th moves it to failed/."""
+    attempts = _count_attempt(inbox, path)
+    if attempts < MAX_LOAD_ATTEMPTS:
+        log.warning("job=inbox file=%s outcome=retry attempt=%d of %d reason=%r",
+                    path.name, attempts, MAX_LOAD_ATTEMPTS, reason)
+        return {"file": path.name, "outcome": "retry", "attempt": attempts, "reason": reason}
+    _forget_attempts(inbox, path)
+    reason = f"{path.name}: not loaded after {attempts} attempts: {reason}"
+    _reject(path, failed, reason)
+    return {"file": path.name, "outcome": "failed", "reason": reason}
+
+
 def pick_up_inbox(engine: Engine, settings: Settings) -> Outcome:
     """Ingest every ready inbox file in name order; move each to processed/ or failed/.
 
     A rejected file (IngestError) goes to failed/ with <name>.error.txt holding the reason, and
-    the next file is tried. A file whose load fails for another reason while the database is
-    reachable (the database refused its lines, ...) is left for the next tick and the next file
-    is tried; after MAX_LOAD_ATTEMPTS such failures it goes to failed/ with its last reason, so
-    one bad file never holds up the files after it or the run. When the database is unreachable
-    the step stops and fails, the file stays, and the attempt is not counted.
+    the next file is tried. A file whose load fails because of the file (the database refused
+    its data, DataRefused, or an unexpected error while the database is reachable) is left for
+    the next tick and the next file is tried; after MAX_LOAD_ATTEMPTS such failures it goes to
+    failed/ with its last reason, so one bad file never holds up the files after it or the run.
+    When the machine or the database is at fault (unreachable, locked, no scratch space: another
+    StoreError, or an OSError) the step stops and fails, the file stays, and the attempt is not
+    counted: a good file is never given up on because the disk was full for a while.
     """
     from engine.ingest import IngestError, ingest_file
 
@@ -116,20 +131,14 @@ def pick_up_inbox(engine: Engine, settings: Settings) -> Outcome:
             _reject(path, failed, str(exc))
             files.append({"file": path.name, "outcome": "failed", "reason": str(exc)})
             continue
+        except (StoreError, OSError) as exc:
+            if not isinstance(exc, DataRefused):
+                raise  # the machine or the database, not the file: nothing counted
+            files.append(_load_failed(inbox, failed, path, _one_line(exc)))
+            continue
         except Exception as exc:  # noqa: BLE001 - counted per file, see the docstring
             check_connection(engine)  # unreachable: StoreError fails the step, nothing counted
-            reason = _one_line(exc)
-            attempts = _count_attempt(inbox, path)
-            if attempts < MAX_LOAD_ATTEMPTS:
-                log.warning("job=inbox file=%s outcome=retry attempt=%d of %d reason=%r",
-                            path.name, attempts, MAX_LOAD_ATTEMPTS, reason)
-                files.append({"file": path.name, "outcome": "retry", "attempt": attempts,
-                              "reason": reason})
-                continue
-            _forget_attempts(inbox, path)
-            reason = f"{path.name}: not loaded after {attempts} attempts: {reason}"
-            _reject(path, failed, reason)
-            files.append({"file": path.name, "outcome": "failed", "reason": reason})
+            files.append(_load_failed(inbox, failed, path, _one_line(exc)))
             continue
         _forget_attempts(inbox, path)
         _move(path, processed)

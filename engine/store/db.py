@@ -87,11 +87,25 @@ def describe(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+class DataRefused(StoreError):
+    """The database refused the data itself (a value it cannot store, a broken constraint): the
+    same data fails the same way again, unlike an unreachable, locked or full database."""
+
+
+# DB-API 2 names these two for every driver (sqlite3, psycopg) and SQLAlchemy wraps them in
+# classes of the same names.
+_DATA_ERRORS = frozenset({"DataError", "IntegrityError"})
+
+
 def database_error(engine: Engine, exc: BaseException) -> StoreError:
-    """A one-line StoreError naming the database (password hidden) and the driver's reason."""
+    """A one-line StoreError naming the database (password hidden) and the driver's reason;
+    DataRefused when the database refused the data."""
     orig = getattr(exc, "orig", None) or exc
     reason = (str(orig).strip().splitlines() or [type(orig).__name__])[0][:300]
-    return StoreError(f"database {describe(str(engine.url))}: {reason}")
+    refused = any(cls.__name__ in _DATA_ERRORS
+                  for error in (exc, orig) for cls in type(error).__mro__)
+    return (DataRefused if refused else StoreError)(
+        f"database {describe(str(engine.url))}: {reason}")
 
 
 def check_connection(engine: Engine) -> None:

@@ -313,3 +313,25 @@ def test_lines_committed_after_a_run_read_the_lines_cause_the_next_run(
     assert again.status == "succeeded" and again.run_id is not None
     assert fresh_data_reason(jobs_db) is None
     assert segment_if_due(jobs_db, jobs_settings).status == "skipped"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_no_scratch_space_stops_the_inbox_without_counting_an_attempt(
+        tmp_path: Path, jobs_settings: Settings, jobs_db: Engine, monkeypatch) -> None:
+    """The machine's temp folder is unusable (removed, full) for more ticks than the attempt
+    limit: the good file stays in the inbox, uncounted, and loads once the folder is back."""
+    import tempfile
+
+    inbox = tmp_path / "inbox"
+    drop(write_transactions(tmp_path / "src" / "good_day.csv", seed=54, customers=10), inbox)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))
+    for _tick in range(4):
+        with pytest.raises(StoreError, match="no scratch folder for the load"):
+            pick_up_inbox(jobs_db, jobs_settings)
+    assert (inbox / "good_day.csv").exists() and not (inbox / ".attempts").exists()
+    assert not (inbox / "failed").exists() or not any((inbox / "failed").iterdir())
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    outcome = pick_up_inbox(jobs_db, jobs_settings)
+    assert [(f["file"], f["outcome"]) for f in outcome.details["files"]] == [
+        ("good_day.csv", "processed")]
