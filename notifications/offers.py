@@ -16,7 +16,8 @@ A provider outage is not a permanent failure. When Twilio still answers 429 afte
 nothing was created: the claim is released and a later pass sends the message. When a 5xx was
 among the answers Twilio may have created it, so the pass asks Twilio at once (as for a timeout):
 found, it is recorded as sent; not found, the row becomes 'retry', which a later pass claims
-again, asks Twilio once more, and only then sends.
+again, asks Twilio once more, and only then sends. A pass that stops (Twilio unreachable) after
+a 5xx answer also leaves the row in 'retry', never releases it.
 
 Time is read from a clock at each use, not once per pass: quiet hours are judged just before
 each send, and a claim is stamped with the moment it is made (a concurrent pass presumes a
@@ -239,8 +240,11 @@ class _OfferPass:
                                     run_id=self.summary.run_id, now=self.now())
             claimed_at = self.now()
             outcome = self.sender.send(phone, rendered.body)
-        except ProviderError:
-            if claimed.earlier is not None:  # keep what is known: it may have gone out before
+        except ProviderError as exc:
+            # Keep the claim whenever Twilio may have created the message (an earlier attempt,
+            # or a 5xx answer in this send): a later pass reconciles it before sending. Release
+            # it only when nothing can have been created (every earlier answer was a 429).
+            if claimed.earlier is not None or exc.maybe_created:
                 store.record_result(self.engine, message_id=message_id, status=store.RETRYABLE,
                                     now=self.now(), only_if_status=["sending"],
                                     error_text="provider unavailable; a later pass retries")

@@ -15,7 +15,9 @@ Policy, per request:
 - any other 4xx: permanent, not retried (21610: the recipient replied STOP; 21211/21614: the
   number is invalid or cannot receive SMS; the caller records what that means).
 - 401 / 20003 (bad credentials) and a refused connection (the request never left): the whole
-  pass stops with one line (ProviderError); nothing was sent.
+  pass stops with one line (ProviderError). That request sent nothing, but when an earlier
+  attempt of the same send had a 5xx answer the error says `maybe_created`: the caller keeps
+  the claim for reconciliation instead of releasing it.
 - a timeout or a connection dropped after the request went out is ambiguous: Twilio may have
   created the message. It is never retried blindly; the caller reconciles it with `find_sent`.
 """
@@ -55,7 +57,14 @@ PROVIDER_STATUS = {
 
 
 class ProviderError(SegmintError):
-    """Twilio cannot be used for this pass (unreachable, credentials refused)."""
+    """Twilio cannot be used for this pass (unreachable, credentials refused).
+
+    maybe_created: a send had already had a 5xx answer when the pass stopped, so Twilio may
+    have created the message; the caller must keep the claim (as 'retry'), not release it."""
+
+    def __init__(self, message: str, *, maybe_created: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_created = maybe_created
 
 
 @dataclass(frozen=True)
@@ -163,11 +172,12 @@ class TwilioSender:
             self._origin["status_callback"] = settings.status_callback_url
         self._limiter = RateLimiter(settings.rate_per_second)
 
-    def _refuse(self, status: int, code: int | None) -> None:
+    def _refuse(self, status: int, code: int | None, *, maybe_created: bool = False) -> None:
         if status == 401 or code == BAD_CREDENTIALS_CODE:
             raise ProviderError(f"Twilio at {self.base_url} refused the credentials "
                                 f"(HTTP {status}, code {code}): check "
-                                "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN") from None
+                                "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN",
+                                maybe_created=maybe_created) from None
 
     def _backoff(self, attempts: int, status: int, what: str, to: str) -> bool:
         """Sleep before another attempt when `status` is transient and retries remain."""
@@ -179,8 +189,10 @@ class TwilioSender:
         time.sleep(delay)
         return True
 
-    def _unreachable(self, exc: requests.exceptions.RequestException) -> ProviderError:
-        return ProviderError(f"Twilio API at {self.base_url} is unreachable: {_one_line(exc)}")
+    def _unreachable(self, exc: requests.exceptions.RequestException, *,
+                     maybe_created: bool = False) -> ProviderError:
+        return ProviderError(f"Twilio API at {self.base_url} is unreachable: {_one_line(exc)}",
+                             maybe_created=maybe_created)
 
     def send(self, to: str, body: str) -> SendOutcome:
         """One message; retries transient failures; never raises for a per-message problem."""
@@ -192,7 +204,7 @@ class TwilioSender:
             try:
                 message = self._client.messages.create(to=to, body=body, **self._origin)
             except TwilioRestException as exc:
-                self._refuse(exc.status, exc.code)
+                self._refuse(exc.status, exc.code, maybe_created=maybe_created)
                 maybe_created = maybe_created or exc.status >= 500
                 if self._backoff(attempts, exc.status, "a send", to):
                     continue
@@ -207,8 +219,8 @@ class TwilioSender:
                 return SendOutcome("rejected", attempts, error_code=exc.code or exc.status,
                                    error_text=error_text)
             except requests.exceptions.RequestException as exc:
-                if _never_sent(exc):
-                    raise self._unreachable(exc) from None
+                if _never_sent(exc):  # this request never left; an earlier 5xx may have created
+                    raise self._unreachable(exc, maybe_created=maybe_created) from None
                 log.warning("no answer from twilio for %s (%s); reconciling instead of "
                             "retrying", mask_phone(to), type(exc).__name__)
                 return SendOutcome("ambiguous", attempts,

@@ -9,6 +9,8 @@ recorded. Script actions, consumed one per POST (per recipient when scripted wit
   "success"        201 with a new message (status queued)
   "429" / "500"    Twilio's error JSON with that status (codes 20429 / 20500); nothing created
   "500_created"    the message IS created, then answered with the 500 error JSON
+  "500_created_down"  like "500_created", but the server stops listening before it answers
+                   (an outage: every later connection is refused until `restart()`)
   "21610", "21211", "21614"   400 with that error code; nothing created
   "timeout"        the message IS created, then the answer is held for `hold_seconds` (longer
                    than the client's timeout): the client cannot know whether it was sent
@@ -73,13 +75,16 @@ class FakeTwilio:
         self._per_recipient: dict[str, deque[str]] = {}
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
+        self._handler: type[BaseHTTPRequestHandler] | None = None
+        self._port = 0
 
     # -- test-facing API -------------------------------------------------------------------
     def script(self, *actions: str, to: str | None = None) -> None:
         with self._lock:
             for action in actions:
                 if action not in ERRORS and action not in ("success", "timeout", "timeout_lost",
-                                                           "500_created"):
+                                                           "500_created",
+                                                           "500_created_down"):
                     raise ValueError(f"unknown fake twilio action {action!r}")
             (self._per_recipient.setdefault(to, deque()) if to else self._script).extend(actions)
 
@@ -98,9 +103,7 @@ class FakeTwilio:
 
     @property
     def base_url(self) -> str:
-        assert self._server is not None
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._port}"
 
     def env(self, **extra: str) -> dict[str, str]:
         """Environment that points Segmint's real twilio client at this server."""
@@ -134,15 +137,27 @@ class FakeTwilio:
             def do_GET(self) -> None:  # noqa: N802
                 fake._handle(self, "GET")
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._handler = Handler
+        self._listen(0)
         return self
+
+    def _listen(self, port: int) -> None:
+        assert self._handler is not None
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler)
+        self._server.daemon_threads = True
+        self._port = int(self._server.server_address[1])
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def restart(self) -> None:
+        """Listen again on the same port after a "500_created_down" outage."""
+        assert self._handler is not None
+        self._listen(self._port)
 
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+            self._server = None
 
     # -- server side -------------------------------------------------------------------------
     def _authorized(self, header: str | None) -> bool:
@@ -205,6 +220,11 @@ class FakeTwilio:
         if self.on_create is not None:
             self.on_create(form)
         action = self._next_action(form.get("To", ""))
+        if action == "500_created_down":
+            self._new_message(form)
+            self.stop()  # the listening socket is closed before this answer goes out
+            return self._reply(handler, 500, {"code": 20500, "message": "Internal Server Error",
+                                              "status": 500}, close=True)
         if action == "500_created":
             self._new_message(form)
             action = "500"
@@ -232,12 +252,16 @@ class FakeTwilio:
                 "end": max(len(found) - 1, 0)}
 
     @staticmethod
-    def _reply(handler: BaseHTTPRequestHandler, status: int, payload: dict[str, Any]) -> None:
+    def _reply(handler: BaseHTTPRequestHandler, status: int, payload: dict[str, Any], *,
+               close: bool = False) -> None:
         body = json.dumps(payload).encode()
         try:
             handler.send_response(status)
             handler.send_header("Content-Type", "application/json")
             handler.send_header("Content-Length", str(len(body)))
+            if close:
+                handler.send_header("Connection", "close")
+                handler.close_connection = True
             handler.end_headers()
             handler.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError):

@@ -117,6 +117,27 @@ def test_a_server_error_outage_never_sends_twice(db, live: Settings,
     assert len(fake_twilio.creates()) == 2 * (retries + 1)
 
 
+def test_a_server_error_then_an_outage_is_never_sent_twice(db, live: Settings,
+                                                          fake_twilio: FakeTwilio) -> None:
+    """Before: Twilio answered 500 having created the message, the retry found the API
+    unreachable, the claim was released, and the next pass sent the offer a second time. Now the
+    row stays 'retry' and the next pass finds Twilio's message instead of sending again."""
+    publish_run(db, people(1))
+    fake_twilio.script("500_created_down")
+    with pytest.raises(ProviderError, match="unreachable") as raised:
+        send_offers(db, live)
+    row = only_message(db)
+    assert (row.status, row.provider_sid) == ("retry", None)
+    assert raised.value.maybe_created
+    fake_twilio.restart()  # Twilio is back
+    second = send_offers(db, live, now=datetime.now(UTC) + timedelta(hours=1))
+    assert (second.sent, second.reconciled) == (0, 1)
+    [created] = fake_twilio.created(PHONE)
+    row = only_message(db)
+    assert (row.status, row.provider_sid) == ("queued", created["sid"])
+    assert len(fake_twilio.created()) == 1
+
+
 def test_21610_records_opt_out_without_retry(db, live: Settings, fake_twilio: FakeTwilio) -> None:
     publish_run(db, people(1))
     fake_twilio.script("21610")
