@@ -8,6 +8,8 @@ setting's path, if any, in front of the API path (a proxy at https://proxy.examp
 
 Policy, per request:
 - 429 and 5xx: retried up to notifications.max_retries times, waiting backoff_seconds * 2**n.
+  After a 5xx, Twilio may have created the message, so before each further create the send
+  asks Twilio (`find_sent`) and stops, accepted, when the message is there.
   When they run out, a send is 'transient' (not a permanent failure: a later pass retries it);
   `maybe_created` says whether a 5xx was among the answers, since Twilio may then have created
   the message, so the caller reconciles before any retry. Listing (`find_sent`) is retried the
@@ -198,7 +200,12 @@ class TwilioSender:
         """One message; retries transient failures; never raises for a per-message problem."""
         attempts = 0
         maybe_created = False
+        started = datetime.now(UTC)
         while True:
+            if maybe_created:  # a 5xx came back: Twilio may have created it, never create blindly
+                found = self._created_after_5xx(to, body, started)
+                if found is not None:
+                    return SendOutcome("accepted", attempts, sid=found.sid, status=found.status)
             self._limiter.wait()
             attempts += 1
             try:
@@ -228,6 +235,17 @@ class TwilioSender:
             log.info("twilio accepted the message to %s as %s", mask_phone(to), message.sid)
             return SendOutcome("accepted", attempts, sid=message.sid,
                                status=ledger_status(message.status))
+
+    def _created_after_5xx(self, to: str, body: str, since: datetime) -> SendOutcome | None:
+        """find_sent before another create; a pass stopped here keeps maybe_created."""
+        try:
+            found = self.find_sent(to, body, since)
+        except ProviderError as exc:
+            raise ProviderError(str(exc), maybe_created=True) from None
+        if found is not None:
+            log.info("twilio answered 5xx for %s but has the message as %s; not sent again",
+                     mask_phone(to), found.sid)
+        return found
 
     def find_sent(self, to: str, body: str, since: datetime) -> SendOutcome | None:
         """The message with this body sent to `to` since `since`, if Twilio has one."""

@@ -157,7 +157,6 @@ class FakeTwilio:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
-            self._server = None
 
     # -- server side -------------------------------------------------------------------------
     def _authorized(self, header: str | None) -> bool:

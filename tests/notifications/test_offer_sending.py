@@ -60,6 +60,20 @@ def test_transient_error_then_success_is_retried(db, live: Settings, fake_twilio
     assert row.status == "queued" and row.attempts == 2
 
 
+def test_a_server_error_that_created_the_message_is_not_retried_blindly(
+        db, live: Settings, fake_twilio: FakeTwilio) -> None:
+    """Before: Twilio created the message but answered 500, the send retried the create at once
+    and the customer got the offer twice. Now the send asks Twilio first and records its message."""
+    publish_run(db, people(1))
+    fake_twilio.script("500_created", "success")
+    summary = send_offers(db, live)
+    assert (summary.sent, summary.failed, summary.deferred) == (1, 0, 0)
+    [created] = fake_twilio.created(PHONE)
+    assert len(fake_twilio.creates()) == 1
+    row = only_message(db)
+    assert (row.status, row.provider_sid) == ("queued", created["sid"])
+
+
 def test_a_rate_limit_outage_frees_the_offer_for_a_later_pass(db, live: Settings,
                                                              fake_twilio: FakeTwilio) -> None:
     """Before: the row became 'failed', kept the unique key, and every later pass skipped the
@@ -83,12 +97,13 @@ def test_a_server_error_outage_is_checked_with_twilio_then_retried(db, live: Set
     fake_twilio.script(*["500"] * (live.notifications.max_retries + 1))
     first = send_offers(db, live)
     assert (first.deferred, first.failed, first.unknown) == (1, 0, 0)
-    assert len(fake_twilio.lists()) == 1  # asked Twilio at once: nothing there
+    # asked Twilio before each retry and once more at the end: nothing there
+    assert len(fake_twilio.lists()) == live.notifications.max_retries + 1
     row = only_message(db)
     assert (row.status, row.error_code, row.provider_sid) == ("retry", "20500", None)
     second = send_offers(db, live, now=datetime.now(UTC) + timedelta(hours=1))
     assert (second.sent, second.reconciled) == (1, 0)
-    assert len(fake_twilio.lists()) == 2  # asked again before sending
+    assert len(fake_twilio.lists()) == live.notifications.max_retries + 2  # asked again first
     assert len(fake_twilio.created(PHONE)) == 1
     row = only_message(db)
     assert row.status == "queued" and row.provider_sid == fake_twilio.created()[0]["sid"]
@@ -114,7 +129,9 @@ def test_a_server_error_outage_never_sends_twice(db, live: Settings,
     [found] = store.messages_for_customer(db, customer_id="C0002")
     assert (found.status, found.provider_sid) == ("queued", late["sid"])
     assert len(fake_twilio.created()) == 2
-    assert len(fake_twilio.creates()) == 2 * (retries + 1)
+    # PHONE: one create (its 500 was found before any retry); C0002: every attempt
+    assert len(fake_twilio.creates(PHONE)) == 1
+    assert len(fake_twilio.creates()) == 1 + (retries + 1)
 
 
 def test_a_server_error_then_an_outage_is_never_sent_twice(db, live: Settings,
