@@ -16,7 +16,11 @@ A provider outage is not a permanent failure. When Twilio still answers 429 afte
 nothing was created: the claim is released and a later pass sends the message. When a 5xx was
 among the answers Twilio may have created it, so the pass asks Twilio at once (as for a timeout):
 found, it is recorded as sent; not found, the row becomes 'retry', which a later pass claims
-again, asks Twilio once more, and only then sends. A pass that stops (Twilio unreachable) after
+again, asks Twilio once more, and only then sends. Each live pass first asks Twilio about
+every 'retry' row, whether or not its customer is still a target: found, it is recorded (an
+early delivery callback applied, the frequency cap counting it); not found and no longer
+sendable (not a target, opted out, no consent, invalid number), it becomes 'failed' with the
+reason, so no row waits in 'retry' for ever. A pass that stops (Twilio unreachable) after
 a 5xx answer also leaves the row in 'retry', never releases it.
 
 Time is read from a clock at each use, not once per pass: quiet hours are judged just before
@@ -138,6 +142,7 @@ class _OfferPass:
         self.opted_out: set[str] = set()
         self.recent: set[str] = set()
         self.existing: set[str] = set()
+        self.checked: set[int] = set()  # 'retry' rows this pass already asked Twilio about
 
     def now(self) -> datetime:
         return _utc(self.clock())
@@ -173,6 +178,8 @@ class _OfferPass:
         targets = store.load_offer_targets(self.engine, run_id=self.summary.run_id,
                                            classes=classes)
         self.opted_out = store.opted_out_phones(self.engine)
+        if self.sender is not None:  # before the cap and the keys: a found message counts
+            self.reconcile_retries(templates, targets)
         if self.ns.frequency_cap_days:
             since = self.moment - timedelta(days=self.ns.frequency_cap_days)
             self.recent = store.recently_messaged(self.engine, since=since)
@@ -180,6 +187,49 @@ class _OfferPass:
                 for template in templates for target in targets]
         self.existing = store.customers_with_key(self.engine, offer_keys=keys)
         return targets
+
+    def reconcile_retries(self, templates: list[OfferTemplate],
+                          targets: list[store.OfferTarget]) -> None:
+        """Ask Twilio about every 'retry' row, target or not: found, it is recorded with its sid
+        (and any early callback applied); not found and no longer sendable (not a target any
+        more, opted out, no consent, invalid number), it becomes 'failed' with the reason.
+        The rest stay 'retry' for this pass's claims, which do not ask Twilio again."""
+        assert self.sender is not None
+        sendable = {offer_key(template.offer_id, target.customer_id): target
+                    for template in templates for target in targets
+                    if target.customer_class in template.target_classes}
+        for pending in store.retry_rows(self.engine):
+            found = self.sender.find_sent(pending.phone, pending.body, pending.created_at)
+            if found is not None:
+                if store.record_result(self.engine, message_id=pending.id,
+                                       status=found.status or "queued", provider_sid=found.sid,
+                                       now=self.now(), only_if_status=[store.RETRYABLE]):
+                    self.summary.reconciled += 1
+                    log.info("reconciled %s: twilio has it as %s", pending.offer_key, found.sid)
+                continue
+            reason = self.unsendable(sendable.get(pending.offer_key), pending.phone)
+            if reason is None:
+                self.checked.add(pending.id)
+                continue
+            if store.record_result(
+                    self.engine, message_id=pending.id, status="failed", now=self.now(),
+                    error_text=f"not sent: {reason} after 5xx answers, and twilio lists no "
+                    "such message", only_if_status=[store.RETRYABLE]):
+                self.summary.failed += 1
+                log.info("offer %s to %s: %s, twilio has no message; failed",
+                         pending.offer_key, mask_phone(pending.phone), reason)
+
+    def unsendable(self, target: store.OfferTarget | None, phone: str) -> str | None:
+        """Why a 'retry' row can never be sent (a deferral such as quiet hours is no reason)."""
+        if target is None:
+            return "no longer a target of this offer"
+        if phone in self.opted_out:
+            return "opted_out"
+        decision = decide(target, settings=self.ns, now=self.now(), opted_out=self.opted_out,
+                          recently_messaged=set())
+        if decision.reason in ("no_consent", "no_phone", "invalid_number", "opted_out"):
+            return decision.reason
+        return None
 
     def offer(self, template: OfferTemplate, target: store.OfferTarget) -> None:
         key = offer_key(template.offer_id, target.customer_id)
@@ -232,7 +282,8 @@ class _OfferPass:
             return
         _crash_point("after_claim")
         try:
-            if claimed.earlier is not None and self.sent_before(message_id, claimed.earlier):
+            if (claimed.earlier is not None and claimed.earlier.id not in self.checked
+                    and self.sent_before(message_id, claimed.earlier)):
                 return
             if claimed.earlier is not None:
                 store.rewrite_claim(self.engine, message_id=message_id, phone=phone,

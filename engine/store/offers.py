@@ -269,6 +269,18 @@ def stale_sending(engine: Engine, *, older_than: datetime) -> list[PendingMessag
     return [PendingMessage(*row) for row in rows]
 
 
+def retry_rows(engine: Engine) -> list[PendingMessage]:
+    """Every row left in 'retry' (5xx answers, no message listed yet), oldest first."""
+    with session_scope(engine) as session:
+        rows = session.execute(
+            select(MESSAGES.c.id, MESSAGES.c.offer_key, MESSAGES.c.customer_id,
+                   MESSAGES.c.phone, MESSAGES.c.body, MESSAGES.c.created_at)
+            .where(MESSAGES.c.status == RETRYABLE)
+            .order_by(MESSAGES.c.id)
+        ).all()
+    return [PendingMessage(*row) for row in rows]
+
+
 def update_status_by_sid(engine: Engine, *, provider_sid: str, status: str,
                          error_code: str | None, now: datetime) -> bool:
     """Move a message forward to `status`, never backwards: a repeated callback changes nothing."""

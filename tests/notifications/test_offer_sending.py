@@ -155,6 +155,52 @@ def test_a_server_error_then_an_outage_is_never_sent_twice(db, live: Settings,
     assert len(fake_twilio.created()) == 1
 
 
+def test_a_retry_row_of_a_customer_who_opted_out_is_still_reconciled(
+        db, live: Settings, fake_twilio: FakeTwilio) -> None:
+    """Before: a 'retry' row whose customer then opted out was never claimed nor reconciled: it
+    stayed 'retry' for ever, the early 'delivered' callback was never applied and the frequency
+    cap ignored a message that had reached the customer. Now every pass reconciles it first."""
+    publish_run(db, people(1))
+    fake_twilio.script(*["500"] * (live.notifications.max_retries + 1))
+    assert send_offers(db, live).deferred == 1
+    [waiting] = store.all_messages(db)
+    assert waiting.status == "retry"
+    late = fake_twilio._new_message({"To": waiting.phone, "Body": waiting.body})  # listed late
+    assert store.record_status_callback(db, provider_sid=late["sid"], status="delivered",
+                                        error_code=None, now=datetime.now(UTC)) == "kept"
+    store.set_opt_out(db, phone=PHONE, opted_out=True, source="STOP", now=datetime.now(UTC))
+    later = datetime.now(UTC) + timedelta(hours=1)
+    second = send_offers(db, live, now=later)
+    assert (second.sent, second.reconciled) == (0, 1)
+    row = only_message(db)
+    assert (row.status, row.provider_sid) == ("delivered", late["sid"])
+    assert store.early_statuses(db) == []
+    assert "C0001" in store.recently_messaged(db, since=later - timedelta(days=1))
+    assert len(fake_twilio.created()) == 1
+
+
+@pytest.mark.parametrize("gone", ["opted_out", "left_the_class"])
+def test_a_retry_row_that_can_no_longer_be_sent_ends_failed(
+        db, live: Settings, fake_twilio: FakeTwilio, gone: str) -> None:
+    """Before: not found at Twilio and no longer sendable, the row stayed 'retry' for ever.
+    Now the next pass asks Twilio, finds nothing, and records 'failed' with the reason."""
+    publish_run(db, people(1))
+    fake_twilio.script(*["500"] * (live.notifications.max_retries + 1))
+    assert send_offers(db, live).deferred == 1
+    if gone == "opted_out":
+        store.set_opt_out(db, phone=PHONE, opted_out=True, source="STOP", now=datetime.now(UTC))
+    else:
+        publish_run(db, people(1, customer_class="No offer for this class"))
+    second = send_offers(db, live, now=datetime.now(UTC) + timedelta(hours=1))
+    assert (second.sent, second.failed, second.reconciled) == (0, 1, 0)
+    row = only_message(db)
+    assert (row.status, row.provider_sid) == ("failed", None)
+    expected = "opted_out" if gone == "opted_out" else "no longer a target"
+    assert row.error_text is not None and expected in row.error_text
+    assert fake_twilio.created() == []
+    assert send_offers(db, live, now=datetime.now(UTC) + timedelta(days=1)).failed == 0
+
+
 def test_21610_records_opt_out_without_retry(db, live: Settings, fake_twilio: FakeTwilio) -> None:
     publish_run(db, people(1))
     fake_twilio.script("21610")
