@@ -157,9 +157,7 @@ class _OfferPass:
         for pending in store.stale_sending(self.engine, older_than=older_than):
             found = self.sender.find_sent(pending.phone, pending.body, pending.created_at)
             if found is not None:
-                store.record_result(self.engine, message_id=pending.id, status=found.status or
-                                    "queued", provider_sid=found.sid, now=self.now(),
-                                    only_if_status=["sending"])
+                self.record_found(pending.id, found, only_if_status=["sending"])
                 self.summary.reconciled += 1
                 log.info("reconciled %s: twilio has it as %s", pending.offer_key, found.sid)
             else:
@@ -201,9 +199,7 @@ class _OfferPass:
         for pending in store.retry_rows(self.engine):
             found = self.sender.find_sent(pending.phone, pending.body, pending.created_at)
             if found is not None:
-                if store.record_result(self.engine, message_id=pending.id,
-                                       status=found.status or "queued", provider_sid=found.sid,
-                                       now=self.now(), only_if_status=[store.RETRYABLE]):
+                if self.record_found(pending.id, found, only_if_status=[store.RETRYABLE]):
                     self.summary.reconciled += 1
                     log.info("reconciled %s: twilio has it as %s", pending.offer_key, found.sid)
                 continue
@@ -282,10 +278,9 @@ class _OfferPass:
             return
         _crash_point("after_claim")
         try:
-            if (claimed.earlier is not None and claimed.earlier.id not in self.checked
-                    and self.sent_before(message_id, claimed.earlier)):
-                return
-            if claimed.earlier is not None:
+            if claimed.earlier is not None:  # a 'retry' row: ask Twilio first, unless done
+                if claimed.earlier.id not in self.checked and self.sent_before(claimed.earlier):
+                    return
                 store.rewrite_claim(self.engine, message_id=message_id, phone=phone,
                                     body=rendered.body, segments=rendered.count.segments,
                                     run_id=self.summary.run_id, now=self.now())
@@ -305,18 +300,25 @@ class _OfferPass:
         _crash_point("after_send")
         self.apply(message_id, target.customer_id, phone, rendered.body, outcome, claimed_at)
 
-    def sent_before(self, message_id: int, earlier: store.PendingMessage) -> bool:
-        """Whether Twilio has the message of an earlier attempt that ended in 5xx answers."""
+    def sent_before(self, earlier: store.PendingMessage) -> bool:
+        """Whether Twilio has the message of an earlier attempt that ended in 5xx answers (the
+        row taken over keeps its id, so the found message is recorded on `earlier.id`)."""
         assert self.sender is not None
         found = self.sender.find_sent(earlier.phone, earlier.body, earlier.created_at)
         if found is None:
             return False
-        store.record_result(self.engine, message_id=message_id, status=found.status or "queued",
-                            provider_sid=found.sid, now=self.now())
+        self.record_found(earlier.id, found)
         self.summary.reconciled += 1
         log.info("reconciled %s: twilio has the earlier attempt as %s", earlier.offer_key,
                  found.sid)
         return True
+
+    def record_found(self, message_id: int, found: SendOutcome, *,
+                     only_if_status: list[str] | None = None) -> bool:
+        """Record the message Twilio lists for a row: its sid and status."""
+        return store.record_result(self.engine, message_id=message_id,
+                                   status=found.status or "queued", provider_sid=found.sid,
+                                   now=self.now(), only_if_status=only_if_status)
 
     def apply(self, message_id: int, customer_id: str, phone: str, body: str,
               outcome: SendOutcome, claimed_at: datetime) -> None:

@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Engine, Table, and_, delete, func, select, update
+from sqlalchemy import ColumnElement, Engine, Select, Table, and_, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -42,10 +43,10 @@ EARLY: Table = OfferEarlyStatus.__table__  # type: ignore[attr-defined]
 # An early callback whose sid never shows up (a message not sent by Segmint) is dropped after this.
 EARLY_STATUS_KEPT = timedelta(days=7)
 
-# Rows in these states never reached a customer: they do not count towards the frequency cap.
-NOT_DELIVERED_TO_ANYONE = ("dry_run", "failed", "retry")
 # A later pass may claim a row in this state again (reconciling with the provider first).
 RETRYABLE = "retry"
+# Rows in these states never reached a customer: they do not count towards the frequency cap.
+NOT_DELIVERED_TO_ANYONE = ("dry_run", "failed", RETRYABLE)
 # Only these states may be moved forward by a provider status callback, by rank.
 STATUS_RANK = {"sending": 0, "unknown": 0, "queued": 1, "sent": 2,
                "delivered": 3, "undelivered": 3, "failed": 3}
@@ -67,7 +68,8 @@ class OfferTarget:
 
 @dataclass(frozen=True)
 class PendingMessage:
-    """A ledger row left in 'sending' (a pass died between the claim and the provider's answer)."""
+    """A ledger row to reconcile with the provider: left in 'sending' (a pass died between the
+    claim and the provider's answer) or in 'retry' (5xx answers)."""
 
     id: int
     offer_key: str
@@ -88,6 +90,13 @@ class Claim:
 
 class _OptedOut(Exception):
     """Rolls a claim back: the number opted out after the pass read the opt-outs."""
+
+
+def _pending(*where: ColumnElement[bool]) -> Select[Any]:
+    """The PendingMessage columns of the ledger rows matching `where`, oldest first."""
+    return (select(MESSAGES.c.id, MESSAGES.c.offer_key, MESSAGES.c.customer_id,
+                   MESSAGES.c.phone, MESSAGES.c.body, MESSAGES.c.created_at)
+            .where(*where).order_by(MESSAGES.c.id))
 
 
 def latest_published_run(engine: Engine) -> int | None:
@@ -188,9 +197,7 @@ def _take_over_retry(engine: Engine, *, offer_key: str, phone: str, now: datetim
     """Claim the key's 'retry' row (compare-and-swap to 'sending', stamped now), if it has one."""
     with session_scope(engine) as session:
         found = session.execute(
-            select(MESSAGES.c.id, MESSAGES.c.offer_key, MESSAGES.c.customer_id,
-                   MESSAGES.c.phone, MESSAGES.c.body, MESSAGES.c.created_at)
-            .where(MESSAGES.c.offer_key == offer_key, MESSAGES.c.status == RETRYABLE)
+            _pending(MESSAGES.c.offer_key == offer_key, MESSAGES.c.status == RETRYABLE)
         ).first()
     if found is None:
         return Claim(None, "already_sent")
@@ -261,10 +268,7 @@ def release_claim(engine: Engine, *, message_id: int) -> None:
 def stale_sending(engine: Engine, *, older_than: datetime) -> list[PendingMessage]:
     with session_scope(engine) as session:
         rows = session.execute(
-            select(MESSAGES.c.id, MESSAGES.c.offer_key, MESSAGES.c.customer_id,
-                   MESSAGES.c.phone, MESSAGES.c.body, MESSAGES.c.created_at)
-            .where(MESSAGES.c.status == "sending", MESSAGES.c.created_at < older_than)
-            .order_by(MESSAGES.c.id)
+            _pending(MESSAGES.c.status == "sending", MESSAGES.c.created_at < older_than)
         ).all()
     return [PendingMessage(*row) for row in rows]
 
@@ -272,12 +276,7 @@ def stale_sending(engine: Engine, *, older_than: datetime) -> list[PendingMessag
 def retry_rows(engine: Engine) -> list[PendingMessage]:
     """Every row left in 'retry' (5xx answers, no message listed yet), oldest first."""
     with session_scope(engine) as session:
-        rows = session.execute(
-            select(MESSAGES.c.id, MESSAGES.c.offer_key, MESSAGES.c.customer_id,
-                   MESSAGES.c.phone, MESSAGES.c.body, MESSAGES.c.created_at)
-            .where(MESSAGES.c.status == RETRYABLE)
-            .order_by(MESSAGES.c.id)
-        ).all()
+        rows = session.execute(_pending(MESSAGES.c.status == RETRYABLE)).all()
     return [PendingMessage(*row) for row in rows]
 
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import live_settings, people, publish_run, write_config
+from conftest import leave_stale_claim, live_settings, people, publish_run, write_config
 from fake_twilio import FakeTwilio
 
 from engine.store import offers as store
@@ -164,9 +164,7 @@ def test_a_list_outage_while_reconciling_is_a_one_line_error(tmp_path: Path, db,
     """Before: a traceback ending in twilio's 'Unable to fetch page'."""
     config = write_config(tmp_path)
     publish_run(db, people(2))
-    store.claim_offer(db, offer_key="vip-thanks:C0001", offer_id="vip-thanks",
-                      customer_id="C0001", run_id=None, phone="+447400123401", body="x",
-                      segments=1, status="sending", now=datetime.now(UTC) - timedelta(days=1))
+    leave_stale_claim(db)
     fake_twilio.script_list(*["429"] * 10)
     result = run_segmint("--config", str(config), "send-offers", cwd=tmp_path,
                          env=cli_env(db_url, fake_twilio))

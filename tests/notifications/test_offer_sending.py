@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import Person, live_settings, people, publish_run, settings_for
+from conftest import Person, leave_stale_claim, live_settings, people, publish_run, settings_for
 from fake_twilio import FakeTwilio
 
 from engine.ingest import ingest_file
@@ -310,13 +310,6 @@ def test_messaging_service_sid_is_used_when_set(tmp_path: Path, db, db_url: str,
     assert send_offers(db, settings_for(tmp_path, db_url, env)).sent == 1
     [request] = fake_twilio.creates()
     assert request.form["MessagingServiceSid"] == "MG" + "1" * 32 and "From" not in request.form
-
-
-def leave_stale_claim(db, customer_id: str = "C0001", phone: str = PHONE) -> None:  # type: ignore[no-untyped-def]
-    """A 'sending' row from a pass that died a day ago (the next pass reconciles it first)."""
-    store.claim_offer(db, offer_key=f"vip-thanks:{customer_id}", offer_id="vip-thanks",
-                      customer_id=customer_id, run_id=None, phone=phone, body="x", segments=1,
-                      status="sending", now=datetime.now(UTC) - timedelta(days=1))
 
 
 def test_reconciling_retries_a_transient_list_error(db, live: Settings,
