@@ -26,7 +26,7 @@ from sqlalchemy import Engine
 
 from engine.classes import CLASSES, classify
 from engine.clustering import cluster_customers
-from engine.errors import SegmintError
+from engine.errors import SegmintError, one_line
 from engine.profiles import cluster_profiles
 from engine.rfm import (
     REQUIRED_LINE_COLUMNS,
@@ -184,11 +184,6 @@ def segment(lines: pd.DataFrame, customers: pd.DataFrame | None, settings: Setti
     )
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return text if isinstance(exc, SegmintError) else f"{type(exc).__name__}: {text}".rstrip(": ")
-
-
 def execute_run(engine: Engine, settings: Settings, *, as_of: date | None = None,
                 since: date | None = None, until: date | None = None,
                 k: int | Literal["auto"] | None = None, progress: bool = False) -> int:
@@ -232,7 +227,7 @@ def execute_run(engine: Engine, settings: Settings, *, as_of: date | None = None
         run_store.save_results(engine, run_id=run_id, result=result)
         log.log(level, "write: %.2fs", time.perf_counter() - write_start)
     except BaseException as exc:
-        message = _one_line(exc) or type(exc).__name__
+        message = one_line(exc)
         run_store.mark_failed(engine, run_id=run_id, error=message)
         log.log(level, "run %d failed: %s", run_id, message)
         if isinstance(exc, Exception):

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from engine.errors import SegmintError
+from engine.errors import SegmintError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -182,8 +182,7 @@ def _read_xlsx(path: Path) -> pd.DataFrame:
         return pd.read_excel(path, sheet_name=0, dtype=str, keep_default_na=False, na_values=[],
                              engine="openpyxl")
     except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise IngestError(f"{path}: not a readable XLSX workbook: {detail}") from None
+        raise IngestError(f"{path}: not a readable XLSX workbook: {first_line(exc)}") from None
     except Exception as exc:  # noqa: BLE001 - openpyxl raises assorted types for corrupt files
         raise IngestError(f"{path}: not a readable XLSX workbook: {type(exc).__name__}") from None
 
@@ -192,8 +191,7 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     try:
         return pd.read_parquet(path)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError, ...
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise IngestError(f"{path}: not a readable Parquet file: {detail}") from None
+        raise IngestError(f"{path}: not a readable Parquet file: {first_line(exc)}") from None
 
 
 @cache

@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from engine.errors import SegmintError
+from engine.errors import SegmintError, one_line
 from engine.settings import Settings, load_settings
 from engine.store.db import DataRefused, StoreError, check_connection
 from engine.store.jobs import close_abandoned, finish_job, fresh_data_reason, start_job
@@ -134,11 +134,11 @@ def pick_up_inbox(engine: Engine, settings: Settings) -> Outcome:
         except (StoreError, OSError) as exc:
             if not isinstance(exc, DataRefused):
                 raise  # the machine or the database, not the file: nothing counted
-            files.append(_load_failed(inbox, failed, path, _one_line(exc)))
+            files.append(_load_failed(inbox, failed, path, one_line(exc)))
             continue
         except Exception as exc:  # noqa: BLE001 - counted per file, see the docstring
             check_connection(engine)  # unreachable: StoreError fails the step, nothing counted
-            files.append(_load_failed(inbox, failed, path, _one_line(exc)))
+            files.append(_load_failed(inbox, failed, path, one_line(exc)))
             continue
         _forget_attempts(inbox, path)
         _move(path, processed)
@@ -155,11 +155,6 @@ def pick_up_inbox(engine: Engine, settings: Settings) -> Outcome:
         "files": files, "loaded": loaded,
         "failed": sum(f["outcome"] == "failed" for f in files),
         "retry": sum(f["outcome"] == "retry" for f in files)})
-
-
-def _one_line(exc: BaseException) -> str:
-    text = (str(exc).strip().splitlines() or [""])[0]
-    return text if isinstance(exc, SegmintError) else f"{type(exc).__name__}: {text}".rstrip(": ")
 
 
 # Failed loads are counted per file in inbox/.attempts/<name>.json (a hidden folder, so never

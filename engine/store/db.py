@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session, create_engine
 
-from engine.errors import SegmintError
+from engine.errors import SegmintError, first_line
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -101,7 +101,7 @@ def database_error(engine: Engine, exc: BaseException) -> StoreError:
     """A one-line StoreError naming the database (password hidden) and the driver's reason;
     DataRefused when the database refused the data."""
     orig = getattr(exc, "orig", None) or exc
-    reason = (str(orig).strip().splitlines() or [type(orig).__name__])[0][:300]
+    reason = first_line(orig)[:300]
     refused = any(cls.__name__ in _DATA_ERRORS
                   for error in (exc, orig) for cls in type(error).__mro__)
     return (DataRefused if refused else StoreError)(
@@ -117,7 +117,7 @@ def check_connection(engine: Engine) -> None:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        reason = first_line(exc.orig or exc)
         raise StoreError(f"database {describe(str(engine.url))} is unreachable: {reason}") from None
 
 

@@ -35,6 +35,7 @@ import pandas as pd
 import pyarrow as pa
 from sqlalchemy import Connection
 
+from engine.errors import first_line
 from engine.store.db import StoreError
 from engine.store.lines import STAGED_LINE_COLUMNS, ProgressCallback, StagedFile, timestamp_array
 
@@ -134,9 +135,8 @@ class SqliteStaging:
         try:
             self._staged[group.number].result()
         except (OSError, AdbcError) as exc:
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StoreError(f"staging the lines in the scratch folder {group.path.parent} "
-                             f"failed: {text}") from exc
+                             f"failed: {first_line(exc)}") from exc
 
     def insert_lines(self, connection: Connection, file_index: int, source_id: int,
                      on_progress: ProgressCallback | None) -> int:
