@@ -69,8 +69,8 @@ def run_window(run: dict[str, Any]) -> tuple[date | None, date | None]:
     return run.get("since"), until
 
 
-def bounded_window(filters: Filters, since: date | None, until: date | None
-             ) -> tuple[date | None, date | None]:
+def bounded_window(filters: Filters, since: date | None,
+                   until: date | None) -> tuple[date | None, date | None]:
     """The filter's bounds with the defaults for the missing one; a lone bound beyond the other
     default (since after the data's end, until before its start) makes a one-day window at that
     bound, an empty one, instead of a backwards window such as '2030-01-01 – 2011-12-09'."""

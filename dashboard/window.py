@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Hashable, Mapping, Sequence
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ import pandas as pd
 
 from engine.classes import classify
 from engine.clustering import feature_frame, scale_features
+from engine.pipeline import window_lines
 from engine.rfm import rfm_segments
 from engine.settings import Settings
 from engine.store.aggregates import SEGMENT_COLUMNS
@@ -62,15 +63,9 @@ def window_segments(history: pd.DataFrame, customers: pd.DataFrame | None, *,
     last line, as for `segmint run --since --until`.
     """
     codes = list(settings.ingest.non_product_codes)
-    if until is not None:
-        after = history["ts"] >= pd.Timestamp(until + timedelta(days=1))
-        history = history[~after] if after.any() else history
-    window = history if since is None else history[history["ts"] >= pd.Timestamp(since)]
-    if window.empty or not window["customer_id"].notna().any():
+    history, window, as_of = window_lines(history, as_of=None, since=since, until=until)
+    if as_of is None or not window["customer_id"].notna().any():
         return pd.DataFrame(columns=SEGMENT_COLUMNS)
-    # As `segmint run --since --until`: the day after the window's last line, whatever until
-    # says (a window that ends on a day without sales is scored from its last sale).
-    as_of = window["ts"].max().date() + timedelta(days=1)
     segments = rfm_segments(window, as_of=as_of, settings=settings.rfm, non_product_codes=codes)
     if segments.empty:
         return pd.DataFrame(columns=SEGMENT_COLUMNS)

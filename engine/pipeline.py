@@ -92,9 +92,10 @@ def _keep(frame: pd.DataFrame, mask: pd.Series) -> pd.DataFrame:
     return frame if bool(mask.all()) else frame[mask]
 
 
-def _window(lines: pd.DataFrame, *, as_of: date | None, since: date | None,
-            until: date | None) -> tuple[pd.DataFrame, pd.DataFrame, date]:
-    """(history up to the window's end, the window's lines, as_of)."""
+def window_lines(lines: pd.DataFrame, *, as_of: date | None, since: date | None,
+                 until: date | None) -> tuple[pd.DataFrame, pd.DataFrame, date | None]:
+    """(history up to the window's end, the window's lines, as_of); as_of None only when the
+    window is empty. The dashboard's recomputed windows use it too, so they match a run."""
     if as_of is not None and until is not None and until >= as_of:
         raise RunError(f"--until {until} must be before --as-of {as_of}")
     if since is not None and until is not None and since > until:
@@ -104,10 +105,7 @@ def _window(lines: pd.DataFrame, *, as_of: date | None, since: date | None,
     # already loads the lines up to the window's end, and the frame is the run's largest object).
     history = lines if end is None else _keep(lines, lines["ts"] < pd.Timestamp(end))
     window = history if since is None else _keep(history, history["ts"] >= pd.Timestamp(since))
-    if window.empty:
-        raise RunError(f"no transaction lines in the window {since or 'start'} .. "
-                       f"{until or (as_of - timedelta(days=1) if as_of else 'end')}")
-    if as_of is None:
+    if as_of is None and not window.empty:
         as_of = window["ts"].max().date() + timedelta(days=1)
     return history, window, as_of
 
@@ -121,7 +119,10 @@ def segment(lines: pd.DataFrame, customers: pd.DataFrame | None, settings: Setti
     stages = _Stages(logging.INFO if progress else logging.DEBUG)
     seed = settings.clustering.seed if seed is None else seed
     codes = list(settings.ingest.non_product_codes)
-    history, window, as_of = _window(lines, as_of=as_of, since=since, until=until)
+    history, window, as_of = window_lines(lines, as_of=as_of, since=since, until=until)
+    if window.empty or as_of is None:
+        raise RunError(f"no transaction lines in the window {since or 'start'} .. "
+                       f"{until or (as_of - timedelta(days=1) if as_of else 'end')}")
 
     from engine.baskets import CodedLines  # here: it loads mlxtend, which only a run needs
 

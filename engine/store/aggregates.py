@@ -441,6 +441,7 @@ def customer_profile(*, engine: Engine, customer_id: str,
         has_lines = connection.execute(
             select(func.count()).select_from(LINES).where(LINES.c.customer_id == customer_id)
         ).scalar_one()
+        contact = connection.execute(_contact(customer_id)).first()
     if customer is None and result is None and not has_lines:
         return None
     profile: dict[str, Any] = {"customer_id": customer_id}
@@ -448,7 +449,7 @@ def customer_profile(*, engine: Engine, customer_id: str,
         profile.update({key: customer[key] for key in ("first_name", "country", "signup_date",
                                                       "sms_consent", "phone_status")})
         profile["phone"] = mask_phone(customer["phone"])
-        profile["opt_out"] = customer_contact(engine=engine, customer_id=customer_id)[2]
+        profile["opt_out"] = contact[2] if contact is not None else None
     if result is not None:
         profile.update({key: result[key] for key in SEGMENT_COLUMNS + ["rfm_grid_segment"]})
     return profile
@@ -458,16 +459,19 @@ def customer_contact(*, engine: Engine, customer_id: str) -> tuple[bool, str, st
     """(SMS consent, phone status, how the number opted out or None): what decides whether an
     offer may go to the customer, read fresh (webhooks and the sender change it between runs).
     """
-    statement = (
-        select(CUSTOMERS.c.sms_consent, CUSTOMERS.c.phone_status, OPT_OUTS.c.source)
-        .select_from(CUSTOMERS.outerjoin(OPT_OUTS, (OPT_OUTS.c.phone == CUSTOMERS.c.phone)
-                                         & OPT_OUTS.c.opted_out.is_(True)))
-        .where(CUSTOMERS.c.customer_id == customer_id))
     with engine.connect() as connection:
-        row = connection.execute(statement).first()
+        row = connection.execute(_contact(customer_id)).first()
     if row is None:
         return False, "unknown", None
     return bool(row[0]), str(row[1] or "unknown"), row[2]
+
+
+def _contact(customer_id: str) -> Select[Any]:
+    """The customer's SMS consent, phone status and opt-out source (None if not opted out)."""
+    return (select(CUSTOMERS.c.sms_consent, CUSTOMERS.c.phone_status, OPT_OUTS.c.source)
+            .select_from(CUSTOMERS.outerjoin(OPT_OUTS, (OPT_OUTS.c.phone == CUSTOMERS.c.phone)
+                                             & OPT_OUTS.c.opted_out.is_(True)))
+            .where(CUSTOMERS.c.customer_id == customer_id))
 
 
 def customer_purchases(*, engine: Engine, customer_id: str, limit: int = 50) -> pd.DataFrame:
