@@ -32,15 +32,12 @@ from mlxtend.frequent_patterns.fpcommon import FPNode, FPTree
 from mlxtend.frequent_patterns.fpgrowth import fpg_step
 from scipy import sparse
 
+from engine.columns import RULE_COLUMNS
 from engine.rfm import codes_of, require_columns, text_codes
 from engine.settings import BasketSettings
 
 log = logging.getLogger(__name__)
 
-RULE_COLUMNS = [
-    "cluster", "antecedents", "consequents",
-    "support", "confidence", "lift", "leverage", "conviction", "zhangs_metric",
-]
 METRICS = RULE_COLUMNS[3:]
 LINE_COLUMNS = ("invoice", "stock_code", "customer_id", "is_return")
 

@@ -1,8 +1,8 @@
 """Ingest: a transactions file (and optionally a customers file) into the store, all or nothing.
 
 Reading, checking and normalising happen in memory first; only a file that can be loaded reaches
-the database, in one transaction (engine.store.lines.write_files). Rows that cannot be used are
-written to a rejects report with their line number and reason; they never fail the file.
+the database, in one transaction (engine.store.lines_write.write_files). Rows that cannot be used
+are written to a rejects report with their line number and reason; they never fail the file.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Engine
 
+from engine.columns import STAGED_LINE_COLUMNS
 from engine.customers_file import stage_customers
 from engine.readers import (
     IngestError,
@@ -30,13 +31,9 @@ from engine.readers import (
     whole_number_ids,
 )
 from engine.settings import IngestMapping, Settings
-from engine.store.lines import (
-    LINE_TABLE,
-    STAGED_LINE_COLUMNS,
-    StagedFile,
-    find_loaded_file,
-    write_files,
-)
+from engine.store.lines_write import find_loaded_file, write_files
+from engine.store.staged import StagedFile
+from engine.store.tables import LINES
 
 __all__ = ["IngestError", "IngestSummary", "PRESETS", "ingest_file"]
 
@@ -127,7 +124,7 @@ def ingest_file(engine: Engine, settings: Settings, path: str | Path, *, preset:
 
     sha256 = file_sha256(transactions_path)
     file_format(transactions_path)
-    earlier = find_loaded_file(engine, sha256=sha256)
+    earlier = find_loaded_file(engine=engine, sha256=sha256)
     chosen: Preset | None = None
     if earlier is None:
         raw = read_file(transactions_path, sha256)
@@ -152,7 +149,7 @@ def ingest_file(engine: Engine, settings: Settings, path: str | Path, *, preset:
     flagged = 0
     if customers is not None:
         customers_sha256 = file_sha256(Path(customers))
-        if find_loaded_file(engine, sha256=customers_sha256) is None:
+        if find_loaded_file(engine=engine, sha256=customers_sha256) is None:
             raw_customers = read_file(Path(customers), customers_sha256)
             customers_file, customer_rejects, flagged = stage_customers(
                 raw_customers, default_region=settings.notifications.default_region)
@@ -202,7 +199,7 @@ def _write_with_progress(engine: Engine, staged: list[StagedFile], batch_size: i
 
     with tqdm(total=total, unit="line", unit_scale=True, disable=not progress or total == 0,
               desc="loading", leave=False) as bar:
-        write_files(engine, files=staged, batch_size=batch_size, on_progress=bar.update)
+        write_files(engine=engine, files=staged, batch_size=batch_size, on_progress=bar.update)
 
 
 def _write_report(settings: Settings, staged: StagedFile, rejects: pd.DataFrame) -> str | None:
@@ -322,8 +319,8 @@ TEXT_FIELDS = ("invoice", "stock_code", "description", "customer_id", "country")
 # its line a rejected line here, so SQLite (which would keep it) and PostgreSQL (which would
 # refuse the whole file) load the same lines.
 FIELD_WIDTHS: dict[str, int] = {
-    name: LINE_TABLE.c[name].type.length for name in TEXT_FIELDS
-    if getattr(LINE_TABLE.c[name].type, "length", None)}
+    name: getattr(LINES.c[name].type, "length", 0) for name in TEXT_FIELDS
+    if getattr(LINES.c[name].type, "length", None)}
 
 
 def _normalise(raw: RawFile, preset: Preset

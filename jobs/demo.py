@@ -96,7 +96,7 @@ def run_demo(settings: Settings, *, config_path: str | None, port: int | None = 
              interval: int = 60, customers: int = 2000) -> int:
     """Prepare everything, then supervise scheduler + dashboard until a signal; exit status."""
     engine = get_engine(settings.database_url, settings.database.echo)
-    click.echo(f"database: {describe(settings.database_url)} at revision {init_db(engine)}")
+    click.echo(f"database: {describe(settings.database_url)} at revision {init_db(engine=engine)}")
     transactions, customers_file = prepare_data(settings, customers=customers)
     from engine.ingest import ingest_file
 

@@ -39,7 +39,7 @@ class Context:
 
         db = get_engine(self.settings.database_url, self.settings.database.echo)
         if require_schema:
-            check_schema(db)
+            check_schema(engine=db)
         return db
 
 
@@ -86,7 +86,7 @@ def init_db_command(context: Context) -> None:
     from engine.store import describe, init_db
 
     db = context.engine(require_schema=False)
-    revision = init_db(db)
+    revision = init_db(engine=db)
     click.echo(f"database {describe(context.settings.database_url)} at revision {revision}")
 
 
@@ -117,7 +117,7 @@ def run_command(context: Context, as_of: str | None, since: str | None, until: s
     db = context.engine()
     # The scheduler's segment job takes the same lock: never two runs at once (LockBusy is a
     # one-line error naming the holder).
-    with job_lock(db, "segment", holder="cli run",
+    with job_lock(engine=db, name="segment", holder="cli run",
                   ttl_seconds=context.settings.scheduler.lock_ttl_seconds):
         run_id = execute_run(db, context.settings, as_of=parse_date(as_of, "--as-of"),
                              since=parse_date(since, "--since"),
@@ -135,7 +135,7 @@ def runs_command(context: Context, as_json: bool) -> None:
 
     from engine.store.runs import list_runs
 
-    runs = list_runs(context.engine())
+    runs = list_runs(engine=context.engine())
     rows = [_run_row(run) for run in runs.to_dict(orient="records")]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -182,8 +182,8 @@ def export_command(context: Context, kind: str, run_ref: str, from_ref: str | No
                    to_ref: str | None, output: str | None) -> None:
     """CSV of a run's segments, rules, recommendations, profiles, or the class transitions
     between two runs (--from RUN --to RUN)."""
-    from engine.classes import class_transitions
     from engine.exports import write_csv
+    from engine.store import results as result_store
     from engine.store import runs as run_store
 
     db = context.engine()
@@ -191,16 +191,15 @@ def export_command(context: Context, kind: str, run_ref: str, from_ref: str | No
         if from_ref is None:
             raise click.UsageError("export transitions needs --from RUN (and --to RUN, "
                                    "default latest)")
-        before = run_store.resolve_run(db, from_ref)
-        after = run_store.resolve_run(db, to_ref or run_ref)
-        frame = class_transitions(run_store.read_classes(db, run_id=before),
-                                  run_store.read_classes(db, run_id=after))
+        before = run_store.resolve_run(engine=db, ref=from_ref)
+        after = run_store.resolve_run(engine=db, ref=to_ref or run_ref)
+        frame = result_store.transitions(engine=db, from_run=before, to_run=after)
     else:
-        run_id = run_store.resolve_run(db, run_ref)
-        reader = {"segments": run_store.read_segments, "rules": run_store.read_rules,
-                  "recommendations": run_store.read_recommendations,
-                  "profiles": run_store.read_profiles}[kind]
-        frame = reader(db, run_id=run_id)
+        run_id = run_store.resolve_run(engine=db, ref=run_ref)
+        reader = {"segments": result_store.read_segments, "rules": result_store.read_rules,
+                  "recommendations": result_store.read_recommendations,
+                  "profiles": result_store.read_profiles}[kind]
+        frame = reader(engine=db, run_id=run_id)
     if output is None:
         write_csv(kind, frame, sys.stdout)
         return
@@ -302,7 +301,7 @@ def jobs_command(context: Context, as_json: bool, limit: int) -> None:
              "started": row.started_at.isoformat(timespec="seconds"),
              "finished": row.finished_at.isoformat(timespec="seconds") if row.finished_at
              else None, "status": row.status, "error": row.error, "run_id": row.run_id,
-             "details": row.details} for row in list_jobs(context.engine(), limit=limit)]
+             "details": row.details} for row in list_jobs(engine=context.engine(), limit=limit)]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -399,17 +398,18 @@ def users_list_command(context: Context) -> None:
 def evaluate_command(context: Context, cutoff: str | None) -> None:
     """Recommendation quality on a time split: Segmint vs a global-popularity baseline."""
     from engine.evaluate import default_cutoff, evaluate
-    from engine.store.lines import load_customers, load_lines
+    from engine.store.customers import load_customers
+    from engine.store.lines_read import load_lines
 
     settings = context.settings
     chosen = parse_date(cutoff, "--cutoff") or settings.evaluate.cutoff
     db = context.engine()
-    lines = load_lines(db)
+    lines = load_lines(engine=db)
     if lines.empty:
         raise SegmintError("no transaction lines in the database; run `segmint ingest PATH` first")
     if chosen is None:
         chosen = default_cutoff(lines)
-    result = evaluate(lines, load_customers(db), settings, chosen)
+    result = evaluate(lines, load_customers(engine=db), settings, chosen)
     click.echo(f"cutoff {result.cutoff}: {result.n_customers} customers evaluated "
                f"({result.n_train_customers} in the training run; the others bought nothing new "
                f"after the cutoff)")

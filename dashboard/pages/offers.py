@@ -10,14 +10,14 @@ from dash import html
 
 from dashboard import components, context, ids
 from dashboard.figures import offer_status_figure
-from engine.store import aggregates
+from engine.store import offers as offer_store
 
 dash.register_page(__name__, path="/offers", name="Offers", title="Segmint · Offers", order=5)
 
 
 def layout(**_kwargs: Any) -> html.Div:
     header = components.page_header("Offers", "Offer SMS sent to customers and what became of them")
-    summary = aggregates.offer_summary(engine=context.engine())
+    summary = offer_store.offer_summary(engine=context.engine())
     rate = summary["delivery_rate"]
     cards = dbc.Row([
         components.kpi_card("Messages", f"{summary['total']:,}", "offers-total",
