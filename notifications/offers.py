@@ -1,6 +1,7 @@
 """One offer pass over the latest published run: who gets which offer, exactly once.
 
-Exactly-once rests on the ledger (engine/store/offers.py): the offer_message row with the unique
+Exactly-once rests on the ledger (engine/store/offers.py; its statuses are engine.ledger's
+LedgerStatus): the offer_message row with the unique
 offer_key `<offer_id>:<customer_id>` is inserted with status 'sending' and committed BEFORE the
 provider is called, then updated with Twilio's sid and status. A second process that reaches the
 same key loses on the unique constraint and skips ('already_sent').

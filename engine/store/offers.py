@@ -220,21 +220,21 @@ def _take_over_retry(engine: Engine, *, offer_key: str, phone: str, now: datetim
 def rewrite_claim(*, engine: Engine, message_id: int, phone: str, body: str, segments: int,
                   run_id: int | None, now: datetime) -> None:
     """A taken-over 'retry' row gets this pass's message before it is sent."""
-    with engine.begin() as connection:
-        connection.execute(
-            update(MESSAGES).where(MESSAGES.c.id == message_id,
-                                   MESSAGES.c.status == Status.SENDING)
-            .values(phone=phone, body=body, segments=segments, run_id=run_id, updated_at=now))
+    _update(engine, MESSAGES.c.id == message_id, MESSAGES.c.status == Status.SENDING,
+            phone=phone, body=body, segments=segments, run_id=run_id, updated_at=now)
 
 
 def refresh_dry_run(*, engine: Engine, offer_key: str, body: str, segments: int,
                     phone: str, now: datetime) -> None:
     """A repeated dry run re-renders its row instead of claiming a new one."""
+    _update(engine, MESSAGES.c.offer_key == offer_key, MESSAGES.c.status == Status.DRY_RUN,
+            body=body, segments=segments, phone=phone, created_at=now, updated_at=now)
+
+
+def _update(engine: Engine, *where: ColumnElement[bool], **values: object) -> None:
+    """Set `values` on the ledger rows matching `where`, in a transaction of its own."""
     with engine.begin() as connection:
-        connection.execute(
-            update(MESSAGES).where(MESSAGES.c.offer_key == offer_key,
-                                   MESSAGES.c.status == Status.DRY_RUN)
-            .values(body=body, segments=segments, phone=phone, created_at=now, updated_at=now))
+        connection.execute(update(MESSAGES).where(*where).values(**values))
 
 
 def record_result(*, engine: Engine, message_id: int, status: str, now: datetime,

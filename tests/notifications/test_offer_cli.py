@@ -30,13 +30,18 @@ def cli_env(db_url: str, fake: FakeTwilio | None = None, **extra: str) -> dict[s
     return env
 
 
-def run_crashing(point: str, config: Path, cwd: Path,
-                 env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """`segmint send-offers` in a child process that dies at `point` (tests/notifications/
-    crash_send.py patches the send path; production has no such hook)."""
-    return subprocess.run(
+def crash_a_pass(point: str, tmp_path: Path, db, db_url: str,  # type: ignore[no-untyped-def]
+                 fake_twilio: FakeTwilio) -> None:
+    """Three customers published, then `segmint send-offers` in a child process that dies at
+    `point` (tests/notifications/crash_send.py patches the send path; production has no such
+    hook)."""
+    config = write_config(tmp_path)
+    publish_run(db, people(3))
+    result = subprocess.run(
         [sys.executable, str(CRASH_SEND), point, "--config", str(config), "send-offers"],
-        cwd=cwd, env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
+        cwd=tmp_path, env={**os.environ, **cli_env(db_url, fake_twilio)}, capture_output=True,
+        text=True, timeout=300)
+    assert result.returncode == CRASH_EXIT_STATUS, result.stderr
 
 
 def summary_count(stdout: str, label: str) -> int:
@@ -105,10 +110,7 @@ def test_provider_problems_are_one_line_errors(tmp_path: Path, db, db_url: str,
 
 def test_crash_after_the_claim_is_reconciled_not_resent(tmp_path: Path, db, db_url: str,
                                                         fake_twilio: FakeTwilio) -> None:
-    config = write_config(tmp_path)
-    publish_run(db, people(3))
-    result = run_crashing("after_claim", config, tmp_path, cli_env(db_url, fake_twilio))
-    assert result.returncode == CRASH_EXIT_STATUS, result.stderr
+    crash_a_pass("after_claim", tmp_path, db, db_url, fake_twilio)
     assert fake_twilio.creates() == []
     [crashed] = ledger.all_messages(db)
     assert crashed.status == "sending"
@@ -130,10 +132,7 @@ def test_crash_after_the_claim_is_reconciled_not_resent(tmp_path: Path, db, db_u
 
 def test_crash_after_the_send_finds_the_message_at_twilio(tmp_path: Path, db, db_url: str,
                                                           fake_twilio: FakeTwilio) -> None:
-    config = write_config(tmp_path)
-    publish_run(db, people(3))
-    result = run_crashing("after_send", config, tmp_path, cli_env(db_url, fake_twilio))
-    assert result.returncode == CRASH_EXIT_STATUS, result.stderr
+    crash_a_pass("after_send", tmp_path, db, db_url, fake_twilio)
     [sent] = fake_twilio.created()
     live = live_settings(tmp_path, db_url, fake_twilio)
     later = send_offers(db, live, now=datetime.now(UTC) + reconcile_grace(live) + timedelta(1))
