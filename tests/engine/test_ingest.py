@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from engine.ingest import PRESETS, IngestError, ingest_file, stage_lines
-from engine.readers import read_file
+from engine.ingest import PRESETS, IngestError, ingest_file
+from engine.ingest.readers import read_file
+from engine.ingest.transactions import stage_lines
 from engine.store.lines import count_rows, load_customers, load_lines
 from tests.conftest import make_settings
 
