@@ -149,7 +149,7 @@ def runs_command(context: Context, as_json: bool) -> None:
                    .rstrip())
 
 
-def _run_row(run: dict[str, Any]) -> dict[str, Any]:
+def _run_row(run: dict[Any, Any]) -> dict[str, Any]:
     """A run for display: ISO timestamps (UTC, seconds), window as 'since..until'."""
     def stamp(value: Any) -> str | None:
         return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None and value == value \
@@ -280,7 +280,8 @@ def scheduler_command(ctx: click.Context, interval: int | None) -> None:
     """The APScheduler process: inbox pick-up, segmentation runs, offers (until SIGTERM)."""
     from jobs.scheduler import run_scheduler
 
-    context: Context = ctx.find_object(Context)
+    context = ctx.find_object(Context)
+    assert context is not None  # cli() made it
     config_path = ctx.find_root().params.get("config_path")
     status = run_scheduler(context.settings, context.engine(), config_path=config_path,
                            interval=interval)
@@ -298,7 +299,7 @@ def jobs_command(context: Context, as_json: bool, limit: int) -> None:
 
     from engine.store.jobs import list_jobs
 
-    rows = [{"id": row.id, "job": row.job_id, "trigger": row.trigger,
+    rows: list[dict[str, Any]] = [{"id": row.id, "job": row.job_id, "trigger": row.trigger,
              "started": row.started_at.isoformat(timespec="seconds"),
              "finished": row.finished_at.isoformat(timespec="seconds") if row.finished_at
              else None, "status": row.status, "error": row.error, "run_id": row.run_id,
@@ -328,9 +329,10 @@ def jobs_command(context: Context, as_json: bool, limit: int) -> None:
 @click.pass_context
 def demo_command(ctx: click.Context, port: int | None, interval: int, n_customers: int) -> None:
     """Sample data, init-db, ingest, one run, a demo login, then scheduler + dashboard."""
-    from jobs.demo import run_demo
+    from segmint.demo import run_demo
 
-    context: Context = ctx.find_object(Context)
+    context = ctx.find_object(Context)
+    assert context is not None  # cli() made it
     config_path = ctx.find_root().params.get("config_path")
     ctx.exit(run_demo(context.settings, config_path=config_path, port=port, interval=interval,
                       customers=n_customers))
