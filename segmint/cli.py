@@ -1,7 +1,10 @@
 """The `segmint` command line: parses arguments, builds the settings once, calls the packages.
 
-Each command imports its implementation lazily so `segmint --help` stays fast. Expected failures
-(SegmintError and its subclasses) end with one line on stderr and exit status 1, no traceback.
+Each command imports its implementation lazily, and the settings are read only when a command
+asks for them, so `segmint --help` imports click alone and a command that computes nothing
+(`runs`, `jobs`, `users`, `export`) no analytics library (tests/segmint/test_cli_imports.py).
+Expected failures (SegmintError and its subclasses) end with one line on stderr and exit status
+1, no traceback.
 """
 
 from __future__ import annotations
@@ -10,12 +13,14 @@ import logging
 import sys
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from engine.errors import SegmintError
-from engine.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from engine.settings import Settings
 
 log = logging.getLogger("segmint")
 
@@ -30,6 +35,8 @@ class Context:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from engine.settings import load_settings  # pydantic: not for --help
+
             self._settings = load_settings(self._config_path)
         return self._settings
 
