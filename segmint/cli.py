@@ -1,7 +1,10 @@
 """The `segmint` command line: parses arguments, builds the settings once, calls the packages.
 
-Each command imports its implementation lazily so `segmint --help` stays fast. Expected failures
-(SegmintError and its subclasses) end with one line on stderr and exit status 1, no traceback.
+Each command imports its implementation lazily, and the settings are read only when a command
+asks for them, so `segmint --help` imports click alone and a command that computes nothing
+(`runs`, `jobs`, `users`, `export`) no analytics library (tests/segmint/test_cli_imports.py).
+Expected failures (SegmintError and its subclasses) end with one line on stderr and exit status
+1, no traceback.
 """
 
 from __future__ import annotations
@@ -10,12 +13,14 @@ import logging
 import sys
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from engine.errors import SegmintError
-from engine.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from engine.settings import Settings
 
 log = logging.getLogger("segmint")
 
@@ -30,6 +35,8 @@ class Context:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from engine.settings import load_settings  # pydantic: not for --help
+
             self._settings = load_settings(self._config_path)
         return self._settings
 
@@ -149,7 +156,7 @@ def runs_command(context: Context, as_json: bool) -> None:
                    .rstrip())
 
 
-def _run_row(run: dict[str, Any]) -> dict[str, Any]:
+def _run_row(run: dict[Any, Any]) -> dict[str, Any]:
     """A run for display: ISO timestamps (UTC, seconds), window as 'since..until'."""
     def stamp(value: Any) -> str | None:
         return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None and value == value \
@@ -279,7 +286,8 @@ def scheduler_command(ctx: click.Context, interval: int | None) -> None:
     """The APScheduler process: inbox pick-up, segmentation runs, offers (until SIGTERM)."""
     from jobs.scheduler import run_scheduler
 
-    context: Context = ctx.find_object(Context)
+    context = ctx.find_object(Context)
+    assert context is not None  # cli() made it
     config_path = ctx.find_root().params.get("config_path")
     status = run_scheduler(context.settings, context.engine(), config_path=config_path,
                            interval=interval)
@@ -297,7 +305,7 @@ def jobs_command(context: Context, as_json: bool, limit: int) -> None:
 
     from engine.store.jobs import list_jobs
 
-    rows = [{"id": row.id, "job": row.job_id, "trigger": row.trigger,
+    rows: list[dict[str, Any]] = [{"id": row.id, "job": row.job_id, "trigger": row.trigger,
              "started": row.started_at.isoformat(timespec="seconds"),
              "finished": row.finished_at.isoformat(timespec="seconds") if row.finished_at
              else None, "status": row.status, "error": row.error, "run_id": row.run_id,
@@ -327,9 +335,10 @@ def jobs_command(context: Context, as_json: bool, limit: int) -> None:
 @click.pass_context
 def demo_command(ctx: click.Context, port: int | None, interval: int, n_customers: int) -> None:
     """Sample data, init-db, ingest, one run, a demo login, then scheduler + dashboard."""
-    from jobs.demo import run_demo
+    from segmint.demo import run_demo
 
-    context: Context = ctx.find_object(Context)
+    context = ctx.find_object(Context)
+    assert context is not None  # cli() made it
     config_path = ctx.find_root().params.get("config_path")
     ctx.exit(run_demo(context.settings, config_path=config_path, port=port, interval=interval,
                       customers=n_customers))

@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from engine.ingest import PRESETS, IngestError, ingest_file, stage_lines
-from engine.readers import read_file
+from engine.ingest import PRESETS, IngestError, ingest_file
+from engine.ingest.readers import read_file
+from engine.ingest.transactions import stage_lines
 from engine.store.customers import load_customers
 from engine.store.lines_read import load_lines
 from tests.conftest import count_rows, make_settings

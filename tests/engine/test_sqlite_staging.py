@@ -15,8 +15,9 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from engine.ingest import PRESETS, ingest_file, stage_lines
-from engine.readers import file_sha256, read_file
+from engine.ingest import PRESETS, ingest_file
+from engine.ingest.readers import file_sha256, read_file
+from engine.ingest.transactions import stage_lines
 from engine.store import get_engine, init_db
 from engine.store.customers import load_customers
 from engine.store.db import StoreError

@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from engine.ingest import choose_preset, ingest_file, stage_lines
-from engine.readers import read_file
+from engine.ingest import ingest_file
+from engine.ingest.presets import choose_preset
+from engine.ingest.readers import read_file
+from engine.ingest.transactions import stage_lines
 from engine.settings import Settings
 from engine.store.db import StoreError
 from engine.store.jobs import fresh_data_reason, list_jobs

@@ -67,7 +67,7 @@ def ensure_login(settings: Settings, *, config_path: str | None) -> str:
         return (f"user {DEMO_USER!r} (password shown when it was created; set {PASSWORD_ENV} "
                 "to reset it)")
     password = password or secrets.token_urlsafe(9)
-    # Through the CLI's own `users add`, so the dashboard's hashing is used without jobs
+    # Through the CLI's own `users add`, so the dashboard's hashing is used without the demo
     # importing the dashboard package.
     done = subprocess.run(_segmint(config_path, "users", "add", DEMO_USER, "--role", DEMO_ROLE),
                           input=password + "\n", capture_output=True, text=True, check=False)
