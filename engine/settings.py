@@ -175,6 +175,8 @@ class RecommendSettings(Section):
 class EvaluateSettings(Section):
     cutoff: date | None = None
     k: Annotated[int, Field(ge=1)] = 10
+    seed: int = 42  # implicit's ALS starting factors
+    threads: Annotated[int, Field(ge=1)] = 2  # implicit's threads (BLAS kept to one)
 
 
 class JobSpec(Section):
