@@ -16,8 +16,9 @@ SEGMENT_COLUMNS = ["customer_id", "recency_days", "frequency", "monetary", "r_sc
 RULE_COLUMNS = ["cluster", "antecedents", "consequents", "support", "confidence", "lift",
                 "leverage", "conviction", "zhangs_metric"]
 RECOMMENDATION_COLUMNS = ["customer_id", "rank", "stock_code", "description", "score", "reason"]
-PROFILE_COLUMNS = ["cluster", "value_tier", "size", "recency_days", "frequency", "monetary",
-                   "revenue", "revenue_share", "strategy"]
+PROFILE_COLUMNS = ["cluster", "value_tier", "persona", "size", "recency_days", "frequency",
+                   "monetary", "revenue", "revenue_share", "strategy", "r_level", "f_level",
+                   "m_level"]
 TRANSITION_COLUMNS = ["from_class", "to_class", "customers"]
 
 # The lines frame every engine function takes (engine.store.lines_read.load_lines).

@@ -1,4 +1,4 @@
-"""Recommendation quality on a time split, against a global-popularity baseline.
+"""Recommendation quality on a time split, against popularity and the `implicit` library.
 
 Train: the real segmentation run (RFM, clusters, classes, rules, recommendations) on the lines
 before the cutoff. Test: the products each customer bought on or after the cutoff that they had
@@ -7,13 +7,22 @@ product are scored, and both recommenders are scored on exactly those customers:
 - hit-rate@k: share of customers with at least one test product among their top k;
 - precision@k: test products among the top k, divided by k (a short list is not rewarded);
 - recall@k: test products among the top k, divided by the customer's number of test products.
-The baseline recommends the products most customers bought in the training window (ties by stock
-code), leaving out what each customer already bought.
+Baselines, each trained on exactly the lines Segmint's training run sees (every line before the
+cutoff) and scored on the same customers:
+- popularity: the products most customers bought in the training window (ties by stock code),
+  leaving out what each customer already bought;
+- implicit's ALS (64 factors, 20 iterations, the evaluation's seed, CPU) and BM25 item-kNN
+  (`implicit.nearest_neighbours.BM25Recommender`), both fitted on the customers x products matrix
+  (implicit 0.7: users are rows) of the number of distinct invoices in which the customer bought
+  the product, and asked for k products with `filter_already_liked_items=True` (the customer's own
+  row), so neither recommends what the customer already bought.
+implicit (and its OpenBLAS threads) is imported here only when an evaluation runs.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from datetime import date
 
@@ -30,6 +39,11 @@ log = logging.getLogger(__name__)
 
 SEGMINT = "Segmint"
 BASELINE = "Popularity baseline"
+ALS = "implicit ALS"
+BM25 = "implicit BM25 item-kNN"
+ALS_FACTORS = 64
+ALS_ITERATIONS = 20
+BM25_NEIGHBOURS = 100
 METRIC_COLUMNS = ["hit_rate", "precision", "recall"]
 
 
@@ -53,6 +67,15 @@ class EvaluationResult:
             cells = [f"{name:<{width}}"] + [f"{values[m]:>14.4f}" for m in METRIC_COLUMNS]
             rows.append("  ".join(cells))
         return "\n".join(rows)
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-safe: cutoff as ISO text, metrics per recommender."""
+        return {
+            "cutoff": self.cutoff.isoformat(), "k": self.k, "n_customers": self.n_customers,
+            "n_train_customers": self.n_train_customers,
+            "metrics": {str(name): {m: float(values[m]) for m in METRIC_COLUMNS}
+                        for name, values in self.metrics.iterrows()},
+        }
 
 
 def default_cutoff(lines: pd.DataFrame) -> date:
@@ -108,6 +131,71 @@ def popularity_baseline(train: pd.DataFrame, customers: pd.Index, k: int,
     return pd.DataFrame({"customer_id": customers.to_numpy()[row], "stock_code": ranked[col]})
 
 
+def purchase_matrix(train: pd.DataFrame, customers: pd.Index,
+                    non_product_codes: list[str]) -> tuple[sparse.csr_matrix, np.ndarray]:
+    """(customers x products CSR of distinct purchase invoices per pair, the products' codes):
+    implicit 0.7's `user_items` orientation (users are rows)."""
+    bought = purchase_lines(train, non_product_codes)
+    bought = bought.loc[bought["customer_id"].notna() & bought["stock_code"].notna()]
+    pairs = pd.DataFrame({
+        "customer_id": bought["customer_id"].astype(str),
+        "stock_code": bought["stock_code"].astype(str),
+        "invoice": bought["invoice"].astype(str),
+    }).drop_duplicates()
+    products = np.sort(pairs["stock_code"].unique())
+    rows = customers.get_indexer(pd.Index(pairs["customer_id"]))
+    cols = pd.Index(products).get_indexer(pd.Index(pairs["stock_code"]))
+    keep = rows >= 0
+    matrix = sparse.csr_matrix(
+        (np.ones(int(keep.sum()), dtype=np.float32), (rows[keep], cols[keep])),
+        shape=(len(customers), len(products)))
+    matrix.sum_duplicates()
+    return matrix, products.astype(object)
+
+
+def implicit_baselines(train: pd.DataFrame, trained: pd.Index, evaluated: pd.Index, k: int,
+                       non_product_codes: list[str], *, seed: int,
+                       threads: int) -> dict[str, pd.DataFrame]:
+    """implicit's ALS and BM25 item-kNN top k for the `evaluated` customers, fitted on every
+    `trained` customer's purchases; already-bought products filtered by implicit itself."""
+    # Heavy imports: only when an evaluation runs, never when the CLI starts. Imported before
+    # the BLAS limit below, so the BLAS libraries they load are limited too.
+    from implicit.als import AlternatingLeastSquares
+    from implicit.nearest_neighbours import BM25Recommender
+    from threadpoolctl import threadpool_limits
+
+    matrix, products = purchase_matrix(train, trained, non_product_codes)
+    rows = trained.get_indexer(evaluated)
+    rows = rows[rows >= 0]
+    # implicit runs its own threads: BLAS must not start a pool per thread as well
+    # (implicit warns about OpenBLAS oversubscription otherwise).
+    with threadpool_limits(limits=1, user_api="blas"):
+        als = AlternatingLeastSquares(factors=ALS_FACTORS, iterations=ALS_ITERATIONS,
+                                      random_state=seed, num_threads=threads, use_gpu=False)
+        bm25 = BM25Recommender(K=BM25_NEIGHBOURS, num_threads=threads)
+        found = {}
+        for name, model in ((ALS, als), (BM25, bm25)):
+            with warnings.catch_warnings():
+                # BM25Recommender.fit hands its own BM25-weighted COO matrix on to the item-item
+                # fit, which converts it and says so: not something the caller can change.
+                warnings.filterwarnings("ignore", message="Method expects CSR input")
+                model.fit(matrix, show_progress=False)
+            ids, scores = model.recommend(rows, matrix[rows], N=k,
+                                          filter_already_liked_items=True)
+            found[name] = _top_frame(trained.to_numpy()[rows], products, ids, scores)
+    return found
+
+
+def _top_frame(customers: np.ndarray, products: np.ndarray, ids: np.ndarray,
+               scores: np.ndarray) -> pd.DataFrame:
+    """implicit's (ids, scores) arrays as (customer_id, stock_code) rows; the padding implicit
+    puts where fewer than N products remain (id -1 or score -inf) left out."""
+    ids, scores = np.atleast_2d(ids), np.atleast_2d(scores)
+    real = (ids >= 0) & np.isfinite(scores)
+    row, col = np.nonzero(real)
+    return pd.DataFrame({"customer_id": customers[row], "stock_code": products[ids[row, col]]})
+
+
 def score(recommended: pd.DataFrame, truth: pd.DataFrame, customers: pd.Index,
           k: int) -> dict[str, float]:
     """hit-rate, precision and recall at k, averaged over `customers`."""
@@ -125,8 +213,9 @@ def score(recommended: pd.DataFrame, truth: pd.DataFrame, customers: pd.Index,
 
 
 def evaluate(lines: pd.DataFrame, customers: pd.DataFrame | None, settings: Settings,
-             cutoff: date) -> EvaluationResult:
-    """Train the whole engine before `cutoff`, test both recommenders on what came after."""
+             cutoff: date, *, baselines: bool = True) -> EvaluationResult:
+    """Train the whole engine before `cutoff`, test every recommender on what came after
+    (`baselines=False`: Segmint and popularity only, without implicit)."""
     from engine.pipeline import segment
 
     require_columns(lines, ("invoice", "stock_code", "customer_id", "is_return", "ts"), "lines")
@@ -152,10 +241,12 @@ def evaluate(lines: pd.DataFrame, customers: pd.DataFrame | None, settings: Sett
     if recommendations is None:
         raise EvaluationError("the training run produced no recommendations")
     ours = recommendations.loc[recommendations["rank"] <= k]
-    baseline = popularity_baseline(train, evaluated, k, codes)
-    metrics = pd.DataFrame(
-        [score(ours, truth, evaluated, k), score(baseline, truth, evaluated, k)],
-        index=[SEGMINT, BASELINE],
-    )
+    found = {SEGMINT: ours, BASELINE: popularity_baseline(train, evaluated, k, codes)}
+    if baselines:
+        found.update(implicit_baselines(train, trained, evaluated, k, codes,
+                                        seed=settings.evaluate.seed,
+                                        threads=settings.evaluate.threads))
+    metrics = pd.DataFrame([score(top, truth, evaluated, k) for top in found.values()],
+                           index=list(found))
     return EvaluationResult(cutoff=cutoff, k=k, n_customers=len(evaluated),
                             n_train_customers=len(trained), metrics=metrics)

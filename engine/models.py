@@ -133,6 +133,11 @@ class ClusterProfile(SQLModel, table=True):
     revenue_share: float
     value_tier: str = Field(max_length=32)
     strategy: str
+    # From the centroid's R/F/M levels (engine.profiles); '' on runs stored before personas.
+    persona: str = Field(default="", max_length=48, sa_column_kwargs={"server_default": ""})
+    r_level: str = Field(default="", max_length=8, sa_column_kwargs={"server_default": ""})
+    f_level: str = Field(default="", max_length=8, sa_column_kwargs={"server_default": ""})
+    m_level: str = Field(default="", max_length=8, sa_column_kwargs={"server_default": ""})
 
 
 class AssociationRule(SQLModel, table=True):

@@ -149,7 +149,7 @@ def segment(lines: pd.DataFrame, customers: pd.DataFrame | None, settings: Setti
             segments, history, customers, as_of=as_of, settings=settings.classes,
             tier_names=settings.clustering.tiers, non_product_codes=codes,
             coded=coded if history is window else None)
-        profiles = cluster_profiles(segments, settings.strategies)
+        profiles = cluster_profiles(segments, settings.strategies, settings.personas)
     del coded
 
     rules = recommendations = None
@@ -164,7 +164,8 @@ def segment(lines: pd.DataFrame, customers: pd.DataFrame | None, settings: Setti
         with stages.stage("recommendations"):
             recommendations = recommend(history, assignments, rules,
                                         settings=settings.recommend, non_product_codes=codes,
-                                        coded=line_codes if history is window else None)
+                                        coded=line_codes if history is window else None,
+                                        as_of=as_of)
     else:
         log.info("the lines have no stock codes: basket rules and recommendations skipped")
     del line_codes

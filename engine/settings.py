@@ -154,6 +154,62 @@ class ClassSettings(Section):
     growth_factor: Annotated[float, Field(gt=0)] = 2.0
 
 
+Level = Literal["high", "mid", "low"]
+LEVELS: tuple[Level, ...] = ("high", "mid", "low")
+# How far a persona's customers have drifted away; a more recent centroid never gets a later stage.
+Stage = Literal["recent", "slipping", "lapsed"]
+STAGES: tuple[Stage, ...] = ("recent", "slipping", "lapsed")
+
+
+class PersonaRule(Section):
+    name: Annotated[str, Field(min_length=1, max_length=48)]
+    stage: Stage
+    r: list[Level] = Field(default_factory=lambda: list(LEVELS))  # high = recent
+    f: list[Level] = Field(default_factory=lambda: list(LEVELS))
+    m: list[Level] = Field(default_factory=lambda: list(LEVELS))
+
+
+def _default_personas() -> list[PersonaRule]:
+    rules: list[tuple[str, Stage, list[Level], list[Level], list[Level]]] = [
+        ("Champions", "recent", ["high"], ["high"], ["high"]),
+        ("Loyal regulars", "recent", ["high"], ["high"], ["high", "mid", "low"]),
+        ("Promising newcomers", "recent", ["high"], ["mid", "low"], ["high", "mid", "low"]),
+        ("Slipping regulars", "slipping", ["mid"], ["high", "mid", "low"], ["high", "mid", "low"]),
+        ("At-risk big spenders", "lapsed", ["low"], ["high"], ["high", "mid", "low"]),
+        ("At-risk big spenders", "lapsed", ["low"], ["high", "mid", "low"], ["high"]),
+        ("Lapsed low value", "lapsed", ["low"], ["high", "mid", "low"], ["high", "mid", "low"]),
+    ]
+    return [PersonaRule(name=n, stage=st, r=r, f=f, m=m) for n, st, r, f, m in rules]
+
+
+class PersonaSettings(Section):
+    high: float = 0.5  # centroid z (log1p scale, vs all customers) at or above: "high"
+    low: float = -0.5  # at or below: "low"; between: "mid"
+    rules: list[PersonaRule] = Field(default_factory=_default_personas)
+
+    @model_validator(mode="after")
+    def _total_and_ordered(self) -> PersonaSettings:
+        if self.low >= self.high:
+            raise ValueError("low must be below high")
+        stage_of: dict[tuple[str, str, str], int] = {}
+        for r in LEVELS:
+            for f in LEVELS:
+                for m in LEVELS:
+                    rule = next((x for x in self.rules if r in x.r and f in x.f and m in x.m),
+                                None)
+                    if rule is None:
+                        raise ValueError(f"no rule matches levels r={r} f={f} m={m}: end with a "
+                                         "rule that matches everything")
+                    stage_of[r, f, m] = STAGES.index(rule.stage)
+        for f in LEVELS:
+            for m in LEVELS:
+                stages = [stage_of[r, f, m] for r in LEVELS]  # recent first
+                if stages != sorted(stages):
+                    raise ValueError(f"a more recent centroid would get a more lapsed persona "
+                                     f"(f={f} m={m}): reorder the rules or fix their stages")
+        return self
+
+
 class BasketSettings(Section):
     min_support: Annotated[float, Field(gt=0, le=1)] = 0.02
     min_confidence: Annotated[float, Field(ge=0, le=1)] = 0.3
@@ -165,9 +221,14 @@ class BasketSettings(Section):
 
 class RecommendSettings(Section):
     top_n: Annotated[int, Field(ge=1, le=100)] = 10
-    rule_weight: Annotated[float, Field(ge=0)] = 0.3
-    cooccurrence_weight: Annotated[float, Field(ge=0)] = 1.0
-    popularity_weight: Annotated[float, Field(ge=0)] = 0.1
+    rule_weight: Annotated[float, Field(ge=0)] = 0.2
+    cooccurrence_weight: Annotated[float, Field(ge=0)] = 0.3
+    popularity_weight: Annotated[float, Field(ge=0)] = 0.01
+    neighbour_weight: Annotated[float, Field(ge=0)] = 0.5
+    trending_weight: Annotated[float, Field(ge=0)] = 0.2
+    neighbours: Annotated[int, Field(ge=1)] = 50
+    neighbour_days: Annotated[int, Field(ge=1)] = 60
+    trending_days: Annotated[int, Field(ge=1)] = 28
     max_neighbours: Annotated[int, Field(ge=1)] = 50
     max_basket_size: Annotated[int, Field(ge=2)] = 50
 
@@ -175,6 +236,8 @@ class RecommendSettings(Section):
 class EvaluateSettings(Section):
     cutoff: date | None = None
     k: Annotated[int, Field(ge=1)] = 10
+    seed: int = 42  # implicit's ALS starting factors
+    threads: Annotated[int, Field(ge=1)] = 2  # implicit's threads (BLAS kept to one)
 
 
 class JobSpec(Section):
@@ -276,6 +339,7 @@ class Settings(Section):
     clustering: ClusteringSettings = ClusteringSettings()
     classes: ClassSettings = ClassSettings()
     strategies: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_STRATEGIES))
+    personas: PersonaSettings = PersonaSettings()
     baskets: BasketSettings = BasketSettings()
     recommend: RecommendSettings = RecommendSettings()
     evaluate: EvaluateSettings = EvaluateSettings()
@@ -300,14 +364,26 @@ class Settings(Section):
         return url
 
 
-# Per value tier, after the Korean source's cluster strategy table (editable in config).
+# Per persona, after the Korean source's cluster strategy table ("클러스터 별 활용 전략": the
+# VIP, Loyal Customer / New Customers, Promising / About To Sleep and At-Risk / Cannot Lose Them
+# rows), editable in config ([strategies], keyed by persona name).
 DEFAULT_STRATEGIES: dict[str, str] = {
-    "High value": "VIP membership: early access to new products, priority delivery and service, "
-    "premium and high-priced recommendations based on recent purchases.",
-    "Mid value": "Loyalty rewards and personal thank-you messages; extra benefits that grow "
-    "potential loyalists into loyal customers; seasonal promotions.",
-    "Low value": "Win-back: time-limited discounts, reminders of popular seasonal products and "
-    "re-engagement offers before they lapse; low-cost channels only.",
+    "Champions": "VIP membership: early access to new products and services, priority delivery "
+    "and service; recommend premium and high-priced items based on recent purchases.",
+    "Loyal regulars": "Reward programme that recognises their loyalty and personal thank-you "
+    "messages; extra benefits and news of the latest products so potential loyalists become "
+    "loyal customers.",
+    "Promising newcomers": "Welcome benefits and discounts on early purchases for a good first "
+    "experience; introduce new products and services; seasonal promotions and seasonal product "
+    "recommendations.",
+    "Slipping regulars": "Personalised reminders and special offers to win back their attention; "
+    "repurchase CRM messages and retention marketing, extra points or discounts; bundle "
+    "suggestions from items bought together.",
+    "At-risk big spenders": "Personalised benefits (discounts, membership perks, exclusive "
+    "promotions) and special events or early access to stop them leaving; recommend from the "
+    "products and categories they showed interest in before.",
+    "Lapsed low value": "Rewards and discounts to prevent churn, and a short survey asking why "
+    "they left, to improve the service and products; low-cost channels only.",
 }
 
 

@@ -9,6 +9,7 @@ Expected failures (SegmintError and its subclasses) end with one line on stderr 
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from datetime import date
@@ -403,9 +404,11 @@ def users_list_command(context: Context) -> None:
 @click.option("--cutoff", default=None, metavar="DATE",
               help="Train before this day, test after it (default: evaluate.cutoff in the "
                    "config, else 80% of the way through the data).")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @pass_context
-def evaluate_command(context: Context, cutoff: str | None) -> None:
-    """Recommendation quality on a time split: Segmint vs a global-popularity baseline."""
+def evaluate_command(context: Context, cutoff: str | None, as_json: bool) -> None:
+    """Recommendation quality on a time split: Segmint vs popularity and implicit's ALS and
+    BM25 item-kNN, trained on the same lines."""
     from engine.evaluate import default_cutoff, evaluate
     from engine.store.customers import load_customers
     from engine.store.lines_read import load_lines
@@ -419,6 +422,9 @@ def evaluate_command(context: Context, cutoff: str | None) -> None:
     if chosen is None:
         chosen = default_cutoff(lines)
     result = evaluate(lines, load_customers(engine=db), settings, chosen)
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+        return
     click.echo(f"cutoff {result.cutoff}: {result.n_customers} customers evaluated "
                f"({result.n_train_customers} in the training run; the others bought nothing new "
                f"after the cutoff)")

@@ -1,4 +1,5 @@
-"""Strategies: one card per cluster with its tier, size, revenue share, centroid and strategy."""
+"""Strategies: one card per cluster with its persona, tier, the R/F/M levels behind the persona,
+size, revenue share, centroid and the persona's strategy."""
 
 from __future__ import annotations
 
@@ -38,8 +39,21 @@ def _page() -> html.Div:
     return html.Div([header, note, dbc.Row(cards)])
 
 
+LEVEL_TEXT = {"r_level": "Recency", "f_level": "Frequency", "m_level": "Monetary"}
+
+
+def _levels(profile: Mapping[Hashable, Any]) -> html.Div:
+    """The R/F/M levels (relative to all customers) the persona was named from."""
+    badges = [html.Span(f"{label} {profile.get(key) or '?'}",
+                        className="badge text-bg-light border me-1 persona-level")
+              for key, label in LEVEL_TEXT.items()]
+    return html.Div(badges, className="mb-2 small", title="The centroid's level against all "
+                    "customers (recency high = recent); the persona rules are in config.toml")
+
+
 def _cluster_card(profile: Mapping[Hashable, Any]) -> dbc.Card:
     tier = str(profile["value_tier"])
+    persona = str(profile.get("persona") or "")
     colour = TIER_COLOURS.get(tier, "#6c757d")
     facts = html.Dl([
         html.Dt("Customers", className="col-6"), html.Dd(f"{profile['size']:,}", className="col-6"),
@@ -57,9 +71,10 @@ def _cluster_card(profile: Mapping[Hashable, Any]) -> dbc.Card:
     return dbc.Card([
         dbc.CardHeader(html.Div([
             html.Span(f"Cluster {profile['cluster']}", className="fw-semibold me-2"),
+            html.Span(persona or "No persona", className="fw-semibold me-2 strategy-persona"),
             html.Span(tier, className="badge", style={"backgroundColor": colour}),
         ]), className="strategy-header"),
-        dbc.CardBody([facts, html.H6("Strategy", className="text-muted"),
-                      html.P(profile.get("strategy") or "No strategy text for this tier "
+        dbc.CardBody([_levels(profile), facts, html.H6("Strategy", className="text-muted"),
+                      html.P(profile.get("strategy") or "No strategy text for this persona "
                              "(set [strategies] in config.toml).", className="strategy-text")]),
     ], className="shadow-sm h-100 strategy-card", style={"borderTop": f"4px solid {colour}"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 
@@ -9,13 +10,17 @@ import pandas as pd
 import pytest
 
 from engine.evaluate import (
+    ALS,
     BASELINE,
+    BM25,
     SEGMINT,
     EvaluationError,
     default_cutoff,
     evaluate,
+    implicit_baselines,
     new_products_after,
     popularity_baseline,
+    purchase_matrix,
     score,
 )
 from engine.ingest import ingest_file
@@ -67,6 +72,56 @@ def test_scores_count_hits_against_k() -> None:
     assert score(recommended, truth, pd.Index([]), k=2)["hit_rate"] == 0.0
 
 
+def test_scores_by_hand_on_three_customers() -> None:
+    """a: 2 of 3 relevant in a top 3 (one list item not relevant); b: 0 hits; c: a short list
+    of 1 with its only relevant product. k = 3.
+    hit = (1 + 0 + 1) / 3; precision = (2/3 + 0 + 1/3) / 3 = 1/3 (c's short list counts 1/k);
+    recall = (2/3 + 0/1 + 1/2) / 3 = 7/18."""
+    truth = pd.DataFrame({"customer_id": ["a", "a", "a", "b", "c", "c"],
+                          "stock_code": ["P1", "P2", "P3", "P4", "P5", "P6"]})
+    recommended = pd.DataFrame({"customer_id": ["a", "a", "a", "b", "b", "c"],
+                                "stock_code": ["P1", "P9", "P2", "P8", "P7", "P5"]})
+    metrics = score(recommended, truth, pd.Index(["a", "b", "c"]), k=3)
+    assert metrics == pytest.approx({"hit_rate": 2 / 3, "precision": 1 / 3, "recall": 7 / 18})
+
+
+def test_purchase_matrix_is_customers_by_products_of_invoice_counts() -> None:
+    train = HAND.loc[HAND["ts"] < pd.Timestamp(CUTOFF)]
+    repeat = lines_frame([line("a", "9", "2011-05-20 10:00", 2.0, stock_code="P1"),
+                          line("a", "9", "2011-05-20 10:00", 2.0, stock_code="P1")])
+    matrix, products = purchase_matrix(pd.concat([train, repeat]), TRAINED, ["POST"])
+    assert matrix.shape == (3, 3) and list(products) == ["P1", "P2", "P3"]
+    # a bought P1 in invoices 1 and 9 (two lines of invoice 9 count once)
+    assert matrix.toarray().tolist() == [[2, 1, 0], [1, 0, 0], [0, 0, 1]]
+
+
+def test_implicit_baselines_recommend_unbought_products_only() -> None:
+    """Two groups of customers with disjoint tastes: both of implicit's models fill in the one
+    product of its group each customer lacks, and never repeat what the customer has."""
+    rows = []
+    groups = {"x": ["A1", "A2", "A3", "A4"], "y": ["B1", "B2", "B3", "B4"]}
+    invoice = 0
+    for group, products in groups.items():
+        for person in range(6):
+            for position, product in enumerate(products):
+                if position == person % 4:
+                    continue  # each customer lacks one product of their group
+                invoice += 1
+                rows.append(line(f"{group}{person}", str(invoice), "2011-05-01 10:00", 1.0,
+                                 stock_code=product))
+    train = lines_frame(rows)
+    customers = pd.Index(sorted(train["customer_id"].unique()))
+    found = implicit_baselines(train, customers, customers, 1, [], seed=7, threads=1)
+    assert set(found) == {ALS, BM25}
+    owned = set(zip(train["customer_id"], train["stock_code"], strict=True))
+    for name, top in found.items():
+        assert len(top) == len(customers), name
+        pairs = set(zip(top["customer_id"], top["stock_code"], strict=True))
+        assert not pairs & owned, name
+        lacking = {(f"{g}{p}", groups[g][p % 4]) for g in groups for p in range(6)}
+        assert pairs == lacking, name
+
+
 def test_default_cutoff_is_eighty_percent_through() -> None:
     lines = lines_frame([line("a", "1", "2011-01-01 00:00", 1.0),
                          line("a", "2", "2011-11-01 00:00", 1.0)])
@@ -81,7 +136,7 @@ def test_whole_evaluation_on_a_synthetic_population() -> None:
     before = set(lines.loc[lines["ts"] < pd.Timestamp(cutoff), "customer_id"])
     truth = new_products_after(lines, cutoff, pd.Index(sorted(before)), [])
     assert result.n_customers == truth["customer_id"].nunique() > 0
-    assert list(result.metrics.index) == [SEGMINT, BASELINE]
+    assert list(result.metrics.index) == [SEGMINT, BASELINE, ALS, BM25]
     assert ((result.metrics >= 0) & (result.metrics <= 1)).all().all()
     assert f"hit_rate@{settings.evaluate.k}" in result.table()
 
@@ -103,6 +158,13 @@ def test_cli_evaluate(tmp_path: Path, sqlite_url: str) -> None:
     assert shown.returncode == 0, shown.stderr
     assert "cutoff 2011-10-01:" in shown.stdout
     assert SEGMINT in shown.stdout and BASELINE in shown.stdout
+    assert ALS in shown.stdout and BM25 in shown.stdout
+    as_json = run_segmint(*config, "evaluate", "--json", cwd=tmp_path, env=env)
+    assert as_json.returncode == 0, as_json.stderr
+    figures = json.loads(as_json.stdout)
+    assert figures["cutoff"] == "2011-10-01" and figures["k"] == 10
+    assert set(figures["metrics"]) == {SEGMINT, BASELINE, ALS, BM25}
+    assert set(figures["metrics"][ALS]) == {"hit_rate", "precision", "recall"}
     bad = run_segmint(*config, "evaluate", "--cutoff", "2011-13-01", cwd=tmp_path, env=env)
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     late = run_segmint(*config, "evaluate", "--cutoff", "2030-01-01", cwd=tmp_path, env=env)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -64,11 +67,63 @@ def test_recommends_only_unbought_products_with_reasons() -> None:
 
 
 def test_customer_without_product_purchases_gets_popularity_with_tier_reason() -> None:
-    recs = recommend(SHOP, CLUSTERS, empty_rules(), settings=TOP3, non_product_codes=[])
+    cluster_only = RecommendSettings(top_n=3, neighbour_weight=0.0, trending_weight=0.0)
+    recs = recommend(SHOP, CLUSTERS, empty_rules(), settings=cluster_only, non_product_codes=[])
     newcomer = recs.loc[recs["customer_id"] == "f"]
     # two cluster buyers each for JAM and BREAD; JAM is also bought elsewhere; BUTTER by one
     assert list(newcomer["stock_code"]) == ["JAM", "BREAD", "BUTTER"]
     assert set(newcomer["reason"]) == {"popular with Low value customers"}
+
+
+def dated_lines(purchases: list[tuple[str, str, str, list[str]]]) -> pd.DataFrame:
+    rows = []
+    for customer, invoice, when, codes in purchases:
+        for code in codes:
+            row = line(customer, invoice, when, 2.0, stock_code=code)
+            row["description"] = f"desc {code}"
+            rows.append(row)
+    return lines_frame(rows)
+
+
+def test_customers_like_you_recommends_what_similar_customers_bought_recently() -> None:
+    """b shares tastes (A, B) with a, who recently bought C; x and y (other tastes) recently
+    bought Z. Only the customers-like-you part is on: b gets C first, for that reason; an old
+    purchase of a similar customer (D, 200 days ago) is not recent, so it scores nothing."""
+    lines = dated_lines([
+        ("a", "1", "2011-01-01 10:00", ["A", "B", "D"]), ("a", "2", "2011-05-20 10:00", ["C"]),
+        ("b", "3", "2011-05-01 10:00", ["A", "B"]),
+        ("x", "4", "2011-05-25 10:00", ["Z", "Y"]), ("y", "5", "2011-05-26 10:00", ["Z", "W"]),
+    ])
+    people = pd.DataFrame({"customer_id": ["a", "b", "x", "y"], "cluster": [0, 0, 0, 0]})
+    only_like = RecommendSettings(top_n=3, rule_weight=0.0, cooccurrence_weight=0.0,
+                                  popularity_weight=0.0, trending_weight=0.0, neighbours=1)
+    recs = recommend(lines, people, empty_rules(), settings=only_like, non_product_codes=[],
+                     as_of=date(2011, 6, 1))
+    for_b = recs.loc[recs["customer_id"] == "b"]
+    assert list(for_b["stock_code"]) == ["C"]
+    assert list(for_b["reason"]) == ["popular with customers like you"]
+
+
+def test_trending_is_what_rises_in_the_last_weeks() -> None:
+    """OLD sells steadily to many (2 buyers a month before, 1 in the last month); NEW has 2
+    buyers in the last month and none before: NEW trends, OLD hardly; c, who bought neither,
+    gets NEW first, 'trending this month'."""
+    lines = dated_lines([
+        ("a", "1", "2011-04-01 10:00", ["OLD"]), ("b", "2", "2011-04-10 10:00", ["OLD"]),
+        ("d", "3", "2011-05-10 10:00", ["OLD", "NEW"]), ("e", "4", "2011-05-20 10:00", ["NEW"]),
+        ("c", "5", "2011-01-05 10:00", ["X"]),
+    ])
+    people = pd.DataFrame({"customer_id": list("abcde"), "cluster": [0] * 5})
+    only_trend = RecommendSettings(top_n=2, rule_weight=0.0, cooccurrence_weight=0.0,
+                                   popularity_weight=0.0, neighbour_weight=0.0)
+    recs = recommend(lines, people, empty_rules(), settings=only_trend, non_product_codes=[],
+                     as_of=date(2011, 6, 1))
+    for_c = recs.loc[recs["customer_id"] == "c"]
+    assert list(for_c["stock_code"]) == ["NEW", "OLD"]
+    assert list(for_c["reason"]) == ["trending this month"] * 2
+    # NEW: 2 / (1 + 0) = 2; OLD: 1 / (1 + 2/3) = 0.6, i.e. 0.3 of NEW; times the weight
+    weight = only_trend.trending_weight
+    assert list(for_c["score"]) == pytest.approx([weight * 1.0, weight * 0.3])
 
 
 def test_deterministic_whatever_the_line_order() -> None:
@@ -84,7 +139,8 @@ def test_cluster_without_rules_falls_back_to_all_customer_rules() -> None:
     only_everyone = rules.loc[rules["cluster"].isna()].reset_index(drop=True)
     recs = recommend(SHOP, CLUSTERS, only_everyone,
                      settings=RecommendSettings(top_n=3, cooccurrence_weight=0.0,
-                                                popularity_weight=0.0),
+                                                popularity_weight=0.0, neighbour_weight=0.0,
+                                                trending_weight=0.0),
                      non_product_codes=[])
     assert len(recs) > 0 and recs["reason"].str.startswith("often bought with").all()
 
