@@ -7,6 +7,7 @@ from typing import IO
 import pandas as pd
 
 from engine.classes import TRANSITION_COLUMNS
+from engine.clv import CLV_COLUMNS
 from engine.profiles import PROFILE_COLUMNS
 
 SEGMENT_COLUMNS = ["customer_id", "recency_days", "frequency", "monetary", "r_score", "f_score",
@@ -24,6 +25,7 @@ COLUMNS = {
     "recommendations": RECOMMENDATION_COLUMNS,
     "profiles": PROFILE_COLUMNS,
     "transitions": TRANSITION_COLUMNS,
+    "clv": CLV_COLUMNS,
 }
 
 

@@ -149,6 +149,10 @@ def save_results(engine: Engine, *, run_id: int, result: RunResult) -> None:
         with engine.begin() as connection:
             for table, columns, frame in tables:
                 _insert(connection, table, columns, frame, run_id)
+            if result.clv is not None:
+                from engine.store import clv as clv_store
+
+                clv_store.write(connection, run_id=run_id, clv=result.clv)
             connection.execute(update(RUN).where(RUN.c.id == run_id).values(
                 status=SUCCEEDED, finished_at=_now(), as_of=result.as_of, k=result.k,
                 k_mode=result.k_mode, seed=result.seed, n_customers=result.n_customers,
@@ -161,7 +165,10 @@ def save_results(engine: Engine, *, run_id: int, result: RunResult) -> None:
 
 def mark_failed(engine: Engine, *, run_id: int, error: str) -> None:
     """Status 'failed' with the error; results of the run (if any slipped in) are removed."""
+    from engine.store import clv as clv_store
+
     with engine.begin() as connection:
+        clv_store.remove(connection, run_id=run_id)
         for table in (RECOMMENDATION, ASSOCIATION_RULE, CLUSTER_PROFILE, CUSTOMER_RESULT):
             connection.execute(delete(table).where(table.c.run_id == run_id))
         connection.execute(update(RUN).where(RUN.c.id == run_id).values(
