@@ -268,6 +268,13 @@ def score_customers(summary: pd.DataFrame, bgnbd: BgNbdParams, gamma_gamma: Gamm
 
 # --- fitting (pymc-marketing, MAP under flat priors) ---------------------------------------------
 
+def _quiet_libraries() -> None:
+    """pymc, pytensor and arviz log at INFO on import and on every compile; a run says what it
+    does itself."""
+    for name in ("pymc", "pymc_marketing", "pytensor", "arviz"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def _flat_priors(names: Sequence[str]) -> dict[str, Any]:
     from pymc_extras.prior import Prior
 
@@ -284,8 +291,6 @@ def _quiet_fit(model: Any, data: pd.DataFrame) -> None:
     """MAP fit without progress bars; optimiser failures become ClvFitError."""
     import warnings
 
-    for name in ("pymc", "pymc_marketing", "pytensor"):
-        logging.getLogger(name).setLevel(logging.ERROR)
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         try:
@@ -296,6 +301,7 @@ def _quiet_fit(model: Any, data: pd.DataFrame) -> None:
 
 def fit_bgnbd(summary: pd.DataFrame) -> BgNbdParams:
     """BG/NBD by MAP under flat (HalfFlat) priors = maximum likelihood."""
+    _quiet_libraries()
     from pymc_marketing.clv import BetaGeoModel
 
     data = summary[["customer_id", "frequency", "recency", "T"]]
@@ -310,6 +316,7 @@ def fit_bgnbd(summary: pd.DataFrame) -> BgNbdParams:
 
 def fit_gamma_gamma(summary: pd.DataFrame) -> GammaGammaParams:
     """Gamma-Gamma on the repeat buyers (positive mean repeat order value), MAP, flat priors."""
+    _quiet_libraries()
     from pymc_marketing.clv import GammaGammaModel
 
     repeat = summary[(summary["frequency"] > 0) & (summary["monetary_value"] > 0)]
