@@ -226,6 +226,14 @@ class OfferTemplate(Section):
     offer_id: str
     target_classes: list[str]
     body: str
+    # Also narrow the target by the run's CLV (engine/clv.py): churn-risk bands and a minimum
+    # 365-day CLV. Either set: customers without a CLV row in the run are not targeted.
+    churn_risk: list[Literal["high", "medium", "low"]] = Field(default_factory=list)
+    min_clv_365d: float | None = None
+
+    @property
+    def needs_clv(self) -> bool:
+        return bool(self.churn_risk) or self.min_clv_365d is not None
 
 
 def _default_templates() -> list[OfferTemplate]:

@@ -46,7 +46,7 @@ import os
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
@@ -63,6 +63,7 @@ from notifications.sender import (
     TwilioSender,
 )
 from notifications.templates import check_templates, render
+from notifications.templates import targets as template_targets
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +176,8 @@ class _OfferPass:
         classes = {name for template in templates for name in template.target_classes}
         targets = store.load_offer_targets(self.engine, run_id=self.summary.run_id,
                                            classes=classes)
+        if any(template.needs_clv for template in templates):
+            targets = _with_clv(self.engine, self.summary.run_id, targets)
         self.opted_out = store.opted_out_phones(self.engine)
         if self.sender is not None:  # before the cap and the keys: a found message counts
             self.reconcile_retries(templates, targets)
@@ -195,7 +198,7 @@ class _OfferPass:
         assert self.sender is not None
         sendable = {offer_key(template.offer_id, target.customer_id): target
                     for template in templates for target in targets
-                    if target.customer_class in template.target_classes}
+                    if template_targets(template, target)}
         for pending in store.retry_rows(self.engine):
             found = self.sender.find_sent(pending.phone, pending.body, pending.created_at)
             if found is not None:
@@ -364,6 +367,17 @@ class _OfferPass:
             store.mark_phone_invalid(self.engine, customer_id=customer_id)
 
 
+def _with_clv(engine: Engine, run_id: int,
+              targets: list[store.OfferTarget]) -> list[store.OfferTarget]:
+    """The targets with the run's churn band and 365-day CLV (None where the run has none)."""
+    from engine.store.clv import read_customers
+
+    clv = read_customers(engine, run_id=run_id).set_index("customer_id")
+    risk, value = clv["churn_risk"].to_dict(), clv["clv_365d"].to_dict()
+    return [replace(target, churn_risk=risk.get(target.customer_id),
+                    clv_365d=value.get(target.customer_id)) for target in targets]
+
+
 def _system_clock() -> datetime:
     return datetime.now(UTC)
 
@@ -403,7 +417,7 @@ def send_offers(engine: Engine, settings: Settings, *, dry_run: bool | None = No
         targets = offer_pass.load(templates)
         for template in templates:
             for target in targets:
-                if target.customer_class in template.target_classes:
+                if template_targets(template, target):
                     offer_pass.offer(template, target)
     finally:
         store.record_skips(engine, pass_id=summary.pass_id, skips=offer_pass.skips,

@@ -43,7 +43,8 @@ def test_cdnow_end_to_end_reproduces_the_published_figures(tmp_path: Path, db_ur
     env = {"SEGMINT_DATABASE_URL": db_url}
     for args in (["init-db"], ["ingest", str(CDNOW), "--preset", "generic"],
                  ["run", "--until", "1997-09-30", "--as-of", "1997-09-30"]):
-        result = run_segmint(*args, cwd=tmp_path, env=env)
+        # The first fit on a machine compiles the models (minutes on a loaded machine).
+        result = run_segmint(*args, cwd=tmp_path, env=env, timeout=1200)
         assert result.returncode == 0, result.stderr
 
     result = run_segmint("clv", "--json", cwd=tmp_path, env=env)
