@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit, hyp2f1
 
-from engine.rfm import REQUIRED_LINE_COLUMNS, require_columns
+from engine.rfm import CustomerLines, coded_customer_lines
 from engine.settings import ClvSettings
 
 log = logging.getLogger(__name__)
@@ -103,20 +103,25 @@ def _rounded(values: dict[str, float]) -> dict[str, float]:
 
 # --- the purchase-day summary -------------------------------------------------------------------
 
-def purchase_days(lines: pd.DataFrame, *, non_product_codes: Sequence[str] = ()) -> pd.DataFrame:
+def purchase_days(lines: pd.DataFrame, *, non_product_codes: Sequence[str] = (),
+                  coded: CustomerLines | None = None) -> pd.DataFrame:
     """One row per customer and purchase day: customer_id (text), day (datetime64 midnight),
-    value (the day's purchase value). Purchases are lines with a customer id that are not
-    returns and not non-product codes (a line of value 0, a free item, is still a purchase)."""
-    require_columns(lines, REQUIRED_LINE_COLUMNS, "lines frame")
-    keep = lines["customer_id"].notna() & ~lines["is_return"].astype(bool) \
-        & (lines["amount"] >= 0)
-    if len(non_product_codes):
-        keep &= ~lines["stock_code"].isin(list(non_product_codes))
-    kept = lines.loc[keep, ["customer_id", "ts", "amount"]]
-    days = pd.DataFrame({"customer_id": kept["customer_id"].astype(str).to_numpy(),
-                         "day": kept["ts"].dt.normalize().to_numpy(),
-                         "value": kept["amount"].to_numpy(dtype=float)})
-    return days.groupby(["customer_id", "day"], sort=True)["value"].sum().reset_index()
+    value (the day's purchase value). Purchases are the lines RFM counts (a customer id, a
+    product code) that are not returns (a line of value 0, a free item, is still a purchase).
+    ``coded``: the same lines already as ``coded_customer_lines`` (a run has them), so nothing
+    is copied or factorised again."""
+    if coded is None:
+        coded = coded_customer_lines(lines, non_product_codes)
+    buy = ~coded.is_return & (coded.net >= 0)
+    keys = pd.DataFrame({"customer": coded.customer[buy],
+                         "day": coded.ts[buy].astype("datetime64[D]").astype(np.int64),
+                         "value": coded.net[buy]})
+    grouped = keys.groupby(["customer", "day"], sort=True)["value"].sum()
+    customer = grouped.index.get_level_values(0).to_numpy()
+    day = grouped.index.get_level_values(1).to_numpy()
+    return pd.DataFrame({"customer_id": coded.ids[customer].astype(object),
+                         "day": day.astype("datetime64[D]").astype("datetime64[ns]"),
+                         "value": grouped.to_numpy(dtype=float)})
 
 
 def summarize_days(days: pd.DataFrame, *, as_of: date, time_unit: str = "W") -> pd.DataFrame:
@@ -442,14 +447,15 @@ def backtest(days: pd.DataFrame, *, as_of: date, settings: ClvSettings,
 
 def customer_value(lines: pd.DataFrame, *, as_of: date, settings: ClvSettings,
                    non_product_codes: Sequence[str] = (),
-                   groups: pd.DataFrame | None = None) -> ClvResult:
+                   groups: pd.DataFrame | None = None,
+                   coded: CustomerLines | None = None) -> ClvResult:
     """The run's CLV on its history lines (every line up to ``as_of``): both models, every
     customer's figures and the backtest. Never raises for data it cannot model: the reason is
     in ``notes`` and ``customers`` is None."""
     import time
 
     result = ClvResult(time_unit=settings.time_unit, customers=None)
-    days = purchase_days(lines, non_product_codes=non_product_codes)
+    days = purchase_days(lines, non_product_codes=non_product_codes, coded=coded)
     summary = summarize_days(days, as_of=as_of, time_unit=settings.time_unit)
     start = time.perf_counter()
     try:

@@ -155,7 +155,6 @@ def segment(lines: pd.DataFrame, customers: pd.DataFrame | None, settings: Setti
             tier_names=settings.clustering.tiers, non_product_codes=codes,
             coded=coded if history is window else None)
         profiles = cluster_profiles(segments, settings.strategies)
-    del coded
 
     clv = None
     if settings.clv.enabled:
@@ -164,9 +163,11 @@ def segment(lines: pd.DataFrame, customers: pd.DataFrame | None, settings: Setti
         with stages.stage("clv"):
             clv = customer_value(
                 history, as_of=as_of, settings=settings.clv, non_product_codes=codes,
-                groups=segments[["customer_id", "customer_class", "rfm_segment"]])
+                groups=segments[["customer_id", "customer_class", "rfm_segment"]],
+                coded=coded if history is window else None)
         for note in clv.notes:
             log.log(logging.WARNING if clv.customers is None else stages.level, "clv: %s", note)
+    del coded
 
     rules = recommendations = None
     assignments = segments[["customer_id", "cluster", "value_tier", "customer_class"]]
