@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit, hyp2f1
 
 from engine.rfm import CustomerLines, coded_customer_lines
 from engine.settings import ClvSettings
@@ -179,6 +178,8 @@ def _dropout_log_odds(params: BgNbdParams, x: np.ndarray, t_x: np.ndarray,
 
 def p_alive(params: BgNbdParams, frequency: Any, recency: Any, T: Any) -> np.ndarray:
     """P(alive | x, t_x, T) (Fader, Hardie & Lee 2008, note 021)."""
+    from scipy.special import expit  # here: `segmint export` / `clv` import this module
+
     x, t_x, T_ = _arrays(frequency, recency, T)
     return np.asarray(expit(-_dropout_log_odds(params, x, t_x, T_)))
 
@@ -186,6 +187,8 @@ def p_alive(params: BgNbdParams, frequency: Any, recency: Any, T: Any) -> np.nda
 def expected_purchases(params: BgNbdParams, t: Any, frequency: Any, recency: Any,
                        T: Any) -> np.ndarray:
     """E[Y(t) | x, t_x, T]: expected purchases in the next ``t`` time units (equation 10)."""
+    from scipy.special import hyp2f1
+
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
     t_, x, t_x, T_ = _arrays(t, frequency, recency, T)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -200,6 +203,8 @@ def expected_purchases(params: BgNbdParams, t: Any, frequency: Any, recency: Any
 
 def expected_purchases_new(params: BgNbdParams, t: Any) -> np.ndarray:
     """E[X(t)] for a customer with no history (equation 9)."""
+    from scipy.special import hyp2f1
+
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
     (t_,) = _arrays(t)
     return np.asarray((a + b - 1) / (a - 1)
