@@ -62,3 +62,11 @@ RULES_TABLE = "recs-rules-table"
 # Offers and jobs
 OFFER_STATUS = "offers-by-status"
 JOBS_TABLE = "jobs-table"
+
+# Value & risk
+VALUE_CLV_DISTRIBUTION = "value-clv-distribution"
+VALUE_P_ALIVE = "value-p-alive"
+VALUE_CALIBRATION = "value-calibration"
+VALUE_AT_RISK_TABLE = "value-at-risk-table"
+VALUE_EXPORT_BUTTON = "value-export"
+VALUE_EXPORT_DOWNLOAD = "value-export-download"

@@ -20,6 +20,8 @@ PROFILE_COLUMNS = ["cluster", "value_tier", "persona", "size", "recency_days", "
                    "monetary", "revenue", "revenue_share", "strategy", "r_level", "f_level",
                    "m_level"]
 TRANSITION_COLUMNS = ["from_class", "to_class", "customers"]
+CLV_COLUMNS = ["customer_id", "frequency", "recency", "T", "p_alive", "expected_purchases_90d",
+               "expected_purchases_365d", "expected_order_value", "clv_365d", "churn_risk"]
 
 # The lines frame every engine function takes (engine.store.lines_read.load_lines).
 LINE_COLUMNS = ["invoice", "stock_code", "description", "quantity", "unit_price", "amount", "ts",

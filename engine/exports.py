@@ -8,6 +8,7 @@ from typing import IO
 import pandas as pd
 
 from engine.columns import (
+    CLV_COLUMNS,
     PROFILE_COLUMNS,
     RECOMMENDATION_COLUMNS,
     RULE_COLUMNS,
@@ -24,6 +25,7 @@ COLUMNS = {
     "recommendations": RECOMMENDATION_COLUMNS,
     "profiles": PROFILE_COLUMNS,
     "transitions": TRANSITION_COLUMNS,
+    "clv": CLV_COLUMNS,
 }
 
 

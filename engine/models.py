@@ -263,3 +263,35 @@ class DashboardUser(SQLModel, table=True):
     password_hash: str = Field(max_length=255)
     role: str = Field(max_length=16)  # manager | analyst
     created_at: datetime
+
+
+class CustomerClv(SQLModel, table=True):
+    """A run's predicted value per customer (engine/clv.py); recency and T in the run's
+    clv time unit (clv_fit.time_unit)."""
+
+    __tablename__ = "customer_clv"
+
+    run_id: int = Field(foreign_key="segmentation_run.id", primary_key=True)
+    customer_id: str = Field(primary_key=True, max_length=64)
+    frequency: int
+    recency: float
+    T: float
+    p_alive: float
+    expected_purchases_90d: float
+    expected_purchases_365d: float
+    expected_order_value: float
+    clv_365d: float
+    churn_risk: str = Field(max_length=8)  # high | medium | low
+    history: str = Field(max_length=8)  # full | short (shrunk estimate)
+    order_value_source: str = Field(max_length=16)  # gamma_gamma | population
+
+
+class ClvFit(SQLModel, table=True):
+    """A run's fitted BG/NBD and Gamma-Gamma parameters, backtest and notes (the JSON of
+    `segmint clv --json`); one row per run, also when no fit was possible (its notes say why)."""
+
+    __tablename__ = "clv_fit"
+
+    run_id: int = Field(foreign_key="segmentation_run.id", primary_key=True)
+    time_unit: str = Field(max_length=2)
+    params: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

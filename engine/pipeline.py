@@ -3,8 +3,10 @@ loads the lines, records the run and publishes its results atomically.
 
 Window and dates: the window is [since, until], whole days, both inclusive. ``as_of`` defaults to
 the day after the last line in the window. When ``as_of`` is given without ``until``, lines on or
-after ``as_of`` are left out (they lie in the future of the analysis); ``until`` on or after
-``as_of`` is refused. Lines before ``since`` are kept as history: they give first purchases
+after ``as_of`` are left out (they lie in the future of the analysis); ``until`` equal to
+``as_of`` keeps that day's lines (an observation period that ends on ``as_of``, as the CLV
+papers count it: ``run --until 1997-09-30 --as-of 1997-09-30``); ``until`` after ``as_of`` is
+refused. Lines before ``since`` are kept as history: they give first purchases
 (the default sign-up date) and earlier spend for the classes, and "already bought" for the
 recommendations, but not RFM, clusters or basket rules.
 """
@@ -19,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 from sqlalchemy import Engine
@@ -36,6 +38,9 @@ from engine.rfm import (
     rfm_segments,
 )
 from engine.settings import Settings
+
+if TYPE_CHECKING:
+    from engine.clv import ClvResult
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +73,7 @@ class RunResult:
     rules: pd.DataFrame | None
     recommendations: pd.DataFrame | None
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    clv: ClvResult | None = None  # None when [clv] enabled = false
 
     @property
     def n_customers(self) -> int:
@@ -97,8 +103,8 @@ def window_lines(lines: pd.DataFrame, *, as_of: date | None, since: date | None,
                  until: date | None) -> tuple[pd.DataFrame, pd.DataFrame, date | None]:
     """(history up to the window's end, the window's lines, as_of); as_of None only when the
     window is empty. The dashboard's recomputed windows use it too, so they match a run."""
-    if as_of is not None and until is not None and until >= as_of:
-        raise RunError(f"--until {until} must be before --as-of {as_of}")
+    if as_of is not None and until is not None and until > as_of:
+        raise RunError(f"--until {until} must not be after --as-of {as_of}")
     if since is not None and until is not None and since > until:
         raise RunError(f"--since {since} is after --until {until}")
     end = window_end(until) if until is not None else as_of  # engine.dates' window rule
@@ -150,6 +156,18 @@ def segment(lines: pd.DataFrame, customers: pd.DataFrame | None, settings: Setti
             tier_names=settings.clustering.tiers, non_product_codes=codes,
             coded=coded if history is window else None)
         profiles = cluster_profiles(segments, settings.strategies, settings.personas)
+
+    clv = None
+    if settings.clv.enabled:
+        from engine.clv import customer_value  # here: the fit loads pymc only when it runs
+
+        with stages.stage("clv"):
+            clv = customer_value(
+                history, as_of=as_of, settings=settings.clv, non_product_codes=codes,
+                groups=segments[["customer_id", "customer_class", "rfm_segment"]],
+                coded=coded if history is window else None)
+        for note in clv.notes:
+            log.log(logging.WARNING if clv.customers is None else stages.level, "clv: %s", note)
     del coded
 
     rules = recommendations = None
@@ -177,13 +195,15 @@ def segment(lines: pd.DataFrame, customers: pd.DataFrame | None, settings: Setti
         "value_scores": {str(cluster): score for cluster, score in clustering.value_scores.items()},
         "classes": {name: int(class_counts.get(name, 0)) for name in CLASSES},
         "timings": stages.seconds,
-        "skipped": [] if rules is not None else ["rules", "recommendations"],
+        "skipped": ([] if rules is not None else ["rules", "recommendations"])
+        + ([] if clv is not None and clv.customers is not None else ["clv"]),
+        "clv_notes": [] if clv is None else clv.notes,
     }
     return RunResult(
         as_of=as_of, since=since, until=until, k=clustering.k,
         k_mode=str(clustering.diagnostics["k_mode"]), seed=seed, n_lines=len(window),
         segments=segments[SEGMENT_RESULT_COLUMNS].reset_index(drop=True), profiles=profiles,
-        rules=rules, recommendations=recommendations, diagnostics=diagnostics,
+        rules=rules, recommendations=recommendations, diagnostics=diagnostics, clv=clv,
     )
 
 

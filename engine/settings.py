@@ -240,6 +240,30 @@ class EvaluateSettings(Section):
     threads: Annotated[int, Field(ge=1)] = 2  # implicit's threads (BLAS kept to one)
 
 
+class ClvSettings(Section):
+    """Predictive value (BG/NBD + Gamma-Gamma), fitted on every run."""
+
+    enabled: bool = True
+    time_unit: Literal["W", "D"] = "W"
+    annual_discount_rate: Annotated[float, Field(ge=0, lt=1)] = 0.10
+    # churn_risk: p_alive below high_below is "high", below medium_below "medium", else "low".
+    churn_high_below: Annotated[float, Field(gt=0, lt=1)] = 0.3
+    churn_medium_below: Annotated[float, Field(gt=0, le=1)] = 0.7
+    # Fewer repeat buyers than this: no fit, a note (the rest of the run is published).
+    min_repeat_customers: Annotated[int, Field(ge=2)] = 20
+    # Customers first seen fewer days than this before as_of, or without a repeat purchase, get
+    # the model's shrunk (population-weighted) estimate, flagged history = "short".
+    min_history_days: Annotated[int, Field(ge=0)] = 30
+    backtest_days: Annotated[int, Field(ge=7)] = 90
+    compile_dir: str = "var/cache/pytensor"
+
+    @model_validator(mode="after")
+    def _thresholds_ordered(self) -> ClvSettings:
+        if self.churn_high_below >= self.churn_medium_below:
+            raise ValueError("churn_high_below must be below churn_medium_below")
+        return self
+
+
 class JobSpec(Section):
     cron: str = ""
     interval_seconds: Annotated[int, Field(ge=0)] = 0
@@ -265,6 +289,14 @@ class OfferTemplate(Section):
     offer_id: str
     target_classes: list[str]
     body: str
+    # Also narrow the target by the run's CLV (engine/clv.py): churn-risk bands and a minimum
+    # 365-day CLV. Either set: customers without a CLV row in the run are not targeted.
+    churn_risk: list[Literal["high", "medium", "low"]] = Field(default_factory=list)
+    min_clv_365d: float | None = None
+
+    @property
+    def needs_clv(self) -> bool:
+        return bool(self.churn_risk) or self.min_clv_365d is not None
 
 
 def _default_templates() -> list[OfferTemplate]:
@@ -343,6 +375,7 @@ class Settings(Section):
     baskets: BasketSettings = BasketSettings()
     recommend: RecommendSettings = RecommendSettings()
     evaluate: EvaluateSettings = EvaluateSettings()
+    clv: ClvSettings = ClvSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     notifications: NotificationSettings = NotificationSettings()
     dashboard: DashboardSettings = DashboardSettings()

@@ -46,7 +46,7 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
@@ -67,6 +67,7 @@ from notifications.sender import (
     TwilioSender,
 )
 from notifications.templates import check_templates, render
+from notifications.templates import targets as template_targets
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,8 @@ class _OfferPass:
         classes = {name for template in templates for name in template.target_classes}
         targets = store.load_offer_targets(engine=self.engine, run_id=self.summary.run_id,
                                            classes=classes)
+        if any(template.needs_clv for template in templates):
+            targets = _with_clv(self.engine, self.summary.run_id, targets)
         self.opted_out = customer_store.opted_out_phones(engine=self.engine)
         if self.sender is not None:  # before the cap and the keys: a found message counts
             self.reconcile_retries(templates, targets)
@@ -183,7 +186,7 @@ class _OfferPass:
         assert self.sender is not None
         sendable = {offer_key(template.offer_id, target.customer_id): target
                     for template in templates for target in targets
-                    if target.customer_class in template.target_classes}
+                    if template_targets(template, target)}
         for pending in store.retry_rows(engine=self.engine):
             found = self.sender.find_sent(pending.phone, pending.body, pending.created_at)
             if found is not None:
@@ -351,6 +354,18 @@ class _OfferPass:
             customer_store.mark_phone_invalid(engine=self.engine, customer_id=customer_id)
 
 
+def _with_clv(engine: Engine, run_id: int,
+              targets: list[store.OfferTarget]) -> list[store.OfferTarget]:
+    """The targets with the run's churn band and 365-day CLV (None where the run has none)."""
+    from engine.store.clv import read_customers
+
+    clv = read_customers(engine=engine, run_id=run_id).set_index("customer_id")
+    risk, value = clv["churn_risk"].to_dict(), clv["clv_365d"].to_dict()
+    return [replace(target, churn_risk=risk.get(target.customer_id),
+                    clv_365d=value.get(target.customer_id)) for target in targets]
+
+
+
 def send_offers(engine: Engine, settings: Settings, *, dry_run: bool | None = None,
                 now: datetime | None = None,
                 clock: Callable[[], datetime] | None = None) -> OfferPassSummary:
@@ -386,7 +401,7 @@ def send_offers(engine: Engine, settings: Settings, *, dry_run: bool | None = No
         targets = offer_pass.load(templates)
         for template in templates:
             for target in targets:
-                if target.customer_class in template.target_classes:
+                if template_targets(template, target):
                     offer_pass.offer(template, target)
     finally:
         store.record_skips(engine=engine, pass_id=summary.pass_id, skips=offer_pass.skips,

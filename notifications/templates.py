@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from engine.errors import SegmintError
 from engine.settings import NotificationSettings, OfferTemplate
+from engine.store.offers import OfferTarget
 
 GSM7_BASIC = frozenset(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
@@ -71,6 +72,17 @@ def offer_code(offer_id: str, customer_id: str) -> str:
     """A short code, the same on every pass for this customer and offer (8 base32 characters)."""
     digest = hashlib.sha256(f"{offer_id}:{customer_id}".encode()).digest()
     return base64.b32encode(digest[:5]).decode("ascii")
+
+
+def targets(template: OfferTemplate, target: OfferTarget) -> bool:
+    """Whether the template is meant for this customer: class, then churn band and minimum
+    365-day CLV when the template sets them (a customer without CLV never matches those)."""
+    if target.customer_class not in template.target_classes:
+        return False
+    if template.churn_risk and target.churn_risk not in template.churn_risk:
+        return False
+    return template.min_clv_365d is None or (
+        target.clv_365d is not None and target.clv_365d >= template.min_clv_365d)
 
 
 def check_template(template: OfferTemplate) -> None:

@@ -39,6 +39,9 @@ class Context:
             from engine.settings import load_settings  # pydantic: not for --help
 
             self._settings = load_settings(self._config_path)
+            from engine.clv_cache import use_compile_cache
+
+            use_compile_cache(self._settings.path(self._settings.clv.compile_dir))
         return self._settings
 
     def engine(self, *, require_schema: bool = True) -> Any:
@@ -178,7 +181,7 @@ def _run_row(run: dict[Any, Any]) -> dict[str, Any]:
 
 @cli.command("export")
 @click.argument("kind", type=click.Choice(
-    ["segments", "rules", "recommendations", "profiles", "transitions"]))
+    ["segments", "rules", "recommendations", "profiles", "transitions", "clv"]))
 @click.option("--run", "run_ref", default="latest", show_default=True,
               help="Run id or 'latest' (the published run).")
 @click.option("--from", "from_ref", default=None, help="transitions: the earlier run.")
@@ -188,7 +191,7 @@ def _run_row(run: dict[Any, Any]) -> dict[str, Any]:
 @pass_context
 def export_command(context: Context, kind: str, run_ref: str, from_ref: str | None,
                    to_ref: str | None, output: str | None) -> None:
-    """CSV of a run's segments, rules, recommendations, profiles, or the class transitions
+    """CSV of a run's segments, rules, recommendations, profiles, CLV, or the class transitions
     between two runs (--from RUN --to RUN)."""
     from engine.exports import write_csv
     from engine.store import results as result_store
@@ -202,6 +205,10 @@ def export_command(context: Context, kind: str, run_ref: str, from_ref: str | No
         before = run_store.resolve_run(engine=db, ref=from_ref)
         after = run_store.resolve_run(engine=db, ref=to_ref or run_ref)
         frame = result_store.transitions(engine=db, from_run=before, to_run=after)
+    elif kind == "clv":
+        from engine.store.clv import read_customers
+
+        frame = read_customers(engine=db, run_id=run_store.resolve_run(engine=db, ref=run_ref))
     else:
         run_id = run_store.resolve_run(engine=db, ref=run_ref)
         reader = {"segments": result_store.read_segments, "rules": result_store.read_rules,
@@ -216,6 +223,33 @@ def export_command(context: Context, kind: str, run_ref: str, from_ref: str | No
     except OSError as exc:
         raise click.FileError(output, hint=exc.strerror or str(exc)) from None
     click.echo(f"{rows} rows written to {output}", err=True)
+
+
+@cli.command("clv")
+@click.option("--run", "run_ref", default="latest", show_default=True,
+              help="Run id or 'latest' (the published run).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object for machines.")
+@pass_context
+def clv_command(context: Context, run_ref: str, as_json: bool) -> None:
+    """The run's fitted BG/NBD and Gamma-Gamma parameters, backtest and notes."""
+    import json
+
+    from engine.clv import describe_fit
+    from engine.store import runs as run_store
+    from engine.store.clv import read_fit
+
+    db = context.engine()
+    run_id = run_store.resolve_run(engine=db, ref=run_ref)
+    fit = read_fit(engine=db, run_id=run_id)
+    if fit is None:
+        raise SegmintError(f"run {run_id} has no CLV (made before CLV existed, or with "
+                           "[clv] enabled = false)")
+    if as_json:
+        click.echo(json.dumps({"run_id": run_id, **fit}, indent=2))
+        return
+    click.echo(f"run {run_id}")
+    for line in describe_fit(fit):
+        click.echo(line)
 
 
 @cli.command("send-offers")

@@ -21,6 +21,10 @@ from engine.store.tables import CUSTOMERS, LINES, PRODUCTS, SOURCE_FILES
 REPO = Path(__file__).resolve().parent.parent
 REAL_DATA = REPO.parent / "shared" / "data" / "online_retail.csv.gz"
 PG_ADMIN_URL = os.environ.get("SEGMINT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+# One pytensor compile cache for every test and child process (the CLV fit compiles its models
+# once per machine; a fresh folder per test would pay that for each test).
+PYTENSOR_CACHE = REPO / "var" / "cache" / "pytensor"
+os.environ.setdefault("PYTENSOR_FLAGS", f"base_compiledir={PYTENSOR_CACHE}")
 
 
 @contextmanager

@@ -95,7 +95,8 @@ def _lookup(run_id: int, customer_id: str) -> Any:
               else "–"),
              ("Country", profile.get("country") or "–"),
              ("Phone", _phone_text(profile)),
-             ("SMS consent", _consent_text(profile))]
+             ("SMS consent", _consent_text(profile)),
+             *_value_facts(run_id, customer_id)]
     summary = dbc.Row([dbc.Col([html.Div(label, className="small text-muted"),
                                 html.Div(str(value), className="fw-semibold")],
                                md=4, lg=True, className="mb-2") for label, value in facts],
@@ -120,6 +121,19 @@ def _lookup(run_id: int, customer_id: str) -> Any:
         components.grid("lookup-purchases", purchases, height=330,
                         money_columns=("amount", "unit_price")),
     ])
+
+
+def _value_facts(run_id: int, customer_id: str) -> list[tuple[str, str]]:
+    """365-day CLV and churn risk from the run's CLV (engine/clv.py), when it has one."""
+    from engine.store.clv import read_customers
+
+    found = read_customers(engine=context.engine(), run_id=run_id, customer_id=customer_id)
+    if found.empty:
+        return [("CLV 365 days", "–"), ("Churn risk", "–")]
+    row = found.iloc[0]
+    shrunk = " (little history)" if row["history"] == "short" else ""
+    return [("CLV 365 days", components.money(float(row["clv_365d"])) + shrunk),
+            ("Churn risk", f"{row['churn_risk']} (P(alive) {float(row['p_alive']):.2f})")]
 
 
 def _cluster_text(profile: dict[str, Any]) -> str:

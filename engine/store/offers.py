@@ -65,6 +65,8 @@ class OfferTarget:
     sms_consent: bool
     timezone: str | None
     product: str | None  # description of the top recommendation, if any
+    churn_risk: str | None = None  # from the run's CLV, when a template asks for it
+    clv_365d: float | None = None
 
 
 @dataclass(frozen=True)

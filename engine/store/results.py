@@ -96,6 +96,10 @@ def save_results(*, engine: Engine, run_id: int, result: RunResult) -> None:
         with engine.begin() as connection:
             for table, columns, frame in tables:
                 _insert(connection, table, columns, frame, run_id)
+            if result.clv is not None:
+                from engine.store import clv as clv_store
+
+                clv_store.write(connection=connection, run_id=run_id, clv=result.clv)
             connection.execute(update(RUNS).where(RUNS.c.id == run_id).values(
                 status=SUCCEEDED, finished_at=utc_now(), as_of=result.as_of, k=result.k,
                 k_mode=result.k_mode, seed=result.seed, n_customers=result.n_customers,

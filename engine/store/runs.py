@@ -67,7 +67,10 @@ def create_run(*, engine: Engine, params: dict[str, Any], as_of: date | None,
 
 def mark_failed(*, engine: Engine, run_id: int, error: str) -> None:
     """Status 'failed' with the error; results of the run (if any slipped in) are removed."""
+    from engine.store import clv as clv_store
+
     with engine.begin() as connection:
+        clv_store.remove(connection=connection, run_id=run_id)
         for table in (RECOMMENDATIONS, RULES, PROFILES, RESULTS):
             connection.execute(delete(table).where(table.c.run_id == run_id))
         connection.execute(update(RUNS).where(RUNS.c.id == run_id).values(

@@ -17,6 +17,8 @@ SPEC = {
     "rules": "cluster, antecedents, consequents, support, confidence, lift, leverage, "
              "conviction, zhangs_metric",
     "recommendations": "customer_id, rank, stock_code, description, score, reason",
+    "clv": "customer_id, frequency, recency, T, p_alive, expected_purchases_90d, "
+           "expected_purchases_365d, expected_order_value, clv_365d, churn_risk",
 }
 
 

@@ -42,9 +42,9 @@ def test_empty_window_is_a_run_error() -> None:
         segment(population(), None, Settings(), since=date(2030, 1, 1))
 
 
-def test_until_must_precede_as_of() -> None:
-    with pytest.raises(RunError, match="must be before --as-of"):
-        segment(population(), None, Settings(), as_of=date(2011, 6, 1), until=date(2011, 6, 1))
+def test_until_must_not_follow_as_of() -> None:
+    with pytest.raises(RunError, match="must not be after --as-of"):
+        segment(population(), None, Settings(), as_of=date(2011, 6, 1), until=date(2011, 6, 2))
 
 
 def test_as_of_without_until_leaves_out_later_lines() -> None:

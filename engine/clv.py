@@ -1,0 +1,517 @@
+"""Predictive customer value: BG/NBD (repeat purchases and dropout) and Gamma-Gamma (order value).
+
+Pure functions: lines in, frames and plain dicts out, ``as_of`` always passed in.
+
+- The data are purchase days (Fader, Hardie & Lee 2005): several invoices of one customer on one
+  calendar day are one purchase. ``frequency`` = repeat purchase days (purchase days - 1),
+  ``recency`` = time from the first to the last purchase day, ``T`` = time from the first purchase
+  day to ``as_of``, in the time unit ("W" weeks or "D" days). ``monetary_value`` = the mean value
+  of the repeat purchase days (the first purchase is left out, as in the Gamma-Gamma papers).
+- Both models are fitted with pymc-marketing by maximum a posteriori under flat priors, which
+  is maximum likelihood. Only the fit uses pymc: every per-customer figure is computed here in
+  closed form from the four (three) point parameters, vectorised over customers, so memory grows
+  with the customers only (never draws x customers).
+- Customers without a repeat purchase, or first seen fewer than ``min_history_days`` before
+  ``as_of``, get the model's conditional estimate, which the little history shrinks towards the
+  population's; they are flagged ``history = "short"``. Customers without a repeat purchase get
+  the population's mean order value, flagged ``order_value_source = "population"``.
+- A fit that cannot be made (too few repeat buyers, the optimiser failing) is a note, never an
+  error: the caller publishes everything else.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from engine.rfm import CustomerLines, coded_customer_lines
+from engine.settings import ClvSettings
+
+log = logging.getLogger(__name__)
+
+UNIT_DAYS = {"W": 7.0, "D": 1.0}
+SUMMARY_COLUMNS = ["customer_id", "frequency", "recency", "T", "monetary_value"]
+# Stored beside the export's columns: how much to trust a row.
+CLV_FLAG_COLUMNS = ["history", "order_value_source"]
+CHURN_BANDS = ("high", "medium", "low")
+CALIBRATION_MAX = 7  # the calibration table's last row is "7+" (Fader, Hardie & Lee, figure 2)
+CLV_STEPS = 12  # monthly steps for the discounted 365-day value
+
+
+class ClvFitError(Exception):
+    """A model could not be fitted on these data (a note for the run, not an error)."""
+
+
+@dataclass(frozen=True)
+class BgNbdParams:
+    r: float
+    alpha: float
+    a: float
+    b: float
+
+
+@dataclass(frozen=True)
+class GammaGammaParams:
+    p: float
+    q: float
+    v: float
+
+    @property
+    def population_mean(self) -> float:
+        """Mean order value of the population, p v / (q - 1); infinite when q <= 1."""
+        return self.p * self.v / (self.q - 1) if self.q > 1 else math.inf
+
+
+@dataclass
+class ClvResult:
+    """A run's CLV: per-customer rows (None when no fit), parameters, backtest, notes."""
+
+    time_unit: str
+    customers: pd.DataFrame | None
+    bgnbd: BgNbdParams | None = None
+    gamma_gamma: GammaGammaParams | None = None
+    backtest: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def params(self) -> dict[str, Any]:
+        """The JSON the run stores and `segmint clv --json` prints."""
+        return {
+            "time_unit": self.time_unit,
+            "bgnbd": None if self.bgnbd is None else _rounded(vars(self.bgnbd)),
+            "gamma_gamma": None if self.gamma_gamma is None else _rounded(vars(self.gamma_gamma)),
+            "n_customers": 0 if self.customers is None else len(self.customers),
+            "backtest": self.backtest,
+            "notes": list(self.notes),
+            "seconds": dict(self.seconds),
+        }
+
+
+def _rounded(values: dict[str, float]) -> dict[str, float]:
+    return {name: float(f"{value:.6g}") for name, value in values.items()}
+
+
+# --- the purchase-day summary -------------------------------------------------------------------
+
+def purchase_days(lines: pd.DataFrame, *, non_product_codes: Sequence[str] = (),
+                  coded: CustomerLines | None = None) -> pd.DataFrame:
+    """One row per customer and purchase day: customer_id (text), day (datetime64 midnight),
+    value (the day's purchase value). Purchases are the lines RFM counts (a customer id, a
+    product code) that are not returns (a line of value 0, a free item, is still a purchase).
+    ``coded``: the same lines already as ``coded_customer_lines`` (a run has them), so nothing
+    is copied or factorised again."""
+    if coded is None:
+        coded = coded_customer_lines(lines, non_product_codes)
+    buy = ~coded.is_return & (coded.net >= 0)
+    keys = pd.DataFrame({"customer": coded.customer[buy],
+                         "day": coded.ts[buy].astype("datetime64[D]").astype(np.int64),
+                         "value": coded.net[buy]})
+    grouped = keys.groupby(["customer", "day"], sort=True)["value"].sum()
+    customer = grouped.index.get_level_values(0).to_numpy()
+    day = grouped.index.get_level_values(1).to_numpy()
+    return pd.DataFrame({"customer_id": coded.ids[customer].astype(object),
+                         "day": day.astype("datetime64[D]").astype("datetime64[ns]"),
+                         "value": grouped.to_numpy(dtype=float)})
+
+
+def summarize_days(days: pd.DataFrame, *, as_of: date, time_unit: str = "W") -> pd.DataFrame:
+    """The per-customer summary (SUMMARY_COLUMNS, sorted by customer_id) of the purchase days up
+    to and including ``as_of`` (a run's lines end before it, or on it when until = as_of)."""
+    unit = UNIT_DAYS[time_unit]
+    as_of_ts = pd.Timestamp(as_of)
+    days = days[days["day"] <= as_of_ts]
+    if days.empty:
+        return pd.DataFrame({"customer_id": pd.Series(dtype=object),
+                             **{name: pd.Series(dtype=float) for name in SUMMARY_COLUMNS[1:]}})
+    grouped = days.groupby("customer_id", sort=True)
+    first = grouped["day"].min()
+    last = grouped["day"].max()
+    count = grouped["day"].size()
+    total = grouped["value"].sum()
+    first_value = days.loc[grouped["day"].idxmin(), ["customer_id", "value"]] \
+        .set_index("customer_id")["value"]
+    frequency = (count - 1).astype(np.int64)
+    repeat_value = (total - first_value.reindex(total.index)).to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        monetary = np.where(frequency > 0, repeat_value / np.maximum(frequency, 1), 0.0)
+    return pd.DataFrame({
+        "customer_id": first.index.to_numpy(dtype=object),
+        "frequency": frequency.to_numpy(),
+        "recency": ((last - first).dt.days / unit).to_numpy(dtype=float),
+        "T": ((as_of_ts - first).dt.days / unit).to_numpy(dtype=float),
+        "monetary_value": monetary,
+    })
+
+
+def purchase_summary(lines: pd.DataFrame, *, as_of: date, time_unit: str = "W",
+                     non_product_codes: Sequence[str] = ()) -> pd.DataFrame:
+    """Lines -> the per-customer purchase-day summary as of ``as_of`` (see module doc)."""
+    return summarize_days(purchase_days(lines, non_product_codes=non_product_codes),
+                          as_of=as_of, time_unit=time_unit)
+
+
+# --- closed forms on point parameters ------------------------------------------------------------
+
+def _arrays(*values: Any) -> list[np.ndarray]:
+    return [np.asarray(value, dtype=float) for value in values]
+
+
+def _dropout_log_odds(params: BgNbdParams, x: np.ndarray, t_x: np.ndarray,
+                      T: np.ndarray) -> np.ndarray:
+    """log of a/(b+x-1) ((alpha+T)/(alpha+t_x))^(r+x) (-inf where x = 0): the odds that the
+    customer has dropped out given the history."""
+    r, alpha, a, b = params.r, params.alpha, params.a, params.b
+    with np.errstate(divide="ignore", invalid="ignore"):
+        term = (r + x) * np.log((alpha + T) / (alpha + t_x)) \
+            + np.log(a / (b + np.maximum(x, 1) - 1))
+    return np.where(x > 0, term, -np.inf)
+
+
+def p_alive(params: BgNbdParams, frequency: Any, recency: Any, T: Any) -> np.ndarray:
+    """P(alive | x, t_x, T) (Fader, Hardie & Lee 2008, note 021)."""
+    from scipy.special import expit  # here: `segmint export` / `clv` import this module
+
+    x, t_x, T_ = _arrays(frequency, recency, T)
+    return np.asarray(expit(-_dropout_log_odds(params, x, t_x, T_)))
+
+
+def expected_purchases(params: BgNbdParams, t: Any, frequency: Any, recency: Any,
+                       T: Any) -> np.ndarray:
+    """E[Y(t) | x, t_x, T]: expected purchases in the next ``t`` time units (equation 10)."""
+    from scipy.special import hyp2f1
+
+    r, alpha, a, b = params.r, params.alpha, params.a, params.b
+    t_, x, t_x, T_ = _arrays(t, frequency, recency, T)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        z = t_ / (alpha + T_ + t_)
+        shrink = np.exp((r + x) * np.log((alpha + T_) / (alpha + T_ + t_)))
+        numerator = (a + b + x - 1) / (a - 1) * (1 - shrink * hyp2f1(r + x, b + x, a + b + x - 1,
+                                                                     z))
+        denominator = 1 + np.exp(_dropout_log_odds(params, x, t_x, T_))
+        value = numerator / denominator
+    return np.where(t_ > 0, value, 0.0)
+
+
+def expected_purchases_new(params: BgNbdParams, t: Any) -> np.ndarray:
+    """E[X(t)] for a customer with no history (equation 9)."""
+    from scipy.special import hyp2f1
+
+    r, alpha, a, b = params.r, params.alpha, params.a, params.b
+    (t_,) = _arrays(t)
+    return np.asarray((a + b - 1) / (a - 1)
+                      * (1 - (alpha / (alpha + t_)) ** r * hyp2f1(r, b, a + b - 1,
+                                                                   t_ / (alpha + t_))))
+
+
+def expected_order_value(params: GammaGammaParams, frequency: Any,
+                         monetary_value: Any) -> np.ndarray:
+    """E[M | x, mbar] = p (v + x mbar) / (p x + q - 1) (Fader, Hardie & Lee 2005b)."""
+    x, m = _arrays(frequency, monetary_value)
+    return (params.p * (params.v + x * m)) / (params.p * x + params.q - 1)
+
+
+def discounted_value(params: BgNbdParams, order_value: np.ndarray, frequency: Any, recency: Any,
+                     T: Any, *, horizon_days: float, annual_rate: float,
+                     time_unit: str) -> np.ndarray:
+    """Expected purchases in each of CLV_STEPS equal steps of the horizon, times the order value,
+    discounted at the annual rate to the end of each step."""
+    unit = UNIT_DAYS[time_unit]
+    total = np.zeros(len(order_value))
+    before = np.zeros(len(order_value))
+    for step in range(1, CLV_STEPS + 1):
+        days = horizon_days * step / CLV_STEPS
+        cumulative = expected_purchases(params, days / unit, frequency, recency, T)
+        total += (cumulative - before) / (1 + annual_rate) ** (days / 365.0)
+        before = cumulative
+    return total * order_value
+
+
+def churn_risk(alive: np.ndarray, settings: ClvSettings) -> np.ndarray:
+    return np.where(alive < settings.churn_high_below, "high",
+                    np.where(alive < settings.churn_medium_below, "medium", "low")).astype(object)
+
+
+def score_customers(summary: pd.DataFrame, bgnbd: BgNbdParams, gamma_gamma: GammaGammaParams,
+                    *, settings: ClvSettings, population_order_value: float) -> pd.DataFrame:
+    """Per customer: CLV_COLUMNS + CLV_FLAG_COLUMNS, from point parameters (vectorised)."""
+    unit = UNIT_DAYS[settings.time_unit]
+    x = summary["frequency"].to_numpy(dtype=float)
+    t_x = summary["recency"].to_numpy(dtype=float)
+    T = summary["T"].to_numpy(dtype=float)
+    repeat = x > 0
+    value = np.full(len(summary), population_order_value)
+    if repeat.any():
+        value[repeat] = expected_order_value(gamma_gamma, x[repeat],
+                                             summary["monetary_value"].to_numpy(float)[repeat])
+    alive = p_alive(bgnbd, x, t_x, T)
+    short = ~repeat | (T * unit < settings.min_history_days)
+    out = pd.DataFrame({
+        "customer_id": summary["customer_id"].to_numpy(dtype=object),
+        "frequency": x.astype(np.int64),
+        "recency": t_x,
+        "T": T,
+        "p_alive": alive,
+        "expected_purchases_90d": expected_purchases(bgnbd, 90 / unit, x, t_x, T),
+        "expected_purchases_365d": expected_purchases(bgnbd, 365 / unit, x, t_x, T),
+        "expected_order_value": value,
+        "clv_365d": discounted_value(bgnbd, value, x, t_x, T, horizon_days=365,
+                                     annual_rate=settings.annual_discount_rate,
+                                     time_unit=settings.time_unit),
+        "churn_risk": churn_risk(alive, settings),
+        "history": np.where(short, "short", "full").astype(object),
+        "order_value_source": np.where(repeat, "gamma_gamma", "population").astype(object),
+    })
+    numeric = ["p_alive", "expected_purchases_90d", "expected_purchases_365d",
+               "expected_order_value", "clv_365d"]
+    out[numeric] = out[numeric].round(6)
+    return out
+
+
+# --- fitting (pymc-marketing, MAP under flat priors) ---------------------------------------------
+
+def _quiet_libraries() -> None:
+    """pymc, pytensor and arviz log at INFO on import and on every compile; a run says what it
+    does itself."""
+    for name in ("pymc", "pymc_marketing", "pytensor", "arviz"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _flat_priors(names: Sequence[str]) -> dict[str, Any]:
+    from pymc_extras.prior import Prior
+
+    return {name: Prior("HalfFlat") for name in names}
+
+
+def _map_point(model: Any) -> dict[str, float]:
+    posterior = model.idata.posterior
+    return {name: float(posterior[name].values.reshape(-1)[0])
+            for name in posterior.data_vars}
+
+
+def _quiet_fit(model: Any, data: pd.DataFrame) -> None:
+    """MAP fit without progress bars; optimiser failures become ClvFitError."""
+    import warnings
+
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        try:
+            model.fit(data=data, method="map", progressbar=False)
+        except (ValueError, FloatingPointError, RuntimeError, ArithmeticError) as exc:
+            raise ClvFitError(f"the optimiser failed: {exc}") from None
+
+
+def fit_bgnbd(summary: pd.DataFrame) -> BgNbdParams:
+    """BG/NBD by MAP under flat (HalfFlat) priors = maximum likelihood."""
+    _quiet_libraries()
+    from pymc_marketing.clv import BetaGeoModel
+
+    data = summary[["customer_id", "frequency", "recency", "T"]]
+    model = BetaGeoModel(model_config=_flat_priors(["r", "alpha", "a", "b"]))
+    _quiet_fit(model, data)
+    point = _map_point(model)
+    params = BgNbdParams(r=point["r"], alpha=point["alpha"], a=point["a"], b=point["b"])
+    if not all(math.isfinite(value) and value > 0 for value in vars(params).values()):
+        raise ClvFitError(f"BG/NBD parameters out of range: {vars(params)}")
+    return params
+
+
+def fit_gamma_gamma(summary: pd.DataFrame) -> GammaGammaParams:
+    """Gamma-Gamma on the repeat buyers (positive mean repeat order value), MAP, flat priors."""
+    _quiet_libraries()
+    from pymc_marketing.clv import GammaGammaModel
+
+    repeat = summary[(summary["frequency"] > 0) & (summary["monetary_value"] > 0)]
+    data = repeat[["customer_id", "frequency", "monetary_value"]]
+    model = GammaGammaModel(model_config=_flat_priors(["p", "q", "v"]))
+    _quiet_fit(model, data)
+    point = _map_point(model)
+    params = GammaGammaParams(p=point["p"], q=point["q"], v=point["v"])
+    if not all(math.isfinite(value) and value > 0 for value in vars(params).values()):
+        raise ClvFitError(f"Gamma-Gamma parameters out of range: {vars(params)}")
+    return params
+
+
+@dataclass(frozen=True)
+class FittedModels:
+    bgnbd: BgNbdParams
+    gamma_gamma: GammaGammaParams
+    population_order_value: float
+    notes: tuple[str, ...] = ()
+
+
+def fit_models(summary: pd.DataFrame, *, min_repeat_customers: int,
+               what: str = "the model") -> FittedModels:
+    """Both models on one summary; ClvFitError (a one-line reason) when they cannot be fitted."""
+    n_repeat = int((summary["frequency"] > 0).sum())
+    if n_repeat < min_repeat_customers:
+        raise ClvFitError(f"{what}: {n_repeat} customer(s) with a repeat purchase day, fewer "
+                          f"than clv.min_repeat_customers = {min_repeat_customers}")
+    bgnbd = fit_bgnbd(summary)
+    gamma_gamma = fit_gamma_gamma(summary)
+    notes: list[str] = []
+    population = gamma_gamma.population_mean
+    if not math.isfinite(population):
+        repeat_values = summary.loc[summary["frequency"] > 0, "monetary_value"]
+        population = float(repeat_values.mean())
+        notes.append(f"{what}: Gamma-Gamma q = {gamma_gamma.q:.3g} <= 1 has no finite population "
+                     "mean; one-time buyers get the mean repeat order value instead")
+    return FittedModels(bgnbd, gamma_gamma, population, tuple(notes))
+
+
+# --- the backtest -------------------------------------------------------------------------------
+
+def _errors(frame: pd.DataFrame) -> dict[str, Any]:
+    predicted = frame["predicted"].to_numpy(dtype=float)
+    actual = frame["actual"].to_numpy(dtype=float)
+    total_predicted, total_actual = float(predicted.sum()), float(actual.sum())
+    error = total_predicted - total_actual
+    return {
+        "customers": len(frame),
+        "predicted": round(total_predicted, 4),
+        "actual": round(total_actual, 4),
+        "total_error": round(error, 4),
+        "total_error_pct": round(100 * error / total_actual, 4) if total_actual else None,
+        "mae": round(float(np.abs(predicted - actual).mean()), 6) if len(frame) else None,
+        "bias": round(float((predicted - actual).mean()), 6) if len(frame) else None,
+    }
+
+
+def compare_holdout(frame: pd.DataFrame, group_columns: Sequence[str] = ()) -> dict[str, Any]:
+    """Predicted against actual holdout purchases. ``frame``: frequency (calibration period),
+    predicted, actual, and the ``group_columns``. Overall and per group: customers, predicted
+    and actual totals, total error (predicted - actual) and in % of actual, mean absolute error,
+    bias (mean predicted - actual); and the calibration table: mean predicted and actual per
+    calibration frequency 0 .. 6 and 7+."""
+    out: dict[str, Any] = {"overall": _errors(frame)}
+    for column in group_columns:
+        out[f"by_{column}"] = {str(name): _errors(group)
+                               for name, group in frame.groupby(column, sort=True)}
+    bucket = np.minimum(frame["frequency"].to_numpy(dtype=np.int64), CALIBRATION_MAX)
+    table = []
+    for level in range(CALIBRATION_MAX + 1):
+        rows = frame[bucket == level]
+        table.append({
+            "frequency": f"{level}+" if level == CALIBRATION_MAX else str(level),
+            "customers": len(rows),
+            "predicted": round(float(rows["predicted"].mean()), 6) if len(rows) else None,
+            "actual": round(float(rows["actual"].mean()), 6) if len(rows) else None,
+        })
+    out["calibration"] = table
+    return out
+
+
+def backtest(days: pd.DataFrame, *, as_of: date, settings: ClvSettings,
+             groups: pd.DataFrame | None = None) -> dict[str, Any]:
+    """Refit on the purchase days up to the cutoff ``as_of - backtest_days``, predict each of
+    those customers' purchase days in the held-out days (cutoff, as_of], compare with what they
+    did.
+    ``groups``: customer_id + columns to break the errors down by (class, RFM segment); customers
+    not in it are counted under "(none)". A window too short gives {"note": ...}."""
+    cutoff = as_of - timedelta(days=settings.backtest_days)
+    base = {"cutoff": cutoff.isoformat(), "holdout_days": settings.backtest_days}
+    if days.empty or days["day"].min() > pd.Timestamp(cutoff):
+        return {**base, "note": f"window too short: no purchase before the backtest's cutoff "
+                                f"{cutoff} (as_of {as_of} minus clv.backtest_days = "
+                                f"{settings.backtest_days})"}
+    calibration = summarize_days(days, as_of=cutoff, time_unit=settings.time_unit)
+    try:
+        fitted = fit_models(calibration, min_repeat_customers=settings.min_repeat_customers,
+                            what="backtest")
+    except ClvFitError as exc:
+        return {**base, "note": f"window too short for the backtest: {exc}"}
+    unit = UNIT_DAYS[settings.time_unit]
+    holdout = days[(days["day"] > pd.Timestamp(cutoff)) & (days["day"] <= pd.Timestamp(as_of))]
+    actual = holdout.groupby("customer_id").size()
+    frame = pd.DataFrame({
+        "customer_id": calibration["customer_id"],
+        "frequency": calibration["frequency"],
+        "predicted": expected_purchases(fitted.bgnbd, settings.backtest_days / unit,
+                                        calibration["frequency"], calibration["recency"],
+                                        calibration["T"]),
+        "actual": actual.reindex(calibration["customer_id"]).fillna(0).to_numpy(dtype=float),
+    })
+    group_columns: list[str] = []
+    if groups is not None:
+        group_columns = [column for column in groups.columns if column != "customer_id"]
+        frame = frame.merge(groups, on="customer_id", how="left")
+        frame[group_columns] = frame[group_columns].astype(object).fillna("(none)")
+    return {**base, "bgnbd": _rounded(vars(fitted.bgnbd)),
+            **compare_holdout(frame, group_columns)}
+
+
+# --- one run's CLV ------------------------------------------------------------------------------
+
+def customer_value(lines: pd.DataFrame, *, as_of: date, settings: ClvSettings,
+                   non_product_codes: Sequence[str] = (),
+                   groups: pd.DataFrame | None = None,
+                   coded: CustomerLines | None = None) -> ClvResult:
+    """The run's CLV on its history lines (every line up to ``as_of``): both models, every
+    customer's figures and the backtest. Never raises for data it cannot model: the reason is
+    in ``notes`` and ``customers`` is None."""
+    import time
+
+    result = ClvResult(time_unit=settings.time_unit, customers=None)
+    days = purchase_days(lines, non_product_codes=non_product_codes, coded=coded)
+    summary = summarize_days(days, as_of=as_of, time_unit=settings.time_unit)
+    start = time.perf_counter()
+    try:
+        fitted = fit_models(summary, min_repeat_customers=settings.min_repeat_customers,
+                            what="CLV")
+    except ClvFitError as exc:
+        result.notes.append(f"{exc}: no CLV in this run")
+        return result
+    result.seconds["fit"] = round(time.perf_counter() - start, 3)
+    result.bgnbd, result.gamma_gamma = fitted.bgnbd, fitted.gamma_gamma
+    result.notes.extend(fitted.notes)
+    start = time.perf_counter()
+    result.customers = score_customers(summary, fitted.bgnbd, fitted.gamma_gamma,
+                                       settings=settings,
+                                       population_order_value=fitted.population_order_value)
+    result.seconds["score"] = round(time.perf_counter() - start, 3)
+    short = int((result.customers["history"] == "short").sum())
+    if short:
+        result.notes.append(f"{short} customer(s) with little history (no repeat purchase day, "
+                            f"or first seen under {settings.min_history_days} days before "
+                            "as_of) have shrunk estimates, flagged history = short")
+    start = time.perf_counter()
+    result.backtest = backtest(days, as_of=as_of, settings=settings, groups=groups)
+    result.seconds["backtest"] = round(time.perf_counter() - start, 3)
+    if "note" in result.backtest:
+        result.notes.append(result.backtest["note"])
+    return result
+
+
+def describe_fit(fit: dict[str, Any]) -> list[str]:
+    """A stored fit (ClvResult.params()) as lines for a person: parameters, backtest, notes."""
+    unit = {"W": "weeks", "D": "days"}.get(fit.get("time_unit", ""), fit.get("time_unit"))
+    lines = [f"time unit: {unit}"]
+    bgnbd, gamma_gamma = fit.get("bgnbd"), fit.get("gamma_gamma")
+    if bgnbd:
+        lines.append("BG/NBD: " + ", ".join(f"{k} = {v:.4g}" for k, v in bgnbd.items()))
+    if gamma_gamma:
+        lines.append("Gamma-Gamma: " + ", ".join(f"{k} = {v:.4g}" for k, v in gamma_gamma.items()))
+    lines.append(f"customers scored: {fit.get('n_customers', 0)}")
+    backtest = fit.get("backtest") or {}
+    overall = backtest.get("overall")
+    if overall:
+        pct = overall["total_error_pct"]
+        lines.append(
+            f"backtest: refit to {backtest['cutoff']}, next {backtest['holdout_days']} days: "
+            f"{overall['customers']} customers, predicted {overall['predicted']:.1f} purchases, "
+            f"actual {overall['actual']:.0f} (error {overall['total_error']:+.1f}"
+            f"{'' if pct is None else f', {pct:+.1f} %'}), MAE {overall['mae']:.3f}, "
+            f"bias {overall['bias']:+.3f}")
+        lines.append("  calibration (frequency: customers, mean predicted / actual):")
+        for row in backtest.get("calibration", []):
+            if row["customers"]:
+                lines.append(f"    {row['frequency']:>3}: {row['customers']:>6}  "
+                             f"{row['predicted']:.3f} / {row['actual']:.3f}")
+    lines.extend(f"note: {note}" for note in fit.get("notes", []))
+    return lines
