@@ -12,6 +12,7 @@ import secrets
 from datetime import timedelta
 from html import escape
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from flask import Blueprint, Flask, Response, abort, redirect, request, session
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -86,10 +87,19 @@ def _quote(value: str) -> str:
     return quote(value, safe="/")
 
 
-def _safe_next(value: str | None) -> str:
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+def safe_next(value: str | None) -> str:
+    """A same-site path to go to after login, else "/". Browsers drop tabs and newlines from a
+    URL and read a backslash as a slash, so `/\t/evil.example` or `/\\evil.example` would leave
+    the site: the value is normalised the way a browser would before it is judged."""
+    if not value:
         return "/"
-    return value
+    cleaned = "".join(ch for ch in value if ch >= " " and ch != "\x7f").replace("\\", "/")
+    cleaned = cleaned.strip()
+    parts = urlsplit(cleaned)
+    if (parts.scheme or parts.netloc or not cleaned.startswith("/")
+            or cleaned.startswith("//")):
+        return "/"
+    return urlunsplit(("", "", parts.path, parts.query, ""))
 
 
 def create_blueprint() -> Blueprint:
@@ -99,7 +109,7 @@ def create_blueprint() -> Blueprint:
 
     @blueprint.route("/login", methods=["GET", "POST"])
     def login() -> Any:
-        next_url = _safe_next(request.values.get("next"))
+        next_url = safe_next(request.values.get("next"))
         if request.method == "GET":
             return _login_page(next_url, error=None)
         username = request.form.get("username", "").strip()
