@@ -123,7 +123,10 @@ def shell() -> html.Div:
         html.Span(user or "", className="me-2 text-white"),
         dbc.Badge(role or "", color="light", text_color="dark", className="me-3 role-badge",
                   id="role-badge"),
-        html.A("Log out", href="/logout", className="text-white-50 small", id="logout-link"),
+        # Logout is a POST (a GET would let any page on the web sign the user out).
+        html.Form([html.Button("Log out", type="submit", id="logout-link",
+                               className="btn btn-link text-white-50 small p-0")],
+                  action="/logout", method="POST", className="m-0"),
     ], className="d-flex align-items-center")
     navbar = dbc.Navbar(dbc.Container([
         dbc.NavbarBrand("Segmint", href="/", className="fw-bold"),

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 from flask import Blueprint, Flask, Response, abort, redirect, request, session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from engine.store.users import find_user
+from engine.store.users import end_sessions, find_user, session_version
 
 from . import context
 
@@ -28,6 +28,9 @@ MANAGER = "manager"
 PASSWORD_METHOD = "scrypt"
 OPEN_PREFIXES = ("/webhooks/twilio/",)
 OPEN_PATHS = ("/login", "/logout", "/healthz", "/favicon.ico")
+# Dash answers any other GET with its page shell (and its library versions): these paths only
+# take a POST, and nothing else under the open prefixes exists.
+POST_ONLY_PATHS = ("/logout", "/webhooks/twilio/status", "/webhooks/twilio/inbound")
 
 
 def hash_password(password: str) -> str:
@@ -71,8 +74,35 @@ def _is_open(path: str) -> bool:
     return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
 
 
+def _session_is_current() -> bool:
+    """The cookie's session version is still the account's: logout, a role or password change
+    and `segmint users revoke` raise it, which ends every session issued before."""
+    user = current_user()
+    if user is None:
+        return False
+    version = session_version(engine=context.engine(), username=user)
+    if version is not None and session.get("version") == version:
+        return True
+    log.info("ended session of %r refused (logged out, changed or revoked)", user)
+    session.clear()
+    return False
+
+
+def _refuse_stray_requests() -> Any:
+    path = request.path
+    if path in POST_ONLY_PATHS and request.method != "POST":
+        return Response("method not allowed\n", status=405, mimetype="text/plain",
+                        headers={"Allow": "POST"})
+    if path == "/favicon.ico" or (path.startswith(OPEN_PREFIXES) and path not in POST_ONLY_PATHS):
+        return Response("not found\n", status=404, mimetype="text/plain")
+    return None
+
+
 def _require_login() -> Any:
-    if _is_open(request.path) or current_user() is not None:
+    refused = _refuse_stray_requests()
+    if refused is not None:
+        return refused
+    if _is_open(request.path) or _session_is_current():
         return None
     wants_page = request.method == "GET" and not request.path.startswith("/_")
     if wants_page:
@@ -116,18 +146,23 @@ def create_blueprint() -> Blueprint:
         password = request.form.get("password", "")
         user = find_user(engine=context.engine(), username=username) if username else None
         valid = check_password_hash(user.password_hash if user else dummy_hash, password)
-        if user is None or not valid:
+        if user is None or not valid or user.revoked:
             log.info("failed dashboard login for %r", username)
             return _login_page(next_url, error="Unknown user or wrong password."), 401
         session.clear()
         session.permanent = True
         session["user"] = user.username
         session["role"] = user.role
+        session["version"] = user.session_version
         log.info("dashboard login: %s (%s)", user.username, user.role)
         return redirect(next_url)
 
-    @blueprint.route("/logout", methods=["GET", "POST"])
+    @blueprint.post("/logout")
     def logout() -> Any:
+        user = current_user()
+        if user is not None and _session_is_current():
+            end_sessions(engine=context.engine(), username=user)
+            log.info("dashboard logout: %s (every session of the account ended)", user)
         session.clear()
         return redirect("/login")
 

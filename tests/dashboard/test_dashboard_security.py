@@ -6,10 +6,10 @@ test_dashboard_browser.py)."""
 from __future__ import annotations
 
 import re
-from urllib.parse import urljoin, urlsplit
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 from flask.testing import FlaskClient
@@ -19,7 +19,7 @@ from dashboard.auth import hash_password, safe_next
 from engine.settings import Settings
 from engine.store import get_engine, init_db
 from engine.store.users import save_user
-from tests.conftest import make_settings
+from tests.conftest import make_settings, run_segmint
 
 PASSWORDS = {"ann": "ann-analyst-pw", "max": "max-manager-pw"}
 ROLES = {"ann": "analyst", "max": "manager"}
@@ -98,3 +98,101 @@ def test_login_with_a_tab_in_next_redirects_on_site(client: FlaskClient) -> None
     response = login(client, "ann", next_url="/\t/evil.example/")
     assert response.status_code == 302
     assert browser_host(response.headers["Location"]) == "site.test", response.headers["Location"]
+
+
+# --- item 6: sessions end on logout, role or password change, revocation ----------------------
+
+def _signed_in(client: FlaskClient, user: str) -> str:
+    assert login(client, user).status_code == 302
+    assert client.get("/_dash-layout").status_code == 200
+    cookie = client.get_cookie("segmint_session")
+    assert cookie is not None
+    return cookie.value
+
+
+def _replayed(server: Any, cookie: str) -> int:
+    """What a saved copy of the cookie gets now, from another client."""
+    other: FlaskClient = server.test_client()
+    other.set_cookie("segmint_session", cookie)
+    status: int = other.get("/_dash-layout").status_code
+    return status
+
+
+def test_a_saved_cookie_stops_working_after_logout(server: Any, client: FlaskClient) -> None:
+    """Before: /logout only cleared the browser's copy; a saved cookie kept working."""
+    cookie = _signed_in(client, "ann")
+    assert _replayed(server, cookie) == 200
+    token = csrf_token(client, "/login")
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 302
+    assert client.get("/_dash-layout").status_code == 401
+    assert _replayed(server, cookie) == 401
+
+
+def test_logout_is_post_only(client: FlaskClient) -> None:
+    _signed_in(client, "ann")
+    assert client.get("/logout").status_code == 405
+    assert client.get("/_dash-layout").status_code == 200
+
+
+@pytest.mark.parametrize("change", ["role", "password"])
+def test_a_role_or_password_change_ends_sessions(server: Any, client: FlaskClient,
+                                                 change: str) -> None:
+    """Before: a manager demoted (or whose password was reset) kept the old cookie's role."""
+    engine = server.config["SEGMINT_TEST_ENGINE"]
+    cookie = _signed_in(client, "max")
+    role = "analyst" if change == "role" else "manager"
+    password = "new-manager-pw" if change == "password" else PASSWORDS["max"]
+    try:
+        save_user(engine=engine, username="max", password_hash=hash_password(password),
+                  role=role)
+        assert _replayed(server, cookie) == 401
+        assert client.get("/_dash-layout").status_code == 401
+        assert login(client, "max", password=password).status_code == 302
+        assert client.get("/_dash-layout").status_code == 200
+    finally:
+        save_user(engine=engine, username="max", password_hash=hash_password(PASSWORDS["max"]),
+                  role="manager")
+
+
+def test_users_revoke_ends_sessions_and_refuses_logins(server: Any, client: FlaskClient,
+                                                       tmp_path: Path) -> None:
+    """`segmint users revoke NAME` (the real console script) ends the account's sessions and
+    refuses its logins until `users add` sets a new password."""
+    engine = server.config["SEGMINT_TEST_ENGINE"]
+    save_user(engine=engine, username="eve", password_hash=hash_password("eve-analyst-pw"),
+              role="analyst")
+    PASSWORDS["eve"] = "eve-analyst-pw"
+    cookie = _signed_in(client, "eve")
+    env = {"SEGMINT_DATABASE_URL": str(engine.url)}
+    done = run_segmint("users", "revoke", "eve", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "user eve revoked (sessions ended, logins refused)"
+    assert _replayed(server, cookie) == 401
+    assert login(client, "eve").status_code == 401
+    listed = run_segmint("users", "list", cwd=tmp_path, env=env)
+    assert "eve\tanalyst\trevoked" in listed.stdout.splitlines()
+    missing = run_segmint("users", "revoke", "nobody", cwd=tmp_path, env=env)
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == "error: no dashboard user 'nobody'"
+    again = run_segmint("users", "add", "eve", "--role", "analyst", cwd=tmp_path, env=env,
+                        input="eve-new-pw-1\n")
+    assert again.returncode == 0
+    assert login(client, "eve", password="eve-new-pw-1").status_code == 302
+
+
+# --- small: stray GETs get Dash's page shell ---------------------------------------------------
+
+@pytest.mark.parametrize("path", ["/webhooks/twilio/status", "/webhooks/twilio/inbound",
+                                  "/logout"])
+def test_get_on_post_only_paths_is_405(client: FlaskClient, path: str) -> None:
+    """Before: 200 with Dash's page shell (library versions included), no login needed."""
+    response = client.get(path)
+    assert response.status_code == 405 and response.headers["Allow"] == "POST"
+    assert "dash" not in response.get_data(as_text=True).lower()
+
+
+@pytest.mark.parametrize("path", ["/favicon.ico", "/webhooks/twilio/other"])
+def test_favicon_and_unknown_webhook_paths_are_404(client: FlaskClient, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 404
+    assert "dash" not in response.get_data(as_text=True).lower()
