@@ -400,7 +400,7 @@ def set_opt_out(engine: Engine, *, phone: str, opted_out: bool, source: str,
                 if row is None:
                     session.add(OptOut(phone=phone, opted_out=opted_out, source=source,
                                        updated_at=now))
-                else:
+                elif row.updated_at <= now:  # an older message never overrides a newer state
                     row.opted_out, row.source, row.updated_at = opted_out, source, now
                     session.add(row)
             return
