@@ -18,11 +18,12 @@ from dash import ALL, Dash, Input, Output, State, dcc, html
 from dash.exceptions import PreventUpdate
 from flask import Flask, send_from_directory
 from flask_caching import Cache
+from flask_wtf.csrf import generate_csrf
 
 from engine.settings import Settings
 from engine.store import get_engine
 
-from . import auth, context, frames, ids
+from . import auth, context, frames, ids, security
 from .filters import Filters, from_search, parse_date
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ def flask_server(settings: Settings, secret_key: str | None) -> Flask:
     server.config[context.SETTINGS_KEY] = settings
     auth.configure_sessions(server, secret_key=key, secure=settings.dashboard.secure_cookies,
                             hours=settings.dashboard.session_hours)
+    security.init_security(server, secure=settings.dashboard.secure_cookies)
     cache_dir = settings.path(settings.dashboard.cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     cache = Cache(config={"CACHE_TYPE": "FileSystemCache", "CACHE_DIR": str(cache_dir),
@@ -77,7 +79,9 @@ def _register_webhooks(server: Flask, settings: Settings) -> None:
     from notifications.webhooks import create_blueprint
 
     engine = get_engine(settings.database_url, settings.database.echo)
-    server.register_blueprint(create_blueprint(settings, engine))
+    blueprint = create_blueprint(settings, engine)
+    server.extensions[security.CSRF_EXTENSION].exempt(blueprint)  # signed by Twilio instead
+    server.register_blueprint(blueprint)
 
 
 def create_app(settings: Settings, *, secret_key: str | None = None) -> Dash:
@@ -102,6 +106,9 @@ def create_app(settings: Settings, *, secret_key: str | None = None) -> Dash:
     # render it once now so a worker whose first request is a bundle does not answer 500.
     with server.test_request_context("/"):
         app.index()
+    # Asked per answer: Dash adds its pages' clientside callbacks (an inline script) only when
+    # the first real request sets the server up.
+    server.config[security.CSP_KEY] = lambda: security.content_security_policy(app.csp_hashes())
     return app
 
 
@@ -124,7 +131,8 @@ def shell() -> html.Div:
         dbc.Badge(role or "", color="light", text_color="dark", className="me-3 role-badge",
                   id="role-badge"),
         # Logout is a POST (a GET would let any page on the web sign the user out).
-        html.Form([html.Button("Log out", type="submit", id="logout-link",
+        html.Form([dcc.Input(type="hidden", name="csrf_token", value=generate_csrf()),
+                   html.Button("Log out", type="submit", id="logout-link",
                                className="btn btn-link text-white-50 small p-0")],
                   action="/logout", method="POST", className="m-0"),
     ], className="d-flex align-items-center")

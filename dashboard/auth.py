@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from flask import Blueprint, Flask, Response, abort, redirect, request, session
+from flask_wtf.csrf import generate_csrf
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from engine.store.users import end_sessions, find_user, session_version
@@ -141,14 +142,14 @@ def create_blueprint() -> Blueprint:
     def login() -> Any:
         next_url = safe_next(request.values.get("next"))
         if request.method == "GET":
-            return _login_page(next_url, error=None)
+            return login_page(next_url, error=None)
         username = request.form.get("username", "").strip()
         password = request.form.get("password", "")
         user = find_user(engine=context.engine(), username=username) if username else None
         valid = check_password_hash(user.password_hash if user else dummy_hash, password)
         if user is None or not valid or user.revoked:
             log.info("failed dashboard login for %r", username)
-            return _login_page(next_url, error="Unknown user or wrong password."), 401
+            return login_page(next_url, error="Unknown user or wrong password."), 401
         session.clear()
         session.permanent = True
         session["user"] = user.username
@@ -173,7 +174,7 @@ def create_blueprint() -> Blueprint:
     return blueprint
 
 
-def _login_page(next_url: str, *, error: str | None) -> str:
+def login_page(next_url: str, *, error: str | None) -> str:
     message = f'<p class="error" role="alert">{escape(error)}</p>' if error else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Segmint · sign in</title>
@@ -195,6 +196,7 @@ button {{ margin-top: 1.3rem; width: 100%; padding: .6rem; border: 0; border-rad
 <body><form method="post" action="/login">
 <h1>Segmint</h1><p class="lead">Sign in to the segments dashboard</p>
 {message}
+<input type="hidden" name="csrf_token" value="{escape(generate_csrf())}">
 <input type="hidden" name="next" value="{escape(next_url)}">
 <label for="username">User name</label>
 <input id="username" name="username" autocomplete="username" required autofocus>

@@ -16,11 +16,12 @@ from flask.testing import FlaskClient
 
 from dashboard.app import create_server
 from dashboard.auth import hash_password, safe_next
-from engine.settings import Settings
+from engine.settings import Settings, load_settings
 from engine.store import get_engine, init_db
 from engine.store.users import save_user
-from tests.conftest import make_settings, run_segmint
+from tests.conftest import run_segmint
 
+TWILIO_TOKEN = "test-twilio-token"
 PASSWORDS = {"ann": "ann-analyst-pw", "max": "max-manager-pw"}
 ROLES = {"ann": "analyst", "max": "manager"}
 
@@ -28,7 +29,10 @@ ROLES = {"ann": "analyst", "max": "manager"}
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     folder: Path = tmp_path_factory.mktemp("security")
-    settings: Settings = make_settings(folder, f"sqlite:///{folder / 'segmint.db'}")
+    (folder / "config.toml").write_text("")
+    settings: Settings = load_settings(folder / "config.toml", environ={
+        "SEGMINT_DATABASE_URL": f"sqlite:///{folder / 'segmint.db'}",
+        "TWILIO_AUTH_TOKEN": TWILIO_TOKEN})
     engine = get_engine(settings.database_url)
     init_db(engine)
     for name, password in PASSWORDS.items():
@@ -196,3 +200,107 @@ def test_favicon_and_unknown_webhook_paths_are_404(client: FlaskClient, path: st
     response = client.get(path)
     assert response.status_code == 404
     assert "dash" not in response.get_data(as_text=True).lower()
+
+
+# --- item 8: login CSRF, Origin checks, framing ------------------------------------------------
+
+def test_login_without_the_forms_token_is_refused(client: FlaskClient) -> None:
+    """Before: another site's auto-submitted form signed the victim in as the attacker."""
+    attack = client.post("/login", data={"username": "ann", "password": PASSWORDS["ann"]})
+    assert attack.status_code == 400
+    assert client.get_cookie("segmint_session") is None or client.get(
+        "/_dash-layout").status_code == 401
+    # A token from another browser's session does not do either.
+    stolen = csrf_token(client.application.test_client())
+    forged = client.post("/login", data={"username": "ann", "password": PASSWORDS["ann"],
+                                         "csrf_token": stolen})
+    assert forged.status_code == 400
+    assert client.get("/_dash-layout").status_code == 401
+
+
+def test_a_plain_form_post_with_the_pages_token_signs_in(client: FlaskClient) -> None:
+    """The contract outside checks rely on: GET /login, post username, password and the hidden
+    csrf_token back with the cookie it set; success sets the session cookie."""
+    form = {"username": "ann", "password": PASSWORDS["ann"], "csrf_token": csrf_token(client)}
+    response = client.post("/login", data=form)
+    assert response.status_code == 302 and response.headers["Location"] == "/"
+    assert "segmint_session=" in response.headers["Set-Cookie"]
+    assert client.get("/_dash-layout").status_code == 200
+
+
+def test_a_cross_site_origin_is_refused_even_with_a_token(client: FlaskClient) -> None:
+    form = {"username": "ann", "password": PASSWORDS["ann"], "csrf_token": csrf_token(client)}
+    for header in ({"Origin": "http://evil.example"},
+                   {"Referer": "http://evil.example/login.html"}, {"Origin": "null"}):
+        refused = client.post("/login", data=form, headers=header)
+        assert refused.status_code == 403, header
+    same = client.post("/login", data=form, headers={"Origin": "http://localhost"})
+    assert same.status_code == 302
+
+
+def _callback(client: FlaskClient, headers: dict[str, str]) -> int:
+    """The shell's show_filter_bar callback, as dash-renderer posts it."""
+    outputs = [{"id": name, "property": "style"}
+               for name in ("filter-bar", "filter-group-pickers", "filter-group-note")]
+    payload = {"output": "..filter-bar.style...filter-group-pickers.style..."
+                         "filter-group-note.style..",
+               "outputs": outputs,
+               "inputs": [{"id": "_pages_location", "property": "pathname", "value": "/"}],
+               "changedPropIds": ["_pages_location.pathname"]}
+    status: int = client.post("/_dash-update-component", json=payload,
+                              headers=headers).status_code
+    return status
+
+
+def test_dash_callbacks_need_the_token_dash_renderer_sends(client: FlaskClient) -> None:
+    """dash-renderer copies the _csrf_token cookie into X-CSRFToken on each callback POST."""
+    assert login(client, "ann").status_code == 302
+    assert client.get("/").status_code == 200
+    cookie = client.get_cookie("_csrf_token")
+    assert cookie is not None and cookie.value
+    assert _callback(client, {}) == 400
+    assert _callback(client, {"X-CSRFToken": "forged"}) == 400
+    assert _callback(client, {"X-CSRFToken": cookie.value}) == 200
+
+
+def test_every_answer_forbids_framing_and_carries_a_policy(client: FlaskClient) -> None:
+    """Before: no X-Frame-Options and no Content-Security-Policy (clickjacking of the login)."""
+    pages = [client.get("/login")]
+    login(client, "ann")
+    pages.append(client.get("/"))
+    for response in pages:
+        assert response.headers["X-Frame-Options"] == "DENY"
+        policy = response.headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in policy and "default-src 'self'" in policy
+        assert "'unsafe-inline'" not in policy.split("script-src")[1].split(";")[0]
+
+
+def test_the_policy_allows_every_inline_script_of_the_page_shell(client: FlaskClient) -> None:
+    """Dash's inline scripts (its renderer, the pages' clientside callbacks) run under the policy
+    by their hashes; nothing else inline does (the browser test checks the console too)."""
+    import base64
+    import hashlib
+
+    login(client, "ann")
+    response = client.get("/segments")
+    page = re.sub(r"<!--.*?-->", "", response.get_data(as_text=True), flags=re.S)
+    policy = response.headers["Content-Security-Policy"]
+    inline = [body for attributes, body in re.findall(r"<script([^>]*)>(.*?)</script>", page,
+                                                      re.S)
+              if "src=" not in attributes and "application/json" not in attributes]
+    assert len(inline) >= 2
+    for body in inline:
+        digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+        assert f"'sha256-{digest}'" in policy, body[:80]
+
+
+def test_signed_webhooks_need_no_csrf_token(client: FlaskClient) -> None:
+    """Twilio's POSTs carry a signature, not a CSRF token: they still work on the full server."""
+    from twilio.request_validator import RequestValidator
+
+    url = "http://localhost/webhooks/twilio/inbound"
+    form = {"From": "+447400123401", "Body": "HELP", "MessageSid": "SM" + "9" * 32}
+    signature = RequestValidator(TWILIO_TOKEN).compute_signature(url, form)
+    signed = client.post(url, data=form, headers={"X-Twilio-Signature": signature})
+    assert signed.status_code == 200 and "<Message>" in signed.get_data(as_text=True)
+    assert client.post(url, data=form).status_code == 403
