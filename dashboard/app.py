@@ -24,7 +24,8 @@ from engine.settings import Settings
 from engine.store import get_engine
 
 from . import auth, context, frames, ids, security
-from .filters import Filters, from_search, parse_date
+from .filters import Filters, from_search, ignored_message, parse_date
+from .paging import GridRequestError
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,10 @@ def flask_server(settings: Settings, secret_key: str | None) -> Flask:
     @server.route(BOOTSTRAP_CSS)
     def bootstrap_css() -> Any:
         return send_from_directory(_bootstrap_dir(), "bootstrap.min.css", max_age=86400)
+
+    @server.errorhandler(GridRequestError)
+    def bad_grid_request(error: GridRequestError) -> Any:
+        return {"error": str(error)}, 400
 
     _register_webhooks(server, settings)
     return server
@@ -151,7 +156,7 @@ def shell() -> html.Div:
 def _filter_bar() -> dbc.Card:
     span = frames.data_span()
     classes, segments = frames.filter_options()
-    return dbc.Card(dbc.CardBody(dbc.Row([
+    return dbc.Card(dbc.CardBody([dbc.Row([
         dbc.Col([dbc.Label("Date range", className="small text-muted mb-0"),
                  dcc.DatePickerRange(id=ids.FILTER_DATES, display_format="YYYY-MM-DD",
                                      min_date_allowed=span[0].isoformat() if span else None,
@@ -173,7 +178,9 @@ def _filter_bar() -> dbc.Card:
         dbc.Col([dbc.Button("Apply", id=ids.FILTER_APPLY, color="primary", className="me-2"),
                  dbc.Button("Reset", id=ids.FILTER_RESET, color="secondary", outline=True)],
                 md=2, className="d-flex align-items-end"),
-    ], className="g-2")), className="filter-bar shadow-sm mb-3", id=ids.FILTER_BAR)
+    ], className="g-2"), html.Div(id=ids.FILTER_MESSAGE, className="small text-danger",
+                                   role="status")]), className="filter-bar shadow-sm mb-3",
+                    id=ids.FILTER_BAR)
 
 
 def _register_shell_callbacks(app: Dash) -> None:
@@ -205,6 +212,7 @@ def _register_shell_callbacks(app: Dash) -> None:
         Output(ids.FILTER_DATES, "end_date"),
         Output(ids.FILTER_CLASSES, "value"),
         Output(ids.FILTER_SEGMENTS, "value"),
+        Output(ids.FILTER_MESSAGE, "children"),
         Input(ids.PAGES_LOCATION, "search"),
     )
     def show_filters(search: str | None) -> tuple[Any, ...]:
@@ -214,7 +222,7 @@ def _register_shell_callbacks(app: Dash) -> None:
         current = frames.scope(filters)
         return (current.since.isoformat() if current.since else None,
                 current.until.isoformat() if current.until else None,
-                list(filters.classes), list(filters.segments))
+                list(filters.classes), list(filters.segments), ignored_message(filters))
 
     @app.callback(Output(ids.FILTER_BAR, "style"), Output(ids.FILTER_GROUP_PICKERS, "style"),
                   Output(ids.FILTER_GROUP_NOTE, "style"), Input(ids.PAGES_LOCATION, "pathname"))
