@@ -65,7 +65,9 @@ def flask_server(settings: Settings, secret_key: str | None) -> Flask:
                           "CACHE_THRESHOLD": 2000})
     cache.init_app(server)
     server.extensions[context.CACHE_KEY] = cache
-    server.register_blueprint(auth.create_blueprint())
+    limiter = security.login_limiter(server, settings.dashboard)
+    server.register_blueprint(auth.create_blueprint(
+        lambda view: security.limit_login(limiter, settings.dashboard, view)))
 
     @server.route(BOOTSTRAP_CSS)
     def bootstrap_css() -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from datetime import timedelta
 from html import escape
 from typing import Any
@@ -133,12 +134,12 @@ def safe_next(value: str | None) -> str:
     return urlunsplit(("", "", parts.path, parts.query, ""))
 
 
-def create_blueprint() -> Blueprint:
+def create_blueprint(throttle: Callable[[Any], Any] | None = None) -> Blueprint:
+    """Login, logout and /healthz; throttle wraps the login view (security.limit_login)."""
     blueprint = Blueprint("segmint_auth", __name__)
     # Checked when the user does not exist, so a wrong name costs as long as a wrong password.
     dummy_hash = hash_password(secrets.token_urlsafe(16))
 
-    @blueprint.route("/login", methods=["GET", "POST"])
     def login() -> Any:
         next_url = safe_next(request.values.get("next"))
         if request.method == "GET":
@@ -157,6 +158,18 @@ def create_blueprint() -> Blueprint:
         session["version"] = user.session_version
         log.info("dashboard login: %s (%s)", user.username, user.role)
         return redirect(next_url)
+
+    blueprint.add_url_rule("/login", view_func=throttle(login) if throttle else login,
+                           methods=["GET", "POST"])
+
+    @blueprint.app_errorhandler(429)
+    def throttled(error: Any) -> Any:
+        if request.path != "/login":
+            return Response('{"error": "too many requests"}', status=429,
+                            mimetype="application/json")
+        message = ("Too many failed sign-ins. Wait a while before trying again "
+                   f"({getattr(error, 'description', '')}).")
+        return login_page(safe_next(request.values.get("next")), error=message), 429
 
     @blueprint.post("/logout")
     def logout() -> Any:

@@ -9,6 +9,10 @@ framing and content-security headers.
   signed (notifications/webhooks.py).
 - A state-changing request whose Origin (or, without one, Referer) names another host is refused
   with 403 before anything else looks at it, token or not.
+- Failed sign-ins are throttled per user name and per client address (Flask-Limiter, moving
+  windows of growing length: a few a minute, more an hour, a day's worth), counted in Redis so
+  every gunicorn worker sees the same counts; only failures count, and past a limit even the
+  right password waits (429 with Retry-After). Each refusal is logged.
 - Every answer says X-Frame-Options: DENY and carries a Content-Security-Policy: scripts only from
   this site (Dash's one inline script by its hash), no framing (frame-ancestors 'none'), forms
   post only here.
@@ -22,7 +26,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, request
+from flask_limiter import Limiter, RequestLimit
+from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
+
+from engine.settings import DashboardSettings
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +95,47 @@ def init_security(server: Flask, *, secure: bool) -> CSRFProtect:
         return response
 
     return csrf
+
+
+def login_limiter(server: Flask, dashboard: DashboardSettings) -> Limiter:
+    """The limiter of the login view (init_app'd on server; decorate with limit_login)."""
+    limiter = Limiter(
+        get_remote_address,
+        app=server,
+        storage_uri=dashboard.rate_limit_storage,
+        storage_options={"socket_connect_timeout": 1, "socket_timeout": 1},
+        strategy="moving-window",
+        in_memory_fallback_enabled=True,
+        key_prefix="segmint-login",
+        headers_enabled=True,
+        on_breach=_log_breach,
+    )
+    return limiter
+
+
+def limit_login(limiter: Limiter, dashboard: DashboardSettings, view: Any) -> Any:
+    """The login view with both limits; only failed sign-ins (401) count."""
+    failed = _failed_login
+    per_address = limiter.limit(dashboard.login_limits_per_address, key_func=get_remote_address,
+                                methods=["POST"], deduct_when=failed, scope="address")
+    per_user = limiter.limit(dashboard.login_limits_per_user, key_func=_login_name,
+                             methods=["POST"], deduct_when=failed, scope="user")
+    return per_user(per_address(view))
+
+
+def _failed_login(response: Response) -> bool:
+    return response.status_code == 401
+
+
+def _login_name() -> str:
+    """The user name a sign-in is for, as the accounts compare it (one counter per account)."""
+    return request.form.get("username", "").strip()[:64] or "(none)"
+
+
+def _log_breach(limit: RequestLimit) -> Response | None:
+    log.warning("sign-in throttled for %r from %s: more failures than %s", _login_name(),
+                get_remote_address(), limit.limit)
+    return None
 
 
 def _is_page(response: Response) -> bool:
