@@ -596,3 +596,26 @@ def test_lookup_shows_an_opt_out_that_came_after_an_earlier_lookup(site: Site) -
                                .values(phone_status="valid"))
         set_opt_out(engine, phone=phone, opted_out=False, source="START", now=datetime.now(UTC))
         engine.dispose()
+
+
+def test_login_never_lands_on_another_site_and_the_logout_button_signs_out(
+        site: Site, browser: Any) -> None:
+    """Issue 19 items 7 and 8 in Chromium: before, /login?next=%2F%09%2Fevil.example%2F sent the
+    browser to evil.example after signing in (Chromium drops the tab: //evil.example/). The
+    navbar's Log out is a POST form with the CSRF token; afterwards pages ask for a login again."""
+    from urllib.parse import urlsplit
+
+    from selenium.webdriver.common.by import By
+
+    browser.get(site.url + "/login?next=%2F%09%2Fevil.example%2F")
+    browser.find_element(By.NAME, "username").send_keys("ann")
+    browser.find_element(By.NAME, "password").send_keys(USERS["ann"][1])
+    browser.find_element(By.ID, "login-submit").click()
+    _wait(browser, lambda d: "/login" not in d.current_url)
+    assert urlsplit(browser.current_url).netloc == urlsplit(site.url).netloc, browser.current_url
+    _wait(browser, lambda d: d.find_elements(By.ID, "role-badge"))
+    _click(browser, "logout-link")
+    _wait(browser, lambda d: "/login" in d.current_url)
+    browser.get(site.url + "/segments")
+    _wait(browser, lambda d: "/login" in d.current_url)
+    assert _errors(browser) == []
