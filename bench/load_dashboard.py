@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -149,8 +150,7 @@ class Client:
         self.session = requests.Session()
 
     def login(self) -> None:
-        response = self.session.post(f"{self.base}/login", allow_redirects=False, timeout=60,
-                                     data={"username": self.user, "password": self.password})
+        response = sign_in(self.session, self.base, self.user, self.password)
         if response.status_code not in (302, 303) or "segmint_session" not in self.session.cookies:
             raise RuntimeError(f"login as {self.user!r} failed: HTTP {response.status_code}")
 
@@ -333,6 +333,21 @@ def summarise(clients: list[Client], prefix: str) -> tuple[dict[str, Any], dict[
     return rows, overall
 
 
+def sign_in(session: requests.Session, base: str, user: str,
+            password: str) -> requests.Response:
+    """Sign in as a browser does: the login form's hidden csrf_token posted back, then a page
+    load whose _csrf_token cookie goes into X-CSRFToken on every callback (as dash-renderer)."""
+    page = session.get(f"{base}/login", timeout=60).text
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    response = session.post(f"{base}/login", allow_redirects=False, timeout=60,
+                            data={"username": user, "password": password,
+                                  "csrf_token": found.group(1) if found else ""})
+    if response.status_code in (302, 303):
+        session.get(f"{base}/", timeout=60)
+        session.headers["X-CSRFToken"] = session.cookies.get("_csrf_token", "")
+    return response
+
+
 COLD = "[window, cold] "
 WARM = "[window] "
 
@@ -340,8 +355,7 @@ WARM = "[window] "
 def run_load(base: str, user: str, password: str, *, clients: int, rounds: int,
              customer: str | None = None, window: str | None = "auto") -> dict[str, Any]:
     probe = requests.Session()
-    response = probe.post(f"{base}/login", data={"username": user, "password": password},
-                          allow_redirects=False, timeout=60)
+    response = sign_in(probe, base, user, password)
     if response.status_code not in (302, 303):
         raise SystemExit(f"login as {user!r} at {base} failed: HTTP {response.status_code}")
     layout = probe.get(f"{base}/_dash-layout", timeout=60).json()

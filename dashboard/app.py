@@ -18,12 +18,14 @@ from dash import ALL, Dash, Input, Output, State, dcc, html
 from dash.exceptions import PreventUpdate
 from flask import Flask, send_from_directory
 from flask_caching import Cache
+from flask_wtf.csrf import generate_csrf
 
 from engine.settings import Settings
 from engine.store import get_engine
 
-from . import auth, context, frames, ids
-from .filters import Filters, from_search, parse_date
+from . import auth, context, frames, ids, security
+from .filters import Filters, from_search, ignored_message, parse_date
+from .paging import GridRequestError
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,7 @@ def flask_server(settings: Settings, secret_key: str | None) -> Flask:
     server.config[context.SETTINGS_KEY] = settings
     auth.configure_sessions(server, secret_key=key, secure=settings.dashboard.secure_cookies,
                             hours=settings.dashboard.session_hours)
+    security.init_security(server, secure=settings.dashboard.secure_cookies)
     cache_dir = settings.path(settings.dashboard.cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     cache = Cache(config={"CACHE_TYPE": "FileSystemCache", "CACHE_DIR": str(cache_dir),
@@ -62,11 +65,17 @@ def flask_server(settings: Settings, secret_key: str | None) -> Flask:
                           "CACHE_THRESHOLD": 2000})
     cache.init_app(server)
     server.extensions[context.CACHE_KEY] = cache
-    server.register_blueprint(auth.create_blueprint())
+    limiter = security.login_limiter(server, settings.dashboard)
+    server.register_blueprint(auth.create_blueprint(
+        lambda view: security.limit_login(limiter, settings.dashboard, view)))
 
     @server.route(BOOTSTRAP_CSS)
     def bootstrap_css() -> Any:
         return send_from_directory(_bootstrap_dir(), "bootstrap.min.css", max_age=86400)
+
+    @server.errorhandler(GridRequestError)
+    def bad_grid_request(error: GridRequestError) -> Any:
+        return {"error": str(error)}, 400
 
     _register_webhooks(server, settings)
     return server
@@ -77,7 +86,9 @@ def _register_webhooks(server: Flask, settings: Settings) -> None:
     from notifications.webhooks import create_blueprint
 
     engine = get_engine(settings.database_url, settings.database.echo)
-    server.register_blueprint(create_blueprint(settings, engine))
+    blueprint = create_blueprint(settings, engine)
+    server.extensions[security.CSRF_EXTENSION].exempt(blueprint)  # signed by Twilio instead
+    server.register_blueprint(blueprint)
 
 
 def create_app(settings: Settings, *, secret_key: str | None = None) -> Dash:
@@ -102,6 +113,9 @@ def create_app(settings: Settings, *, secret_key: str | None = None) -> Dash:
     # render it once now so a worker whose first request is a bundle does not answer 500.
     with server.test_request_context("/"):
         app.index()
+    # Asked per answer: Dash adds its pages' clientside callbacks (an inline script) only when
+    # the first real request sets the server up.
+    server.config[security.CSP_KEY] = lambda: security.content_security_policy(app.csp_hashes())
     return app
 
 
@@ -123,7 +137,11 @@ def shell() -> html.Div:
         html.Span(user or "", className="me-2 text-white"),
         dbc.Badge(role or "", color="light", text_color="dark", className="me-3 role-badge",
                   id="role-badge"),
-        html.A("Log out", href="/logout", className="text-white-50 small", id="logout-link"),
+        # Logout is a POST (a GET would let any page on the web sign the user out).
+        html.Form([dcc.Input(type="hidden", name="csrf_token", value=generate_csrf()),
+                   html.Button("Log out", type="submit", id="logout-link",
+                               className="btn btn-link text-white-50 small p-0")],
+                  action="/logout", method="POST", className="m-0"),
     ], className="d-flex align-items-center")
     navbar = dbc.Navbar(dbc.Container([
         dbc.NavbarBrand("Segmint", href="/", className="fw-bold"),
@@ -140,7 +158,7 @@ def shell() -> html.Div:
 def _filter_bar() -> dbc.Card:
     span = frames.data_span()
     classes, segments = frames.filter_options()
-    return dbc.Card(dbc.CardBody(dbc.Row([
+    return dbc.Card(dbc.CardBody([dbc.Row([
         dbc.Col([dbc.Label("Date range", className="small text-muted mb-0"),
                  dcc.DatePickerRange(id=ids.FILTER_DATES, display_format="YYYY-MM-DD",
                                      min_date_allowed=span[0].isoformat() if span else None,
@@ -162,7 +180,9 @@ def _filter_bar() -> dbc.Card:
         dbc.Col([dbc.Button("Apply", id=ids.FILTER_APPLY, color="primary", className="me-2"),
                  dbc.Button("Reset", id=ids.FILTER_RESET, color="secondary", outline=True)],
                 md=2, className="d-flex align-items-end"),
-    ], className="g-2")), className="filter-bar shadow-sm mb-3", id=ids.FILTER_BAR)
+    ], className="g-2"), html.Div(id=ids.FILTER_MESSAGE, className="small text-danger",
+                                   role="status")]), className="filter-bar shadow-sm mb-3",
+                    id=ids.FILTER_BAR)
 
 
 def _register_shell_callbacks(app: Dash) -> None:
@@ -194,6 +214,7 @@ def _register_shell_callbacks(app: Dash) -> None:
         Output(ids.FILTER_DATES, "end_date"),
         Output(ids.FILTER_CLASSES, "value"),
         Output(ids.FILTER_SEGMENTS, "value"),
+        Output(ids.FILTER_MESSAGE, "children"),
         Input(ids.PAGES_LOCATION, "search"),
     )
     def show_filters(search: str | None) -> tuple[Any, ...]:
@@ -203,7 +224,7 @@ def _register_shell_callbacks(app: Dash) -> None:
         current = frames.scope(filters)
         return (current.since.isoformat() if current.since else None,
                 current.until.isoformat() if current.until else None,
-                list(filters.classes), list(filters.segments))
+                list(filters.classes), list(filters.segments), ignored_message(filters))
 
     @app.callback(Output(ids.FILTER_BAR, "style"), Output(ids.FILTER_GROUP_PICKERS, "style"),
                   Output(ids.FILTER_GROUP_NOTE, "style"), Input(ids.PAGES_LOCATION, "pathname"))

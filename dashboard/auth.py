@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from datetime import timedelta
 from html import escape
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from flask import Blueprint, Flask, Response, abort, redirect, request, session
+from flask_wtf.csrf import generate_csrf
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from engine.store.users import find_user
+from engine.store.users import end_sessions, find_user, session_version
 
 from . import context
 
@@ -27,6 +30,9 @@ MANAGER = "manager"
 PASSWORD_METHOD = "scrypt"
 OPEN_PREFIXES = ("/webhooks/twilio/",)
 OPEN_PATHS = ("/login", "/logout", "/healthz", "/favicon.ico")
+# Dash answers any other GET with its page shell (and its library versions): these paths only
+# take a POST, and nothing else under the open prefixes exists.
+POST_ONLY_PATHS = ("/logout", "/webhooks/twilio/status", "/webhooks/twilio/inbound")
 
 
 def hash_password(password: str) -> str:
@@ -70,8 +76,35 @@ def _is_open(path: str) -> bool:
     return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
 
 
+def _session_is_current() -> bool:
+    """The cookie's session version is still the account's: logout, a role or password change
+    and `segmint users revoke` raise it, which ends every session issued before."""
+    user = current_user()
+    if user is None:
+        return False
+    version = session_version(engine=context.engine(), username=user)
+    if version is not None and session.get("version") == version:
+        return True
+    log.info("ended session of %r refused (logged out, changed or revoked)", user)
+    session.clear()
+    return False
+
+
+def _refuse_stray_requests() -> Any:
+    path = request.path
+    if path in POST_ONLY_PATHS and request.method != "POST":
+        return Response("method not allowed\n", status=405, mimetype="text/plain",
+                        headers={"Allow": "POST"})
+    if path == "/favicon.ico" or (path.startswith(OPEN_PREFIXES) and path not in POST_ONLY_PATHS):
+        return Response("not found\n", status=404, mimetype="text/plain")
+    return None
+
+
 def _require_login() -> Any:
-    if _is_open(request.path) or current_user() is not None:
+    refused = _refuse_stray_requests()
+    if refused is not None:
+        return refused
+    if _is_open(request.path) or _session_is_current():
         return None
     wants_page = request.method == "GET" and not request.path.startswith("/_")
     if wants_page:
@@ -86,38 +119,64 @@ def _quote(value: str) -> str:
     return quote(value, safe="/")
 
 
-def _safe_next(value: str | None) -> str:
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+def safe_next(value: str | None) -> str:
+    """A same-site path to go to after login, else "/". Browsers drop tabs and newlines from a
+    URL and read a backslash as a slash, so `/\t/evil.example` or `/\\evil.example` would leave
+    the site: the value is normalised the way a browser would before it is judged."""
+    if not value:
         return "/"
-    return value
+    cleaned = "".join(ch for ch in value if ch >= " " and ch != "\x7f").replace("\\", "/")
+    cleaned = cleaned.strip()
+    parts = urlsplit(cleaned)
+    if (parts.scheme or parts.netloc or not cleaned.startswith("/")
+            or cleaned.startswith("//")):
+        return "/"
+    return urlunsplit(("", "", parts.path, parts.query, ""))
 
 
-def create_blueprint() -> Blueprint:
+def create_blueprint(throttle: Callable[[Any], Any] | None = None) -> Blueprint:
+    """Login, logout and /healthz; throttle wraps the login view (security.limit_login)."""
     blueprint = Blueprint("segmint_auth", __name__)
     # Checked when the user does not exist, so a wrong name costs as long as a wrong password.
     dummy_hash = hash_password(secrets.token_urlsafe(16))
 
-    @blueprint.route("/login", methods=["GET", "POST"])
     def login() -> Any:
-        next_url = _safe_next(request.values.get("next"))
+        next_url = safe_next(request.values.get("next"))
         if request.method == "GET":
-            return _login_page(next_url, error=None)
+            return login_page(next_url, error=None)
         username = request.form.get("username", "").strip()
         password = request.form.get("password", "")
         user = find_user(engine=context.engine(), username=username) if username else None
         valid = check_password_hash(user.password_hash if user else dummy_hash, password)
-        if user is None or not valid:
+        if user is None or not valid or user.revoked:
             log.info("failed dashboard login for %r", username)
-            return _login_page(next_url, error="Unknown user or wrong password."), 401
+            return login_page(next_url, error="Unknown user or wrong password."), 401
         session.clear()
         session.permanent = True
         session["user"] = user.username
         session["role"] = user.role
+        session["version"] = user.session_version
         log.info("dashboard login: %s (%s)", user.username, user.role)
         return redirect(next_url)
 
-    @blueprint.route("/logout", methods=["GET", "POST"])
+    blueprint.add_url_rule("/login", view_func=throttle(login) if throttle else login,
+                           methods=["GET", "POST"])
+
+    @blueprint.app_errorhandler(429)
+    def throttled(error: Any) -> Any:
+        if request.path != "/login":
+            return Response('{"error": "too many requests"}', status=429,
+                            mimetype="application/json")
+        message = ("Too many failed sign-ins. Wait a while before trying again "
+                   f"({getattr(error, 'description', '')}).")
+        return login_page(safe_next(request.values.get("next")), error=message), 429
+
+    @blueprint.post("/logout")
     def logout() -> Any:
+        user = current_user()
+        if user is not None and _session_is_current():
+            end_sessions(engine=context.engine(), username=user)
+            log.info("dashboard logout: %s (every session of the account ended)", user)
         session.clear()
         return redirect("/login")
 
@@ -128,7 +187,7 @@ def create_blueprint() -> Blueprint:
     return blueprint
 
 
-def _login_page(next_url: str, *, error: str | None) -> str:
+def login_page(next_url: str, *, error: str | None) -> str:
     message = f'<p class="error" role="alert">{escape(error)}</p>' if error else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Segmint · sign in</title>
@@ -150,6 +209,7 @@ button {{ margin-top: 1.3rem; width: 100%; padding: .6rem; border: 0; border-rad
 <body><form method="post" action="/login">
 <h1>Segmint</h1><p class="lead">Sign in to the segments dashboard</p>
 {message}
+<input type="hidden" name="csrf_token" value="{escape(generate_csrf())}">
 <input type="hidden" name="next" value="{escape(next_url)}">
 <label for="username">User name</label>
 <input id="username" name="username" autocomplete="username" required autofocus>

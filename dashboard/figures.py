@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
+from html import escape
 from typing import Any, SupportsInt
 
 import numpy as np
@@ -33,9 +34,19 @@ PALETTE = ["#2c7be5", "#00a389", "#f6a609", "#e5532c", "#8e5cd9", "#39afd1", "#6
            "#d63384", "#20c997", "#fd7e14"]
 
 
-def _layout(figure: go.Figure, title: str, height: int = 320) -> go.Figure:
+def plotly_text(value: Any) -> str:
+    """Text from the data as Plotly should show it: literally. Plotly reads a subset of HTML in
+    titles, tick labels, hover text, legends and treemap or Sankey labels (a product called
+    '<a href="...">GIFT</a>' became a live link), and shows escaped entities as the characters,
+    so every string that comes from data goes through here before it enters a figure."""
+    return escape(str(value), quote=False)
+
+
+def _layout(figure: go.Figure, title: str, height: int = 320, note: str | None = None) -> go.Figure:
+    """Template, size and title (escaped; the optional note goes small under it)."""
     figure.layout.template = TEMPLATE
-    figure.update_layout(title={"text": title, "x": 0.01, "font": {"size": 15}},
+    text = plotly_text(title) + (f"<br><sup>{plotly_text(note)}</sup>" if note else "")
+    figure.update_layout(title={"text": text, "x": 0.01, "font": {"size": 15}},
                          height=height, margin={"l": 50, "r": 20, "t": 50, "b": 40})
     return figure
 
@@ -43,8 +54,9 @@ def _layout(figure: go.Figure, title: str, height: int = 320) -> go.Figure:
 def empty_figure(message: str, title: str = "") -> go.Figure:
     """A blank chart that says why it is blank (used instead of an error)."""
     figure = go.Figure()
-    figure.add_annotation(text=message, showarrow=False, font={"size": 14, "color": "#6c757d"},
-                          xref="paper", yref="paper", x=0.5, y=0.5)
+    figure.add_annotation(text=plotly_text(message), showarrow=False,
+                          font={"size": 14, "color": "#6c757d"}, xref="paper", yref="paper",
+                          x=0.5, y=0.5)
     figure.update_xaxes(visible=False)
     figure.update_yaxes(visible=False)
     return _layout(figure, title)
@@ -63,17 +75,19 @@ def trend_figure(monthly: pd.DataFrame, column: str, title: str, *,
     if monthly.empty:
         return empty_figure("No transactions in this window", title)
     figure = go.Figure(go.Scatter(
-        x=monthly["month"], y=monthly[column], mode="lines+markers", name=title,
+        x=monthly["month"].map(plotly_text), y=monthly[column], mode="lines+markers",
+        name=plotly_text(title),
         line={"color": ACCENT, "width": 2},
         hovertemplate="%{x}: %{y:,.0f}<extra></extra>"))
     best = best_month(monthly, column)
     if best is not None:
         value = float(monthly.loc[monthly["month"] == best, column].iloc[0])
-        label = f"best: {best}<br>{value:,.0f}" if not money else f"best: {best}<br>£{value:,.0f}"
-        figure.add_trace(go.Scatter(x=[best], y=[value], mode="markers", name="best month",
+        shown = plotly_text(best)
+        label = f"best: {shown}<br>{'£' if money else ''}{value:,.0f}"
+        figure.add_trace(go.Scatter(x=[shown], y=[value], mode="markers", name="best month",
                                     marker={"color": BEST, "size": 13, "symbol": "star"},
                                     hoverinfo="skip"))
-        figure.add_annotation(x=best, y=value, text=label, showarrow=True, arrowhead=2, ay=-35,
+        figure.add_annotation(x=shown, y=value, text=label, showarrow=True, arrowhead=2, ay=-35,
                               font={"color": BEST})
     figure.update_layout(showlegend=False)
     figure.update_xaxes(type="category")
@@ -110,7 +124,7 @@ def grouped_products_figure(top: pd.DataFrame, title: str, group_label: str) -> 
     top = top[top["revenue"] > 0] if not top.empty else top
     if top.empty:
         return empty_figure("No segmented customers bought products in this window", title)
-    groups = [f"{group_label} {g}" if isinstance(g, int | np.integer) else str(g)
+    groups = [plotly_text(f"{group_label} {g}" if isinstance(g, int | np.integer) else g)
               for g in top["group"]]
     leaf_ids = [f"{g}/{code}" for g, code in zip(groups, top["stock_code"], strict=True)]
     roots = sorted(set(groups))
@@ -130,7 +144,7 @@ def segment_figure(summary: pd.DataFrame, by: str, title: str) -> go.Figure:
     if summary.empty:
         return empty_figure("No customers in this selection", title)
     ordered = summary.sort_values("customers", ascending=True)
-    names = ordered[by].astype(str)
+    names = ordered[by].map(plotly_text)
     figure = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.03,
                            subplot_titles=("customers", "net value"))
     figure.add_trace(go.Bar(x=ordered["customers"], y=names, orientation="h", marker_color=ACCENT,
@@ -170,24 +184,23 @@ def cluster_scatter_figure(results: pd.DataFrame, title: str, max_points: int = 
         return empty_figure("No customers in this selection", title)
     points = scatter_sample(results, max_points, seed)
     sampled = len(points) < len(results)
-    if sampled:
-        title += (f"<br><sup>{len(points):,} of {len(results):,} customers shown, sampled in "
-                  "proportion to each cluster</sup>")
+    note = (f"{len(points):,} of {len(results):,} customers shown, sampled in proportion to "
+            "each cluster") if sampled else None
     figure = go.Figure()
     for (cluster, tier), group in points.groupby(["cluster", "value_tier"], sort=True):
         colour = PALETTE[_cluster_number(cluster) % len(PALETTE)]
         figure.add_trace(go.Scatter3d(
             x=group["recency_days"], y=group["frequency"],
             z=group["monetary"].astype(float).clip(lower=1).round(2),
-            mode="markers", name=f"{tier} (cluster {cluster})",
+            mode="markers", name=f"{plotly_text(tier)} (cluster {cluster})",
             marker={"size": 3, "opacity": 0.7, "color": colour},
-            text=group["customer_id"],
+            text=group["customer_id"].map(plotly_text),
             hovertemplate="%{text}<br>R %{x} days, F %{y}, M £%{z:,.0f}<extra></extra>"))
     figure.update_layout(scene={"xaxis": {"title": "recency (days)"},
                                 "yaxis": {"title": "frequency", "type": "log"},
                                 "zaxis": {"title": "monetary (£)", "type": "log"}},
                          legend={"orientation": "h", "y": -0.05})
-    figure = _layout(figure, title, height=480)
+    figure = _layout(figure, title, height=480, note=note)
     if sampled:
         figure.update_layout(margin={"t": 70})
     return figure
@@ -302,7 +315,8 @@ def sankey_figure(flows: pd.DataFrame, title: str, left: str, right: str) -> go.
     targets = sorted(flows["target"].astype(str).unique())
     source_index = {name: i for i, name in enumerate(sources)}
     target_index = {name: len(sources) + i for i, name in enumerate(targets)}
-    labels = [f"{name} ({left})" for name in sources] + [f"{name} ({right})" for name in targets]
+    labels = [plotly_text(f"{name} ({left})") for name in sources] + [
+        plotly_text(f"{name} ({right})") for name in targets]
     colours = {name: PALETTE[i % len(PALETTE)]
                for i, name in enumerate(sorted(set(sources) | set(targets)))}
     figure = go.Figure(go.Sankey(
@@ -318,13 +332,15 @@ def offer_status_figure(by_status: pd.DataFrame, title: str) -> go.Figure:
     if by_status.empty:
         return empty_figure("No offer messages yet", title)
     ordered = by_status.sort_values("messages", ascending=False)
-    figure = go.Figure(go.Bar(x=ordered["status"], y=ordered["messages"], marker_color=ACCENT,
+    figure = go.Figure(go.Bar(x=ordered["status"].map(plotly_text), y=ordered["messages"],
+                              marker_color=ACCENT,
                               hovertemplate="%{x}: %{y:,}<extra></extra>"))
     return _layout(figure, title)
 
 
 def _product_label(code: Any, description: Any, width: int = 34) -> str:
+    """'DESCRIPTION (code)', shortened to width, escaped for Plotly (see plotly_text)."""
     text = str(description).strip() if isinstance(description, str) and description else str(code)
     if len(text) > width:
         text = text[: width - 1] + "…"
-    return f"{text} ({code})" if text != str(code) else text
+    return plotly_text(f"{text} ({code})" if text != str(code) else text)

@@ -13,6 +13,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 SEPARATOR = "|"
+# Dates a filter may name: outside this, a bound is no window of real sales, and near date.max a
+# day after it does not exist (?until=9999-12-31 was a 500). Such a bound is ignored and said so.
+FIRST_DAY = date(1900, 1, 1)
+LAST_DAY = date(2199, 12, 31)
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,8 @@ class Filters:
     until: date | None = None
     classes: tuple[str, ...] = field(default_factory=tuple)
     segments: tuple[str, ...] = field(default_factory=tuple)
+    # Parameters that were not understood ("until=9999-12-31"), for the page to say so.
+    ignored: tuple[str, ...] = field(default_factory=tuple, compare=False)
 
     @property
     def has_window(self) -> bool:
@@ -47,9 +53,18 @@ def parse_date(value: Any) -> date | None:
     if not value:
         return None
     try:
-        return date.fromisoformat(str(value)[:10])
+        day = date.fromisoformat(str(value)[:10])
     except ValueError:
         return None
+    return day if FIRST_DAY <= day <= LAST_DAY else None
+
+
+def ignored_message(filters: Filters) -> str:
+    """What the page says about parameters it could not use ('' when none)."""
+    if not filters.ignored:
+        return ""
+    return (f"Ignored {', '.join(filters.ignored)}: not a date between {FIRST_DAY} and "
+            f"{LAST_DAY} (YYYY-MM-DD).")
 
 
 def _names(value: Any) -> tuple[str, ...]:
@@ -65,10 +80,21 @@ def from_params(params: Mapping[str, Any], *, allowed: bool) -> Filters:
     if not allowed:
         return Filters()
     since, until = parse_date(params.get("since")), parse_date(params.get("until"))
+    ignored = tuple(f"{name}={_shown(params[name])}" for name, day in (("since", since),
+                                                                       ("until", until))
+                    if day is None and _shown(params.get(name)))
     if since and until and since > until:
         since, until = until, since
     return Filters(since=since, until=until, classes=_names(params.get("classes")),
-                   segments=_names(params.get("segments")))
+                   segments=_names(params.get("segments")), ignored=ignored)
+
+
+def _shown(value: Any) -> str:
+    """A raw parameter value, shortened for a message."""
+    if isinstance(value, list):
+        value = value[-1] if value else ""
+    text = str(value or "")
+    return text[:40] + ("…" if len(text) > 40 else "")
 
 
 def from_search(search: str | None, *, allowed: bool) -> Filters:

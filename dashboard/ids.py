@@ -17,6 +17,7 @@ FILTER_GROUP_PICKERS = "filter-group-pickers"
 FILTER_GROUP_NOTE = "filter-group-note"
 FILTER_APPLY = "filter-apply"
 FILTER_RESET = "filter-reset"
+FILTER_MESSAGE = "filter-message"      # says which URL parameters were ignored, and why
 
 # Overview
 KPI_REVENUE = "kpi-revenue"

@@ -16,6 +16,61 @@ import pandas as pd
 
 # Most rows one request may ask for (the grid asks for cacheBlockSize rows at a time).
 MAX_BLOCK = 500
+SORT_DIRECTIONS = (None, "asc", "desc")
+
+
+class GridRequestError(ValueError):
+    """A getRowsRequest the grid would never send (the server answers 400 with this text)."""
+
+
+def check_grid_request(request: Any) -> dict[str, Any]:
+    """The request as a dict, its shape checked: row numbers are whole numbers, sortModel a list
+    of {colId, sort}, filterModel column -> filter, number filters numbers. Anything else raises
+    GridRequestError (it came from a hand-made POST, not from AG Grid)."""
+    if request is None:
+        return {}
+    if not isinstance(request, Mapping):
+        raise GridRequestError("getRowsRequest must be an object")
+    for name in ("startRow", "endRow"):
+        value = request.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise GridRequestError(f"getRowsRequest.{name} must be a whole number, not {value!r}")
+    sort_model = request.get("sortModel") or []
+    if not isinstance(sort_model, list) or not all(
+            isinstance(item, Mapping) and isinstance(item.get("colId"), str)
+            and item.get("sort") in SORT_DIRECTIONS for item in sort_model):
+        raise GridRequestError("getRowsRequest.sortModel must be a list of {colId, sort}")
+    filter_model = request.get("filterModel") or {}
+    if not isinstance(filter_model, Mapping):
+        raise GridRequestError("getRowsRequest.filterModel must be an object")
+    for column, model in filter_model.items():
+        _check_filter(str(column), model)
+    return dict(request)
+
+
+def _check_filter(column: str, model: Any) -> None:
+    if not isinstance(model, Mapping):
+        raise GridRequestError(f"the filter of column {column!r} must be an object")
+    conditions = model.get("conditions")
+    if conditions is not None:
+        if not isinstance(conditions, list):
+            raise GridRequestError(f"the conditions of column {column!r} must be a list")
+        for part in conditions:
+            _check_filter(column, {"filterType": model.get("filterType"), **part}
+                          if isinstance(part, Mapping) else part)
+        return
+    if not isinstance(model.get("type") or "", str):
+        raise GridRequestError(f"the filter type of column {column!r} must be text")
+    if model.get("filterType") == "number":
+        for name in ("filter", "filterTo"):
+            value = model.get(name)
+            if value is None:
+                continue
+            try:
+                float(value)
+            except (TypeError, ValueError):
+                raise GridRequestError(f"the {name} of number column {column!r} must be a "
+                                       f"number, not {value!r}") from None
 
 
 def _text_condition(values: pd.Series, kind: str, wanted: Any) -> pd.Series:
@@ -110,7 +165,7 @@ def sort_frame(frame: pd.DataFrame, sort_model: Sequence[Mapping[str, Any]] | No
 
 def request_key(request: Mapping[str, Any] | None) -> str:
     """The parts of a getRowsRequest that decide its answer, as stable text (a cache key)."""
-    request = request or {}
+    request = check_grid_request(request)
     return json.dumps([request.get("startRow"), request.get("endRow"),
                        request.get("sortModel") or [], request.get("filterModel") or {}],
                       sort_keys=True, default=str)
@@ -118,8 +173,9 @@ def request_key(request: Mapping[str, Any] | None) -> str:
 
 def grid_block(frame: pd.DataFrame, request: Mapping[str, Any] | None,
                key: str | None = None) -> tuple[pd.DataFrame, int]:
-    """(the requested block of rows, how many rows pass the filters) for a getRowsRequest."""
-    request = request or {}
+    """(the requested block of rows, how many rows pass the filters) for a getRowsRequest;
+    GridRequestError for a malformed one."""
+    request = check_grid_request(request)
     chosen = sort_frame(filter_frame(frame, request.get("filterModel")),
                         request.get("sortModel"), key)
     start = max(int(request.get("startRow") or 0), 0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Integer, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 
@@ -229,6 +229,18 @@ class OptOut(SQLModel, table=True):
     updated_at: datetime
 
 
+class InboundMessage(SQLModel, table=True):
+    """An inbound SMS already handled, by Twilio's MessageSid: a replayed webhook (its signature
+    carries no timestamp) is never applied twice."""
+
+    __tablename__ = "inbound_message"
+
+    message_sid: str = Field(primary_key=True, max_length=64)
+    phone: str = Field(max_length=32)
+    keyword: str = Field(max_length=32)
+    received_at: datetime = Field(index=True)
+
+
 class JobHistory(SQLModel, table=True):
     __tablename__ = "job_history"
 
@@ -263,6 +275,10 @@ class DashboardUser(SQLModel, table=True):
     password_hash: str = Field(max_length=255)
     role: str = Field(max_length=16)  # manager | analyst
     created_at: datetime
+    # Stamped into the session cookie at login; raised on logout, role or password change and
+    # revocation, so every cookie issued before no longer works.
+    session_version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    revoked: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
 
 
 class CustomerClv(SQLModel, table=True):

@@ -343,6 +343,24 @@ class DashboardSettings(Section):
     secure_cookies: bool = False
     session_hours: Annotated[int, Field(gt=0)] = 12
     cache_dir: str = "var/cache/dashboard"
+    # Failed-login throttling (Flask-Limiter). The counts must be shared by every gunicorn worker
+    # (a per-worker memory lets N workers take N times the attempts): Redis. While it is
+    # unreachable each worker falls back to its own memory, with a warning.
+    rate_limit_storage: str = "redis://127.0.0.1:6379/0"
+    login_limits_per_user: str = "5 per minute; 20 per hour; 50 per day"
+    login_limits_per_address: str = "20 per minute; 100 per hour; 300 per day"
+
+    @model_validator(mode="after")
+    def _limits_parse(self) -> DashboardSettings:
+        from limits import parse_many
+
+        for name in ("login_limits_per_user", "login_limits_per_address"):
+            try:
+                parse_many(getattr(self, name))
+            except ValueError:
+                raise ValueError(f"{name} = {getattr(self, name)!r} is not a list of limits "
+                                 "such as '5 per minute; 20 per hour'") from None
+        return self
 
 
 class Secrets(BaseModel):

@@ -16,6 +16,7 @@ or the URL would not be the one Twilio signed.
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -29,6 +30,7 @@ from engine.dates import utc_now
 from engine.phones import mask_phone
 from engine.settings import Settings
 from engine.store import customers as customer_store
+from engine.store import inbound as replies
 from engine.store import offers as store
 from notifications.eligibility import to_e164
 from notifications.sender import PROVIDER_STATUS
@@ -41,8 +43,12 @@ HELP_KEYWORDS = frozenset({"HELP", "INFO"})
 
 
 def keyword(body: str) -> str:
-    """The reply as a keyword: trimmed, upper case, trailing '.'/'!' dropped ('Stop.' -> STOP)."""
-    return body.strip().rstrip(".!").strip().upper()
+    """The reply as a keyword: NFKC-normalised (full-width ＳＴＯＰ is STOP), format characters
+    such as zero-width spaces dropped, trimmed, upper case, trailing '.'/'!' dropped
+    ('Stop.' -> STOP)."""
+    text = unicodedata.normalize("NFKC", body)
+    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    return text.strip().rstrip(".!").strip().upper()
 
 
 def _twiml(response: MessagingResponse) -> Response:
@@ -87,17 +93,26 @@ def create_blueprint(settings: Settings, engine: Engine) -> Blueprint:
     def inbound() -> Any:
         phone = to_e164(request.form.get("From", ""), ns.default_region)
         word = keyword(request.form.get("Body", ""))
+        sid = request.form.get("MessageSid") or request.form.get("SmsSid") or ""
         reply = MessagingResponse()
         if phone is None:
             return _twiml(reply)
-        if word in OPT_OUT_KEYWORDS:
-            customer_store.set_opt_out(engine=engine, phone=phone, opted_out=True, source=word,
-                                       now=utc_now())
-            log.info("%s opted out (%s)", mask_phone(phone), word)
-        elif word in OPT_IN_KEYWORDS:
-            customer_store.set_opt_out(engine=engine, phone=phone, opted_out=False, source=word,
-                                       now=utc_now())
-            log.info("%s opted back in (%s)", mask_phone(phone), word)
+        opted_out = True if word in OPT_OUT_KEYWORDS else False if word in OPT_IN_KEYWORDS \
+            else None
+        if sid:
+            known = opted_out is not None or word in HELP_KEYWORDS
+            if not replies.apply_inbound(engine=engine, message_sid=sid, phone=phone,
+                                         keyword=word if known else "(other)",
+                                         opted_out=opted_out, now=utc_now()):
+                log.warning("ignored a replay of inbound message %s from %s", sid,
+                            mask_phone(phone))
+                return _twiml(reply)
+        elif opted_out is not None:  # Twilio always sends a MessageSid; kept for old callers
+            customer_store.set_opt_out(engine=engine, phone=phone, opted_out=opted_out,
+                                       source=word, now=utc_now())
+        if opted_out is not None:
+            log.info("%s opted %s (%s)", mask_phone(phone), "out" if opted_out else "back in",
+                     word)
         elif word in HELP_KEYWORDS:
             reply.message(ns.help_text)
         return _twiml(reply)

@@ -26,6 +26,14 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
 fi
 chromium --version
 
+step "redis-server for the login-throttling tests (they start their own on a free port)"
+if ! command -v redis-server >/dev/null; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server </dev/null
+fi
+redis-server --version
+
 step "ruff"
 .venv/bin/ruff check .
 

@@ -431,7 +431,20 @@ def users_list_command(context: Context) -> None:
     from engine.store.users import list_users
 
     for user in list_users(engine=context.engine()):
-        click.echo(f"{user.username}\t{user.role}")
+        click.echo(f"{user.username}\t{user.role}" + ("\trevoked" if user.revoked else ""))
+
+
+@users_group.command("revoke")
+@click.argument("name")
+@pass_context
+def users_revoke_command(context: Context, name: str) -> None:
+    """End every dashboard session of the account and refuse its logins until `users add NAME`
+    sets a new password."""
+    from engine.store.users import UserError, end_sessions
+
+    if not end_sessions(engine=context.engine(), username=name, revoke=True):
+        raise UserError(f"no dashboard user {name!r}")
+    click.echo(f"user {name} revoked (sessions ended, logins refused)")
 
 
 @cli.command("evaluate")

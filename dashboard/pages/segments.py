@@ -22,7 +22,13 @@ from dashboard.figures import (
     silhouette_figure,
 )
 from dashboard.filters import Filters, from_params, from_search
-from dashboard.paging import filter_frame, grid_block, request_key, sort_frame
+from dashboard.paging import (
+    check_grid_request,
+    filter_frame,
+    grid_block,
+    request_key,
+    sort_frame,
+)
 
 dash.register_page(__name__, path="/segments", name="Segments", title="Segmint · Segments",
                    order=2)
@@ -147,7 +153,7 @@ def _customer_table(rows: pd.DataFrame, analyst: bool, query: str) -> dbc.Card:
 
 def _grid_models(request: dict[str, Any] | None) -> dict[str, Any]:
     """The grid's column filters and sorting from its last getRowsRequest (no rows asked)."""
-    request = request or {}
+    request = check_grid_request(request)
     return {"sortModel": request.get("sortModel") or [],
             "filterModel": request.get("filterModel") or {}}
 

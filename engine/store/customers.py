@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, Select, desc, func, insert, select, update
+from sqlalchemy import Connection, Engine, Select, desc, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from engine.columns import CUSTOMER_COLUMNS, SEGMENT_COLUMNS
@@ -123,17 +123,28 @@ def opted_out_phones(*, engine: Engine) -> set[str]:
             select(OPT_OUTS.c.phone).where(OPT_OUTS.c.opted_out.is_(True))).scalars())
 
 
+def write_opt_out(*, connection: Connection, phone: str, opted_out: bool, source: str,
+                  now: datetime) -> None:
+    """Upsert the number's opt-out state in the caller's transaction; a state written later than
+    `now` (a newer message handled first) is left alone."""
+    values = {"opted_out": opted_out, "source": source, "updated_at": now}
+    changed = connection.execute(
+        update(OPT_OUTS).where(OPT_OUTS.c.phone == phone, OPT_OUTS.c.updated_at <= now)
+        .values(**values)).rowcount
+    if not changed and connection.execute(
+            select(OPT_OUTS.c.phone).where(OPT_OUTS.c.phone == phone)).first() is None:
+        connection.execute(insert(OPT_OUTS).values(phone=phone, **values))
+
+
 def set_opt_out(*, engine: Engine, phone: str, opted_out: bool, source: str,
                 now: datetime) -> None:
-    """Upsert the number's opt-out state (STOP keyword, START keyword, provider error 21610)."""
-    values = {"opted_out": opted_out, "source": source, "updated_at": now}
+    """Upsert the number's opt-out state (STOP keyword, START keyword, provider error 21610);
+    an older message never overrides a newer state."""
     for _attempt in range(2):  # a concurrent insert of the same phone: retry as an update
         try:
             with engine.begin() as connection:
-                changed = connection.execute(
-                    update(OPT_OUTS).where(OPT_OUTS.c.phone == phone).values(**values)).rowcount
-                if not changed:
-                    connection.execute(insert(OPT_OUTS).values(phone=phone, **values))
+                write_opt_out(connection=connection, phone=phone, opted_out=opted_out,
+                              source=source, now=now)
             return
         except IntegrityError:
             continue

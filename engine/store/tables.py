@@ -38,6 +38,7 @@ OPT_OUTS = _table(models.OptOut)
 JOBS = _table(models.JobHistory)
 LOCKS = _table(models.JobLock)
 USERS = _table(models.DashboardUser)
+INBOUND = _table(models.InboundMessage)
 
 
 def read_frame(engine: Engine | Connection, statement: Select[Any],

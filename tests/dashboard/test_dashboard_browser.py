@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -140,12 +141,25 @@ def empty_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     yield from _serve(folder)
 
 
+def _form_token(session: requests.Session, site: Site) -> str:
+    """The login form's hidden csrf_token (the GET also sets the session cookie it belongs to)."""
+    page = session.get(site.url + "/login").text
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found, page[:500]
+    return found.group(1)
+
+
 def _login(site: Site, user: str) -> requests.Session:
+    """Signed in as a browser is: the form's token posted back, then a page load whose
+    _csrf_token cookie goes into X-CSRFToken on each callback POST (as dash-renderer does)."""
     session = requests.Session()
     response = session.post(site.url + "/login", data={"username": user,
-                                                       "password": USERS[user][1]},
+                                                       "password": USERS[user][1],
+                                                       "csrf_token": _form_token(session, site)},
                             allow_redirects=False)
     assert response.status_code == 302 and response.headers["Location"].endswith("/")
+    assert session.get(site.url + "/").status_code == 200
+    session.headers["X-CSRFToken"] = session.cookies["_csrf_token"]
     return session
 
 
@@ -182,31 +196,38 @@ def test_every_route_needs_a_login(site: Site) -> None:
     assert anonymous.get(site.url + "/healthz").status_code == 200
     form = anonymous.get(site.url + "/login").text
     assert 'name="username"' in form and 'name="password"' in form
-    wrong = anonymous.post(site.url + "/login", data={"username": "ann", "password": "nope"},
+    wrong = anonymous.post(site.url + "/login", data={"username": "ann", "password": "nope",
+                                                      "csrf_token": _form_token(anonymous, site)},
                            allow_redirects=False)
     assert wrong.status_code == 401 and "segmint_session" not in wrong.cookies
-    unknown = anonymous.post(site.url + "/login", data={"username": "eve", "password": "x"},
+    unknown = anonymous.post(site.url + "/login", data={"username": "eve", "password": "x",
+                                                        "csrf_token": _form_token(anonymous,
+                                                                                  site)},
                              allow_redirects=False)
     assert unknown.status_code == 401
 
 
 def test_login_sets_a_safe_session_cookie(site: Site) -> None:
-    response = requests.post(site.url + "/login",
-                             data={"username": "ann", "password": USERS["ann"][1],
-                                   "next": "/segments"}, allow_redirects=False)
+    browser = requests.Session()
+    response = browser.post(site.url + "/login",
+                            data={"username": "ann", "password": USERS["ann"][1],
+                                  "next": "/segments", "csrf_token": _form_token(browser, site)},
+                            allow_redirects=False)
     assert response.status_code == 302 and response.headers["Location"] == "/segments"
     cookie = response.headers["Set-Cookie"]
     assert "segmint_session=" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert "Secure" not in cookie  # dashboard.secure_cookies is false in this config
-    offsite = requests.post(site.url + "/login",
-                            data={"username": "ann", "password": USERS["ann"][1],
-                                  "next": "//evil.example/"}, allow_redirects=False)
+    other = requests.Session()
+    offsite = other.post(site.url + "/login",
+                         data={"username": "ann", "password": USERS["ann"][1],
+                               "next": "//evil.example/", "csrf_token": _form_token(other, site)},
+                         allow_redirects=False)
     assert offsite.headers["Location"] == "/"
     session = _login(site, "ann")
     # Several requests land on both gunicorn workers: the random key is shared between them.
     for _ in range(8):
         assert session.get(site.url + "/_dash-layout").status_code == 200
-    session.get(site.url + "/logout")
+    session.post(site.url + "/logout", data={"csrf_token": _form_token(session, site)})
     assert session.get(site.url + "/_dash-layout").status_code == 401
 
 
@@ -576,3 +597,26 @@ def test_lookup_shows_an_opt_out_that_came_after_an_earlier_lookup(site: Site) -
         set_opt_out(engine=engine, phone=phone, opted_out=False, source="START",
                     now=datetime.now(UTC))
         engine.dispose()
+
+
+def test_login_never_lands_on_another_site_and_the_logout_button_signs_out(
+        site: Site, browser: Any) -> None:
+    """Issue 19 items 7 and 8 in Chromium: before, /login?next=%2F%09%2Fevil.example%2F sent the
+    browser to evil.example after signing in (Chromium drops the tab: //evil.example/). The
+    navbar's Log out is a POST form with the CSRF token; afterwards pages ask for a login again."""
+    from urllib.parse import urlsplit
+
+    from selenium.webdriver.common.by import By
+
+    browser.get(site.url + "/login?next=%2F%09%2Fevil.example%2F")
+    browser.find_element(By.NAME, "username").send_keys("ann")
+    browser.find_element(By.NAME, "password").send_keys(USERS["ann"][1])
+    browser.find_element(By.ID, "login-submit").click()
+    _wait(browser, lambda d: "/login" not in d.current_url)
+    assert urlsplit(browser.current_url).netloc == urlsplit(site.url).netloc, browser.current_url
+    _wait(browser, lambda d: d.find_elements(By.ID, "role-badge"))
+    _click(browser, "logout-link")
+    _wait(browser, lambda d: "/login" in d.current_url)
+    browser.get(site.url + "/segments")
+    _wait(browser, lambda d: "/login" in d.current_url)
+    assert _errors(browser) == []

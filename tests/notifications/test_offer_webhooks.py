@@ -12,6 +12,8 @@ from flask.testing import FlaskClient
 from twilio.request_validator import RequestValidator
 
 from engine.settings import Settings
+from engine.store import customers as customer_store
+from engine.store import inbound
 from engine.store import offers as store
 from notifications.offers import send_offers
 from notifications.webhooks import create_blueprint
@@ -203,3 +205,50 @@ def test_a_callback_whose_sid_is_saved_between_its_two_looks_is_applied(
     [row] = ledger.all_messages(db)
     assert (row.status, row.provider_sid) == ("delivered", sid)
     assert ledger.early_statuses(db) == []
+
+
+def test_a_replayed_start_after_a_later_stop_changes_nothing(
+        client: FlaskClient, db, live: Settings, fake_twilio: FakeTwilio) -> None:
+    """Before: re-posting an old, validly signed START after the customer's STOP turned the
+    opt-out off, and the next pass texted them. Twilio's signature has no timestamp: each
+    MessageSid is applied once."""
+    token = fake_twilio.auth_token
+    start = {"From": PHONE, "Body": "START", "MessageSid": "SM" + "1" * 32}
+    stop = {"From": PHONE, "Body": "STOP", "MessageSid": "SM" + "2" * 32}
+    assert post_signed(client, INBOUND_URL, start, token).status_code == 200
+    assert post_signed(client, INBOUND_URL, stop, token).status_code == 200
+    replay = post_signed(client, INBOUND_URL, start, token)  # the same signed request again
+    assert replay.status_code == 200 and "<Message>" not in replay.get_data(as_text=True)
+    state = ledger.opt_out_state(db, phone=PHONE)
+    assert state is not None and state.opted_out and state.source == "STOP"
+    publish_run(db, people(1))
+    assert send_offers(db, live).skipped["opted_out"] == 1
+    assert fake_twilio.creates() == []
+    assert inbound.inbound_handled(engine=db, message_sid=start["MessageSid"])
+
+
+def test_an_older_message_never_overrides_a_newer_opt_out(db) -> None:
+    later = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    earlier = datetime(2026, 12, 3, 11, 59, tzinfo=UTC)
+    assert inbound.apply_inbound(engine=db, message_sid="SM-stop", phone=PHONE, keyword="STOP",
+                                 opted_out=True, now=later)
+    assert inbound.apply_inbound(engine=db, message_sid="SM-start", phone=PHONE, keyword="START",
+                                 opted_out=False, now=earlier)
+    state = ledger.opt_out_state(db, phone=PHONE)
+    assert state is not None and state.opted_out
+    customer_store.set_opt_out(engine=db, phone=PHONE, opted_out=False, source="START", now=earlier)
+    state = ledger.opt_out_state(db, phone=PHONE)
+    assert state is not None and state.opted_out
+    assert not inbound.apply_inbound(engine=db, message_sid="SM-stop", phone=PHONE, keyword="STOP",
+                                     opted_out=True, now=later)
+
+
+@pytest.mark.parametrize("body", ["ＳＴＯＰ", "ｓｔｏｐ！", "S\u200bTOP", "\ufeffstop",
+                                  "st\u200dop", "\u2060STOP\u200c"])
+def test_full_width_and_zero_width_opt_out_keywords(client: FlaskClient, db,
+                                                    fake_twilio: FakeTwilio, body: str) -> None:
+    """Before: full-width STOP and STOP with zero-width characters were not recognised."""
+    post_signed(client, INBOUND_URL, {"From": PHONE, "Body": body, "MessageSid": "SM" + "3" * 32},
+                fake_twilio.auth_token)
+    state = ledger.opt_out_state(db, phone=PHONE)
+    assert state is not None and state.opted_out

@@ -59,9 +59,11 @@ def test_demo_runs_scheduler_and_dashboard_and_stops_both(tmp_path: Path) -> Non
 
         session = requests.Session()
         wait_for(lambda: _up(session, port), what="the dashboard", logs=[out])
+        form = session.get(f"http://127.0.0.1:{port}/login", timeout=60).text
+        token = form.split('name="csrf_token" value="')[1].split('"')[0]
         login = session.post(f"http://127.0.0.1:{port}/login", allow_redirects=False,
-                             data={"username": "demo", "password": "demo-secret-42"},
-                             timeout=60)
+                             data={"username": "demo", "password": "demo-secret-42",
+                                   "csrf_token": token}, timeout=60)
         assert login.status_code in (302, 303) and session.cookies
 
         children = processes_mentioning(str(config))
