@@ -213,11 +213,12 @@ def export_command(context: Context, kind: str, run_ref: str, from_ref: str | No
                   "recommendations": result_store.read_recommendations,
                   "profiles": result_store.read_profiles}[kind]
         frame = reader(engine=db, run_id=run_id)
+    neutralise = context.settings.export.neutralise_formulas
     if output is None:
-        write_csv(kind, frame, sys.stdout)
+        write_csv(kind, frame, sys.stdout, neutralise=neutralise)
         return
     try:
-        rows = write_csv(kind, frame, output)
+        rows = write_csv(kind, frame, output, neutralise=neutralise)
     except OSError as exc:
         raise click.FileError(output, hint=exc.strerror or str(exc)) from None
     click.echo(f"{rows} rows written to {output}", err=True)
