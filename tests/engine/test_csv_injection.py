@@ -79,7 +79,7 @@ def evil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Evil]:
     source = write_generic_csv(lines, folder / "evil.csv")
     settings = make_settings(folder, f"sqlite:///{folder / 'segmint.db'}")
     engine = get_engine(settings.database_url)
-    init_db(engine)
+    init_db(engine=engine)
     ingest_file(engine, settings, source)
     execute_run(engine, settings)
     yield Evil(folder, settings)

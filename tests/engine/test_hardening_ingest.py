@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from engine.ingest import IngestError, ingest_file
-from engine.store.lines import count_rows, load_customers, load_lines
-from tests.conftest import make_settings
+from engine.store.customers import load_customers
+from engine.store.lines_read import load_lines
+from tests.conftest import count_rows, make_settings
 from tests.engine.test_ingest import GOOD_ROWS, HEADER, write_csv
 
 CONFIG = '[ingest]\nrejects_dir = "rejects"\n'
@@ -46,7 +47,7 @@ def test_an_amount_that_overflows_or_exceeds_the_ceiling_is_a_rejected_line(
     assert all("beyond" in reason and "1e+09" in reason for _, reason in reasons), reasons
     assert [reason.split()[0] for _, reason in reasons] == [
         "quantity", "unit_price", "quantity", "amount"]  # 1e5 x 1e5: each fine, not the product
-    stored = load_lines(db)
+    stored = load_lines(engine=db)
     assert all(math.isfinite(value) for value in stored["amount"])
 
 
@@ -56,7 +57,7 @@ def test_the_amount_ceiling_is_a_setting(db, tmp_path: Path, db_url: str) -> Non
                           preset="online-retail")
     # amounts 15.3, 20.34, 11.1, -27.5 and 34.8: three beyond 20 either way
     assert (summary.loaded, summary.rejected) == (2, 3)
-    assert sorted(load_lines(db)["amount"]) == pytest.approx([11.1, 15.3])
+    assert sorted(load_lines(engine=db)["amount"]) == pytest.approx([11.1, 15.3])
 
 
 def test_dates_outside_the_plausible_range_are_rejected_lines(db, tmp_path: Path,
@@ -83,7 +84,7 @@ def test_dates_outside_the_plausible_range_are_rejected_lines(db, tmp_path: Path
     assert reasons["5"].startswith("timestamp after the load")
     assert reasons["4"].startswith("timestamp before [ingest] earliest_date 2000-01-01")
     assert reasons["7"].startswith("timestamp before [ingest] earliest_date")
-    assert load_lines(db)["ts"].max() < pd.Timestamp(datetime.now() + timedelta(days=1))
+    assert load_lines(engine=db)["ts"].max() < pd.Timestamp(datetime.now() + timedelta(days=1))
 
 
 def test_earliest_date_is_a_setting(db, tmp_path: Path, db_url: str) -> None:
@@ -122,7 +123,7 @@ def test_a_customers_field_longer_than_its_column_is_a_rejected_line(db, tmp_pat
         ["4", f"customer_id longer than 64 characters '{'9' * 40}'"],
         ["5", f"country longer than 64 characters '{'F' * 40}'"],
     ]
-    stored = load_customers(db).set_index("customer_id")
+    stored = load_customers(engine=db).set_index("customer_id")
     assert stored.loc["17850", "first_name"] == "Ann" and stored.loc["12583", "first_name"] == "Dan"
     # 14527 and 17809 exist from their transaction lines, untouched by their rejected lines.
     assert stored.loc["14527", "first_name"] is None or pd.isna(stored.loc["14527", "first_name"])

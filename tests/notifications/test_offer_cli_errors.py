@@ -39,7 +39,7 @@ def test_send_offers_on_a_database_that_refuses_writes_is_one_line_without_the_c
     from engine.store import get_engine, init_db
 
     engine = get_engine(postgres_url)
-    init_db(engine)
+    init_db(engine=engine)
     publish_run(engine, people(1))
     config = write_config(tmp_path)
     if fault == "read-only":

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from conftest import Person, publish_run
 from fake_twilio import FakeTwilio
+from ledger import skips_for_pass
 
 from engine.settings import Settings
-from engine.store import offers as store
 from notifications.offers import send_offers
 
 SHARED = "+447400123401"
@@ -23,7 +23,7 @@ def test_one_message_per_number_per_offer(db, live: Settings, fake_twilio: FakeT
     assert len(fake_twilio.created(to=SHARED)) == 1
     assert len(fake_twilio.created()) == 2 and summary.sent == 2
     assert summary.skipped["shared_phone"] == 1
-    skipped = store.skips_for_pass(db, pass_id=summary.pass_id)
+    skipped = skips_for_pass(db, pass_id=summary.pass_id)
     assert [(skip.customer_id, skip.reason) for skip in skipped] == [("C0002", "shared_phone")]
 
 
