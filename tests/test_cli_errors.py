@@ -208,3 +208,20 @@ def test_option_errors_are_one_error_line(capsys, monkeypatch, tmp_path: Path,
                       env={"SEGMINT_DATABASE_URL": f"sqlite:///{tmp_path / 'none.db'}"})
     line = assert_one_error_line(result, *fragments, status=2)
     assert "--help" in line  # where to look next, on the same line
+
+
+def test_statement_parameters_never_reach_an_error_message(tmp_path: Path) -> None:
+    """Every engine Segmint makes hides statement parameters, so no traceback, log line or
+    recorded job error (the scheduler stores one_line(exc)) can carry a password hash or a
+    phone number."""
+    from sqlalchemy.exc import DBAPIError
+
+    from engine.store import get_engine, init_db
+
+    engine = get_engine(f"sqlite:///{tmp_path / 'params.db'}")
+    init_db(engine=engine)
+    with pytest.raises(DBAPIError) as caught, engine.connect() as connection:
+        connection.execute(text("SELECT :secret + no_such_column"), {"secret": "+447400123401"})
+    assert "+447400123401" not in str(caught.value)
+    assert "parameters hidden" in str(caught.value)
+    engine.dispose()
