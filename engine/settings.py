@@ -68,7 +68,7 @@ class IngestSettings(Section):
     # A line whose quantity, unit price or amount is beyond +-max_abs_amount (or not finite),
     # or dated before earliest_date or more than a day after the load, is a rejected line.
     max_abs_amount: Annotated[float, Field(gt=0)] = 1e9
-    earliest_date: date = date(2000, 1, 1)
+    earliest_date: date = date(1990, 1, 1)  # the CDNOW sample starts in 1997
     mapping: IngestMapping = IngestMapping()
 
 

@@ -38,7 +38,7 @@ class LineLimits:
     (an infinite amount), or move as_of (a line dated 2100)."""
 
     max_abs_amount: float = 1e9
-    earliest: datetime = datetime(2000, 1, 1)
+    earliest: datetime = datetime(1990, 1, 1)
     latest: datetime | None = None
 
     @classmethod

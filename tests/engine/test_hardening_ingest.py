@@ -73,7 +73,7 @@ def test_dates_outside_the_plausible_range_are_rejected_lines(db, tmp_path: Path
         "536371,22729,ALARM CLOCK PINK,2,1900-01-01 00:00:00,3.75,12583,France",
         f"536372,22730,ALARM CLOCK RED,2,{later:%Y-%m-%d %H:%M:%S},3.75,12583,France",
         f"536373,22731,ALARM CLOCK BLUE,2,{soon:%Y-%m-%d %H:%M:%S},3.75,12583,France",
-        "536374,22732,ALARM CLOCK GREEN,2,1999-12-31 23:59:00,3.75,12583,France",
+        "536374,22732,ALARM CLOCK GREEN,2,1989-12-31 23:59:00,3.75,12583,France",
     ]
     summary = ingest_file(db, settings, write_csv(tmp_path / "dates.csv", rows),
                           preset="online-retail")
@@ -82,7 +82,7 @@ def test_dates_outside_the_plausible_range_are_rejected_lines(db, tmp_path: Path
     reasons = dict(_report(summary.rejects_path))
     assert reasons["3"].startswith("timestamp after the load") and "2100-01-01" in reasons["3"]
     assert reasons["5"].startswith("timestamp after the load")
-    assert reasons["4"].startswith("timestamp before [ingest] earliest_date 2000-01-01")
+    assert reasons["4"].startswith("timestamp before [ingest] earliest_date 1990-01-01")
     assert reasons["7"].startswith("timestamp before [ingest] earliest_date")
     assert load_lines(engine=db)["ts"].max() < pd.Timestamp(datetime.now() + timedelta(days=1))
 
