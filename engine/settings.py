@@ -13,7 +13,14 @@ from datetime import date, time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from engine.errors import SegmintError
 
@@ -58,6 +65,10 @@ class IngestSettings(Section):
     )
     rejects_dir: str = "var/rejects"
     batch_size: Annotated[int, Field(gt=0)] = 50_000
+    # A line whose quantity, unit price or amount is beyond +-max_abs_amount (or not finite),
+    # or dated before earliest_date or more than a day after the load, is a rejected line.
+    max_abs_amount: Annotated[float, Field(gt=0)] = 1e9
+    earliest_date: date = date(1990, 1, 1)  # the CDNOW sample starts in 1997
     mapping: IngestMapping = IngestMapping()
 
 
@@ -316,6 +327,16 @@ def _default_templates() -> list[OfferTemplate]:
     ]
 
 
+def _time_of_day(value: Any) -> Any:
+    """A TOML time (21:00:00) or a string "21:00" / "21:00:00"; anything else (21, 21.5, true:
+    pydantic would read a number as seconds after midnight) is refused at load."""
+    if isinstance(value, time) or (isinstance(value, str)
+                                   and len(value) in (5, 8) and value[2:3] == ":"):
+        return value
+    raise ValueError(f"{value!r} is not a time of day: write 21:00:00 (a TOML time) or "
+                     '"21:00"')
+
+
 class NotificationSettings(Section):
     enabled: bool = True
     templates: list[OfferTemplate] = Field(default_factory=_default_templates)
@@ -333,6 +354,8 @@ class NotificationSettings(Section):
     help_text: str = "Segmint offers: reply STOP to opt out, START to opt back in."
     fallback_first_name: str = "there"
     fallback_product: str = "our new arrivals"
+
+    _times_of_day = field_validator("quiet_start", "quiet_end", mode="before")(_time_of_day)
 
 
 class DashboardSettings(Section):
@@ -361,6 +384,12 @@ class DashboardSettings(Section):
                 raise ValueError(f"{name} = {getattr(self, name)!r} is not a list of limits "
                                  "such as '5 per minute; 20 per hour'") from None
         return self
+
+
+class ExportSettings(Section):
+    # Text cells starting with = + - @ tab or carriage return get a leading ' in CSV exports
+    # (`segmint export`, the dashboard), so a spreadsheet shows them instead of running them.
+    neutralise_formulas: bool = True
 
 
 class Secrets(BaseModel):
@@ -397,6 +426,7 @@ class Settings(Section):
     scheduler: SchedulerSettings = SchedulerSettings()
     notifications: NotificationSettings = NotificationSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    export: ExportSettings = ExportSettings()
     # Not read from the file: where it was loaded from (relative paths resolve against it).
     base_dir: Path = Path(".")
     secrets: Secrets = Secrets()
@@ -413,6 +443,11 @@ class Settings(Section):
         if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
             url = prefix + str(self.path(url[len(prefix):]))
         return url
+
+    @property
+    def database_url_setting(self) -> str:
+        """Where database_url comes from, for messages: the variable or the config key."""
+        return "SEGMINT_DATABASE_URL" if self.secrets.segmint_database_url else "database.url"
 
 
 # Per persona, after the Korean source's cluster strategy table ("클러스터 별 활용 전략": the
@@ -459,6 +494,11 @@ def load_settings(
                 data = tomllib.load(handle)
         except tomllib.TOMLDecodeError as exc:
             raise SettingsError(f"{config_path}: not valid TOML: {exc}") from None
+        except UnicodeDecodeError as exc:
+            line = exc.object[:exc.start].count(b"\n") + 1
+            raise SettingsError(f"{config_path}: not UTF-8 (line {line}, byte "
+                                f"0x{exc.object[exc.start]:02x}): save the file as UTF-8") \
+                from None
     elif path is not None:
         raise SettingsError(f"{config_path}: config file not found")
     for forbidden in ("base_dir", "secrets"):

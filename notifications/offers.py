@@ -35,6 +35,10 @@ re-renders its row. Quiet hours defer: no row is written, only a skip with reaso
 so a later pass sends the message. Opt-outs are read once per pass and again by each claim, in
 its transaction, so a STOP that arrives during a pass is honoured by the next send.
 
+One number gets an offer once: a second customer with the same phone (a household, a shop's
+landline) is skipped with 'shared_phone' when any real ledger row of that offer holds the number
+(read once per pass, like the cap; the job lock keeps passes from overlapping).
+
 The frequency cap is read once per pass (plus what the pass itself sends): two passes running at
 the same moment could each send a *different* offer to one customer. The same offer is still
 sent once (the unique key); the scheduler's job lock keeps passes from overlapping in practice.
@@ -130,6 +134,8 @@ class _OfferPass:
         self.opted_out: set[str] = set()
         self.recent: set[str] = set()
         self.existing: set[str] = set()
+        # (offer_id, phone) -> the customer it went (or goes) to: at most one per number.
+        self.phone_holders: dict[tuple[str, str], str] = {}
         self.checked: set[int] = set()  # 'retry' rows this pass already asked Twilio about
 
     def now(self) -> datetime:
@@ -175,6 +181,8 @@ class _OfferPass:
         keys = [offer_key(template.offer_id, target.customer_id)
                 for template in templates for target in targets]
         self.existing = store.customers_with_key(engine=self.engine, offer_keys=keys)
+        self.phone_holders = store.phone_holders(
+            engine=self.engine, offer_ids=[template.offer_id for template in templates])
         return targets
 
     def reconcile_retries(self, templates: list[OfferTemplate],
@@ -228,6 +236,10 @@ class _OfferPass:
         if decision.reason is not None or decision.phone is None:
             self.skip(template.offer_id, target.customer_id, decision.reason or "invalid_number")
             return
+        holder = self.phone_holders.get((template.offer_id, decision.phone))
+        if holder not in (None, target.customer_id):  # another customer with this number
+            self.skip(template.offer_id, target.customer_id, "shared_phone")
+            return
         rendered = render(template, customer_id=target.customer_id, first_name=target.first_name,
                           product=target.product, settings=self.ns)
         if rendered.count.segments > self.ns.max_segments:
@@ -236,6 +248,7 @@ class _OfferPass:
         self.summary.eligible += 1
         self.recent.add(target.customer_id)
         phone = decision.phone
+        self.phone_holders[(template.offer_id, phone)] = target.customer_id
 
         def claim(key: str, status: str) -> store.Claim:
             return store.claim_offer(

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from engine.errors import SegmintError
+from engine.errors import SegmintError, first_line
 
 if TYPE_CHECKING:
     from engine.settings import Settings
@@ -29,9 +29,10 @@ log = logging.getLogger("segmint")
 class Context:
     """What every command needs: the settings, built once at the entry point."""
 
-    def __init__(self, config_path: str | None) -> None:
+    def __init__(self, config_path: str | None = None) -> None:
         self._config_path = config_path
         self._settings: Settings | None = None
+        self.database_url: str | None = None  # once a command opened the database
 
     @property
     def settings(self) -> Settings:
@@ -48,7 +49,9 @@ class Context:
         from engine.store import get_engine
         from engine.store import require_schema as check_schema
 
-        db = get_engine(self.settings.database_url, self.settings.database.echo)
+        self.database_url = self.settings.database_url
+        db = get_engine(self.database_url, self.settings.database.echo,
+                        setting=self.settings.database_url_setting)
         if require_schema:
             check_schema(engine=db)
         return db
@@ -87,7 +90,10 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     """Segmint: customer segments retailers act on (RFM, k-means, six classes, basket rules,
     recommendations, dashboard, offer SMS)."""
     configure_logging(verbose)
-    ctx.obj = Context(config_path)
+    if isinstance(ctx.obj, Context):  # main() made it, to name the database in its errors
+        ctx.obj._config_path = config_path
+    else:
+        ctx.obj = Context(config_path)
 
 
 @cli.command("init-db")
@@ -125,14 +131,14 @@ def run_command(context: Context, as_of: str | None, since: str | None, until: s
                                      param_hint="--k")
     from engine.store.locks import job_lock
 
+    window = {"as_of": parse_date(as_of, "--as-of"), "since": parse_date(since, "--since"),
+              "until": parse_date(until, "--until")}  # before the database: options first
     db = context.engine()
     # The scheduler's segment job takes the same lock: never two runs at once (LockBusy is a
     # one-line error naming the holder).
     with job_lock(engine=db, name="segment", holder="cli run",
                   ttl_seconds=context.settings.scheduler.lock_ttl_seconds):
-        run_id = execute_run(db, context.settings, as_of=parse_date(as_of, "--as-of"),
-                             since=parse_date(since, "--since"),
-                             until=parse_date(until, "--until"),
+        run_id = execute_run(db, context.settings, **window,
                              k=clusters, progress=True)  # type: ignore[arg-type]
     click.echo(run_id)
 
@@ -215,11 +221,12 @@ def export_command(context: Context, kind: str, run_ref: str, from_ref: str | No
                   "recommendations": result_store.read_recommendations,
                   "profiles": result_store.read_profiles}[kind]
         frame = reader(engine=db, run_id=run_id)
+    neutralise = context.settings.export.neutralise_formulas
     if output is None:
-        write_csv(kind, frame, sys.stdout)
+        write_csv(kind, frame, sys.stdout, neutralise=neutralise)
         return
     try:
-        rows = write_csv(kind, frame, output)
+        rows = write_csv(kind, frame, output, neutralise=neutralise)
     except OSError as exc:
         raise click.FileError(output, hint=exc.strerror or str(exc)) from None
     click.echo(f"{rows} rows written to {output}", err=True)
@@ -478,17 +485,46 @@ def evaluate_command(context: Context, cutoff: str | None, as_json: bool) -> Non
     click.echo(result.table())
 
 
+def usage_error_line(exc: click.UsageError) -> str:
+    """Click's usage error (usage, a hint, a blank line, 'Error: ...') as the one line the
+    README promises: the command, the problem, where to read more."""
+    command = exc.ctx.command_path if exc.ctx is not None else "segmint"
+    return f"{command}: {exc.format_message()} (see '{command} --help')"
+
+
+def database_error_line(url: str | None, exc: BaseException) -> str:
+    """A database's refusal (read-only, locked, full, gone) as one line naming the database;
+    the driver's first line only: never the statement or its parameters."""
+    from engine.store.db import describe
+
+    orig = getattr(exc, "orig", None) or exc
+    where = f"database {describe(url)}" if url else "database"
+    return f"{where}: {first_line(orig)[:300]}"
+
+
+def _is_database_error(exc: BaseException) -> bool:
+    """A DB-API error SQLAlchemy raised (checked without importing SQLAlchemy: when it is not
+    loaded, no such error can have been raised)."""
+    sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
+    return sqlalchemy_exc is not None and isinstance(exc, sqlalchemy_exc.DBAPIError)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: expected failures become one line and exit status 1."""
+    """Console-script entry point: expected failures become one `error:` line on stderr, exit
+    status 1 (2 for a wrong command, option or argument, Click's usage status)."""
+    context = Context()
     try:
-        status = cli.main(args=argv, prog_name="segmint", standalone_mode=False)
+        status = cli.main(args=argv, prog_name="segmint", standalone_mode=False, obj=context)
         if isinstance(status, int) and status:
             sys.exit(status)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:
+        click.echo(f"error: {usage_error_line(exc)}", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except SegmintError as exc:
         click.echo(f"error: {exc}", err=True)
@@ -496,6 +532,12 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:
+        if not _is_database_error(exc):
+            raise
+        log.debug("database error", exc_info=True)  # -v; parameters hidden by the engine
+        click.echo(f"error: {database_error_line(context.database_url, exc)}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

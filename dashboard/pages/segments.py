@@ -29,6 +29,7 @@ from dashboard.paging import (
     request_key,
     sort_frame,
 )
+from engine.exports import neutralise_formulas
 
 dash.register_page(__name__, path="/segments", name="Segments", title="Segmint · Segments",
                    order=2)
@@ -202,6 +203,8 @@ def export_csv(n_clicks: int | None, query: str | None, request: dict[str, Any] 
         rows = frames.filter_rows(frames.segment_rows(scope), filters)
         shown = sort_frame(filter_frame(rows, models["filterModel"]), models["sortModel"],
                            key="customer_id")
+        if context.settings().export.neutralise_formulas:
+            shown = neutralise_formulas(shown)  # formula-like ids and names shown, not run
         text: str = shown.to_csv(index=False)
         return text
     content = context.cached("segments-csv", scope.run_id, scope.since, scope.until,

@@ -12,8 +12,15 @@ from engine.columns import CUSTOMER_COLUMNS
 from engine.ingest.readers import IngestError, RawFile, text_cells, whole_number_ids
 from engine.phones import normalise_phone
 from engine.store.staged import StagedFile
+from engine.store.tables import CUSTOMERS
 
 OPTIONAL_COLUMNS = ["first_name", "phone", "signup_date", "country", "sms_consent", "timezone"]
+# The stored width of each bounded text field a customers file gives as written (the phone is
+# stored normalised or cut to its width). A longer value makes its line a rejected line, so
+# SQLite (which would keep it) and PostgreSQL (which would refuse the whole file) agree.
+FIELD_WIDTHS: dict[str, int] = {
+    name: getattr(CUSTOMERS.c[name].type, "length", 0)
+    for name in ("customer_id", "first_name", "country", "timezone")}
 TRUE_WORDS = {"1", "true", "t", "yes", "y"}
 FALSE_WORDS = {"0", "false", "f", "no", "n"}
 
@@ -77,17 +84,25 @@ def stage_customers(raw: RawFile, *, default_region: str) -> tuple[StagedFile, p
     reason = pd.Series(None, index=frame.index, dtype=object)
     reason[missing_id] = "missing customer_id"
     reason[blank] = "empty line"
+    too_long = pd.Series(False, index=frame.index)
+    for name, width in FIELD_WIDTHS.items():
+        longer = texts[name].str.len().gt(width).fillna(False).astype(bool)
+        message = (f"{name} longer than {width} characters "
+                   + texts[name].astype(str).str.slice(0, 40).map(repr))
+        reason = reason.where(reason.notna() | ~longer, message)
+        too_long |= longer
+    rejected = missing_id | too_long
     for problem in problems:
         reason = reason.where(reason.notna(), problem)
     reported = reason.notna()
     rejects = pd.concat([pd.DataFrame({"line": raw.line_numbers[reported.to_numpy()],
                                        "reason": reason[reported]}, index=frame.index[reported]),
                          frame.loc[reported].astype(str)], axis=1).reset_index(drop=True)
-    kept = out.loc[~missing_id]
+    kept = out.loc[~rejected]
     duplicate = kept["customer_id"].duplicated(keep="last")  # a later row updates an earlier one
     kept = kept.loc[~duplicate, CUSTOMER_COLUMNS].reset_index(drop=True)
     staged = StagedFile(path=str(raw.path), sha256=raw.sha256, kind="customers",
                         lines_read=len(frame), duplicates=int(duplicate.sum()),
                         rejected=int(reported.sum()), customers=kept)
-    flagged = int((reported & ~missing_id).sum())
+    flagged = int((reported & ~rejected).sum())
     return staged, rejects, flagged

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 from sqlalchemy import Engine
 
 from engine.ingest.customers import stage_customers
+from engine.ingest.normalise import LineLimits
 from engine.ingest.presets import Preset, choose_preset
-from engine.ingest.readers import IngestError, file_format, file_sha256, read_file
+from engine.ingest.readers import IngestError, RawFile, file_format, file_sha256, read_file
 from engine.ingest.transactions import stage_lines
 from engine.settings import Settings
 from engine.store.lines_write import find_loaded_file, write_files
@@ -56,12 +58,14 @@ class IngestSummary:
 
 
 def ingest_file(engine: Engine, settings: Settings, path: str | Path, *, preset: str | None = None,
-                customers: str | Path | None = None, progress: bool = False) -> IngestSummary:
+                customers: str | Path | None = None, progress: bool = False,
+                now: datetime | None = None) -> IngestSummary:
     """Load a transactions file (CSV, CSV.gz, XLSX, Parquet) and optionally a customers file.
 
     Idempotent: a file whose bytes were loaded before adds nothing, and a line already stored (by
     its hash) is counted as a duplicate. Both files are written in one transaction; IngestError
-    (or StoreError) leaves the database exactly as it was.
+    (or StoreError) leaves the database exactly as it was. `now` (default: the system clock) is
+    the load's time: lines dated more than a day after it are rejected lines.
     """
     transactions_path = Path(path)
     staged: list[StagedFile] = []
@@ -73,8 +77,10 @@ def ingest_file(engine: Engine, settings: Settings, path: str | Path, *, preset:
     chosen: Preset | None = None
     if earlier is None:
         raw = read_file(transactions_path, sha256)
+        _require_lines(raw)
         chosen = choose_preset(raw, settings, preset)
-        lines_file, rejects = stage_lines(raw, chosen)
+        limits = LineLimits.for_load(settings, now or datetime.now(UTC))
+        lines_file, rejects = stage_lines(raw, chosen, limits)
         del raw  # the text frame is not needed while writing
         if lines_file.lines_read and lines_file.rejected == lines_file.lines_read:
             # Nothing usable at all is a wrong layout or format setting, not a few bad rows.
@@ -96,6 +102,7 @@ def ingest_file(engine: Engine, settings: Settings, path: str | Path, *, preset:
         customers_sha256 = file_sha256(Path(customers))
         if find_loaded_file(engine=engine, sha256=customers_sha256) is None:
             raw_customers = read_file(Path(customers), customers_sha256)
+            _require_lines(raw_customers)
             customers_file, customer_rejects, flagged = stage_customers(
                 raw_customers, default_region=settings.notifications.default_region)
             staged.append(customers_file)
@@ -118,6 +125,13 @@ def ingest_file(engine: Engine, settings: Settings, path: str | Path, *, preset:
                        preset=chosen.name if chosen else None, customers=customer_summary)
     log.debug("%s", summary.summary_line())  # callers print or log it
     return summary
+
+
+def _require_lines(raw: RawFile) -> None:
+    """A file with a header and no line is refused like an empty one: loading it would record
+    a source file that added nothing."""
+    if raw.frame.empty:
+        raise IngestError(f"{raw.path}: no lines after the header; nothing loaded")
 
 
 def _summary(staged: StagedFile | None, path: str, report_paths: dict[int, str | None], *,

@@ -2,14 +2,17 @@
 
 Each source column becomes stored text, a number or a timestamp; every row gets the first reason
 it cannot be loaded (empty line, missing invoice, bad timestamp, non-numeric quantity, a text
-longer than its stored width ...) or None. Text columns that Arrow holds stay Arrow arrays too,
-so the store can copy them without converting Python strings back.
+longer than its stored width, a figure or a date outside LineLimits ...) or None. Text columns
+that Arrow holds stay Arrow arrays too, so the store can copy them without converting Python
+strings back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +22,32 @@ import pyarrow.compute as pc
 from engine.ingest.presets import Preset
 from engine.ingest.readers import RawFile, text_cells_arrow, whole_number_ids
 from engine.store.tables import LINES
+
+if TYPE_CHECKING:
+    from engine.settings import Settings
+
+# Lines dated up to a day after the load still load: the file's clock may be a time zone ahead.
+FUTURE_SLACK = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class LineLimits:
+    """The plausible range of a line: quantity, unit price and amount within +-max_abs_amount
+    (and finite), timestamps from earliest to latest (None: no upper bound). A line outside is
+    a rejected line with its reason: one absurd value would otherwise poison every later run
+    (an infinite amount), or move as_of (a line dated 2100)."""
+
+    max_abs_amount: float = 1e9
+    earliest: datetime = datetime(1990, 1, 1)
+    latest: datetime | None = None
+
+    @classmethod
+    def for_load(cls, settings: Settings, now: datetime) -> LineLimits:
+        """The limits of a load at `now` (aware, or naive UTC), from [ingest]."""
+        utc = now.astimezone(UTC).replace(tzinfo=None) if now.tzinfo else now
+        return cls(max_abs_amount=settings.ingest.max_abs_amount,
+                   earliest=datetime.combine(settings.ingest.earliest_date, datetime.min.time()),
+                   latest=utc + FUTURE_SLACK)
 
 
 def _parse_timestamps(values: pd.Series, text: pd.Series, formats: tuple[str, ...],
@@ -84,11 +113,13 @@ FIELD_WIDTHS: dict[str, int] = {
     if getattr(LINES.c[name].type, "length", None)}
 
 
-def normalise(raw: RawFile, preset: Preset
-               ) -> tuple[pd.DataFrame, pd.Series, dict[str, pa.ChunkedArray]]:
+def normalise(raw: RawFile, preset: Preset, limits: LineLimits | None = None
+              ) -> tuple[pd.DataFrame, pd.Series, dict[str, pa.ChunkedArray]]:
     """(lines frame with line_no, reject reason per row or None; vectorised, no row loop), plus
     the text columns of the lines frame that Arrow holds as well (the same cells, row for row),
-    for the store to copy without converting Python strings back."""
+    for the store to copy without converting Python strings back. limits: the plausible range of
+    a line (default LineLimits(): no upper date bound)."""
+    limits = limits or LineLimits()
     frame = raw.frame
     present = {name: column for name, column in preset.columns.items() if column in frame.columns}
     source = {name: frame[column] for name, column in present.items()}
@@ -121,6 +152,13 @@ def normalise(raw: RawFile, preset: Preset
     bad_ts = out["ts"].isna().to_numpy()
     reasons.append((missing["timestamp"] & bad_ts, "missing timestamp", None))
     reasons.append((bad_ts, "bad timestamp", texts["timestamp"]))
+    reasons.append(((out["ts"] < limits.earliest).to_numpy(),
+                    f"timestamp before [ingest] earliest_date {limits.earliest:%Y-%m-%d}",
+                    texts["timestamp"]))
+    if limits.latest is not None:
+        reasons.append(((out["ts"] > limits.latest).to_numpy(),
+                        f"timestamp after the load ({limits.latest - FUTURE_SLACK:%Y-%m-%d %H:%M}"
+                        " UTC, a day's slack allowed)", texts["timestamp"]))
 
     numbers = {name: _number(source[name], texts[name], arrows.get(name))
                for name in ("quantity", "unit_price", "amount") if name in source}
@@ -133,9 +171,18 @@ def normalise(raw: RawFile, preset: Preset
             reasons.append((too_long, f"{name} longer than {width} characters", out[name]))
     quantity, unit_price, amount = (numbers.get(name) for name in ("quantity", "unit_price",
                                                                    "amount"))
+    ceiling = f"beyond [ingest] max_abs_amount {limits.max_abs_amount:g}"
+    for name, values in numbers.items():
+        reasons.append(((values.abs() > limits.max_abs_amount).to_numpy(), f"{name} {ceiling}",
+                        texts[name]))
     if amount is None:
         assert quantity is not None and unit_price is not None
-        amount = (quantity * unit_price).round(6)
+        with np.errstate(over="ignore"):  # an infinite product is rejected just below
+            amount = (quantity * unit_price).round(6)
+        # Each factor within the ceiling, their product not (or not even finite).
+        reasons.append((~(amount.abs() <= limits.max_abs_amount).to_numpy()
+                        & quantity.notna().to_numpy() & unit_price.notna().to_numpy(),
+                        f"amount {ceiling}", amount))
     if quantity is None:
         quantity = pd.Series(np.where(amount < 0, -1.0, 1.0), index=frame.index)
     if unit_price is None:

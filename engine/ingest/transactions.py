@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.columns import STAGED_LINE_COLUMNS
-from engine.ingest.normalise import affix_mask, normalise
+from engine.ingest.normalise import LineLimits, affix_mask, normalise
 from engine.ingest.presets import Preset
 from engine.ingest.readers import RawFile
 from engine.store.staged import StagedFile
@@ -38,9 +38,11 @@ def hex_digits(hashes: pd.Series) -> pd.Series:
                      index=hashes.index, dtype=object)
 
 
-def stage_lines(raw: RawFile, preset: Preset) -> tuple[StagedFile, pd.DataFrame]:
-    """Validated, de-duplicated lines ready for write_files, and the rejects report frame."""
-    lines, reason, arrows = normalise(raw, preset)
+def stage_lines(raw: RawFile, preset: Preset, limits: LineLimits | None = None
+                ) -> tuple[StagedFile, pd.DataFrame]:
+    """Validated, de-duplicated lines ready for write_files, and the rejects report frame.
+    limits: the plausible range of a line (default: LineLimits(), no upper date bound)."""
+    lines, reason, arrows = normalise(raw, preset, limits)
     bad = reason.notna()
     rejects = pd.DataFrame({"line": lines.loc[bad, "line_no"], "reason": reason[bad]})
     rejects = pd.concat([rejects, raw.frame.loc[bad].astype(str)], axis=1)

@@ -13,7 +13,7 @@ target_metadata = SQLModel.metadata
 def run_migrations() -> None:
     connection = config.attributes.get("connection")
     if connection is None:
-        connectable = create_engine(config.get_main_option("sqlalchemy.url"))
+        connectable = create_engine(config.get_main_option("sqlalchemy.url"), hide_parameters=True)
         with connectable.begin() as connection:
             _run(connection)
     else:

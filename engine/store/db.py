@@ -14,7 +14,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import URL, Engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlmodel import create_engine
 
 from engine.errors import SegmintError, first_line
@@ -65,22 +65,43 @@ def _open_existing(path: Path) -> Any:
 
 
 @cache
-def get_engine(url: str, echo: bool = False) -> Engine:
+def get_engine(url: str, echo: bool = False, *, setting: str = "database URL") -> Engine:
     """One engine per URL and process (pooled connections are not shared across forks). A
-    SQLite file is never created here, only by init_db."""
-    parsed = make_url(url)
+    SQLite file is never created here, only by init_db. A URL that does not parse or names a
+    driver that is not installed is a one-line StoreError naming `setting` (where the URL came
+    from). Statement parameters never appear in logs or error messages (hide_parameters): a
+    failed INSERT would otherwise print a password hash or a customer's phone number."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        # Not echoed: a URL that does not parse may still hold a password.
+        raise StoreError(f"{setting}: the database URL does not parse (expected "
+                         "dialect+driver://user@host:port/database, e.g. "
+                         "postgresql+psycopg://user@host/db or sqlite:///path/to/file.db)") \
+            from None
+    try:
+        return _create_engine(parsed, echo)
+    except (ImportError, NoSuchModuleError) as exc:
+        missing = getattr(exc, "name", None) or first_line(exc)
+        raise StoreError(f"{setting}: database {describe(url)}: driver {missing} is not "
+                         "installed (for PostgreSQL use postgresql+psycopg://, the driver "
+                         "Segmint ships with)") from None
+
+
+def _create_engine(parsed: URL, echo: bool) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         path = sqlite_file(parsed)
         if path is not None:
             # Made absolute once: a later chdir cannot point the engine, and the reader that
             # load_lines starts from engine.url, at two different files.
             parsed = parsed.set(database=str(path))
-        engine = create_engine(parsed, echo=echo, connect_args={"timeout": 30})
+        engine = create_engine(parsed, echo=echo, hide_parameters=True,
+                               connect_args={"timeout": 30})
         if path is not None:
             event.listen(engine, "do_connect", _open_existing(path))
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True)
+    return create_engine(parsed, echo=echo, hide_parameters=True, pool_pre_ping=True)
 
 
 def describe(url: str) -> str:

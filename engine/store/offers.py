@@ -153,6 +153,22 @@ def customers_with_key(*, engine: Engine, offer_keys: Iterable[str]) -> set[str]
     return found
 
 
+def phone_holders(*, engine: Engine, offer_ids: Iterable[str]) -> dict[tuple[str, str], str]:
+    """(offer_id, phone) -> the customer whose ledger row has that offer for that number (any
+    real row, dry runs aside): one number gets an offer once, even when customers share it."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(MESSAGES.c.offer_id, MESSAGES.c.phone, MESSAGES.c.customer_id)
+            .where(MESSAGES.c.offer_id.in_(list(offer_ids)),
+                   MESSAGES.c.status != Status.DRY_RUN)
+            .order_by(MESSAGES.c.id)
+        ).all()
+    holders: dict[tuple[str, str], str] = {}
+    for offer_id, phone, customer_id in rows:
+        holders.setdefault((offer_id, phone), customer_id)
+    return holders
+
+
 def recently_messaged(*, engine: Engine, since: datetime) -> set[str]:
     """Customers with a message that may have reached them since `since` (the frequency cap)."""
     with engine.connect() as connection:
