@@ -8,7 +8,7 @@ application"). The rest of Segmint opens the store through Python's sqlite3, oft
 threads at once (scheduler jobs, dashboard workers), so the fast columnar read runs here, in a
 process that opens nothing else, and hands its rows back as an Arrow file.
 
-Usage (engine.store.lines does this): python -I sqlite_arrow.py URI SQL OUT
+Usage (engine.store.lines_read does this): python -I sqlite_arrow.py URI SQL OUT
 """
 
 from __future__ import annotations

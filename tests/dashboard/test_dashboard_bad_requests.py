@@ -30,7 +30,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     data = generate_demo_data(folder / "data", customers=120, seed=3)
     settings = make_settings(folder, f"sqlite:///{folder / 'segmint.db'}")
     engine = get_engine(settings.database_url)
-    init_db(engine)
+    init_db(engine=engine)
     ingest_file(engine, settings, data.transactions_path, customers=data.customers_path)
     execute_run(engine, settings)
     save_user(engine=engine, username="ann", password_hash=hash_password("ann-analyst-pw"),

@@ -70,7 +70,7 @@ def _workers(folder: Path, storage: str, count: int) -> list[Any]:
     settings = make_settings(folder, f"sqlite:///{folder / 'segmint.db'}",
                              LIMITS.format(storage=storage))
     engine = get_engine(settings.database_url)
-    init_db(engine)
+    init_db(engine=engine)
     for name, password in PASSWORDS.items():
         save_user(engine=engine, username=name, password_hash=hash_password(password),
                   role="analyst")

@@ -34,7 +34,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         "SEGMINT_DATABASE_URL": f"sqlite:///{folder / 'segmint.db'}",
         "TWILIO_AUTH_TOKEN": TWILIO_TOKEN})
     engine = get_engine(settings.database_url)
-    init_db(engine)
+    init_db(engine=engine)
     for name, password in PASSWORDS.items():
         save_user(engine=engine, username=name, password_hash=hash_password(password),
                   role=ROLES[name])
