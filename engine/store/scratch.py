@@ -1,4 +1,5 @@
-"""Scratch folders of the SQLite load and read (engine.store.lines_write, lines_read), in the system's temp folder.
+"""Scratch folders of the SQLite load and read (engine.store.lines_write and lines_read), in the
+system's temp folder.
 
 Each is removed when its work ends, whatever happens, except when the process is killed
 (SIGKILL, out of memory): a load's staging files can then be as large as the lines themselves.
