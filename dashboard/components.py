@@ -91,6 +91,14 @@ def _column_defs(frame: pd.DataFrame, money_columns: tuple[str, ...],
     return columns
 
 
+# AG Grid 33's Theming API (dash-ag-grid 33): the theme's CSS comes from the grid's own script,
+# served locally with the other component bundles (serve_locally), no stylesheet to fetch. The
+# legacy className="ag-theme-alpine" did nothing there: its stylesheet never reached the page,
+# so the grids fell back to the default Quartz theme, whose font list (IBM Plex Sans, then
+# Apple/Windows/Ubuntu system fonts) has no generic family: on a machine with none of them the
+# cells were drawn in the browser's serif default. Alpine's list ends with sans-serif.
+GRID_THEME = "themeAlpine"
+
 DEFAULT_COLUMN = {"sortable": True, "filter": True, "resizable": True, "floatingFilter": True,
                   "minWidth": 90, "flex": 1}
 
@@ -104,9 +112,8 @@ def grid(component_id: str, frame: pd.DataFrame, *, height: int = 420, page_size
         columnDefs=_column_defs(frame, money_columns, number_columns),
         defaultColDef=DEFAULT_COLUMN,
         dashGridOptions={"pagination": True, "paginationPageSize": page_size,
-                         "animateRows": False},
+                         "animateRows": False, "theme": GRID_THEME},
         style={"height": f"{height}px"},
-        className="ag-theme-alpine",
     )
 
 
@@ -123,9 +130,8 @@ def paged_grid(component_id: str, columns: pd.DataFrame, *, height: int = 420,
         defaultColDef=DEFAULT_COLUMN,
         dashGridOptions={"pagination": True, "paginationPageSize": page_size,
                          "cacheBlockSize": block_size, "maxBlocksInCache": 20,
-                         "animateRows": False},
+                         "animateRows": False, "theme": GRID_THEME},
         style={"height": f"{height}px"},
-        className="ag-theme-alpine",
     )
 
 

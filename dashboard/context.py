@@ -51,18 +51,28 @@ def data_version() -> str:
     return version
 
 
+def cache_key(name: str, *parts: Any) -> str:
+    """The shared cache's key of a value: its name and parts, at the current data version."""
+    return "|".join([CACHE_FORMAT, name, data_version(), *(repr(part) for part in parts)])
+
+
+def lock_key(key: str) -> str:
+    """The entry a request holds while it computes the value of key."""
+    return key + "|computing"
+
+
 def cached(name: str, *parts: Any, compute: Callable[[], T]) -> T:
     """The value of compute() for (name, parts, data version), from the shared cache if there.
 
     One request computes a missing value while the others (any worker) wait for it, so ten
     clients opening the same cold page run its SQL once, not ten times at once.
     """
-    key = "|".join([CACHE_FORMAT, name, data_version(), *(repr(part) for part in parts)])
+    key = cache_key(name, *parts)
     store = cache()
     value = store.get(key)
     if value is not None:
         return value  # type: ignore[no-any-return]
-    lock = key + "|computing"
+    lock = lock_key(key)
     if not store.add(lock, True, timeout=LOCK_SECONDS):
         deadline = time.monotonic() + LOCK_SECONDS
         while value is None and time.monotonic() < deadline and store.get(lock) is not None:

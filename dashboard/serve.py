@@ -3,13 +3,21 @@
 The session key is settled in the master before the workers fork, so every worker signs and
 checks cookies with the same key: SEGMINT_SECRET_KEY when set, else one random key per start.
 Each worker builds its own app (no preload), so no database connection crosses a fork.
+
+The server listens first and warms its cache after: once gunicorn has bound its socket (its
+when_ready hook), the master forks one warm-up process that renders every page's default view
+into the shared cache while the workers already answer. A visitor never waits for the warm-up
+of another page: each page asks the cache only for its own values, and a value being computed
+(by the warm-up or by another visitor) is waited for, not computed twice (dashboard.context).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import multiprocessing
+import os
 import secrets
+import signal
 import time
 from typing import Any
 
@@ -28,6 +36,7 @@ class DashboardServer(BaseApplication):  # type: ignore[misc]
                  workers: int | None = None) -> None:
         self.settings = settings
         self.secret_key = secret_key
+        self.warm_up_pid = 0
         self.options = {
             "bind": f"{host}:{port}",
             "workers": workers or settings.dashboard.workers,
@@ -40,6 +49,8 @@ class DashboardServer(BaseApplication):  # type: ignore[misc]
             "errorlog": "-",
             "loglevel": "info",
             "proc_name": "segmint-dashboard",
+            "when_ready": self.when_ready,
+            "on_exit": self.on_exit,
         }
         super().__init__()
 
@@ -53,6 +64,13 @@ class DashboardServer(BaseApplication):  # type: ignore[misc]
 
         return create_server(self.settings, secret_key=self.secret_key)
 
+    def when_ready(self, arbiter: Any) -> None:
+        """gunicorn calls this in the master once the socket listens, before the workers fork."""
+        self.warm_up_pid = start_warm_up(self.settings, arbiter)
+
+    def on_exit(self, _arbiter: Any) -> None:
+        stop_warm_up(self.warm_up_pid)
+
 
 def session_key(settings: Settings) -> str:
     key = settings.secrets.segmint_secret_key
@@ -63,25 +81,48 @@ def session_key(settings: Settings) -> str:
     return secrets.token_urlsafe(32)
 
 
-def warm_cache(settings: Settings) -> None:
-    """Fill the shared cache before the workers start: a child process builds the app and every
-    page's default view (as a manager and as an analyst), so the first visitors after a start
-    do not wait for the SQL over every transaction line. The master itself never builds the
-    app or opens a connection, so nothing crosses the workers' fork."""
-    started = time.perf_counter()
-    child = multiprocessing.get_context("fork").Process(target=_warm_pages, args=(settings,),
-                                                        name="segmint-dashboard-warm-up")
-    child.start()
-    child.join(timeout=WARM_UP_SECONDS)
-    if child.is_alive():
-        child.terminate()
-        child.join()
-        log.warning("dashboard cache warm-up took more than %ds; stopped", WARM_UP_SECONDS)
-    elif child.exitcode:
-        log.warning("dashboard cache warm-up failed (exit status %s); pages compute on first "
-                    "visit", child.exitcode)
-    else:
+def start_warm_up(settings: Settings, arbiter: Any) -> int:
+    """Fork the warm-up process (from gunicorn's master, which never built the app nor opened a
+    connection, so nothing crosses the fork) and return its pid. It exits 0 whatever happens
+    (gunicorn reaps it like a worker and halts on a worker's boot-error status)."""
+    pid = os.fork()
+    if pid:
+        return pid
+    try:
+        _leave_the_master(arbiter)
+        log.info("dashboard cache warm-up started (pid %d)", os.getpid())
+        started = time.perf_counter()
+        _warm_pages(settings)
         log.info("dashboard cache warmed in %.1fs", time.perf_counter() - started)
+    except BaseException:  # noqa: BLE001 - the child must exit here, never return into gunicorn
+        log.exception("dashboard cache warm-up failed; pages compute on first visit")
+    finally:
+        logging.shutdown()
+        os._exit(0)
+
+
+def _leave_the_master(arbiter: Any) -> None:
+    """In the warm-up child: gunicorn's signal handlers, listening sockets and wake-up pipe stay
+    with the master; the warm-up ends by itself after WARM_UP_SECONDS (SIGALRM's default)."""
+    for name in ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGTTIN",
+                 "SIGTTOU", "SIGWINCH", "SIGCHLD"):
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
+    for fd in [listener.fileno() for listener in arbiter.LISTENERS] + list(arbiter.PIPE):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    signal.alarm(WARM_UP_SECONDS)
+
+
+def stop_warm_up(pid: int) -> None:
+    """When the server stops: end a warm-up still running (gunicorn may have reaped it)."""
+    if not pid:
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        return
+    log.info("dashboard cache warm-up stopped with the server")
 
 
 def _warm_pages(settings: Settings) -> None:
@@ -121,7 +162,6 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     port = port or settings.dashboard.port
     key = session_key(settings)
     preload_modules()
-    warm_cache(settings)
     log.info("dashboard on http://%s:%d (%d workers)", host, port,
              workers or settings.dashboard.workers)
     DashboardServer(settings, host=host, port=port, secret_key=key, workers=workers).run()

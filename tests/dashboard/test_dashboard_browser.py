@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +26,10 @@ import pytest
 import requests
 from sqlalchemy import select, update
 
+from dashboard import context
+from dashboard.app import flask_server
 from engine.columns import SEGMENT_COLUMNS
+from engine.settings import load_settings
 from engine.store import get_engine
 from engine.store.jobs import finish_job, start_job
 from tests.conftest import run_segmint
@@ -95,14 +98,14 @@ def chromium() -> None:
         pytest.skip("Debian's chromium and chromium-driver are not installed")
 
 
-def _serve(folder: Path) -> Iterator[Site]:
+def _serve(folder: Path, config: str = "config.toml") -> Generator[Site, None, None]:
     port = _free_port()
-    log = folder / "serve.log"
+    log = folder / config.replace(".toml", "-serve.log")
     env = {key: value for key, value in os.environ.items() if key != "SEGMINT_SECRET_KEY"}
     env["SEGMINT_DATABASE_URL"] = f"sqlite:///{folder / 'segmint.db'}"
     with log.open("w") as handle:
         process = subprocess.Popen(
-            [sys.executable, "-m", "segmint", "--config", str(folder / "config.toml"), "serve",
+            [sys.executable, "-m", "segmint", "--config", str(folder / config), "serve",
              "--host", "127.0.0.1", "--port", str(port)],
             cwd=folder, env=env, stdout=handle, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -620,3 +623,85 @@ def test_login_never_lands_on_another_site_and_the_logout_button_signs_out(
     browser.get(site.url + "/segments")
     _wait(browser, lambda d: "/login" in d.current_url)
     assert _errors(browser) == []
+
+
+# --- start-up: the server listens first, the cache warms behind it ----------------------------
+
+def _segments_view(driver: Any, site: Site) -> tuple[str, str]:
+    _open(driver, site, "/segments", "Segments")
+    _wait(driver, lambda d: _text(d, "segments-customer-count"))
+    assert _errors(driver) == []
+    return _text(driver, "scope-note"), _text(driver, "segments-customer-count")
+
+
+def test_pages_answer_while_the_cache_warms_up(site: Site, browser: Any) -> None:
+    """`segmint serve` listens before its cache is warm, and a page never waits for another
+    page's warm-up. The warm-up (forked once the socket listens) is held on a value only the
+    Overview needs: this test takes that value's computing lock in the server's shared cache
+    before the start, as a slow query would hold it. /login and the Segments page answer, with
+    the numbers of the already warm server on the same store, while the log shows the warm-up
+    still running; once the lock goes, the warm-up finishes and the Overview answers."""
+    _browser_login(browser, site, "ann")
+    warm_view = _segments_view(browser, site)
+
+    folder = site.folder
+    config = folder / "config-warming.toml"
+    config.write_text('[dashboard]\nworkers = 2\ncache_dir = "var/cache/warming"\n')
+    settings = load_settings(config, environ={
+        "SEGMINT_DATABASE_URL": f"sqlite:///{folder / 'segmint.db'}"})
+    shared = flask_server(settings, "test")
+    with shared.test_request_context("/"):
+        lock = context.lock_key(context.cache_key("new-customers"))
+        assert context.cache().add(lock, True, timeout=600)
+    servers = _serve(folder, config.name)
+    warming = next(servers)
+    try:
+        def log() -> str:
+            return warming.log.read_text()
+        _wait(browser, lambda _d: "dashboard cache warm-up started" in log())
+        assert requests.get(warming.url + "/login", timeout=10).status_code == 200
+        _browser_login(browser, warming, "ann")
+        assert _segments_view(browser, warming) == warm_view
+        assert "dashboard cache warmed" not in log(), log()[-2000:]
+
+        with shared.test_request_context("/"):
+            context.cache().delete(lock)
+        _wait(browser, lambda _d: "dashboard cache warmed" in log())
+        _open(browser, warming, "/", "Overview")
+        assert _errors(browser) == []
+    finally:
+        servers.close()
+    assert "Traceback" not in warming.log.read_text()
+
+
+def _platform_font(driver: Any, selector: str) -> str:
+    """The font Chromium really drew the element's text with (DevTools' CSS domain), not the
+    font-family list it was asked for."""
+    driver.execute_cdp_cmd("DOM.enable", {})
+    driver.execute_cdp_cmd("CSS.enable", {})
+    root = driver.execute_cdp_cmd("DOM.getDocument", {"depth": 0})["root"]["nodeId"]
+    node = driver.execute_cdp_cmd("DOM.querySelector", {"nodeId": root,
+                                                        "selector": selector})["nodeId"]
+    fonts = driver.execute_cdp_cmd("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]
+    assert fonts, selector
+    return str(max(fonts, key=lambda font: font["glyphCount"])["familyName"])
+
+
+def test_grid_cells_use_the_grid_theme_font(site: Site, browser: Any) -> None:
+    """The AG Grid tables draw their cells in the grid theme's font, not in the browser's serif
+    default (the font Chromium uses for `font-family: serif`)."""
+    from selenium.webdriver.common.by import By
+
+    _browser_login(browser, site, "ann")
+    _open(browser, site, "/segments", "Segments")
+    cell = "#segments-customer-table .ag-center-cols-container .ag-cell"
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, cell))
+    browser.execute_script(
+        "const probe = document.createElement('span'); probe.id = 'serif-probe';"
+        "probe.style.fontFamily = 'serif'; probe.textContent = 'C0001 1,234.50';"
+        "document.body.appendChild(probe);")
+    serif = _platform_font(browser, "#serif-probe")
+    family = browser.execute_script("return getComputedStyle(arguments[0]).fontFamily",
+                                    browser.find_element(By.CSS_SELECTOR, cell))
+    assert family.rstrip().endswith("sans-serif"), family
+    assert _platform_font(browser, cell) != serif, family
