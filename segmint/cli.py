@@ -261,15 +261,23 @@ def ingest_command(context: Context, path: Path, customers_path: Path | None,
               show_default=True, help="Number of customers (about 50 lines each).")
 @click.option("--seed", type=int, default=42, show_default=True,
               help="Random seed: the same seed writes the same bytes.")
+@click.option("--past-offer", is_flag=True,
+              help="Also a past offer pass with a known true effect (offer_pass.csv, for "
+              "`ingest --offer-pass`) and the purchases that followed it.")
 @pass_context
 def generate_demo_data_command(context: Context, outdir: Path, n_customers: int,
-                               seed: int) -> None:
+                               seed: int, past_offer: bool) -> None:
     """Write a synthetic retailer to OUTDIR: transactions.csv and customers.csv (generic preset)."""
-    from engine.demo import generate_demo_data
+    from engine.demo import PastOffer, generate_demo_data
 
-    result = generate_demo_data(outdir, customers=n_customers, seed=seed)
+    result = generate_demo_data(outdir, customers=n_customers, seed=seed,
+                                past_offer=PastOffer() if past_offer else None)
     click.echo(f"wrote {result.transactions_path} ({result.lines:,} lines) and "
                f"{result.customers_path} ({result.customers:,} customers)")
+    if result.offer_pass_path is not None:
+        click.echo(f"wrote {result.offer_pass_path} (a past offer pass to "
+                   f"{result.offer_pass_customers:,} customers, true uplift "
+                   f"{result.true_uplift:+.1f} points)")
 
 
 @cli.command("scheduler")
