@@ -42,11 +42,11 @@ import pandas as pd
 
 from engine.errors import SegmintError
 from engine.rfm import require_columns
+from engine.settings import ATTRIBUTION_DAYS_RANGE, MAX_HOLDOUT_SHARE
 
 TREATMENT: Final = "treatment"
 HOLDOUT: Final = "holdout"
 GROUPS: Final = (TREATMENT, HOLDOUT)
-MAX_HOLDOUT_SHARE: Final = 0.5
 ALPHA: Final = 0.05
 POWER: Final = 0.80
 
@@ -83,9 +83,11 @@ def check_holdout_share(share: float) -> float:
 
 
 def check_attribution_days(days: int) -> int:
-    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 365:
+    low, high = ATTRIBUTION_DAYS_RANGE
+    if isinstance(days, bool) or not isinstance(days, int) or not low <= days <= high:
         raise OutcomeInputError(
-            f"attribution_days must be a whole number of days from 1 to 365, got {days!r}")
+            f"attribution_days must be a whole number of days from {low} to {high}, "
+            f"got {days!r}")
     return days
 
 
