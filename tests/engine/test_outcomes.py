@@ -153,6 +153,34 @@ def test_attribution_by_hand() -> None:
     assert list(out.columns[:4]) == ["customer_id", "offer_id", "group", "decided_at"]
 
 
+moments = st.integers(0, 40 * 24).map(lambda hours: pd.Timestamp("2025-01-01") +
+                                     pd.Timedelta(hours=hours))
+
+
+@hypothesis_settings(max_examples=60, deadline=None)
+@given(decided=st.lists(st.tuples(st.sampled_from("ABC"), moments), min_size=1, max_size=6),
+       bought=st.lists(st.tuples(st.sampled_from("ABCD"), moments,
+                                 st.floats(-50, 50, allow_nan=False).filter(lambda v: v != 0)),
+                       max_size=25),
+       days=st.integers(1, 20))
+def test_attribution_equals_a_brute_force_reading(decided: list[tuple[str, pd.Timestamp]],
+                                                  bought: list[tuple[str, pd.Timestamp, float]],
+                                                  days: int) -> None:
+    ledger = pd.DataFrame([(c, f"o{i}", TREATMENT, t) for i, (c, t) in enumerate(decided)],
+                          columns=["customer_id", "offer_id", "group", "decided_at"])
+    lines = lines_frame([line(c, f"{i}", t, v) for i, (c, t, v) in enumerate(bought)])
+    out = attribute(ledger, lines, attribution_days=days)
+    for row in out.itertuples():
+        end = row.decided_at + pd.Timedelta(days=days)
+        inside = [(v, t) for c, t, v in bought if c == row.customer_id
+                  and row.decided_at < t <= end]
+        assert row.converted == any(v > 0 for v, _ in inside)
+        assert row.revenue_after == pytest.approx(round(sum(v for v, _ in inside), 2))
+        first = min((t for v, t in inside if v > 0), default=None)
+        expected = (first - row.decided_at) / pd.Timedelta(days=1) if first else np.nan
+        assert row.days_to_convert == pytest.approx(expected, nan_ok=True)
+
+
 def test_conversion_curve_by_hand() -> None:
     frame = pd.DataFrame({"group": [TREATMENT] * 4 + [HOLDOUT] * 2,
                           "days_to_convert": [0.5, 2.0, np.nan, 3.5, 3.0, np.nan]})
