@@ -7,6 +7,8 @@ from typing import IO
 import pandas as pd
 
 from engine.classes import TRANSITION_COLUMNS
+from engine.kpis import KPI_COLUMNS
+from engine.outcomes import OFFER_EXPORT_COLUMNS
 from engine.profiles import PROFILE_COLUMNS
 
 SEGMENT_COLUMNS = ["customer_id", "recency_days", "frequency", "monetary", "r_score", "f_score",
@@ -19,6 +21,8 @@ ALL_CUSTOMERS = "all"
 ITEM_SEPARATOR = ";"
 
 COLUMNS = {
+    "kpis": KPI_COLUMNS,
+    "offers": OFFER_EXPORT_COLUMNS,
     "segments": SEGMENT_COLUMNS,
     "rules": RULE_COLUMNS,
     "recommendations": RECOMMENDATION_COLUMNS,

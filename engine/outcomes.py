@@ -91,6 +91,35 @@ def check_attribution_days(days: int) -> int:
     return days
 
 
+def check_offer_pass(frame: pd.DataFrame, *, source: str) -> pd.DataFrame:
+    """A past offer pass as read from a file (customer_id, offer_id, pass_id, group,
+    decided_at): the columns, groups and times checked, ids as text, times aware UTC."""
+    columns = ["customer_id", "offer_id", "pass_id", "group", "decided_at"]
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise OutcomeInputError(f"{source}: required column(s) {', '.join(missing)} missing")
+    out = frame[columns].copy()
+    for position, column in enumerate(columns):
+        empty = out[column].isna() | (out[column].astype(str).str.strip() == "")
+        if empty.any():
+            line = int(np.flatnonzero(empty.to_numpy())[0]) + 2  # the header is line 1
+            raise OutcomeInputError(f"{source}: line {line}: {column} is empty")
+        if position < 4:
+            out[column] = out[column].astype(str).str.strip()
+    wrong = ~out["group"].isin(GROUPS)
+    if wrong.any():
+        line = int(np.flatnonzero(wrong.to_numpy())[0]) + 2
+        raise OutcomeInputError(f"{source}: line {line}: group must be treatment or holdout, "
+                                f"got {out['group'].iloc[line - 2]!r}")
+    moments = pd.to_datetime(out["decided_at"], utc=True, errors="coerce", format="ISO8601")
+    if moments.isna().any():
+        line = int(np.flatnonzero(moments.isna().to_numpy())[0]) + 2
+        raise OutcomeInputError(f"{source}: line {line}: decided_at is not a date and time: "
+                                f"{out['decided_at'].iloc[line - 2]!r}")
+    out["decided_at"] = moments
+    return out
+
+
 # Assignment ----------------------------------------------------------------------------------
 
 def holdout_draw(customer_id: str, offer_id: str, *, salt: str) -> float:
@@ -108,6 +137,17 @@ def assign_group(customer_id: str, offer_id: str, *, salt: str, holdout_share: f
 
 
 # Attribution ---------------------------------------------------------------------------------
+
+def with_decision_times(ledger: pd.DataFrame) -> pd.DataFrame:
+    """The ledger rows (group, created_at, sent_at) with decided_at: the send for the treatment
+    (the moment Twilio accepted the message, else the claim), the assignment for the holdout."""
+    require_columns(ledger, ("group", "created_at", "sent_at"), "ledger frame")
+    out = ledger.copy()
+    created = pd.to_datetime(out["created_at"], utc=True)
+    sent = pd.to_datetime(out["sent_at"], utc=True)
+    out["decided_at"] = created.where((out["group"] == HOLDOUT) | sent.isna(), sent)
+    return out
+
 
 def _naive_utc(values: pd.Series) -> pd.Series:
     """Aware or naive moments (naive ones are UTC already) as naive UTC datetime64[ns]."""

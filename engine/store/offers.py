@@ -16,7 +16,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Select, Table, and_, delete, func, select, update
+import pandas as pd
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Select,
+    Table,
+    and_,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -45,8 +57,10 @@ EARLY_STATUS_KEPT = timedelta(days=7)
 
 # A later pass may claim a row in this state again (reconciling with the provider first).
 RETRYABLE = "retry"
+# A customer kept out of an offer to measure it (engine/outcomes.py): never messaged for it.
+HOLDOUT = "holdout"
 # Rows in these states never reached a customer: they do not count towards the frequency cap.
-NOT_DELIVERED_TO_ANYONE = ("dry_run", "failed", RETRYABLE)
+NOT_DELIVERED_TO_ANYONE = ("dry_run", "failed", RETRYABLE, HOLDOUT)
 # Only these states may be moved forward by a provider status callback, by rank.
 STATUS_RANK = {"sending": 0, "unknown": 0, "queued": 1, "sent": 2,
                "delivered": 3, "undelivered": 3, "failed": 3}
@@ -173,12 +187,12 @@ def _opted_out(session: Session, phone: str) -> bool:
 
 def claim_offer(engine: Engine, *, offer_key: str, offer_id: str, customer_id: str,
                 run_id: int | None, phone: str, body: str, segments: int, status: str,
-                now: datetime) -> Claim:
+                now: datetime, pass_id: str | None = None, group: str = "treatment") -> Claim:
     """Insert and COMMIT the ledger row. Refused when the key exists (someone else has it;
     a 'retry' row is taken over instead) or when the number has opted out by now."""
     row = OfferMessage(offer_key=offer_key, offer_id=offer_id, customer_id=customer_id,
                        run_id=run_id, phone=phone, body=body, segments=segments, status=status,
-                       created_at=now, updated_at=now)
+                       created_at=now, updated_at=now, pass_id=pass_id, assigned_group=group)
     try:
         with session_scope(engine) as session:
             session.add(row)
@@ -439,3 +453,82 @@ def skips_for_pass(engine: Engine, *, pass_id: str | None = None) -> list[OfferS
 def opt_out_state(engine: Engine, *, phone: str) -> OptOut | None:
     with session_scope(engine) as session:
         return session.get(OptOut, phone)
+
+
+def offer_ledger(engine: Engine, *, offer_id: str | None = None) -> pd.DataFrame:
+    """The ledger's real rows (dry runs left out), oldest first, for the outcomes: customer_id,
+    offer_id, pass_id, group, status, created_at, sent_at, customer_class (the customer's class
+    in the run the pass used; the published run's for rows without one)."""
+    published = (select(func.max(RUNS.c.id)).where(RUNS.c.status == "succeeded")
+                 .scalar_subquery())
+    at_pass, latest = RESULTS.alias("at_pass"), RESULTS.alias("latest")
+    message = MESSAGES.c
+    statement = (
+        select(message.customer_id, message.offer_id, message.pass_id,
+               message.assigned_group.label("group"), message.status, message.created_at,
+               message.sent_at,
+               func.coalesce(at_pass.c.customer_class, latest.c.customer_class)
+               .label("customer_class"))
+        .select_from(MESSAGES)
+        .outerjoin(at_pass, and_(at_pass.c.run_id == message.run_id,
+                                 at_pass.c.customer_id == message.customer_id))
+        .outerjoin(latest, and_(message.run_id.is_(None), latest.c.run_id == published,
+                                latest.c.customer_id == message.customer_id))
+        .where(message.status != "dry_run", ~message.offer_key.startswith("dry-run:"))
+        .order_by(message.id))
+    if offer_id is not None:
+        statement = statement.where(message.offer_id == offer_id)
+    with engine.connect() as connection:
+        rows = connection.execute(statement).all()
+    return pd.DataFrame([tuple(row) for row in rows],
+                        columns=["customer_id", "offer_id", "pass_id", "group", "status",
+                                 "created_at", "sent_at", "customer_class"])
+
+
+def offer_ids(engine: Engine) -> list[str]:
+    """The offers with real ledger rows, by name."""
+    with engine.connect() as connection:
+        return list(connection.execute(
+            select(MESSAGES.c.offer_id).distinct()
+            .where(MESSAGES.c.status != "dry_run").order_by(MESSAGES.c.offer_id)).scalars())
+
+
+def record_past_pass(engine: Engine, *, rows: pd.DataFrame, now: datetime) -> tuple[int, int]:
+    """Record a past offer pass (the demo's offer_pass.csv: customer_id, offer_id, pass_id,
+    group, decided_at) as ledger rows: treatment rows as delivered messages sent at decided_at,
+    holdout rows as holdouts assigned then. Keys already in the ledger are left as they are.
+    Returns (rows added, rows already there)."""
+    phones: dict[str, str | None] = {}
+    with engine.connect() as connection:
+        for start in range(0, len(rows), 500):
+            chunk = rows["customer_id"].iloc[start:start + 500].astype(str).tolist()
+            phones.update(connection.execute(
+                select(CUSTOMERS.c.customer_id, CUSTOMERS.c.phone)
+                .where(CUSTOMERS.c.customer_id.in_(chunk))).tuples().all())
+    keys = [f"{offer}:{customer}" for offer, customer
+            in zip(rows["offer_id"], rows["customer_id"], strict=True)]
+    with engine.connect() as connection:
+        existing: set[str] = set()
+        for start in range(0, len(keys), 500):
+            existing.update(connection.execute(select(MESSAGES.c.offer_key).where(
+                MESSAGES.c.offer_key.in_(keys[start:start + 500]))).scalars())
+    values = []
+    for key, row in zip(keys, rows.itertuples(index=False), strict=True):
+        if key in existing:
+            continue
+        existing.add(key)
+        decided = pd.Timestamp(str(row.decided_at))
+        decided = decided.tz_convert("UTC") if decided.tzinfo else decided.tz_localize("UTC")
+        holdout = row.group == HOLDOUT
+        values.append({
+            "offer_key": key, "offer_id": str(row.offer_id), "customer_id": str(row.customer_id),
+            "run_id": None, "pass_id": str(row.pass_id), "assigned_group": str(row.group),
+            "phone": phones.get(str(row.customer_id)) or "",
+            "body": "(a past offer pass, recorded from a file)", "segments": 1,
+            "status": HOLDOUT if holdout else "delivered", "attempts": 0 if holdout else 1,
+            "created_at": decided.to_pydatetime(), "updated_at": now,
+            "sent_at": None if holdout else decided.to_pydatetime()})
+    if values:
+        with engine.begin() as connection:
+            connection.execute(insert(MESSAGES), values)
+    return len(values), len(rows) - len(values)
