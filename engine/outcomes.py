@@ -39,6 +39,7 @@ from typing import Final
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from engine.errors import SegmintError
 from engine.rfm import require_columns
@@ -210,8 +211,8 @@ def conversion_curve(attributed: pd.DataFrame, *, attribution_days: int) -> pd.D
 
 # Estimates -----------------------------------------------------------------------------------
 
-def uplift_interval(converted_t: np.ndarray, n_t: np.ndarray, converted_h: np.ndarray,
-                    n_h: np.ndarray, *, alpha: float = ALPHA) -> tuple[np.ndarray, np.ndarray]:
+def uplift_interval(converted_t: ArrayLike, n_t: ArrayLike, converted_h: ArrayLike,
+                    n_h: ArrayLike, *, alpha: float = ALPHA) -> tuple[np.ndarray, np.ndarray]:
     """Newcombe's hybrid score interval for p_t - p_h (fractions); NaN where a group is empty."""
     from statsmodels.stats.proportion import confint_proportions_2indep  # heavy: lazy import
 
@@ -227,8 +228,8 @@ def uplift_interval(converted_t: np.ndarray, n_t: np.ndarray, converted_h: np.nd
     return low, high
 
 
-def welch_interval(mean_t: np.ndarray, var_t: np.ndarray, n_t: np.ndarray, mean_h: np.ndarray,
-                   var_h: np.ndarray, n_h: np.ndarray, *,
+def welch_interval(mean_t: ArrayLike, var_t: ArrayLike, n_t: ArrayLike, mean_h: ArrayLike,
+                   var_h: ArrayLike, n_h: ArrayLike, *,
                    alpha: float = ALPHA) -> tuple[np.ndarray, np.ndarray]:
     """Welch's interval for mean_t - mean_h from group means, sample variances (ddof 1) and
     sizes; NaN where a group has fewer than two customers or both variances are zero."""
@@ -251,7 +252,7 @@ def _z_sum(alpha: float, power: float) -> float:
     return float(stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power))
 
 
-def minimum_detectable_effect(n_t: np.ndarray, n_h: np.ndarray, baseline: np.ndarray, *,
+def minimum_detectable_effect(n_t: ArrayLike, n_h: ArrayLike, baseline: ArrayLike, *,
                               alpha: float = ALPHA, power: float = POWER) -> np.ndarray:
     """The smallest rise of the conversion rate above `baseline` (fractions) that a two-sided
     test at `alpha` detects with `power` for groups of n_t and n_h (see the module notes)."""
@@ -263,7 +264,7 @@ def minimum_detectable_effect(n_t: np.ndarray, n_h: np.ndarray, baseline: np.nda
     return np.where((nt > 0) & (nh > 0), np.sin(angle) ** 2 - base, np.nan)
 
 
-def customers_needed(rate_t: np.ndarray, rate_h: np.ndarray, n_t: np.ndarray, n_h: np.ndarray,
+def customers_needed(rate_t: ArrayLike, rate_h: ArrayLike, n_t: ArrayLike, n_h: ArrayLike,
                      *, alpha: float = ALPHA, power: float = POWER) -> np.ndarray:
     """How many more customers an offer needs (both groups, at the current split) before the
     observed difference of rates would be detected at `alpha` with `power`; NaN when there is

@@ -168,6 +168,18 @@ def customers_with_key(engine: Engine, *, offer_keys: Iterable[str]) -> set[str]
     return found
 
 
+def holdout_keys(engine: Engine, *, offer_keys: Iterable[str]) -> set[str]:
+    """Which of these offer keys hold a customer out of their offer (status 'holdout')."""
+    keys = list(offer_keys)
+    found: set[str] = set()
+    with engine.connect() as connection:
+        for start in range(0, len(keys), 500):
+            found.update(connection.execute(
+                select(MESSAGES.c.offer_key).where(MESSAGES.c.offer_key.in_(
+                    keys[start:start + 500]), MESSAGES.c.status == HOLDOUT)).scalars())
+    return found
+
+
 def recently_messaged(engine: Engine, *, since: datetime) -> set[str]:
     """Customers with a message that may have reached them since `since` (the frequency cap)."""
     with session_scope(engine) as session:
