@@ -232,6 +232,31 @@ def segment_rows(current: Scope) -> pd.DataFrame:
     return context.cached("window-rows", run["id"], current.since, current.until, compute=compute)
 
 
+def segment_kpis(current: Scope, filters: Filters) -> pd.DataFrame:
+    """KPIs per class, RFM segment and persona (engine/kpis.py) of the scope's customers (after
+    the class / segment filters), over the scope's window: it follows the date window."""
+    if current.run is None:
+        from engine.kpis import KPI_COLUMNS
+
+        return pd.DataFrame(columns=KPI_COLUMNS)
+    run = current.run
+
+    def compute() -> pd.DataFrame:
+        from engine.kpis import segment_kpis as kpis
+        from engine.offer_outcomes import KPI_LINE_COLUMNS
+        from engine.store.lines import load_lines
+
+        rows = filter_rows(segment_rows(current), filters)
+        as_of = (current.until + timedelta(days=1) if current.recomputed and current.until
+                 else run["as_of"])
+        lines = load_lines(context.engine(), until=as_of - timedelta(days=1),
+                           columns=KPI_LINE_COLUMNS)
+        return kpis(lines, rows, as_of=as_of, since=current.since,
+                    non_product_codes=list(context.settings().ingest.non_product_codes))
+    return context.cached("segment-kpis", run["id"], current.since, current.until,
+                          filters.classes, filters.segments, compute=compute)
+
+
 def filter_rows(rows: pd.DataFrame, filters: Filters) -> pd.DataFrame:
     if filters.classes:
         rows = rows[rows["customer_class"].isin(filters.classes)]
