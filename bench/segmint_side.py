@@ -39,7 +39,7 @@ def ingest(ctx: StageContext) -> None:
     for leftover in (ctx.workdir / "segmint").glob("segmint.db*"):
         leftover.unlink()
     engine = get_engine(settings.database_url)
-    init_db(engine)
+    init_db(engine=engine)
     preset = ctx.options.get("preset", "online-retail")
     customers = ctx.options.get("customers")
     with ctx.timed():

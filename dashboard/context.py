@@ -16,7 +16,7 @@ from flask_caching import Cache
 from sqlalchemy import Engine
 
 from engine.settings import Settings
-from engine.store import aggregates, get_engine
+from engine.store import get_engine, sales
 
 SETTINGS_KEY = "SEGMINT_SETTINGS"
 # Bump when a cached frame changes shape, so a shared cache directory never serves old frames.
@@ -46,7 +46,7 @@ def cache() -> Cache:
 def data_version() -> str:
     """Once per request: the version every cache key carries."""
     if "segmint_data_version" not in g:
-        g.segmint_data_version = aggregates.data_version(engine=engine())
+        g.segmint_data_version = sales.data_version(engine=engine())
     version: str = g.segmint_data_version
     return version
 

@@ -1,4 +1,4 @@
-"""The data each page shows, from the store's SQL aggregates, cached by data version and window.
+"""The data each page shows, from the store's SQL, cached by data version and window.
 
 Pages ask this module, never the store directly, so every expensive frame goes through the
 shared cache (flask-caching) and the same window rules apply everywhere.
@@ -7,12 +7,16 @@ shared cache (flask-caching) and the same window rules apply everywhere.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import pandas as pd
 
-from engine.store import aggregates
+from engine.columns import SEGMENT_COLUMNS, split_items
+from engine.dates import last_day
+from engine.store import results
+from engine.store import runs as run_store
+from engine.store import sales as sales_store
 
 from . import context
 from .components import count
@@ -53,20 +57,17 @@ def _day(value: Any, default: str) -> str:
 
 
 def published_run() -> dict[str, Any] | None:
-    return context.cached("published-run", compute=lambda: aggregates.published_run(
+    return context.cached("published-run", compute=lambda: run_store.published_run(
         engine=context.engine()))
 
 
 def data_span() -> tuple[date, date] | None:
-    return context.cached("span", compute=lambda: aggregates.data_span(engine=context.engine()))
+    return context.cached("span", compute=lambda: sales_store.data_span(engine=context.engine()))
 
 
 def run_window(run: dict[str, Any]) -> tuple[date | None, date | None]:
     """The window a run was computed on (until defaults to the day before as_of)."""
-    until = run.get("until")
-    if until is None and run.get("as_of") is not None:
-        until = run["as_of"] - timedelta(days=1)
-    return run.get("since"), until
+    return run.get("since"), last_day(run.get("until"), run.get("as_of"))
 
 
 def bounded_window(filters: Filters, since: date | None,
@@ -103,24 +104,24 @@ def scope(filters: Filters) -> Scope:
 
 def new_customers() -> pd.DataFrame:
     """New customers per month (over every line, whatever the window): computed once."""
-    return context.cached("new-customers", compute=lambda: aggregates.new_customers_by_month(
+    return context.cached("new-customers", compute=lambda: sales_store.new_customers_by_month(
         engine=context.engine()))
 
 
 def sales(since: date | None, until: date | None) -> tuple[dict[str, float], pd.DataFrame]:
     def compute() -> tuple[dict[str, float], pd.DataFrame]:
         engine = context.engine()
-        return (aggregates.kpis(engine=engine, since=since, until=until),
-                aggregates.monthly_trends(engine=engine, since=since, until=until,
-                                          new_customers=new_customers()))
+        return (sales_store.kpis(engine=engine, since=since, until=until),
+                sales_store.monthly_trends(engine=engine, since=since, until=until,
+                                     new_customers=new_customers()))
     return context.cached("sales", since, until, compute=compute)
 
 
 def products(since: date | None, until: date | None) -> pd.DataFrame:
     codes = tuple(context.settings().ingest.non_product_codes)
     return context.cached("products", since, until, codes, compute=lambda: (
-        aggregates.product_summary(engine=context.engine(), non_product_codes=codes,
-                                   since=since, until=until)))
+        sales_store.product_summary(engine=context.engine(), non_product_codes=codes,
+                              since=since, until=until)))
 
 
 PRODUCT_GROUPINGS = ("customer_class", "cluster")
@@ -132,8 +133,8 @@ def customer_products(since: date | None, until: date | None) -> pd.DataFrame:
     codes = tuple(context.settings().ingest.non_product_codes)
 
     def compute() -> pd.DataFrame:
-        frame = aggregates.customer_products(engine=context.engine(), non_product_codes=codes,
-                                             since=since, until=until)
+        frame = sales_store.customer_products(engine=context.engine(), non_product_codes=codes,
+                                        since=since, until=until)
         return frame.astype({"customer_id": "category", "stock_code": "category"})
     return context.cached("customer-products", since, until, codes, compute=compute)
 
@@ -150,11 +151,7 @@ def _selected_lines(current: Scope, filters: Filters) -> pd.DataFrame:
 
 
 def _described(frame: pd.DataFrame) -> pd.DataFrame:
-    names = aggregates.product_names(engine=context.engine(),
-                                     stock_codes=frame["stock_code"].tolist())
-    position = list(frame.columns).index("stock_code") + 1
-    frame.insert(position, "description", frame["stock_code"].map(names))
-    return frame
+    return sales_store.with_descriptions(engine=context.engine(), frame=frame)
 
 
 def products_by_group(current: Scope, filters: Filters, by: str, limit: int = 5) -> pd.DataFrame:
@@ -166,20 +163,24 @@ def products_by_group(current: Scope, filters: Filters, by: str, limit: int = 5)
 
     def compute() -> dict[str, pd.DataFrame]:
         lines = _selected_lines(current, filters)
-        found: dict[str, pd.DataFrame] = {}
-        for name in PRODUCT_GROUPINGS:
-            frame = (lines.groupby([name, "stock_code"], sort=False)
-                     .agg(revenue=("revenue", "sum"), customers=("purchases", _positive))
-                     .reset_index().rename(columns={name: "group"}))
-            frame = frame.sort_values(["group", "revenue", "stock_code"],
-                                      ascending=[True, False, True])
-            top = frame.groupby("group", sort=True).head(limit).reset_index(drop=True)
-            found[name] = _described(top.astype({"revenue": float, "customers": int}))
-        return found
+        return {name: _described(top_products(lines, name, limit)) for name in PRODUCT_GROUPINGS}
     both = context.cached("products-by", current.run_id, current.since, current.until,
                           current.recomputed, filters.classes, filters.segments, codes,
                           compute=compute)
     return both[by]
+
+
+def top_products(lines: pd.DataFrame, by: str, limit: int) -> pd.DataFrame:
+    """The `limit` products with the most net revenue in each group of `by` (group, stock_code,
+    revenue, customers with a purchase). lines: customer_products' rows (customer_id,
+    stock_code, revenue, purchases) with the customer's group in column `by`. Pure pandas, not
+    the store's SQL: a recomputed window's groups exist only here, never in the database."""
+    frame = (lines.groupby([by, "stock_code"], sort=False)
+             .agg(revenue=("revenue", "sum"), customers=("purchases", _positive))
+             .reset_index().rename(columns={by: "group"}))
+    frame = frame.sort_values(["group", "revenue", "stock_code"], ascending=[True, False, True])
+    top = frame.groupby("group", sort=True).head(limit).reset_index(drop=True)
+    return top.astype({"revenue": float, "customers": int})
 
 
 def _positive(values: pd.Series) -> int:
@@ -206,27 +207,27 @@ def selected_products(current: Scope, filters: Filters) -> pd.DataFrame:
 # --- segments ----------------------------------------------------------------------------------
 
 def run_rows(run_id: int) -> pd.DataFrame:
-    return context.cached("run-rows", run_id, compute=lambda: aggregates.customer_results(
+    return context.cached("run-rows", run_id, compute=lambda: results.customer_results(
         engine=context.engine(), run_id=run_id))
 
 
 def segment_rows(current: Scope) -> pd.DataFrame:
     """Per-customer rows of the scope: the run's own, or recomputed for the window."""
     if current.run is None:
-        return pd.DataFrame(columns=aggregates.SEGMENT_COLUMNS)
+        return pd.DataFrame(columns=SEGMENT_COLUMNS)
     run = current.run
     if not current.recomputed:
         return run_rows(int(run["id"]))
 
     def compute() -> pd.DataFrame:
         from engine.pipeline import RUN_LINE_COLUMNS
-        from engine.store.lines import load_customers, load_lines
-
-        from .window import window_segments
+        from engine.store.customers import load_customers
+        from engine.store.lines_read import load_lines
+        from engine.window import window_segments
 
         engine = context.engine()
-        history = load_lines(engine, until=current.until, columns=RUN_LINE_COLUMNS)
-        return window_segments(history, load_customers(engine), run=run,
+        history = load_lines(engine=engine, until=current.until, columns=RUN_LINE_COLUMNS)
+        return window_segments(history, load_customers(engine=engine), run=run,
                                run_rows=run_rows(int(run["id"])), settings=context.settings(),
                                since=current.since, until=current.until)
     return context.cached("window-rows", run["id"], current.since, current.until, compute=compute)
@@ -236,7 +237,7 @@ def segment_kpis(current: Scope, filters: Filters) -> pd.DataFrame:
     """KPIs per class, RFM segment and persona (engine/kpis.py) of the scope's customers (after
     the class / segment filters), over the scope's window: it follows the date window."""
     if current.run is None:
-        from engine.kpis import KPI_COLUMNS
+        from engine.columns import KPI_COLUMNS
 
         return pd.DataFrame(columns=KPI_COLUMNS)
     run = current.run
@@ -244,12 +245,14 @@ def segment_kpis(current: Scope, filters: Filters) -> pd.DataFrame:
     def compute() -> pd.DataFrame:
         from engine.kpis import segment_kpis as kpis
         from engine.offer_outcomes import KPI_LINE_COLUMNS
-        from engine.store.lines import load_lines
+        from engine.store.lines_read import load_lines
 
         rows = filter_rows(segment_rows(current), filters)
-        as_of = (current.until + timedelta(days=1) if current.recomputed and current.until
-                 else run["as_of"])
-        lines = load_lines(context.engine(), until=as_of - timedelta(days=1),
+        from engine.dates import last_day, window_end
+
+        as_of: date = (window_end(current.until) or run["as_of"] if current.recomputed
+                       else run["as_of"])
+        lines = load_lines(engine=context.engine(), until=last_day(None, as_of),
                            columns=KPI_LINE_COLUMNS)
         return kpis(lines, rows, as_of=as_of, since=current.since,
                     non_product_codes=list(context.settings().ingest.non_product_codes))
@@ -290,16 +293,19 @@ def filter_options() -> tuple[list[str], list[str]]:
 
 
 def runs() -> pd.DataFrame:
-    return context.cached("runs", compute=lambda: aggregates.list_runs(engine=context.engine()))
+    return context.cached("runs", compute=lambda: run_store.list_runs(
+        engine=context.engine(), status=run_store.SUCCEEDED, limit=100))
 
 
 def transitions(from_run: int, to_run: int) -> pd.DataFrame:
-    return context.cached("transitions", from_run, to_run, compute=lambda: aggregates.transitions(
-        engine=context.engine(), from_run=from_run, to_run=to_run))
+    """Class flows between two runs (source, target, customers): the export's transitions."""
+    return context.cached("transitions", from_run, to_run, compute=lambda: results.transitions(
+        engine=context.engine(), from_run=from_run, to_run=to_run).rename(
+        columns={"from_class": "source", "to_class": "target"}))
 
 
 def profiles(run_id: int) -> pd.DataFrame:
-    return context.cached("profiles", run_id, compute=lambda: aggregates.cluster_profiles(
+    return context.cached("profiles", run_id, compute=lambda: results.cluster_profiles(
         engine=context.engine(), run_id=run_id))
 
 
@@ -307,13 +313,13 @@ def rules(run_id: int) -> pd.DataFrame:
     """The run's rules with the products' names beside the stock codes."""
     def compute() -> pd.DataFrame:
         engine = context.engine()
-        found = aggregates.rules(engine=engine, run_id=run_id)
+        found = results.rules_by_lift(engine=engine, run_id=run_id)
         codes = {code for column in ("antecedents", "consequents") for items in found[column]
-                 for code in str(items).split(";")}
-        names = aggregates.product_names(engine=engine, stock_codes=sorted(codes))
+                 for code in split_items(items)}
+        names = sales_store.product_names(engine=engine, stock_codes=sorted(codes))
 
         def named(items: str) -> str:
-            return " + ".join(names.get(code, code) for code in str(items).split(";"))
+            return " + ".join(names.get(code, code) for code in split_items(items))
         found.insert(1, "if_bought", found["antecedents"].map(named))
         found.insert(2, "then_buy", found["consequents"].map(named))
         return found

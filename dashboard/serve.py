@@ -106,7 +106,7 @@ def preload_modules() -> None:
     in each worker, nor the first figure drawn in a callback. Imports only: no app, no database
     connection, nothing that must not cross a fork."""
     started = time.perf_counter()
-    import dashboard.window  # noqa: F401
+    import engine.window  # noqa: F401
     from dashboard.figures import import_trace_modules
 
     import_trace_modules()

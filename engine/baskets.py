@@ -5,12 +5,13 @@ with more distinct products than `max_basket_size` (bulk orders that would relat
 everything). Baskets are a SciPy CSR basket x product matrix, never a dense one.
 
 FP-growth is mlxtend's own (its FPTree, FPNode and fpg_step, what
-`mlxtend.frequent_patterns.fpgrowth` runs), fed differently: `fpgrowth` inserts the baskets into
-the tree one by one in a Python loop, most of its time, while here the distinct baskets (reduced
-to the frequent products, in mlxtend's item order) are sorted and the tree's nodes made directly,
-one per distinct prefix with the summed count. The tree, and so every item set and support, is
-the same (the tests compare with `fpgrowth` itself); on the real data about a third of the
-reduced baskets are distinct.
+`mlxtend.frequent_patterns.fpgrowth` runs; used only in `fp_growth`), fed differently: `fpgrowth`
+inserts the baskets into the tree one by one in a Python loop, most of its time, while here the
+distinct baskets (reduced to the frequent products, in mlxtend's item order) are sorted and the
+tree's nodes made directly, one per distinct prefix with the summed count. The tree, and so every
+item set and support, is the same (the tests compare with `fpgrowth` itself on random baskets);
+on the real data about a third of the reduced baskets are distinct, and the basket stage takes
+about a third of the time `fpgrowth` on the same sparse matrix takes (docs/benchmarks.md).
 
 `conviction` is infinite when a rule's confidence is 1; it is stored as NaN (None in the
 database and in exports), so every column stays a plain finite-or-missing float.
@@ -28,19 +29,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from mlxtend.frequent_patterns import association_rules
-from mlxtend.frequent_patterns.fpcommon import FPNode, FPTree
-from mlxtend.frequent_patterns.fpgrowth import fpg_step
 from scipy import sparse
 
+from engine.columns import RULE_COLUMNS
 from engine.rfm import codes_of, require_columns, text_codes
 from engine.settings import BasketSettings
 
 log = logging.getLogger(__name__)
 
-RULE_COLUMNS = [
-    "cluster", "antecedents", "consequents",
-    "support", "confidence", "lift", "leverage", "conviction", "zhangs_metric",
-]
 METRICS = RULE_COLUMNS[3:]
 LINE_COLUMNS = ("invoice", "stock_code", "customer_id", "is_return")
 
@@ -180,16 +176,19 @@ def distinct_rows(matrix: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
     return first[order].astype(np.int64), counts[order].astype(np.int64)
 
 
-def fp_tree(matrix: sparse.csr_matrix, min_support: float) -> FPTree:
-    """mlxtend's FP-tree of the baskets (rows), the tree `fpgrowth` builds (same frequent
-    items, same item order, same nodes and counts), made from the distinct baskets."""
+Level = tuple[list[int], list[int], list[int]]  # per node of one depth: item, count, parent
+
+
+def fp_tree(matrix: sparse.csr_matrix, min_support: float) -> tuple[np.ndarray, int, list[Level]]:
+    """The FP-tree `fpgrowth` builds for the baskets (rows): the same frequent items in the same
+    order (rarest first), the same nodes and counts, made from the distinct baskets. Returns
+    (items in tree order, the root's count, the nodes depth by depth)."""
     n_rows = matrix.shape[0]
     item_support = np.asarray(matrix.sum(axis=0), dtype=np.int64).reshape(-1) / float(n_rows)
     items = np.nonzero(item_support >= min_support)[0]
     ordered = items[item_support[items].argsort()]  # as mlxtend orders them: rarest first
     rank = np.full(matrix.shape[1], -1, dtype=np.int64)
     rank[ordered] = np.arange(len(ordered))
-    tree = FPTree({int(item): position for position, item in enumerate(ordered)})
     first, counts = distinct_rows(matrix)
     distinct = matrix[first]
     owner = np.repeat(np.arange(len(first)), np.diff(distinct.indptr))
@@ -204,47 +203,65 @@ def fp_tree(matrix: sparse.csr_matrix, min_support: float) -> FPTree:
     grid = np.full((len(first), int(sizes.max(initial=0))), -1, dtype=np.int64)
     grid[owner, np.arange(len(owner)) - np.repeat(np.cumsum(sizes) - sizes, sizes)] = rank[item]
     rows = np.lexsort(grid.T[::-1]) if grid.shape[1] else np.arange(len(first))
-    tree.root.count = int(counts.sum())  # what inserting every basket adds to the root
-    add_nodes(tree, grid[rows], counts[rows], ordered)
-    return tree
+    # The root counts what inserting every basket adds to it.
+    return ordered, int(counts.sum()), prefix_nodes(grid[rows], counts[rows], ordered)
 
 
-def add_nodes(tree: FPTree, grid: np.ndarray, counts: np.ndarray, ordered: np.ndarray) -> None:
+def prefix_nodes(grid: np.ndarray, counts: np.ndarray, ordered: np.ndarray) -> list[Level]:
     """The nodes FPTree.insert_itemset would make for these baskets (rows of item ranks,
     lexicographically sorted, -1 padded), made directly: a node per distinct prefix, its count
-    the sum of the counts of the baskets through it, depth by depth."""
+    the sum of the counts of the baskets through it, depth by depth; a node's parent is its
+    index in the depth above (the root at depth 0)."""
     if not grid.size:
-        return
+        return []
     present = grid >= 0
     new = present.copy()  # the row starts a node at this depth: its prefix differs from above
     new[1:] &= np.logical_or.accumulate(grid[1:] != grid[:-1], axis=1)
     node_of = np.cumsum(new, axis=0) - 1  # node index per (row, depth) where present
-    parents: list[Any] = []
+    levels: list[Level] = []
     for depth in range(grid.shape[1]):
         starts = np.flatnonzero(new[:, depth])
         inside = present[:, depth]
         totals = np.bincount(node_of[inside, depth], weights=counts[inside],
                              minlength=len(starts)).astype(np.int64)
-        items = ordered[grid[starts, depth]].tolist()
         above = node_of[starts, depth - 1].tolist() if depth else [0] * len(starts)
-        level = [tree.root] if depth == 0 else parents
+        levels.append((ordered[grid[starts, depth]].tolist(), totals.tolist(), above))
+    return levels
+
+
+def fp_growth(ordered: np.ndarray, root_count: int, levels: list[Level], minimum: int,
+              max_len: int | None) -> list[tuple[int, tuple[int, ...]]]:
+    """(count, items) of every item set mlxtend's FP-growth finds in the tree fp_tree made.
+
+    The one use of mlxtend's private FP-growth API (fpcommon.FPTree, FPNode and fpgrowth.fpg_step,
+    what `mlxtend.frequent_patterns.fpgrowth` runs after inserting the baskets one by one): the
+    same in mlxtend 0.23.1 to 0.24.x, the range pinned in pyproject.toml. The tests compare the
+    result with `fpgrowth` itself on random baskets."""
+    from mlxtend.frequent_patterns.fpcommon import FPNode, FPTree
+    from mlxtend.frequent_patterns.fpgrowth import fpg_step
+
+    tree = FPTree({int(item): position for position, item in enumerate(ordered)})
+    tree.root.count = root_count
+    parents: list[Any] = [tree.root]
+    for items, counts, above in levels:
         nodes = []
-        for item, count, parent in zip(items, totals.tolist(), above, strict=True):
-            node = FPNode(item, count, level[parent])
+        for item, count, parent in zip(items, counts, above, strict=True):
+            node = FPNode(item, count, parents[parent])
             tree.nodes[item].append(node)
             nodes.append(node)
         parents = nodes
+    return [(count, tuple(items)) for count, items in fpg_step(tree, minimum, None, max_len, 0)]
 
 
 def frequent_itemsets(matrix: sparse.csr_matrix, columns: np.ndarray,
                       settings: BasketSettings) -> pd.DataFrame:
-    """mlxtend FP-growth (fpg_step on the FP-tree): support and itemsets (frozensets of column
-    names), as `fpgrowth(..., use_colnames=True)` returns them."""
+    """FP-growth on the baskets: support and itemsets (frozensets of column names), as
+    `mlxtend.frequent_patterns.fpgrowth(..., use_colnames=True)` returns them."""
     n_rows = matrix.shape[0]
-    tree = fp_tree(matrix, settings.min_support)
     minimum = math.ceil(settings.min_support * n_rows)  # as fpgrowth counts it
     supports, itemsets = [], []
-    for count, items in fpg_step(tree, minimum, None, settings.max_len, 0):
+    for count, items in fp_growth(*fp_tree(matrix, settings.min_support), minimum,
+                                  settings.max_len):
         support = count / float(n_rows)
         if support >= settings.min_support:
             supports.append(support)

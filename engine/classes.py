@@ -23,6 +23,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
+from engine.columns import TRANSITION_COLUMNS
 from engine.rfm import CustomerLines, coded_customer_lines, require_columns
 from engine.settings import ClassSettings
 
@@ -96,8 +97,8 @@ def classify(segments: pd.DataFrame, history: pd.DataFrame, customers: pd.DataFr
     return pd.Series(chosen, index=segments.index, dtype=object, name="customer_class")
 
 
+# The one label of a customer missing from one of two runs, in the export and on the dashboard.
 ABSENT = "(none)"
-TRANSITION_COLUMNS = ["from_class", "to_class", "customers"]
 
 
 def class_transitions(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:

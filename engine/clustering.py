@@ -50,6 +50,7 @@ from threadpoolctl import threadpool_limits
 
 from engine.errors import SegmintError
 from engine.settings import ClusteringSettings
+from engine.values import json_safe
 
 SINGLE_THREAD_BELOW = 50_000
 DIAGNOSTIC_SEED = 20240
@@ -292,19 +293,6 @@ def value_tiers(centroids: np.ndarray, feature_names: Sequence[str], sizes: dict
     return order, tiers, value
 
 
-def _clean(value: Any) -> Any:
-    """JSON-safe: numpy scalars to Python, NaN and infinity to None."""
-    if isinstance(value, dict):
-        return {str(key): _clean(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(item) for item in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def cluster_customers(rfm: pd.DataFrame, settings: ClusteringSettings, *,
                       k: int | Literal["auto"] | None = None,
                       seed: int | None = None) -> Clustering:
@@ -362,5 +350,5 @@ def cluster_customers(rfm: pd.DataFrame, settings: ClusteringSettings, *,
         k=len(order),
         tiers={relabel[old]: tier for old, tier in old_tiers.items()},
         value_scores={relabel[old]: old_values[old] for old in order},
-        diagnostics=_clean(diagnostics),
+        diagnostics=json_safe(diagnostics),
     )

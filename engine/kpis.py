@@ -31,10 +31,9 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
+from engine.columns import KPI_COLUMNS
 from engine.rfm import customer_lines, require_columns
 
-KPI_COLUMNS: Final = ["scheme", "segment", "customers", "revenue_share", "aov", "repeat_rate",
-                      "retention_90d", "median_days_between_orders"]
 # Scheme name (as exported) -> the segments column it groups by.
 KPI_SCHEMES: Final = {"class": "customer_class", "rfm_segment": "rfm_segment",
                       "persona": "persona"}

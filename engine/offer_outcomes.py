@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
+from engine.columns import OFFER_EXPORT_COLUMNS, OUTCOME_FIELDS
+from engine.dates import last_day, utc_now
 from engine.errors import SegmintError, one_line
 from engine.kpis import segment_kpis
 from engine.outcomes import (
-    OFFER_EXPORT_COLUMNS,
-    OUTCOME_FIELDS,
     OutcomeInputError,
     attribute,
     check_offer_pass,
@@ -26,8 +25,9 @@ from engine.outcomes import (
 )
 from engine.settings import Settings
 from engine.store import offers as offer_store
+from engine.store import results as result_store
 from engine.store import runs as run_store
-from engine.store.lines import load_lines
+from engine.store.lines_read import load_lines
 
 ATTRIBUTION_LINE_COLUMNS = ("invoice", "stock_code", "amount", "ts", "customer_id", "is_return")
 KPI_LINE_COLUMNS = ATTRIBUTION_LINE_COLUMNS
@@ -50,9 +50,9 @@ def load_outcomes(engine: Engine, settings: Settings, *,
     """Attributed ledger rows and estimates, for every offer or one (UnknownOfferError when the
     ledger has no real row of it)."""
     days = settings.outcomes.attribution_days
-    ledger = offer_store.offer_ledger(engine, offer_id=offer_id)
+    ledger = offer_store.offer_ledger(engine=engine, offer_id=offer_id)
     if offer_id is not None and ledger.empty:
-        known = offer_store.offer_ids(engine)
+        known = offer_store.offer_ids(engine=engine)
         listed = ", ".join(known) if known else "none yet"
         raise UnknownOfferError(f"no offer {offer_id!r} in the ledger (offers: {listed})")
     ledger = with_decision_times(ledger)
@@ -61,7 +61,8 @@ def load_outcomes(engine: Engine, settings: Settings, *,
     else:
         first = ledger["decided_at"].min().date()
         last = (ledger["decided_at"].max() + pd.Timedelta(days=days)).date()
-        lines = load_lines(engine, first, last, columns=ATTRIBUTION_LINE_COLUMNS)
+        lines = load_lines(engine=engine, since=first, until=last,
+                           columns=ATTRIBUTION_LINE_COLUMNS)
     codes = list(settings.ingest.non_product_codes)
     attributed = attribute(ledger, lines, attribution_days=days, non_product_codes=codes)
     attributed["customer_class"] = attributed["customer_class"].fillna("(no class)")
@@ -88,17 +89,18 @@ def record_offer_pass_file(engine: Engine, path: Path) -> tuple[int, int]:
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         raise OutcomeInputError(f"{path}: cannot be read as CSV: {one_line(exc)}") from None
     rows = check_offer_pass(frame, source=str(path))
-    return offer_store.record_past_pass(engine, rows=rows, now=datetime.now(UTC))
+    return offer_store.record_past_pass(engine=engine, rows=rows, now=utc_now())
 
 
 def run_kpis(engine: Engine, settings: Settings, *, run_id: int) -> pd.DataFrame:
     """`segmint export kpis` for a run: its segments, over its window and as_of."""
-    run = run_store.get_run(engine, run_id=run_id)
+    run = run_store.get_run(engine=engine, run_id=run_id)
     if run is None:
         raise UnknownOfferError(f"run {run_id} not found")
     as_of = run["as_of"]
-    segments = run_store.read_segments(engine, run_id=run_id)
-    lines = load_lines(engine, None, as_of - timedelta(days=1), columns=KPI_LINE_COLUMNS)
+    segments = result_store.read_segments(engine=engine, run_id=run_id)
+    lines = load_lines(engine=engine, until=last_day(None, as_of),
+                       columns=KPI_LINE_COLUMNS)
     return segment_kpis(lines, segments, as_of=as_of, since=run.get("since"),
                         non_product_codes=list(settings.ingest.non_product_codes))
 

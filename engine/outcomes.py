@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from engine.columns import OUTCOME_FIELDS
 from engine.errors import SegmintError
 from engine.rfm import require_columns
 from engine.settings import ATTRIBUTION_DAYS_RANGE, MAX_HOLDOUT_SHARE
@@ -51,21 +52,10 @@ GROUPS: Final = (TREATMENT, HOLDOUT)
 ALPHA: Final = 0.05
 POWER: Final = 0.80
 
-# `segmint outcomes --json`, per offer, exactly these fields in this order (SPEC.md).
-OUTCOME_FIELDS: Final = [
-    "offer_id", "treatment", "holdout", "conversion_treatment", "conversion_holdout", "uplift",
-    "uplift_ci_low", "uplift_ci_high", "revenue_per_customer_treatment",
-    "revenue_per_customer_holdout", "incremental_revenue", "mde",
-]
 # What `estimate` adds beyond the contract (the page and the text output use them).
 EXTRA_FIELDS: Final = [
     "converted_treatment", "converted_holdout", "revenue_uplift", "revenue_uplift_ci_low",
     "revenue_uplift_ci_high", "customers_needed", "verdict",
-]
-# `segmint export offers` columns, in this order (SPEC.md).
-OFFER_EXPORT_COLUMNS: Final = [
-    "customer_id", "offer_id", "pass_id", "group", "status", "decided_at", "converted",
-    "revenue_after",
 ]
 LEDGER_COLUMNS: Final = ("customer_id", "offer_id", "group", "decided_at")
 LINE_COLUMNS: Final = ("customer_id", "ts", "amount", "is_return")

@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 
 from engine.classes import CLASSES, classify
 from engine.clustering import cluster_customers
+from engine.dates import last_day, window_end
 from engine.errors import SegmintError, one_line
 from engine.profiles import cluster_profiles
 from engine.rfm import (
@@ -100,7 +101,7 @@ def window_lines(lines: pd.DataFrame, *, as_of: date | None, since: date | None,
         raise RunError(f"--until {until} must be before --as-of {as_of}")
     if since is not None and until is not None and since > until:
         raise RunError(f"--since {since} is after --until {until}")
-    end = until + timedelta(days=1) if until is not None else as_of
+    end = window_end(until) if until is not None else as_of  # engine.dates' window rule
     # A filter that keeps every line returns the frame itself, not a copy of it (the store
     # already loads the lines up to the window's end, and the frame is the run's largest object).
     history = lines if end is None else _keep(lines, lines["ts"] < pd.Timestamp(end))
@@ -122,7 +123,7 @@ def segment(lines: pd.DataFrame, customers: pd.DataFrame | None, settings: Setti
     history, window, as_of = window_lines(lines, as_of=as_of, since=since, until=until)
     if window.empty or as_of is None:
         raise RunError(f"no transaction lines in the window {since or 'start'} .. "
-                       f"{until or (as_of - timedelta(days=1) if as_of else 'end')}")
+                       f"{last_day(until, as_of) or 'end'}")
 
     from engine.baskets import CodedLines  # here: it loads mlxtend, which only a run needs
 
@@ -194,12 +195,14 @@ def execute_run(engine: Engine, settings: Settings, *, as_of: date | None = None
     run (the latest succeeded one) is untouched. Runs left 'running' by a process that no longer
     exists (killed) are marked failed first.
     """
-    from engine.store import lines as line_store
+    from engine.store import results as result_store
     from engine.store import runs as run_store
+    from engine.store.customers import load_customers
     from engine.store.jobs import lines_seen
+    from engine.store.lines_read import load_lines
 
     level = logging.INFO if progress else logging.DEBUG
-    for abandoned in run_store.fail_abandoned_runs(engine):
+    for abandoned in run_store.fail_abandoned_runs(engine=engine):
         log.warning("run %d was left running by a process that is gone; marked failed", abandoned)
     requested_k = settings.clustering.k if k is None else k
     params = {"as_of": as_of and as_of.isoformat(), "since": since and since.isoformat(),
@@ -208,28 +211,28 @@ def execute_run(engine: Engine, settings: Settings, *, as_of: date | None = None
               "score_levels": settings.rfm.score_levels, "classes": settings.classes.model_dump(),
               "pid": os.getpid(), "host": socket.gethostname(),
               # Read before the load: what the scheduler's fresh-data check compares with.
-              "lines_seen": lines_seen(engine)}
-    run_id = run_store.create_run(engine, params=params, as_of=as_of, since=since, until=until,
-                                  k_mode="auto" if requested_k == "auto" else "fixed",
+              "lines_seen": lines_seen(engine=engine)}
+    run_id = run_store.create_run(engine=engine, params=params, as_of=as_of, since=since,
+                                  until=until, k_mode="auto" if requested_k == "auto" else "fixed",
                                   seed=settings.clustering.seed)
     log.log(level, "run %d started", run_id)
     started = time.perf_counter()
     try:
-        load_until = until if until is not None else (as_of - timedelta(days=1) if as_of else None)
+        load_until = last_day(until, as_of)
         load_start = time.perf_counter()
-        lines = line_store.load_lines(engine, until=load_until, columns=RUN_LINE_COLUMNS)
-        customers = line_store.load_customers(engine)
+        lines = load_lines(engine=engine, until=load_until, columns=RUN_LINE_COLUMNS)
+        customers = load_customers(engine=engine)
         log.log(level, "load: %.2fs (%d lines, %d customers on file)",
                 time.perf_counter() - load_start, len(lines), len(customers))
         result = segment(lines, customers, settings, as_of=as_of, since=since, until=until, k=k,
                          progress=progress)
         del lines, customers  # the largest objects of the run: gone before the write's rows
         write_start = time.perf_counter()
-        run_store.save_results(engine, run_id=run_id, result=result)
+        result_store.save_results(engine=engine, run_id=run_id, result=result)
         log.log(level, "write: %.2fs", time.perf_counter() - write_start)
     except BaseException as exc:
         message = one_line(exc)
-        run_store.mark_failed(engine, run_id=run_id, error=message)
+        run_store.mark_failed(engine=engine, run_id=run_id, error=message)
         log.log(level, "run %d failed: %s", run_id, message)
         if isinstance(exc, Exception):
             raise RunError(f"run {run_id} failed: {message}") from exc

@@ -6,10 +6,8 @@ from collections.abc import Mapping
 
 import pandas as pd
 
+from engine.columns import PROFILE_COLUMNS
 from engine.rfm import require_columns
-
-PROFILE_COLUMNS = ["cluster", "value_tier", "size", "recency_days", "frequency", "monetary",
-                   "revenue", "revenue_share", "strategy"]
 
 
 def cluster_profiles(segments: pd.DataFrame, strategies: Mapping[str, str]) -> pd.DataFrame:

@@ -30,6 +30,7 @@ import pandas as pd
 from scipy import sparse
 
 from engine.baskets import CodedLines, distinct_baskets, distinct_sorted
+from engine.columns import RECOMMENDATION_COLUMNS
 from engine.rfm import require_columns
 from engine.settings import RecommendSettings
 
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 
 GLOBAL_TRACE = 1e-3
 BLOCK_CELLS = 1 << 20  # scores per dense block of customers x products (8 MiB as float64)
-RECOMMENDATION_COLUMNS = ["customer_id", "rank", "stock_code", "description", "score", "reason"]
 
 
 def empty_recommendations() -> pd.DataFrame:

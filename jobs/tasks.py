@@ -21,17 +21,18 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
 
+from engine.dates import utc_now
 from engine.errors import SegmintError, one_line
 from engine.settings import Settings, load_settings
 from engine.store.db import DataRefused, StoreError, check_connection
 from engine.store.jobs import close_abandoned, finish_job, fresh_data_reason, start_job
 from engine.store.locks import LockBusy, holder_is_dead, job_lock
+from engine.values import json_safe
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def _move(path: Path, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / path.name
     if target.exists():  # same name dropped again: keep both
-        target = folder / f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{path.name}"
+        target = folder / f"{utc_now():%Y%m%dT%H%M%S%f}-{path.name}"
     shutil.move(str(path), target)
     return target
 
@@ -137,7 +138,8 @@ def pick_up_inbox(engine: Engine, settings: Settings) -> Outcome:
             files.append(_load_failed(inbox, failed, path, one_line(exc)))
             continue
         except Exception as exc:  # noqa: BLE001 - counted per file, see the docstring
-            check_connection(engine)  # unreachable: StoreError fails the step, nothing counted
+            # Unreachable: StoreError fails the step, nothing counted.
+            check_connection(engine=engine)
             files.append(_load_failed(inbox, failed, path, one_line(exc)))
             continue
         _forget_attempts(inbox, path)
@@ -190,7 +192,7 @@ def segment_if_due(engine: Engine, settings: Settings) -> Outcome:
     """Run the engine when lines were loaded since the last succeeded run (or none exists)."""
     from engine.pipeline import execute_run
 
-    reason = fresh_data_reason(engine)
+    reason = fresh_data_reason(engine=engine)
     if reason is None:
         return Outcome("skipped", details={"reason": "no new lines since the last run"})
     run_id = execute_run(engine, settings)
@@ -213,17 +215,7 @@ def offer_pass(engine: Engine, settings: Settings) -> Outcome:
     details = ({f.name: getattr(summary, f.name) for f in dataclasses.fields(summary)
                 if f.name != "previews"} if dataclasses.is_dataclass(summary)
                else {"summary": str(summary)})
-    return Outcome("succeeded", details=_jsonable(details))
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    return str(value)
+    return Outcome("succeeded", details=json_safe(details))
 
 
 # --- recording ---------------------------------------------------------------------------------
@@ -231,7 +223,7 @@ def _jsonable(value: Any) -> Any:
 def close_abandoned_jobs(engine: Engine) -> int:
     """Mark failed the 'running' history rows whose process on this host is gone (a scheduler
     killed mid-job); returns how many. Rows of live processes and of other hosts stay."""
-    closed = close_abandoned(engine, is_dead=lambda details: holder_is_dead(
+    closed = close_abandoned(engine=engine, is_dead=lambda details: holder_is_dead(
         f"{details.get('host', '')}:{details.get('pid', '')}:job"))
     if closed:
         log.warning("event=abandoned_jobs_closed count=%d", closed)
@@ -246,11 +238,11 @@ def run_recorded(engine: Engine, settings: Settings, *, job_id: str, trigger: st
     on the database may run for months without restarting.
     """
     close_abandoned_jobs(engine)
-    history_id = start_job(engine, job_id=job_id, trigger=trigger,
+    history_id = start_job(engine=engine, job_id=job_id, trigger=trigger,
                            details={"host": socket.gethostname(), "pid": os.getpid()})
     log.info("job=%s trigger=%r history_id=%d status=running", job_id, trigger, history_id)
     try:
-        with job_lock(engine, lock or job_id, holder=f"job {job_id}",
+        with job_lock(engine=engine, name=lock or job_id, holder=f"job {job_id}",
                       ttl_seconds=settings.scheduler.lock_ttl_seconds):
             outcome = step(engine, settings)
     except LockBusy as exc:
@@ -260,8 +252,8 @@ def run_recorded(engine: Engine, settings: Settings, *, job_id: str, trigger: st
     except Exception as exc:  # noqa: BLE001 - recorded, logged with traceback, never re-raised
         log.exception("job=%s history_id=%d unexpected error", job_id, history_id)
         outcome = Outcome("failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0])
-    finish_job(engine, history_id=history_id, status=outcome.status, error=outcome.error,
-               run_id=outcome.run_id, details=_jsonable(outcome.details))
+    finish_job(engine=engine, history_id=history_id, status=outcome.status, error=outcome.error,
+               run_id=outcome.run_id, details=json_safe(outcome.details))
     log.info("job=%s history_id=%d status=%s run_id=%s%s", job_id, history_id, outcome.status,
              outcome.run_id, f" error={outcome.error!r}" if outcome.error else
              f" reason={outcome.details['reason']!r}" if "reason" in outcome.details else "")
@@ -296,7 +288,7 @@ def _open(config_path: str | None) -> tuple[Engine, Settings]:
 
     settings = load_settings(config_path)
     engine = get_engine(settings.database_url, settings.database.echo)
-    require_schema(engine)
+    require_schema(engine=engine)
     return engine, settings
 
 

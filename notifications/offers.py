@@ -1,6 +1,7 @@
 """One offer pass over the latest published run: who gets which offer, exactly once.
 
-Exactly-once rests on the ledger (engine/store/offers.py): the offer_message row with the unique
+Exactly-once rests on the ledger (engine/store/offers.py; its statuses are engine.ledger's
+LedgerStatus): the offer_message row with the unique
 offer_key `<offer_id>:<customer_id>` is inserted with status 'sending' and committed BEFORE the
 provider is called, then updated with Twilio's sid and status. A second process that reaches the
 same key loses on the unique constraint and skips ('already_sent').
@@ -50,19 +51,23 @@ sent once (the unique key); the scheduler's job lock keeps passes from overlappi
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
+from engine.dates import as_utc, utc_now
+from engine.ledger import LedgerStatus as Status
+from engine.ledger import offer_key
 from engine.outcomes import HOLDOUT, TREATMENT, assign_group, minimum_detectable_effect
 from engine.phones import mask_phone
 from engine.settings import OfferTemplate, Settings
+from engine.store import customers as customer_store
 from engine.store import offers as store
+from engine.store.runs import published_run_id
 from notifications.eligibility import decide
 from notifications.sender import (
     INVALID_NUMBER_CODES,
@@ -74,12 +79,6 @@ from notifications.sender import (
 from notifications.templates import check_templates, render
 
 log = logging.getLogger(__name__)
-
-# Test-only fault injection: exit the process at this point of a real send ("after_claim":
-# the ledger row is committed, Twilio not called; "after_send": Twilio answered, row not updated).
-CRASH_POINT_ENV = "SEGMINT_TEST_ONLY_CRASH_AT"
-CRASH_EXIT_STATUS = 75
-
 
 @dataclass
 class OfferPassSummary:
@@ -150,19 +149,6 @@ def reconcile_grace(settings: Settings) -> timedelta:
     return timedelta(seconds=longest + 60)
 
 
-def offer_key(offer_id: str, customer_id: str, *, dry_run: bool = False) -> str:
-    return f"{'dry-run:' if dry_run else ''}{offer_id}:{customer_id}"
-
-
-def _crash_point(name: str) -> None:
-    if os.environ.get(CRASH_POINT_ENV) == name:
-        logging.shutdown()
-        os._exit(CRASH_EXIT_STATUS)
-
-
-def _utc(moment: datetime) -> datetime:
-    """An aware UTC datetime (a naive one is taken to be UTC already)."""
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class _OfferPass:
@@ -181,7 +167,7 @@ class _OfferPass:
         self.held: set[str] = set()  # keys already held out by an earlier pass
 
     def now(self) -> datetime:
-        return _utc(self.clock())
+        return as_utc(self.clock())
 
     def skip(self, offer_id: str, customer_id: str, reason: str) -> None:
         self.skips.append((offer_id, customer_id, reason))
@@ -190,18 +176,19 @@ class _OfferPass:
     def reconcile_stale(self) -> None:
         assert self.sender is not None
         older_than = self.moment - reconcile_grace(self.settings)
-        for pending in store.stale_sending(self.engine, older_than=older_than):
+        for pending in store.stale_sending(engine=self.engine, older_than=older_than):
             found = self.sender.find_sent(pending.phone, pending.body, pending.created_at)
             if found is not None:
-                self.record_found(pending.id, found, only_if_status=["sending"])
+                self.record_found(pending.id, found, only_if_status=[Status.SENDING])
                 self.summary.reconciled += 1
                 log.info("reconciled %s: twilio has it as %s", pending.offer_key, found.sid)
             else:
                 store.record_result(
-                    self.engine, message_id=pending.id, status="unknown", now=self.now(),
+                    engine=self.engine, message_id=pending.id, status=Status.UNKNOWN,
+                    now=self.now(),
                     error_text="interrupted before twilio answered and twilio lists no such "
                     "message; not resent: check and resolve by hand",
-                    only_if_status=["sending"])
+                    only_if_status=[Status.SENDING])
                 self.summary.unknown += 1
                 log.warning("offer %s to %s: state unknown after an interrupted pass",
                             pending.offer_key, mask_phone(pending.phone))
@@ -209,19 +196,19 @@ class _OfferPass:
     def load(self, templates: list[OfferTemplate]) -> list[store.OfferTarget]:
         assert self.summary.run_id is not None
         classes = {name for template in templates for name in template.target_classes}
-        targets = store.load_offer_targets(self.engine, run_id=self.summary.run_id,
+        targets = store.load_offer_targets(engine=self.engine, run_id=self.summary.run_id,
                                            classes=classes)
-        self.opted_out = store.opted_out_phones(self.engine)
+        self.opted_out = customer_store.opted_out_phones(engine=self.engine)
         if self.sender is not None:  # before the cap and the keys: a found message counts
             self.reconcile_retries(templates, targets)
         if self.ns.frequency_cap_days:
             since = self.moment - timedelta(days=self.ns.frequency_cap_days)
-            self.recent = store.recently_messaged(self.engine, since=since)
+            self.recent = store.recently_messaged(engine=self.engine, since=since)
         keys = [offer_key(template.offer_id, target.customer_id)
                 for template in templates for target in targets]
-        self.existing = store.customers_with_key(self.engine, offer_keys=keys)
-        self.held = store.holdout_keys(self.engine, offer_keys=keys)
-        self.retry_keys = {pending.offer_key for pending in store.retry_rows(self.engine)}
+        self.existing = store.customers_with_key(engine=self.engine, offer_keys=keys)
+        self.held = store.holdout_keys(engine=self.engine, offer_keys=keys)
+        self.retry_keys = {pending.offer_key for pending in store.retry_rows(engine=self.engine)}
         return targets
 
     def reconcile_retries(self, templates: list[OfferTemplate],
@@ -234,10 +221,10 @@ class _OfferPass:
         sendable = {offer_key(template.offer_id, target.customer_id): target
                     for template in templates for target in targets
                     if target.customer_class in template.target_classes}
-        for pending in store.retry_rows(self.engine):
+        for pending in store.retry_rows(engine=self.engine):
             found = self.sender.find_sent(pending.phone, pending.body, pending.created_at)
             if found is not None:
-                if self.record_found(pending.id, found, only_if_status=[store.RETRYABLE]):
+                if self.record_found(pending.id, found, only_if_status=[Status.RETRY]):
                     self.summary.reconciled += 1
                     log.info("reconciled %s: twilio has it as %s", pending.offer_key, found.sid)
                 continue
@@ -246,9 +233,9 @@ class _OfferPass:
                 self.checked.add(pending.id)
                 continue
             if store.record_result(
-                    self.engine, message_id=pending.id, status="failed", now=self.now(),
+                    engine=self.engine, message_id=pending.id, status=Status.FAILED, now=self.now(),
                     error_text=f"not sent: {reason} after 5xx answers, and twilio lists no "
-                    "such message", only_if_status=[store.RETRYABLE]):
+                    "such message", only_if_status=[Status.RETRY]):
                 self.summary.failed += 1
                 log.info("offer %s to %s: %s, twilio has no message; failed",
                          pending.offer_key, mask_phone(pending.phone), reason)
@@ -292,7 +279,7 @@ class _OfferPass:
 
         def claim(key: str, status: str) -> store.Claim:
             return store.claim_offer(
-                self.engine, offer_key=key, status=status, offer_id=template.offer_id,
+                engine=self.engine, offer_key=key, status=status, offer_id=template.offer_id,
                 customer_id=target.customer_id, run_id=self.summary.run_id, phone=phone,
                 body=rendered.body, segments=rendered.count.segments, now=self.now(),
                 pass_id=self.summary.pass_id)
@@ -305,28 +292,27 @@ class _OfferPass:
 
         if self.sender is None:
             dry_key = offer_key(template.offer_id, target.customer_id, dry_run=True)
-            dry = claim(dry_key, "dry_run")
+            dry = claim(dry_key, Status.DRY_RUN)
             if dry.refused == "opted_out":
                 refused(dry.refused)
                 return
             if dry.message_id is None:
-                store.refresh_dry_run(self.engine, offer_key=dry_key, body=rendered.body,
+                store.refresh_dry_run(engine=self.engine, offer_key=dry_key, body=rendered.body,
                                       segments=rendered.count.segments, phone=phone,
                                       now=self.now())
             self.summary.dry_runs += 1
             self.summary.previews.append((mask_phone(phone), rendered.body))
             return
-        claimed = claim(key, "sending")
+        claimed = claim(key, Status.SENDING)
         message_id = claimed.message_id
         if message_id is None:
             refused(claimed.refused)
             return
-        _crash_point("after_claim")
         try:
             if claimed.earlier is not None:  # a 'retry' row: ask Twilio first, unless done
                 if claimed.earlier.id not in self.checked and self.sent_before(claimed.earlier):
                     return
-                store.rewrite_claim(self.engine, message_id=message_id, phone=phone,
+                store.rewrite_claim(engine=self.engine, message_id=message_id, phone=phone,
                                     body=rendered.body, segments=rendered.count.segments,
                                     run_id=self.summary.run_id, now=self.now())
             claimed_at = self.now()
@@ -336,13 +322,12 @@ class _OfferPass:
             # or a 5xx answer in this send): a later pass reconciles it before sending. Release
             # it only when nothing can have been created (every earlier answer was a 429).
             if claimed.earlier is not None or exc.maybe_created:
-                store.record_result(self.engine, message_id=message_id, status=store.RETRYABLE,
-                                    now=self.now(), only_if_status=["sending"],
+                store.record_result(engine=self.engine, message_id=message_id, status=Status.RETRY,
+                                    now=self.now(), only_if_status=[Status.SENDING],
                                     error_text="provider unavailable; a later pass retries")
             else:
-                store.release_claim(self.engine, message_id=message_id)
+                store.release_claim(engine=self.engine, message_id=message_id)
             raise
-        _crash_point("after_send")
         self.apply(message_id, target.customer_id, phone, rendered.body, outcome, claimed_at)
 
     def group(self, offer_id: str, customer_id: str, key: str) -> str:
@@ -358,7 +343,7 @@ class _OfferPass:
         dry = self.sender is None
         key = offer_key(template.offer_id, target.customer_id, dry_run=dry)
         claimed = store.claim_offer(
-            self.engine, offer_key=key, status="dry_run" if dry else store.HOLDOUT,
+            engine=self.engine, offer_key=key, status=Status.DRY_RUN if dry else Status.HOLDOUT,
             offer_id=template.offer_id, customer_id=target.customer_id,
             run_id=self.summary.run_id, phone=phone, body=body, segments=segments,
             now=self.now(), pass_id=self.summary.pass_id, group=HOLDOUT)
@@ -370,8 +355,8 @@ class _OfferPass:
             self.skip(template.offer_id, target.customer_id, "already_sent")
             return
         if claimed.message_id is None:
-            store.refresh_dry_run(self.engine, offer_key=key, body=body, segments=segments,
-                                  phone=phone, now=self.now())
+            store.refresh_dry_run(engine=self.engine, offer_key=key, body=body,
+                                  segments=segments, phone=phone, now=self.now())
         self.summary.holdout += 1
         self.summary.groups[(template.offer_id, HOLDOUT)] += 1
 
@@ -391,8 +376,8 @@ class _OfferPass:
     def record_found(self, message_id: int, found: SendOutcome, *,
                      only_if_status: list[str] | None = None) -> bool:
         """Record the message Twilio lists for a row: its sid and status."""
-        return store.record_result(self.engine, message_id=message_id,
-                                   status=found.status or "queued", provider_sid=found.sid,
+        return store.record_result(engine=self.engine, message_id=message_id,
+                                   status=found.status or Status.QUEUED, provider_sid=found.sid,
                                    now=self.now(), only_if_status=only_if_status)
 
     def apply(self, message_id: int, customer_id: str, phone: str, body: str,
@@ -400,13 +385,13 @@ class _OfferPass:
         assert self.sender is not None
         if outcome.kind == "transient" and not outcome.maybe_created:
             # Only 429s: Twilio created nothing, so the key is free for a later pass.
-            store.release_claim(self.engine, message_id=message_id)
+            store.release_claim(engine=self.engine, message_id=message_id)
             self.summary.deferred += 1
             return
         if outcome.kind in ("ambiguous", "transient"):
             found = self.sender.find_sent(phone, body, claimed_at)
             if found is None and outcome.kind == "transient":
-                store.record_result(self.engine, message_id=message_id, status=store.RETRYABLE,
+                store.record_result(engine=self.engine, message_id=message_id, status=Status.RETRY,
                                     now=self.now(), attempts=outcome.attempts,
                                     error_code=str(outcome.error_code),
                                     error_text=f"{outcome.error_text}; twilio lists no such "
@@ -414,7 +399,8 @@ class _OfferPass:
                 self.summary.deferred += 1
                 return
             if found is None:
-                store.record_result(self.engine, message_id=message_id, status="unknown",
+                store.record_result(engine=self.engine, message_id=message_id,
+                                    status=Status.UNKNOWN,
                                     now=self.now(), attempts=outcome.attempts,
                                     error_text=f"{outcome.error_text}; twilio lists no such "
                                     "message; not resent: check and resolve by hand")
@@ -422,25 +408,21 @@ class _OfferPass:
                 return
             outcome = SendOutcome("accepted", outcome.attempts, sid=found.sid, status=found.status)
         if outcome.kind == "accepted":
-            store.record_result(self.engine, message_id=message_id,
-                                status=outcome.status or "queued", provider_sid=outcome.sid,
+            store.record_result(engine=self.engine, message_id=message_id,
+                                status=outcome.status or Status.QUEUED, provider_sid=outcome.sid,
                                 attempts=outcome.attempts, now=self.now())
             self.summary.sent += 1
             return
-        store.record_result(self.engine, message_id=message_id, status="failed",
+        store.record_result(engine=self.engine, message_id=message_id, status=Status.FAILED,
                             error_code=str(outcome.error_code), error_text=outcome.error_text,
                             attempts=outcome.attempts, now=self.now())
         self.summary.failed += 1
         if outcome.error_code == OPTED_OUT_CODE:
-            store.set_opt_out(self.engine, phone=phone, opted_out=True,
+            customer_store.set_opt_out(engine=self.engine, phone=phone, opted_out=True,
                               source=f"error {OPTED_OUT_CODE}", now=self.now())
             self.opted_out.add(phone)
         elif outcome.error_code in INVALID_NUMBER_CODES:
-            store.mark_phone_invalid(self.engine, customer_id=customer_id)
-
-
-def _system_clock() -> datetime:
-    return datetime.now(UTC)
+            customer_store.mark_phone_invalid(engine=self.engine, customer_id=customer_id)
 
 
 def send_offers(engine: Engine, settings: Settings, *, dry_run: bool | None = None,
@@ -450,8 +432,8 @@ def send_offers(engine: Engine, settings: Settings, *, dry_run: bool | None = No
     configured. The pass reads the time from `clock` (default the system clock) whenever it
     needs it; tests fix it with `now`, or pass their own clock."""
     if clock is None:
-        clock = _system_clock if now is None else (lambda: now)
-    moment = _utc(clock())
+        clock = utc_now if now is None else (lambda: now)
+    moment = as_utc(clock())
     configured = settings.secrets.twilio_configured
     dry = (not configured) if dry_run is None else dry_run
     templates = check_templates(settings.notifications)
@@ -467,7 +449,7 @@ def send_offers(engine: Engine, settings: Settings, *, dry_run: bool | None = No
     if not settings.notifications.enabled:
         summary.note = "notifications.enabled is false: nothing sent"
         return summary
-    summary.run_id = store.latest_published_run(engine)
+    summary.run_id = published_run_id(engine=engine)
     if summary.run_id is None:
         summary.note = "no published segmentation run yet: nothing to send"
         return summary
@@ -482,7 +464,7 @@ def send_offers(engine: Engine, settings: Settings, *, dry_run: bool | None = No
                 if target.customer_class in template.target_classes:
                     offer_pass.offer(template, target)
     finally:
-        store.record_skips(engine, pass_id=summary.pass_id, skips=offer_pass.skips,
+        store.record_skips(engine=engine, pass_id=summary.pass_id, skips=offer_pass.skips,
                            now=offer_pass.now())
         log.info("offer pass %s over run %s: eligible %d, sent %d, dry-run %d, failed %d, "
                  "unknown %d, deferred %d, skipped %d", summary.pass_id, summary.run_id,

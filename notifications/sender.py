@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -39,7 +39,9 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from engine.errors import SegmintError
+from engine.dates import as_utc, utc_now
+from engine.errors import SegmintError, one_line
+from engine.ledger import LedgerStatus as Status
 from engine.phones import mask_phone
 from engine.settings import TWILIO_API_URL, NotificationSettings, Secrets
 
@@ -52,9 +54,10 @@ RECONCILE_LOOKBACK = 50  # most recent messages to a number examined when reconc
 CLOCK_SKEW = timedelta(minutes=5)
 # Twilio's statuses mapped onto the ledger's; 'sending' is reserved for our own claim.
 PROVIDER_STATUS = {
-    "accepted": "queued", "scheduled": "queued", "queued": "queued", "sending": "queued",
-    "sent": "sent", "delivered": "delivered", "read": "delivered",
-    "undelivered": "undelivered", "failed": "failed", "canceled": "failed",
+    "accepted": Status.QUEUED, "scheduled": Status.QUEUED, "queued": Status.QUEUED,
+    "sending": Status.QUEUED, "sent": Status.SENT, "delivered": Status.DELIVERED,
+    "read": Status.DELIVERED, "undelivered": Status.UNDELIVERED, "failed": Status.FAILED,
+    "canceled": Status.FAILED,
 }
 
 
@@ -81,7 +84,7 @@ class SendOutcome:
 
 
 def ledger_status(provider_status: str | None) -> str:
-    return PROVIDER_STATUS.get((provider_status or "").lower(), "queued")
+    return PROVIDER_STATUS.get((provider_status or "").lower(), Status.QUEUED)
 
 
 class BaseUrlHttpClient(TwilioHttpClient):
@@ -131,12 +134,6 @@ def _never_sent(exc: requests.exceptions.RequestException) -> bool:
     return False
 
 
-def _utc(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def _page_status(exc: TwilioException) -> int:
     """The HTTP status of a page request the client refused ("Unable to fetch page", response)."""
     response = exc.args[1] if len(exc.args) > 1 else None
@@ -147,9 +144,10 @@ def _transient(status: int) -> bool:
     return status == 429 or status >= 500
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(getattr(exc.args[0], "reason", exc.args[0]) if exc.args else exc)
-    return " ".join(text.split())[:200]
+def _cause(exc: requests.exceptions.RequestException) -> BaseException:
+    """The urllib3 error under requests' wrapper (its reason), which says what went wrong."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return reason if isinstance(reason, BaseException) else exc
 
 
 class TwilioSender:
@@ -193,14 +191,15 @@ class TwilioSender:
 
     def _unreachable(self, exc: requests.exceptions.RequestException, *,
                      maybe_created: bool = False) -> ProviderError:
-        return ProviderError(f"Twilio API at {self.base_url} is unreachable: {_one_line(exc)}",
+        reason = one_line(_cause(exc))[:200]
+        return ProviderError(f"Twilio API at {self.base_url} is unreachable: {reason}",
                              maybe_created=maybe_created)
 
     def send(self, to: str, body: str) -> SendOutcome:
         """One message; retries transient failures; never raises for a per-message problem."""
         attempts = 0
         maybe_created = False
-        started = datetime.now(UTC)
+        started = utc_now()
         while True:
             if maybe_created:  # a 5xx came back: Twilio may have created it, never create blindly
                 found = self._created_after_5xx(to, body, started)
@@ -250,10 +249,10 @@ class TwilioSender:
     def find_sent(self, to: str, body: str, since: datetime) -> SendOutcome | None:
         """The message with this body sent to `to` since `since`, if Twilio has one."""
         messages = self._list(to)
-        earliest = (_utc(since) or since) - CLOCK_SKEW
+        earliest = as_utc(since) - CLOCK_SKEW
         for message in messages:
-            created = _utc(message.date_created)
-            if message.body == body and (created is None or created >= earliest):
+            created = message.date_created
+            if message.body == body and (created is None or as_utc(created) >= earliest):
                 return SendOutcome("accepted", 0, sid=message.sid,
                                    status=ledger_status(message.status))
         return None

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
 from functools import wraps
 from typing import Any
 
@@ -26,8 +25,10 @@ from sqlalchemy import Engine
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
+from engine.dates import utc_now
 from engine.phones import mask_phone
 from engine.settings import Settings
+from engine.store import customers as customer_store
 from engine.store import offers as store
 from notifications.eligibility import to_e164
 from notifications.sender import PROVIDER_STATUS
@@ -75,8 +76,9 @@ def create_blueprint(settings: Settings, engine: Engine) -> Blueprint:
         if not sid or ledger_status is None:
             return Response("ignored\n", status=200, mimetype="text/plain")
         error_code = request.form.get("ErrorCode") or None
-        outcome = store.record_status_callback(engine, provider_sid=sid, status=ledger_status,
-                                               error_code=error_code, now=_now())
+        outcome = store.record_status_callback(engine=engine, provider_sid=sid,
+                                               status=ledger_status, error_code=error_code,
+                                               now=utc_now())
         log.info("status %s for %s (%s)", ledger_status, sid, outcome)
         return Response(status=204)
 
@@ -89,17 +91,15 @@ def create_blueprint(settings: Settings, engine: Engine) -> Blueprint:
         if phone is None:
             return _twiml(reply)
         if word in OPT_OUT_KEYWORDS:
-            store.set_opt_out(engine, phone=phone, opted_out=True, source=word, now=_now())
+            customer_store.set_opt_out(engine=engine, phone=phone, opted_out=True, source=word,
+                                       now=utc_now())
             log.info("%s opted out (%s)", mask_phone(phone), word)
         elif word in OPT_IN_KEYWORDS:
-            store.set_opt_out(engine, phone=phone, opted_out=False, source=word, now=_now())
+            customer_store.set_opt_out(engine=engine, phone=phone, opted_out=False, source=word,
+                                       now=utc_now())
             log.info("%s opted back in (%s)", mask_phone(phone), word)
         elif word in HELP_KEYWORDS:
             reply.message(ns.help_text)
         return _twiml(reply)
 
     return blueprint
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)

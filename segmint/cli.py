@@ -1,7 +1,10 @@
 """The `segmint` command line: parses arguments, builds the settings once, calls the packages.
 
-Each command imports its implementation lazily so `segmint --help` stays fast. Expected failures
-(SegmintError and its subclasses) end with one line on stderr and exit status 1, no traceback.
+Each command imports its implementation lazily, and the settings are read only when a command
+asks for them, so `segmint --help` imports click alone and a command that computes nothing
+(`runs`, `jobs`, `users`, `export`) no analytics library (tests/segmint/test_cli_imports.py).
+Expected failures (SegmintError and its subclasses) end with one line on stderr and exit status
+1, no traceback.
 """
 
 from __future__ import annotations
@@ -10,12 +13,14 @@ import logging
 import sys
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from engine.errors import SegmintError
-from engine.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from engine.settings import Settings
 
 log = logging.getLogger("segmint")
 
@@ -30,6 +35,8 @@ class Context:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from engine.settings import load_settings  # pydantic: not for --help
+
             self._settings = load_settings(self._config_path)
         return self._settings
 
@@ -39,7 +46,7 @@ class Context:
 
         db = get_engine(self.settings.database_url, self.settings.database.echo)
         if require_schema:
-            check_schema(db)
+            check_schema(engine=db)
         return db
 
 
@@ -86,7 +93,7 @@ def init_db_command(context: Context) -> None:
     from engine.store import describe, init_db
 
     db = context.engine(require_schema=False)
-    revision = init_db(db)
+    revision = init_db(engine=db)
     click.echo(f"database {describe(context.settings.database_url)} at revision {revision}")
 
 
@@ -117,7 +124,7 @@ def run_command(context: Context, as_of: str | None, since: str | None, until: s
     db = context.engine()
     # The scheduler's segment job takes the same lock: never two runs at once (LockBusy is a
     # one-line error naming the holder).
-    with job_lock(db, "segment", holder="cli run",
+    with job_lock(engine=db, name="segment", holder="cli run",
                   ttl_seconds=context.settings.scheduler.lock_ttl_seconds):
         run_id = execute_run(db, context.settings, as_of=parse_date(as_of, "--as-of"),
                              since=parse_date(since, "--since"),
@@ -135,7 +142,7 @@ def runs_command(context: Context, as_json: bool) -> None:
 
     from engine.store.runs import list_runs
 
-    runs = list_runs(context.engine())
+    runs = list_runs(engine=context.engine())
     rows = [_run_row(run) for run in runs.to_dict(orient="records")]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -149,7 +156,7 @@ def runs_command(context: Context, as_json: bool) -> None:
                    .rstrip())
 
 
-def _run_row(run: dict[str, Any]) -> dict[str, Any]:
+def _run_row(run: dict[Any, Any]) -> dict[str, Any]:
     """A run for display: ISO timestamps (UTC, seconds), window as 'since..until'."""
     def stamp(value: Any) -> str | None:
         return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None and value == value \
@@ -183,8 +190,8 @@ def export_command(context: Context, kind: str, run_ref: str, from_ref: str | No
     """CSV of a run's segments, rules, recommendations, profiles, KPIs per segment, the class
     transitions between two runs (--from RUN --to RUN), or the offer ledger with each row's
     group and attributed conversion (offers: every run)."""
-    from engine.classes import class_transitions
     from engine.exports import write_csv
+    from engine.store import results as result_store
     from engine.store import runs as run_store
 
     db = context.engine()
@@ -192,10 +199,9 @@ def export_command(context: Context, kind: str, run_ref: str, from_ref: str | No
         if from_ref is None:
             raise click.UsageError("export transitions needs --from RUN (and --to RUN, "
                                    "default latest)")
-        before = run_store.resolve_run(db, from_ref)
-        after = run_store.resolve_run(db, to_ref or run_ref)
-        frame = class_transitions(run_store.read_classes(db, run_id=before),
-                                  run_store.read_classes(db, run_id=after))
+        before = run_store.resolve_run(engine=db, ref=from_ref)
+        after = run_store.resolve_run(engine=db, ref=to_ref or run_ref)
+        frame = result_store.transitions(engine=db, from_run=before, to_run=after)
     elif kind == "offers":
         from engine.offer_outcomes import load_outcomes, offer_export
 
@@ -203,13 +209,14 @@ def export_command(context: Context, kind: str, run_ref: str, from_ref: str | No
     elif kind == "kpis":
         from engine.offer_outcomes import run_kpis
 
-        frame = run_kpis(db, context.settings, run_id=run_store.resolve_run(db, run_ref))
+        frame = run_kpis(db, context.settings, run_id=run_store.resolve_run(engine=db,
+                                                                            ref=run_ref))
     else:
-        run_id = run_store.resolve_run(db, run_ref)
-        reader = {"segments": run_store.read_segments, "rules": run_store.read_rules,
-                  "recommendations": run_store.read_recommendations,
-                  "profiles": run_store.read_profiles}[kind]
-        frame = reader(db, run_id=run_id)
+        run_id = run_store.resolve_run(engine=db, ref=run_ref)
+        reader = {"segments": result_store.read_segments, "rules": result_store.read_rules,
+                  "recommendations": result_store.read_recommendations,
+                  "profiles": result_store.read_profiles}[kind]
+        frame = reader(engine=db, run_id=run_id)
     if output is None:
         write_csv(kind, frame, sys.stdout)
         return
@@ -326,7 +333,8 @@ def scheduler_command(ctx: click.Context, interval: int | None) -> None:
     """The APScheduler process: inbox pick-up, segmentation runs, offers (until SIGTERM)."""
     from jobs.scheduler import run_scheduler
 
-    context: Context = ctx.find_object(Context)
+    context = ctx.find_object(Context)
+    assert context is not None  # cli() made it
     config_path = ctx.find_root().params.get("config_path")
     status = run_scheduler(context.settings, context.engine(), config_path=config_path,
                            interval=interval)
@@ -344,11 +352,11 @@ def jobs_command(context: Context, as_json: bool, limit: int) -> None:
 
     from engine.store.jobs import list_jobs
 
-    rows = [{"id": row.id, "job": row.job_id, "trigger": row.trigger,
+    rows: list[dict[str, Any]] = [{"id": row.id, "job": row.job_id, "trigger": row.trigger,
              "started": row.started_at.isoformat(timespec="seconds"),
              "finished": row.finished_at.isoformat(timespec="seconds") if row.finished_at
              else None, "status": row.status, "error": row.error, "run_id": row.run_id,
-             "details": row.details} for row in list_jobs(context.engine(), limit=limit)]
+             "details": row.details} for row in list_jobs(engine=context.engine(), limit=limit)]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -374,9 +382,10 @@ def jobs_command(context: Context, as_json: bool, limit: int) -> None:
 @click.pass_context
 def demo_command(ctx: click.Context, port: int | None, interval: int, n_customers: int) -> None:
     """Sample data, init-db, ingest, one run, a demo login, then scheduler + dashboard."""
-    from jobs.demo import run_demo
+    from segmint.demo import run_demo
 
-    context: Context = ctx.find_object(Context)
+    context = ctx.find_object(Context)
+    assert context is not None  # cli() made it
     config_path = ctx.find_root().params.get("config_path")
     ctx.exit(run_demo(context.settings, config_path=config_path, port=port, interval=interval,
                       customers=n_customers))
@@ -445,17 +454,18 @@ def users_list_command(context: Context) -> None:
 def evaluate_command(context: Context, cutoff: str | None) -> None:
     """Recommendation quality on a time split: Segmint vs a global-popularity baseline."""
     from engine.evaluate import default_cutoff, evaluate
-    from engine.store.lines import load_customers, load_lines
+    from engine.store.customers import load_customers
+    from engine.store.lines_read import load_lines
 
     settings = context.settings
     chosen = parse_date(cutoff, "--cutoff") or settings.evaluate.cutoff
     db = context.engine()
-    lines = load_lines(db)
+    lines = load_lines(engine=db)
     if lines.empty:
         raise SegmintError("no transaction lines in the database; run `segmint ingest PATH` first")
     if chosen is None:
         chosen = default_cutoff(lines)
-    result = evaluate(lines, load_customers(db), settings, chosen)
+    result = evaluate(lines, load_customers(engine=db), settings, chosen)
     click.echo(f"cutoff {result.cutoff}: {result.n_customers} customers evaluated "
                f"({result.n_train_customers} in the training run; the others bought nothing new "
                f"after the cutoff)")

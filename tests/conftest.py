@@ -7,17 +7,42 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, func, select, text
+from sqlmodel import Session
 
 from engine.settings import Settings, load_settings
 from engine.store import get_engine, init_db
+from engine.store.tables import CUSTOMERS, LINES, PRODUCTS, SOURCE_FILES
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_DATA = REPO.parent / "shared" / "data" / "online_retail.csv.gz"
 PG_ADMIN_URL = os.environ.get("SEGMINT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """An ORM session for tests that build rows from the models; commits at the end of the
+    block, rolls back on any error. (The store itself writes with SQLAlchemy Core.)"""
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def count_rows(engine: Engine) -> dict[str, int]:
+    """Rows per ingest table (source_file, transaction_line, product, customer)."""
+    tables = {"source_file": SOURCE_FILES, "transaction_line": LINES, "product": PRODUCTS,
+              "customer": CUSTOMERS}
+    with engine.connect() as connection:
+        return {name: connection.execute(select(func.count()).select_from(table)).scalar_one()
+                for name, table in tables.items()}
 
 
 @pytest.fixture
@@ -79,7 +104,7 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
 def db(settings: Settings):  # type: ignore[no-untyped-def]
     """A migrated database (SQLite and PostgreSQL) for the test."""
     engine = get_engine(settings.database_url)
-    init_db(engine)
+    init_db(engine=engine)
     yield engine
     engine.dispose()
 

@@ -10,7 +10,7 @@ import pandas as pd
 from dash import html
 
 from dashboard import components, context, ids
-from engine.store import aggregates
+from engine.store import jobs as job_store
 
 dash.register_page(__name__, path="/jobs", name="Jobs", title="Segmint · Jobs", order=6)
 
@@ -20,7 +20,7 @@ STATUS_COLOURS = {"succeeded": "success", "failed": "danger", "running": "primar
 
 def layout(**_kwargs: Any) -> html.Div:
     header = components.page_header("Jobs", "Scheduled ingests, runs and offer passes")
-    history = aggregates.job_history(engine=context.engine())
+    history = job_store.job_history(engine=context.engine())
     if history.empty:
         return html.Div([header, components.empty_state(
             "No jobs have run yet: start `segmint scheduler` (or `segmint demo`).",

@@ -14,7 +14,7 @@ from dashboard import components, context, ids
 from dashboard.figures import conversion_curve_figure, offer_status_figure, uplift_figure
 from engine.offer_outcomes import Outcomes, load_outcomes
 from engine.outcomes import conversion_curve
-from engine.store import aggregates
+from engine.store import offers as offer_store
 
 dash.register_page(__name__, path="/offers", name="Offers", title="Segmint · Offers", order=5)
 
@@ -24,7 +24,7 @@ CLASS_COLUMNS = ["customer_class", "treatment", "holdout", "conversion_treatment
 
 def layout(**_kwargs: Any) -> html.Div:
     header = components.page_header("Offers", "Offer SMS sent to customers and what became of them")
-    summary = aggregates.offer_summary(engine=context.engine())
+    summary = offer_store.offer_summary(engine=context.engine())
     by_status = summary["by_status"]
     held = int(by_status.loc[by_status["status"] == "holdout", "messages"].sum())
     rate = summary["delivery_rate"]

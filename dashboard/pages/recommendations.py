@@ -12,7 +12,7 @@ from dash import Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
 from dashboard import components, context, frames, ids
-from engine.store import aggregates
+from engine.store import customers
 
 dash.register_page(__name__, path="/recommendations", name="Recommendations",
                    title="Segmint · Recommendations", order=4)
@@ -30,7 +30,7 @@ def layout(customer: str | None = None, **_kwargs: Any) -> html.Div:
         return html.Div([header, components.empty_state(components.NO_RUN_MESSAGE)])
     run_id = int(run["id"])
     suggestions = context.cached("lookup-suggestions", run_id, compute=lambda: (
-        aggregates.sample_customers(engine=context.engine(), run_id=run_id)))
+        customers.sample_customers(engine=context.engine(), run_id=run_id)))
     example = suggestions[0] if suggestions else "12345"
     lookup = components.card([
         dbc.InputGroup([
@@ -62,7 +62,7 @@ def look_up(_clicks: int | None, customer: str | None) -> Any:
     run_id, customer_id = int(run["id"]), customer.strip()
     # Consent, opt-out and the phone's status change between runs (webhooks, the sender), so
     # they are part of the key: a STOP shows at the next look-up.
-    contact = aggregates.customer_contact(engine=context.engine(), customer_id=customer_id)
+    contact = customers.customer_contact(engine=context.engine(), customer_id=customer_id)
     return context.cached("lookup", run_id, customer_id, contact,
                           compute=lambda: _lookup(run_id, customer_id))
 
@@ -81,7 +81,7 @@ def _phone_text(profile: dict[str, Any]) -> str:
 
 def _lookup(run_id: int, customer_id: str) -> Any:
     engine = context.engine()
-    profile = aggregates.customer_profile(engine=engine, customer_id=customer_id, run_id=run_id)
+    profile = customers.customer_profile(engine=engine, customer_id=customer_id, run_id=run_id)
     if profile is None:
         return dbc.Alert(f"No customer {customer_id!r} in the data.", color="warning",
                          id="lookup-missing")
@@ -100,9 +100,9 @@ def _lookup(run_id: int, customer_id: str) -> Any:
                                 html.Div(str(value), className="fw-semibold")],
                                md=4, lg=True, className="mb-2") for label, value in facts],
                       className="customer-facts")
-    recommendations = aggregates.customer_recommendations(engine=engine, run_id=run_id,
+    recommendations = customers.customer_recommendations(engine=engine, run_id=run_id,
                                                           customer_id=customer_id)
-    purchases = aggregates.customer_purchases(engine=engine, customer_id=customer_id)
+    purchases = customers.customer_purchases(engine=engine, customer_id=customer_id)
     recommendations["score"] = recommendations["score"].astype(float).round(3)
     purchases["ts"] = pd.to_datetime(purchases["ts"], utc=True).dt.strftime("%Y-%m-%d %H:%M")
     recs: Any = (components.grid("lookup-recommendations", recommendations, height=330)

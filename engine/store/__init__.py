@@ -1,8 +1,12 @@
 """The store: every database read and write of Segmint goes through this package.
 
-db.py owns engines, sessions and migrations; one module per area holds its SQL
-(lines.py for ingest, runs.py for segmentation results, offers.py, jobs.py, users.py,
-aggregates.py for the dashboard).
+One module per subject owns its SQL (SQLAlchemy Core over the table handles of tables.py):
+db.py (engines, migrations, errors), tables.py (table handles), runs.py (runs and the published
+run), results.py (a run's results, transitions), sales.py (sales KPIs and products),
+customers.py (the customer look-up, consent and opt-outs), offers.py (the offer ledger and its
+summary), jobs.py (job history, fresh data), lines_write.py / lines_read.py (ingest's writes,
+the lines frame), staged.py and sqlite_staging.py (what both stand on for the SQLite bulk load),
+users.py, locks.py, scratch.py.
 """
 
 from engine.store.db import (
@@ -12,7 +16,6 @@ from engine.store.db import (
     get_engine,
     init_db,
     require_schema,
-    session_scope,
 )
 
 __all__ = [
@@ -22,5 +25,4 @@ __all__ = [
     "get_engine",
     "init_db",
     "require_schema",
-    "session_scope",
 ]

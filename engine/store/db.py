@@ -1,10 +1,11 @@
-"""Connections, sessions and schema migrations: the only place that creates SQLAlchemy engines."""
+"""Connections and schema migrations: the only place that creates SQLAlchemy engines.
+
+Every store module reads and writes with SQLAlchemy Core over engine.store.tables; functions
+are keyword-only and take the engine (or a connection) explicitly."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from alembic.config import Config
 from sqlalchemy import URL, Engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
-from sqlmodel import Session, create_engine
+from sqlmodel import create_engine
 
 from engine.errors import SegmintError, first_line
 
@@ -108,7 +109,7 @@ def database_error(engine: Engine, exc: BaseException) -> StoreError:
         f"database {describe(str(engine.url))}: {reason}")
 
 
-def check_connection(engine: Engine) -> None:
+def check_connection(*, engine: Engine) -> None:
     path = sqlite_file(engine.url)
     if path is not None and not path.is_file():
         where = describe(str(engine.url))
@@ -121,18 +122,6 @@ def check_connection(engine: Engine) -> None:
         raise StoreError(f"database {describe(str(engine.url))} is unreachable: {reason}") from None
 
 
-@contextmanager
-def session_scope(engine: Engine) -> Iterator[Session]:
-    """A session whose work commits at the end of the block or rolls back on any error."""
-    with Session(engine, expire_on_commit=False) as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-
-
 def _alembic_config() -> Config:
     # The connection is handed to env.py through config.attributes; no URL goes through the
     # ini parser (it would choke on the '%' of URL-encoded options).
@@ -141,11 +130,11 @@ def _alembic_config() -> Config:
     return config
 
 
-def init_db(engine: Engine) -> str:
+def init_db(*, engine: Engine) -> str:
     """Create or upgrade the schema to the latest migration; idempotent. Returns the revision.
     The one place a SQLite file (and its folder) is created."""
     _create_sqlite_file(engine)
-    check_connection(engine)
+    check_connection(engine=engine)
     config = _alembic_config()
     try:
         with engine.begin() as connection:
@@ -153,7 +142,7 @@ def init_db(engine: Engine) -> str:
             command.upgrade(config, "head")
     except SQLAlchemyError as exc:
         raise StoreError(f"migration failed on {describe(str(engine.url))}: {exc}") from None
-    return current_revision(engine) or ""
+    return current_revision(engine=engine) or ""
 
 
 def _create_sqlite_file(engine: Engine) -> None:
@@ -169,16 +158,16 @@ def _create_sqlite_file(engine: Engine) -> None:
             from None
 
 
-def current_revision(engine: Engine) -> str | None:
+def current_revision(*, engine: Engine) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
 
-def require_schema(engine: Engine) -> None:
+def require_schema(*, engine: Engine) -> None:
     """Stop with a clear message when init-db has not been run on this database."""
-    check_connection(engine)
-    if current_revision(engine) is None:
+    check_connection(engine=engine)
+    if current_revision(engine=engine) is None:
         where = describe(str(engine.url))
         raise StoreError(f"database {where} has no Segmint schema: run `segmint init-db` first")

@@ -20,17 +20,17 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import Connection, Engine, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
+from engine.dates import as_utc, utc_now
 from engine.errors import SegmintError
-from engine.models import JobLock
+from engine.store.tables import LOCKS
 
 log = logging.getLogger(__name__)
 
-LOCK_TABLE = JobLock.__table__  # type: ignore[attr-defined]
 DEFAULT_TTL_SECONDS = 6 * 3600
 
 
@@ -79,7 +79,7 @@ def holder_is_dead(encoded: str) -> bool:
 
 
 @contextmanager
-def job_lock(engine: Engine, name: str, *, holder: str,
+def job_lock(*, engine: Engine, name: str, holder: str,
              ttl_seconds: int = DEFAULT_TTL_SECONDS) -> Iterator[None]:
     """Hold the lock NAME for the block; raise LockBusy at once if another process holds it."""
     me = Holder.current(holder)
@@ -120,25 +120,24 @@ def _advisory_lock(engine: Engine, name: str, me: Holder) -> Iterator[None]:
 
 
 def _acquire_row(engine: Engine, name: str, me: Holder, ttl_seconds: int) -> None:
-    now = datetime.now(UTC)
+    now = utc_now()
     values = {"holder": me.encode(), "acquired_at": now,
               "expires_at": now + timedelta(seconds=ttl_seconds)}
     try:
         with engine.begin() as connection:
-            connection.execute(insert(LOCK_TABLE).values(name=name, **values))
+            connection.execute(insert(LOCKS).values(name=name, **values))
         log.debug("lock=%s action=acquired holder=%s", name, me.encode())
         return
     except IntegrityError:
         pass
     with engine.begin() as connection:
         row = connection.execute(
-            select(LOCK_TABLE.c.holder, LOCK_TABLE.c.acquired_at, LOCK_TABLE.c.expires_at)
-            .where(LOCK_TABLE.c.name == name)).one_or_none()
+            select(LOCKS.c.holder, LOCKS.c.acquired_at, LOCKS.c.expires_at)
+            .where(LOCKS.c.name == name)).one_or_none()
     if row is None:  # released between our insert and our read: try once more from scratch
         _acquire_row_once_more(engine, name, values, me)
         return
-    expires_at = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
-    expired = expires_at <= now
+    expired = as_utc(row.expires_at) <= now
     dead = holder_is_dead(row.holder)
     if not (expired or dead):
         raise LockBusy(f"job lock {name!r} is held by {row.holder} since "
@@ -146,9 +145,9 @@ def _acquire_row(engine: Engine, name: str, me: Holder, ttl_seconds: int) -> Non
     # Compare-and-swap: only one of several processes taking over the same stale row wins.
     with engine.begin() as connection:
         taken = connection.execute(
-            update(LOCK_TABLE)
-            .where(LOCK_TABLE.c.name == name, LOCK_TABLE.c.holder == row.holder,
-                   LOCK_TABLE.c.acquired_at == row.acquired_at)
+            update(LOCKS)
+            .where(LOCKS.c.name == name, LOCKS.c.holder == row.holder,
+                   LOCKS.c.acquired_at == row.acquired_at)
             .values(**values)).rowcount
     if taken != 1:
         raise LockBusy(f"job lock {name!r} was just taken over by another process")
@@ -160,7 +159,7 @@ def _acquire_row_once_more(engine: Engine, name: str, values: dict[str, object],
                            me: Holder) -> None:
     try:
         with engine.begin() as connection:
-            connection.execute(insert(LOCK_TABLE).values(name=name, **values))
+            connection.execute(insert(LOCKS).values(name=name, **values))
     except IntegrityError:
         raise LockBusy(f"job lock {name!r} is held by another process") from None
     log.debug("lock=%s action=acquired holder=%s", name, me.encode())
@@ -168,6 +167,6 @@ def _acquire_row_once_more(engine: Engine, name: str, values: dict[str, object],
 
 def _release_row(engine: Engine, name: str, me: Holder) -> None:
     with engine.begin() as connection:
-        connection.execute(delete(LOCK_TABLE).where(LOCK_TABLE.c.name == name,
-                                                    LOCK_TABLE.c.holder == me.encode()))
+        connection.execute(delete(LOCKS).where(LOCKS.c.name == name,
+                                                    LOCKS.c.holder == me.encode()))
     log.debug("lock=%s action=released holder=%s", name, me.encode())

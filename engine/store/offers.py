@@ -1,4 +1,5 @@
-"""SQL for offer SMS: targets of the published run, the offer_message ledger, skips and opt-outs.
+"""SQL for offer SMS: targets of the published run, the offer_message ledger, skips, the early
+status callbacks, and the Offers page's summary. Statuses are engine.ledger.LedgerStatus.
 
 The ledger is the exactly-once guarantee: `claim_offer` inserts the row with its unique offer_key
 and commits before anyone calls the provider, so a second process (or a restart) that tries the
@@ -7,6 +8,10 @@ answering 5xx, and listing found no such message): the next claim of its key tak
 a compare-and-swap update instead. A claim also re-reads the opt-out table in its transaction, so
 a STOP that arrived after the pass loaded its opt-outs still wins. Timestamps are aware UTC
 datetimes (sqlmodel's type).
+
+Public functions take the engine and run one transaction each; the steps they are made of take
+a connection (`_x(connection, ...)`), so a caller needing several steps in one transaction can
+compose them.
 """
 
 from __future__ import annotations
@@ -19,51 +24,48 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     Engine,
     Select,
-    Table,
     and_,
     delete,
+    desc,
     func,
     insert,
     select,
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
 
-from engine.models import (
-    Customer,
-    CustomerResult,
-    OfferEarlyStatus,
-    OfferMessage,
-    OfferSkip,
-    OptOut,
-    Recommendation,
-    SegmentationRun,
+from engine.ledger import (
+    ATTEMPTED,
+    DELIVERED,
+    DRY_RUN_PREFIX,
+    NOT_DELIVERED,
+    NOT_DELIVERED_TO_ANYONE,
+    STATUS_RANK,
+    offer_key,
 )
-from engine.store.db import session_scope
+from engine.ledger import LedgerStatus as Status
+from engine.outcomes import HOLDOUT, TREATMENT
+from engine.store.runs import published_run_query
+from engine.store.tables import (
+    CUSTOMERS,
+    EARLY_STATUSES,
+    MESSAGES,
+    OPT_OUTS,
+    RECOMMENDATIONS,
+    RESULTS,
+    RUNS,
+    SKIPS,
+    read_frame,
+)
 
-RUNS: Table = SegmentationRun.__table__  # type: ignore[attr-defined]
-RESULTS: Table = CustomerResult.__table__  # type: ignore[attr-defined]
-RECOMMENDATIONS: Table = Recommendation.__table__  # type: ignore[attr-defined]
-CUSTOMERS: Table = Customer.__table__  # type: ignore[attr-defined]
-MESSAGES: Table = OfferMessage.__table__  # type: ignore[attr-defined]
-SKIPS: Table = OfferSkip.__table__  # type: ignore[attr-defined]
-OPT_OUTS: Table = OptOut.__table__  # type: ignore[attr-defined]
-EARLY: Table = OfferEarlyStatus.__table__  # type: ignore[attr-defined]
+# offer_ledger's columns (the ledger as engine.outcomes reads it).
+LEDGER_COLUMNS = ["customer_id", "offer_id", "pass_id", "group", "status", "created_at",
+                  "sent_at", "customer_class"]
 # An early callback whose sid never shows up (a message not sent by Segmint) is dropped after this.
 EARLY_STATUS_KEPT = timedelta(days=7)
-
-# A later pass may claim a row in this state again (reconciling with the provider first).
-RETRYABLE = "retry"
-# A customer kept out of an offer to measure it (engine/outcomes.py): never messaged for it.
-HOLDOUT = "holdout"
-# Rows in these states never reached a customer: they do not count towards the frequency cap.
-NOT_DELIVERED_TO_ANYONE = ("dry_run", "failed", RETRYABLE, HOLDOUT)
-# Only these states may be moved forward by a provider status callback, by rank.
-STATUS_RANK = {"sending": 0, "unknown": 0, "queued": 1, "sent": 2,
-               "delivered": 3, "undelivered": 3, "failed": 3}
 
 
 @dataclass(frozen=True)
@@ -113,14 +115,10 @@ def _pending(*where: ColumnElement[bool]) -> Select[Any]:
             .where(*where).order_by(MESSAGES.c.id))
 
 
-def latest_published_run(engine: Engine) -> int | None:
-    with session_scope(engine) as session:
-        return session.execute(
-            select(func.max(RUNS.c.id)).where(RUNS.c.status == "succeeded")
-        ).scalar_one_or_none()
+# --- who gets an offer --------------------------------------------------------------------------
 
-
-def load_offer_targets(engine: Engine, *, run_id: int, classes: Iterable[str]) -> list[OfferTarget]:
+def load_offer_targets(*, engine: Engine, run_id: int,
+                       classes: Iterable[str]) -> list[OfferTarget]:
     """Customers of run_id whose class is in classes, ordered by customer id (stable passes)."""
     wanted = sorted(set(classes))
     if not wanted:
@@ -144,8 +142,8 @@ def load_offer_targets(engine: Engine, *, run_id: int, classes: Iterable[str]) -
         .where(result.run_id == run_id, result.customer_class.in_(wanted))
         .order_by(result.customer_id)
     )
-    with session_scope(engine) as session:
-        rows = session.execute(query).all()
+    with engine.connect() as connection:
+        rows = connection.execute(query).all()
     return [
         OfferTarget(customer_id=row[0], customer_class=row[1], first_name=row[2], phone=row[3],
                     phone_status=row[4] or "unknown", sms_consent=bool(row[5]), timezone=row[6],
@@ -154,21 +152,21 @@ def load_offer_targets(engine: Engine, *, run_id: int, classes: Iterable[str]) -
     ]
 
 
-def customers_with_key(engine: Engine, *, offer_keys: Iterable[str]) -> set[str]:
+def customers_with_key(*, engine: Engine, offer_keys: Iterable[str]) -> set[str]:
     """Which of these offer keys already exist (any status but 'retry')."""
     keys = list(offer_keys)
     found: set[str] = set()
-    with session_scope(engine) as session:
+    with engine.connect() as connection:
         for start in range(0, len(keys), 500):
             chunk = keys[start:start + 500]
-            found.update(session.execute(
+            found.update(connection.execute(
                 select(MESSAGES.c.offer_key).where(MESSAGES.c.offer_key.in_(chunk),
-                                                   MESSAGES.c.status != RETRYABLE)
+                                                   MESSAGES.c.status != Status.RETRY)
             ).scalars())
     return found
 
 
-def holdout_keys(engine: Engine, *, offer_keys: Iterable[str]) -> set[str]:
+def holdout_keys(*, engine: Engine, offer_keys: Iterable[str]) -> set[str]:
     """Which of these offer keys hold a customer out of their offer (status 'holdout')."""
     keys = list(offer_keys)
     found: set[str] = set()
@@ -176,14 +174,14 @@ def holdout_keys(engine: Engine, *, offer_keys: Iterable[str]) -> set[str]:
         for start in range(0, len(keys), 500):
             found.update(connection.execute(
                 select(MESSAGES.c.offer_key).where(MESSAGES.c.offer_key.in_(
-                    keys[start:start + 500]), MESSAGES.c.status == HOLDOUT)).scalars())
+                    keys[start:start + 500]), MESSAGES.c.status == Status.HOLDOUT)).scalars())
     return found
 
 
-def recently_messaged(engine: Engine, *, since: datetime) -> set[str]:
+def recently_messaged(*, engine: Engine, since: datetime) -> set[str]:
     """Customers with a message that may have reached them since `since` (the frequency cap)."""
-    with session_scope(engine) as session:
-        return set(session.execute(
+    with engine.connect() as connection:
+        return set(connection.execute(
             select(MESSAGES.c.customer_id).distinct().where(
                 MESSAGES.c.created_at >= since,
                 MESSAGES.c.status.not_in(NOT_DELIVERED_TO_ANYONE),
@@ -191,27 +189,32 @@ def recently_messaged(engine: Engine, *, since: datetime) -> set[str]:
         ).scalars())
 
 
-def _opted_out(session: Session, phone: str) -> bool:
-    return session.execute(
+# --- claims -------------------------------------------------------------------------------------
+
+def _opted_out(connection: Connection, phone: str) -> bool:
+    return connection.execute(
         select(OPT_OUTS.c.phone).where(OPT_OUTS.c.phone == phone, OPT_OUTS.c.opted_out.is_(True))
     ).first() is not None
 
 
-def claim_offer(engine: Engine, *, offer_key: str, offer_id: str, customer_id: str,
+def claim_offer(*, engine: Engine, offer_key: str, offer_id: str, customer_id: str,
                 run_id: int | None, phone: str, body: str, segments: int, status: str,
-                now: datetime, pass_id: str | None = None, group: str = "treatment") -> Claim:
+                now: datetime, pass_id: str | None = None, group: str = TREATMENT) -> Claim:
     """Insert and COMMIT the ledger row. Refused when the key exists (someone else has it;
     a 'retry' row is taken over instead) or when the number has opted out by now."""
-    row = OfferMessage(offer_key=offer_key, offer_id=offer_id, customer_id=customer_id,
-                       run_id=run_id, phone=phone, body=body, segments=segments, status=status,
-                       created_at=now, updated_at=now, pass_id=pass_id, assigned_group=group)
     try:
-        with session_scope(engine) as session:
-            session.add(row)
-            session.flush()  # the write comes first: on SQLite the check below then sees
-            if _opted_out(session, phone):  # every STOP committed before this claim
+        with engine.begin() as connection:
+            key = connection.execute(insert(MESSAGES).values(
+                offer_key=offer_key, offer_id=offer_id, customer_id=customer_id, run_id=run_id,
+                phone=phone, body=body, segments=segments, status=status, attempts=0,
+                created_at=now, updated_at=now, pass_id=pass_id,
+                assigned_group=group)).inserted_primary_key
+            # The write comes first: on SQLite the check below then sees every STOP committed
+            # before this claim.
+            if _opted_out(connection, phone):
                 raise _OptedOut
-            message_id = row.id
+            assert key is not None
+            message_id = int(key[0])
     except IntegrityError:
         return _take_over_retry(engine, offer_key=offer_key, phone=phone, now=now)
     except _OptedOut:
@@ -221,48 +224,48 @@ def claim_offer(engine: Engine, *, offer_key: str, offer_id: str, customer_id: s
 
 def _take_over_retry(engine: Engine, *, offer_key: str, phone: str, now: datetime) -> Claim:
     """Claim the key's 'retry' row (compare-and-swap to 'sending', stamped now), if it has one."""
-    with session_scope(engine) as session:
-        found = session.execute(
-            _pending(MESSAGES.c.offer_key == offer_key, MESSAGES.c.status == RETRYABLE)
+    with engine.connect() as connection:
+        found = connection.execute(
+            _pending(MESSAGES.c.offer_key == offer_key, MESSAGES.c.status == Status.RETRY)
         ).first()
     if found is None:
         return Claim(None, "already_sent")
     earlier = PendingMessage(*found)
     try:
-        with session_scope(engine) as session:
-            taken = session.execute(
+        with engine.begin() as connection:
+            taken = connection.execute(
                 update(MESSAGES).where(MESSAGES.c.id == earlier.id,
-                                       MESSAGES.c.status == RETRYABLE)
-                .values(status="sending", created_at=now, updated_at=now)
-            ).rowcount  # type: ignore[attr-defined]
-            if taken and _opted_out(session, phone):
+                                       MESSAGES.c.status == Status.RETRY)
+                .values(status=Status.SENDING, created_at=now, updated_at=now)
+            ).rowcount
+            if taken and _opted_out(connection, phone):
                 raise _OptedOut
     except _OptedOut:
         return Claim(None, "opted_out")
     return Claim(earlier.id, earlier=earlier) if taken else Claim(None, "already_sent")
 
 
-def rewrite_claim(engine: Engine, *, message_id: int, phone: str, body: str, segments: int,
+def rewrite_claim(*, engine: Engine, message_id: int, phone: str, body: str, segments: int,
                   run_id: int | None, now: datetime) -> None:
     """A taken-over 'retry' row gets this pass's message before it is sent."""
-    with session_scope(engine) as session:
-        session.execute(
-            update(MESSAGES).where(MESSAGES.c.id == message_id, MESSAGES.c.status == "sending")
-            .values(phone=phone, body=body, segments=segments, run_id=run_id, updated_at=now))
+    _update(engine, MESSAGES.c.id == message_id, MESSAGES.c.status == Status.SENDING,
+            phone=phone, body=body, segments=segments, run_id=run_id, updated_at=now)
 
 
-def refresh_dry_run(engine: Engine, *, offer_key: str, body: str, segments: int,
+def refresh_dry_run(*, engine: Engine, offer_key: str, body: str, segments: int,
                     phone: str, now: datetime) -> None:
     """A repeated dry run re-renders its row instead of claiming a new one."""
-    with session_scope(engine) as session:
-        session.execute(
-            update(MESSAGES).where(MESSAGES.c.offer_key == offer_key,
-                                       MESSAGES.c.status == "dry_run")
-            .values(body=body, segments=segments, phone=phone, created_at=now, updated_at=now)
-        )
+    _update(engine, MESSAGES.c.offer_key == offer_key, MESSAGES.c.status == Status.DRY_RUN,
+            body=body, segments=segments, phone=phone, created_at=now, updated_at=now)
 
 
-def record_result(engine: Engine, *, message_id: int, status: str, now: datetime,
+def _update(engine: Engine, *where: ColumnElement[bool], **values: object) -> None:
+    """Set `values` on the ledger rows matching `where`, in a transaction of its own."""
+    with engine.begin() as connection:
+        connection.execute(update(MESSAGES).where(*where).values(**values))
+
+
+def record_result(*, engine: Engine, message_id: int, status: str, now: datetime,
                   provider_sid: str | None = None, error_code: str | None = None,
                   error_text: str | None = None, attempts: int | None = None,
                   only_if_status: Iterable[str] | None = None) -> bool:
@@ -277,38 +280,47 @@ def record_result(engine: Engine, *, message_id: int, status: str, now: datetime
     statement = update(MESSAGES).where(MESSAGES.c.id == message_id)
     if only_if_status is not None:
         statement = statement.where(MESSAGES.c.status.in_(list(only_if_status)))
-    with session_scope(engine) as session:
-        written = bool(session.execute(statement.values(**values)).rowcount)  # type: ignore[attr-defined]
+    with engine.begin() as connection:
+        written = bool(connection.execute(statement.values(**values)).rowcount)
     if written and provider_sid is not None:
         _apply_early_status(engine, provider_sid=provider_sid, now=now)
     return written
 
 
-def release_claim(engine: Engine, *, message_id: int) -> None:
+def release_claim(*, engine: Engine, message_id: int) -> None:
     """Drop a claim whose request provably never reached the provider (connection refused)."""
-    with session_scope(engine) as session:
-        session.execute(delete(MESSAGES).where(MESSAGES.c.id == message_id,
-                                                   MESSAGES.c.status == "sending"))
+    with engine.begin() as connection:
+        connection.execute(delete(MESSAGES).where(MESSAGES.c.id == message_id,
+                                                  MESSAGES.c.status == Status.SENDING))
 
 
-def stale_sending(engine: Engine, *, older_than: datetime) -> list[PendingMessage]:
-    with session_scope(engine) as session:
-        rows = session.execute(
-            _pending(MESSAGES.c.status == "sending", MESSAGES.c.created_at < older_than)
+def stale_sending(*, engine: Engine, older_than: datetime) -> list[PendingMessage]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            _pending(MESSAGES.c.status == Status.SENDING, MESSAGES.c.created_at < older_than)
         ).all()
     return [PendingMessage(*row) for row in rows]
 
 
-def retry_rows(engine: Engine) -> list[PendingMessage]:
+def retry_rows(*, engine: Engine) -> list[PendingMessage]:
     """Every row left in 'retry' (5xx answers, no message listed yet), oldest first."""
-    with session_scope(engine) as session:
-        rows = session.execute(_pending(MESSAGES.c.status == RETRYABLE)).all()
+    with engine.connect() as connection:
+        rows = connection.execute(_pending(MESSAGES.c.status == Status.RETRY)).all()
     return [PendingMessage(*row) for row in rows]
 
 
-def update_status_by_sid(engine: Engine, *, provider_sid: str, status: str,
+# --- status callbacks ---------------------------------------------------------------------------
+
+def update_status_by_sid(*, engine: Engine, provider_sid: str, status: str,
                          error_code: str | None, now: datetime) -> bool:
     """Move a message forward to `status`, never backwards: a repeated callback changes nothing."""
+    with engine.begin() as connection:
+        return _move_forward(connection, provider_sid=provider_sid, status=status,
+                             error_code=error_code, now=now)
+
+
+def _move_forward(connection: Connection, *, provider_sid: str, status: str,
+                  error_code: str | None, now: datetime) -> bool:
     rank = STATUS_RANK[status]
     earlier = [name for name, value in STATUS_RANK.items() if value < rank]
     if not earlier:
@@ -316,16 +328,14 @@ def update_status_by_sid(engine: Engine, *, provider_sid: str, status: str,
     values: dict[str, object] = {"status": status, "updated_at": now}
     if error_code:
         values["error_code"] = error_code
-    with session_scope(engine) as session:
-        result = session.execute(
-            update(MESSAGES)
-            .where(MESSAGES.c.provider_sid == provider_sid, MESSAGES.c.status.in_(earlier))
-            .values(**values)
-        )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+    result = connection.execute(
+        update(MESSAGES)
+        .where(MESSAGES.c.provider_sid == provider_sid, MESSAGES.c.status.in_(earlier))
+        .values(**values))
+    return bool(result.rowcount)
 
 
-def record_status_callback(engine: Engine, *, provider_sid: str, status: str,
+def record_status_callback(*, engine: Engine, provider_sid: str, status: str,
                            error_code: str | None, now: datetime) -> str:
     """A delivery status callback: 'updated', 'no change', or 'kept' when no message carries the
     sid yet (it is applied when record_result writes the sid).
@@ -334,14 +344,14 @@ def record_status_callback(engine: Engine, *, provider_sid: str, status: str,
     committed to offer_early_status BEFORE the second look for the sid, and record_result looks
     for early callbacks only AFTER committing the sid, so one of the two always sees the other.
     """
-    if update_status_by_sid(engine, provider_sid=provider_sid, status=status,
+    if update_status_by_sid(engine=engine, provider_sid=provider_sid, status=status,
                             error_code=error_code, now=now):
         return "updated"
     if _sid_known(engine, provider_sid):
         # The sender may have committed the sid between the update above and this look: apply
         # the callback again now that the row carries the sid, or it would be neither applied
         # nor kept.
-        if update_status_by_sid(engine, provider_sid=provider_sid, status=status,
+        if update_status_by_sid(engine=engine, provider_sid=provider_sid, status=status,
                                 error_code=error_code, now=now):
             return "updated"
         return "no change"
@@ -354,8 +364,8 @@ def record_status_callback(engine: Engine, *, provider_sid: str, status: str,
 
 
 def _sid_known(engine: Engine, provider_sid: str) -> bool:
-    with session_scope(engine) as session:
-        return session.execute(
+    with engine.connect() as connection:
+        return connection.execute(
             select(MESSAGES.c.id).where(MESSAGES.c.provider_sid == provider_sid)
         ).first() is not None
 
@@ -363,116 +373,90 @@ def _sid_known(engine: Engine, provider_sid: str) -> bool:
 def _keep_early_status(engine: Engine, *, provider_sid: str, status: str,
                        error_code: str | None, now: datetime) -> None:
     """Upsert the sid's early callback, keeping the highest-ranked status (ties: the latest)."""
+    early = EARLY_STATUSES
     for _attempt in range(2):  # a concurrent insert of the same sid: retry as an update
         try:
-            with session_scope(engine) as session:
-                session.execute(delete(EARLY).where(EARLY.c.received_at
-                                                    < now - EARLY_STATUS_KEPT))
-                row = session.get(OfferEarlyStatus, provider_sid)
-                if row is None:
-                    session.add(OfferEarlyStatus(provider_sid=provider_sid, status=status,
-                                                 error_code=error_code, received_at=now))
-                elif STATUS_RANK[status] >= STATUS_RANK.get(row.status, 0):
-                    row.status, row.error_code, row.received_at = status, error_code, now
-                    session.add(row)
+            with engine.begin() as connection:
+                connection.execute(delete(early).where(early.c.received_at
+                                                       < now - EARLY_STATUS_KEPT))
+                kept = connection.execute(select(early.c.status).where(
+                    early.c.provider_sid == provider_sid)).scalar_one_or_none()
+                values = {"status": status, "error_code": error_code, "received_at": now}
+                if kept is None:
+                    connection.execute(insert(early).values(provider_sid=provider_sid, **values))
+                elif STATUS_RANK[status] >= STATUS_RANK.get(kept, 0):
+                    connection.execute(update(early).where(early.c.provider_sid == provider_sid)
+                                       .values(**values))
             return
         except IntegrityError:
             continue
 
 
 def _apply_early_status(engine: Engine, *, provider_sid: str, now: datetime) -> None:
-    with session_scope(engine) as session:
-        early = session.get(OfferEarlyStatus, provider_sid)
-    if early is None:
+    early = EARLY_STATUSES
+    with engine.connect() as connection:
+        kept = connection.execute(select(early.c.status, early.c.error_code).where(
+            early.c.provider_sid == provider_sid)).first()
+    if kept is None:
         return
-    update_status_by_sid(engine, provider_sid=provider_sid, status=early.status,
-                         error_code=early.error_code, now=now)
-    with session_scope(engine) as session:
-        session.execute(delete(EARLY).where(EARLY.c.provider_sid == provider_sid))
+    update_status_by_sid(engine=engine, provider_sid=provider_sid, status=kept.status,
+                         error_code=kept.error_code, now=now)
+    with engine.begin() as connection:
+        connection.execute(delete(early).where(early.c.provider_sid == provider_sid))
 
 
-def early_statuses(engine: Engine) -> list[OfferEarlyStatus]:
-    """Callbacks still waiting for their sid (tests, operators)."""
-    with session_scope(engine) as session:
-        return list(session.execute(select(OfferEarlyStatus)).scalars())
+# --- skips and the summary ----------------------------------------------------------------------
 
-
-def record_skips(engine: Engine, *, pass_id: str, skips: Iterable[tuple[str, str, str]],
+def record_skips(*, engine: Engine, pass_id: str, skips: Iterable[tuple[str, str, str]],
                  now: datetime) -> None:
     """skips: (offer_id, customer_id, reason) triples, written in one transaction."""
-    rows = [OfferSkip(pass_id=pass_id, offer_id=offer_id, customer_id=customer_id,
-                      reason=reason, created_at=now)
+    rows = [{"pass_id": pass_id, "offer_id": offer_id, "customer_id": customer_id,
+             "reason": reason, "created_at": now}
             for offer_id, customer_id, reason in skips]
     if not rows:
         return
-    with session_scope(engine) as session:
-        session.add_all(rows)
+    with engine.begin() as connection:
+        connection.execute(insert(SKIPS), rows)
 
 
-def opted_out_phones(engine: Engine) -> set[str]:
-    with session_scope(engine) as session:
-        return set(session.execute(
-            select(OPT_OUTS.c.phone).where(OPT_OUTS.c.opted_out.is_(True))
-        ).scalars())
+def offer_summary(*, engine: Engine) -> dict[str, Any]:
+    """Message counts by status and by offer, delivery rate, opt-outs and skip reasons."""
+    by_status = read_frame(engine, select(MESSAGES.c.status, func.count().label("messages"))
+                           .group_by(MESSAGES.c.status).order_by(desc("messages")))
+    by_offer = read_frame(engine, select(MESSAGES.c.offer_id, MESSAGES.c.status,
+                                         func.count().label("messages"))
+                          .group_by(MESSAGES.c.offer_id, MESSAGES.c.status))
+    skips = read_frame(engine, select(SKIPS.c.reason, func.count().label("customers"))
+                       .group_by(SKIPS.c.reason).order_by(desc("customers")))
+    with engine.connect() as connection:
+        opted_out = connection.execute(
+            select(func.count()).select_from(OPT_OUTS).where(OPT_OUTS.c.opted_out.is_(True))
+        ).scalar_one()
+    counts = dict(zip(by_status["status"], by_status["messages"].astype(int), strict=True))
+    attempted = sum(counts.get(status, 0) for status in ATTEMPTED)
+    delivered = sum(counts.get(status, 0) for status in DELIVERED)
+    return {
+        "by_status": by_status,
+        "by_offer": by_offer,
+        "skips": skips,
+        "total": int(sum(counts.values())),
+        "attempted": attempted,
+        "delivered": delivered,
+        "failed": sum(counts.get(status, 0) for status in NOT_DELIVERED),
+        "dry_run": counts.get(Status.DRY_RUN, 0),
+        "retry": counts.get(Status.RETRY, 0),
+        "delivery_rate": delivered / attempted if attempted else None,
+        "opted_out": int(opted_out),
+    }
 
 
-def set_opt_out(engine: Engine, *, phone: str, opted_out: bool, source: str,
-                now: datetime) -> None:
-    """Upsert the number's opt-out state (STOP keyword, START keyword, provider error 21610)."""
-    for _attempt in range(2):  # a concurrent insert of the same phone: retry as an update
-        try:
-            with session_scope(engine) as session:
-                row = session.get(OptOut, phone)
-                if row is None:
-                    session.add(OptOut(phone=phone, opted_out=opted_out, source=source,
-                                       updated_at=now))
-                else:
-                    row.opted_out, row.source, row.updated_at = opted_out, source, now
-                    session.add(row)
-            return
-        except IntegrityError:
-            continue
+# --- outcomes: the ledger as groups (engine/offer_outcomes.py) ---------------------------------
 
-
-def mark_phone_invalid(engine: Engine, *, customer_id: str) -> None:
-    with session_scope(engine) as session:
-        session.execute(update(CUSTOMERS).where(CUSTOMERS.c.customer_id == customer_id)
-                        .values(phone_status="invalid"))
-
-
-def messages_for_customer(engine: Engine, *, customer_id: str) -> list[OfferMessage]:
-    """The customer's ledger rows, oldest first (tests and the dashboard's drill-down)."""
-    with session_scope(engine) as session:
-        return list(session.execute(
-            select(OfferMessage).where(MESSAGES.c.customer_id == customer_id)
-            .order_by(MESSAGES.c.id)
-        ).scalars())
-
-
-def all_messages(engine: Engine) -> list[OfferMessage]:
-    with session_scope(engine) as session:
-        return list(session.execute(select(OfferMessage).order_by(MESSAGES.c.id)).scalars())
-
-
-def skips_for_pass(engine: Engine, *, pass_id: str | None = None) -> list[OfferSkip]:
-    query = select(OfferSkip).order_by(SKIPS.c.id)
-    if pass_id is not None:
-        query = query.where(SKIPS.c.pass_id == pass_id)
-    with session_scope(engine) as session:
-        return list(session.execute(query).scalars())
-
-
-def opt_out_state(engine: Engine, *, phone: str) -> OptOut | None:
-    with session_scope(engine) as session:
-        return session.get(OptOut, phone)
-
-
-def offer_ledger(engine: Engine, *, offer_id: str | None = None) -> pd.DataFrame:
+def offer_ledger(*, engine: Engine, offer_id: str | None = None) -> pd.DataFrame:
     """The ledger's real rows (dry runs left out), oldest first, for the outcomes: customer_id,
     offer_id, pass_id, group, status, created_at, sent_at, customer_class (the customer's class
-    in the run the pass used; the published run's for rows without one)."""
-    published = (select(func.max(RUNS.c.id)).where(RUNS.c.status == "succeeded")
-                 .scalar_subquery())
+    in the run the pass used; the published run's for rows recorded without a run)."""
+    published = published_run_query().with_only_columns(RUNS.c.id).scalar_subquery()
     at_pass, latest = RESULTS.alias("at_pass"), RESULTS.alias("latest")
     message = MESSAGES.c
     statement = (
@@ -486,60 +470,53 @@ def offer_ledger(engine: Engine, *, offer_id: str | None = None) -> pd.DataFrame
                                  at_pass.c.customer_id == message.customer_id))
         .outerjoin(latest, and_(message.run_id.is_(None), latest.c.run_id == published,
                                 latest.c.customer_id == message.customer_id))
-        .where(message.status != "dry_run", ~message.offer_key.startswith("dry-run:"))
+        .where(message.status != Status.DRY_RUN, ~message.offer_key.startswith(DRY_RUN_PREFIX))
         .order_by(message.id))
     if offer_id is not None:
         statement = statement.where(message.offer_id == offer_id)
-    with engine.connect() as connection:
-        rows = connection.execute(statement).all()
-    return pd.DataFrame([tuple(row) for row in rows],
-                        columns=["customer_id", "offer_id", "pass_id", "group", "status",
-                                 "created_at", "sent_at", "customer_class"])
+    return read_frame(engine, statement, LEDGER_COLUMNS)
 
 
-def offer_ids(engine: Engine) -> list[str]:
+def offer_ids(*, engine: Engine) -> list[str]:
     """The offers with real ledger rows, by name."""
     with engine.connect() as connection:
         return list(connection.execute(
             select(MESSAGES.c.offer_id).distinct()
-            .where(MESSAGES.c.status != "dry_run").order_by(MESSAGES.c.offer_id)).scalars())
+            .where(MESSAGES.c.status != Status.DRY_RUN).order_by(MESSAGES.c.offer_id)).scalars())
 
 
-def record_past_pass(engine: Engine, *, rows: pd.DataFrame, now: datetime) -> tuple[int, int]:
+def record_past_pass(*, engine: Engine, rows: pd.DataFrame, now: datetime) -> tuple[int, int]:
     """Record a past offer pass (the demo's offer_pass.csv: customer_id, offer_id, pass_id,
-    group, decided_at) as ledger rows: treatment rows as delivered messages sent at decided_at,
-    holdout rows as holdouts assigned then. Keys already in the ledger are left as they are.
-    Returns (rows added, rows already there)."""
+    group, decided_at as aware UTC) as ledger rows in one transaction: treatment rows as
+    messages delivered at decided_at, holdout rows as holdouts assigned then. Keys already in
+    the ledger are left as they are. Returns (rows added, rows already there)."""
+    ids = rows["customer_id"].astype(str).tolist()
+    keys = [offer_key(str(offer), customer)
+            for offer, customer in zip(rows["offer_id"], ids, strict=True)]
     phones: dict[str, str | None] = {}
+    existing: set[str] = set()
     with engine.connect() as connection:
-        for start in range(0, len(rows), 500):
-            chunk = rows["customer_id"].iloc[start:start + 500].astype(str).tolist()
+        for start in range(0, len(keys), 500):
             phones.update(connection.execute(
                 select(CUSTOMERS.c.customer_id, CUSTOMERS.c.phone)
-                .where(CUSTOMERS.c.customer_id.in_(chunk))).tuples().all())
-    keys = [f"{offer}:{customer}" for offer, customer
-            in zip(rows["offer_id"], rows["customer_id"], strict=True)]
-    with engine.connect() as connection:
-        existing: set[str] = set()
-        for start in range(0, len(keys), 500):
+                .where(CUSTOMERS.c.customer_id.in_(ids[start:start + 500]))).tuples().all())
             existing.update(connection.execute(select(MESSAGES.c.offer_key).where(
                 MESSAGES.c.offer_key.in_(keys[start:start + 500]))).scalars())
     values = []
-    for key, row in zip(keys, rows.itertuples(index=False), strict=True):
+    for key, customer, row in zip(keys, ids, rows.itertuples(index=False), strict=True):
         if key in existing:
             continue
         existing.add(key)
-        decided = pd.Timestamp(str(row.decided_at))
-        decided = decided.tz_convert("UTC") if decided.tzinfo else decided.tz_localize("UTC")
+        decided = pd.Timestamp(str(row.decided_at)).to_pydatetime()
         holdout = row.group == HOLDOUT
         values.append({
-            "offer_key": key, "offer_id": str(row.offer_id), "customer_id": str(row.customer_id),
+            "offer_key": key, "offer_id": str(row.offer_id), "customer_id": customer,
             "run_id": None, "pass_id": str(row.pass_id), "assigned_group": str(row.group),
-            "phone": phones.get(str(row.customer_id)) or "",
-            "body": "(a past offer pass, recorded from a file)", "segments": 1,
-            "status": HOLDOUT if holdout else "delivered", "attempts": 0 if holdout else 1,
-            "created_at": decided.to_pydatetime(), "updated_at": now,
-            "sent_at": None if holdout else decided.to_pydatetime()})
+            "phone": phones.get(customer) or "", "segments": 1,
+            "body": "(a past offer pass, recorded from a file)",
+            "status": Status.HOLDOUT if holdout else Status.DELIVERED,
+            "attempts": 0 if holdout else 1, "created_at": decided, "updated_at": now,
+            "sent_at": None if holdout else decided})
     if values:
         with engine.begin() as connection:
             connection.execute(insert(MESSAGES), values)

@@ -35,9 +35,10 @@ import pandas as pd
 import pyarrow as pa
 from sqlalchemy import Connection
 
+from engine.columns import STAGED_LINE_COLUMNS
 from engine.errors import first_line
 from engine.store.db import StoreError
-from engine.store.lines import STAGED_LINE_COLUMNS, ProgressCallback, StagedFile, timestamp_array
+from engine.store.staged import ProgressCallback, StagedFile, timestamp_array
 
 log = logging.getLogger(__name__)
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Engine
-from sqlmodel import select
+from sqlalchemy import Engine, Select, insert, select, update
 
+from engine.dates import utc_now
 from engine.errors import SegmintError
-from engine.models import DashboardUser
-from engine.store.db import session_scope
+from engine.store.tables import USERS
 
 ROLES = ("manager", "analyst")
 
@@ -36,29 +35,27 @@ def _check(username: str, role: str) -> None:
 def save_user(*, engine: Engine, username: str, password_hash: str, role: str) -> bool:
     """Create the account, or replace its password and role. True when it was created."""
     _check(username, role)
-    with session_scope(engine) as session:
-        user = session.exec(select(DashboardUser).where(DashboardUser.username == username)).first()
-        created = user is None
-        if user is None:
-            user = DashboardUser(username=username, password_hash=password_hash, role=role,
-                                 created_at=datetime.now(UTC))
-        else:
-            user.password_hash = password_hash
-            user.role = role
-        session.add(user)
-    return created
+    with engine.begin() as connection:
+        replaced = connection.execute(
+            update(USERS).where(USERS.c.username == username)
+            .values(password_hash=password_hash, role=role)).rowcount
+        if not replaced:
+            connection.execute(insert(USERS).values(username=username, password_hash=password_hash,
+                                                    role=role, created_at=utc_now()))
+    return not replaced
+
+
+def _records(engine: Engine, query: Select[Any]) -> list[UserRecord]:
+    with engine.connect() as connection:
+        rows = connection.execute(query).all()
+    return [UserRecord(username=row.username, password_hash=row.password_hash, role=row.role)
+            for row in rows]
 
 
 def find_user(*, engine: Engine, username: str) -> UserRecord | None:
-    with session_scope(engine) as session:
-        user = session.exec(select(DashboardUser).where(DashboardUser.username == username)).first()
-        if user is None:
-            return None
-        return UserRecord(username=user.username, password_hash=user.password_hash, role=user.role)
+    found = _records(engine, select(USERS).where(USERS.c.username == username))
+    return found[0] if found else None
 
 
 def list_users(*, engine: Engine) -> list[UserRecord]:
-    with session_scope(engine) as session:
-        users = session.exec(select(DashboardUser).order_by(DashboardUser.username)).all()
-        return [UserRecord(username=u.username, password_hash=u.password_hash, role=u.role)
-                for u in users]
+    return _records(engine, select(USERS).order_by(USERS.c.username))

@@ -25,8 +25,8 @@ import pytest
 import requests
 from sqlalchemy import select, update
 
+from engine.columns import SEGMENT_COLUMNS
 from engine.store import get_engine
-from engine.store.aggregates import SEGMENT_COLUMNS
 from engine.store.jobs import finish_job, start_job
 from tests.conftest import run_segmint
 
@@ -80,11 +80,11 @@ def _prepare(folder: Path, *, with_run: bool) -> None:
     _cli(folder, "run")
     _cli(folder, "send-offers", "--dry-run")
     engine = get_engine(f"sqlite:///{folder / 'segmint.db'}")
-    done = start_job(engine, job_id="pipeline", trigger="interval[0:01:00]")
-    finish_job(engine, history_id=done, status="succeeded", run_id=2)
-    failed = start_job(engine, job_id="inbox", trigger="interval[0:05:00]")
-    finish_job(engine, history_id=failed, status="failed", error="bad.csv: missing column(s) "
-               "customer_id")
+    done = start_job(engine=engine, job_id="pipeline", trigger="interval[0:01:00]")
+    finish_job(engine=engine, history_id=done, status="succeeded", run_id=2)
+    failed = start_job(engine=engine, job_id="inbox", trigger="interval[0:05:00]")
+    finish_job(engine=engine, history_id=failed, status="failed",
+               error="bad.csv: missing column(s) customer_id")
     engine.dispose()
 
 
@@ -548,8 +548,8 @@ def _lookup_request(session: requests.Session, site: Site, customer: str) -> str
 def test_lookup_shows_an_opt_out_that_came_after_an_earlier_lookup(site: Site) -> None:
     """The look-up is cached per run, but SMS consent, an opt-out (STOP by webhook) and a number
     Twilio refused change between runs: the next look-up shows them."""
-    from engine.store.aggregates import CUSTOMERS
-    from engine.store.offers import set_opt_out
+    from engine.store.customers import set_opt_out
+    from engine.store.tables import CUSTOMERS
 
     engine = get_engine(f"sqlite:///{site.folder / 'segmint.db'}")
     with engine.connect() as connection:
@@ -562,7 +562,7 @@ def test_lookup_shows_an_opt_out_that_came_after_an_earlier_lookup(site: Site) -
         session = _login(site, "max")
         before = _lookup_request(session, site, customer)
         assert '"SMS consent"' in before and '"yes"' in before and "opted out" not in before
-        set_opt_out(engine, phone=phone, opted_out=True, source="STOP",
+        set_opt_out(engine=engine, phone=phone, opted_out=True, source="STOP",
                     now=datetime.now(UTC))
         with engine.begin() as connection:
             connection.execute(update(CUSTOMERS).where(CUSTOMERS.c.customer_id == customer)
@@ -573,5 +573,6 @@ def test_lookup_shows_an_opt_out_that_came_after_an_earlier_lookup(site: Site) -
         with engine.begin() as connection:
             connection.execute(update(CUSTOMERS).where(CUSTOMERS.c.customer_id == customer)
                                .values(phone_status="valid"))
-        set_opt_out(engine, phone=phone, opted_out=False, source="START", now=datetime.now(UTC))
+        set_opt_out(engine=engine, phone=phone, opted_out=False, source="START",
+                    now=datetime.now(UTC))
         engine.dispose()

@@ -21,7 +21,8 @@ from engine.ingest import ingest_file
 from engine.pipeline import RUN_LINE_COLUMNS, execute_run, segment
 from engine.settings import Settings
 from engine.store import get_engine, init_db
-from engine.store.lines import load_customers, load_lines
+from engine.store.customers import load_customers
+from engine.store.lines_read import load_lines
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.slow
@@ -44,11 +45,12 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     data = generate_demo_data(folder / "data", customers=250, seed=7)
     settings = make_settings(folder, f"sqlite:///{folder / 'segmint.db'}")
     engine = get_engine(settings.database_url)
-    init_db(engine)
+    init_db(engine=engine)
     ingest_file(engine, settings, data.transactions_path, customers=data.customers_path)
     execute_run(engine, settings)
-    lines = load_lines(engine, columns=RUN_LINE_COLUMNS)
-    yield Demo(settings, create_app(settings, secret_key="test"), lines, load_customers(engine))
+    lines = load_lines(engine=engine, columns=RUN_LINE_COLUMNS)
+    yield Demo(settings, create_app(settings, secret_key="test"), lines,
+               load_customers(engine=engine))
     engine.dispose()
 
 
@@ -211,7 +213,7 @@ def test_offers_page_says_how_many_messages_wait_to_be_retried(demo: Demo) -> No
     from sqlalchemy import delete
 
     from engine.models import OfferMessage
-    from engine.store import session_scope
+    from tests.conftest import session_scope
 
     engine = get_engine(demo.settings.database_url)
     now = pd.Timestamp("2025-12-02", tz="UTC").to_pydatetime()

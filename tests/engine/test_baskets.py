@@ -183,3 +183,26 @@ def test_distinct_rows_counts_each_set_of_columns_once() -> None:
     first, counts = distinct_rows(matrix)
     assert first.tolist() == [0, 1, 3, 6, 7]
     assert counts.tolist() == [3, 2, 1, 1, 1]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_fp_growth_equals_mlxtend_fpgrowth_on_seeded_random_baskets(seed: int) -> None:
+    """Deeper trees than the hypothesis test: 400 baskets of up to 12 of 40 products with
+    skewed popularity, item sets up to 4, against mlxtend's public fpgrowth."""
+    rng = np.random.default_rng(seed)
+    weights = 1.0 / np.arange(1, 41)
+    baskets = [rng.choice(40, size=rng.integers(0, 13), replace=False, p=weights / weights.sum())
+               for _ in range(400)]
+    products = np.array([f"P{i:02d}" for i in range(40)], dtype=object)
+    basket = np.array([i for i, items in enumerate(baskets) for _ in items], dtype=np.int64)
+    product = np.concatenate([*baskets, np.zeros(0)]).astype(np.int64)
+    settings = BasketSettings(min_support=0.03, max_len=4)
+    matrix, columns = basket_matrix(basket, product, products, settings.min_support)
+    matrix.resize((len(baskets), matrix.shape[1]))
+    ours = frequent_itemsets(matrix, columns, settings)
+    dense = pd.DataFrame(matrix.toarray().astype(bool), columns=list(columns))
+    expected = fpgrowth(dense, min_support=settings.min_support, use_colnames=True,
+                        max_len=settings.max_len)
+    assert len(expected) > 100 and expected["itemsets"].map(len).max() == 4
+    assert dict(zip(ours["itemsets"], ours["support"], strict=True)) == \
+        dict(zip(expected["itemsets"], expected["support"], strict=True))

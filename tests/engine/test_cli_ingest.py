@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from engine.store import get_engine
-from engine.store.lines import count_rows
-from tests.conftest import run_segmint
+from tests.conftest import count_rows, run_segmint
 
 ROWS = (
     "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"

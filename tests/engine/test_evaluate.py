@@ -95,7 +95,7 @@ def test_cli_evaluate(tmp_path: Path, sqlite_url: str) -> None:
     settings = make_settings(tmp_path, sqlite_url,
                              "[clustering]\nk = 3\nn_init = 2\n[evaluate]\ncutoff = 2011-10-01\n")
     db = get_engine(settings.database_url)
-    init_db(db)
+    init_db(engine=db)
     ingest_file(db, settings, write_generic_csv(population(), tmp_path / "lines.csv"))
     env = {"SEGMINT_DATABASE_URL": sqlite_url}
     config = ["--config", str(tmp_path / "config.toml")]

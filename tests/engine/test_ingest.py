@@ -12,10 +12,12 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from engine.ingest import PRESETS, IngestError, ingest_file, stage_lines
-from engine.readers import read_file
-from engine.store.lines import count_rows, load_customers, load_lines
-from tests.conftest import make_settings
+from engine.ingest import PRESETS, IngestError, ingest_file
+from engine.ingest.readers import read_file
+from engine.ingest.transactions import stage_lines
+from engine.store.customers import load_customers
+from engine.store.lines_read import load_lines
+from tests.conftest import count_rows, make_settings
 
 HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
 GOOD_ROWS = [
@@ -38,7 +40,7 @@ def test_loads_lines_products_and_customers(db, settings, tmp_path: Path) -> Non
 
     counted = (summary.lines_read, summary.loaded, summary.duplicates, summary.rejected)
     assert counted == (5, 5, 0, 0)
-    lines = load_lines(db)
+    lines = load_lines(engine=db)
     assert list(lines.columns) == ["invoice", "stock_code", "description", "quantity",
                                    "unit_price", "amount", "ts", "customer_id", "country",
                                    "is_return"]
@@ -46,7 +48,7 @@ def test_loads_lines_products_and_customers(db, settings, tmp_path: Path) -> Non
     assert lines["is_return"].tolist() == [False, False, False, True, False]
     assert lines["amount"].tolist() == pytest.approx([15.3, 20.34, 11.1, -27.5, 34.8])
     assert lines["ts"].iloc[0] == pd.Timestamp("2010-12-01 08:26:00")
-    customers = load_customers(db)
+    customers = load_customers(engine=db)
     assert customers.set_index("customer_id")["country"].to_dict() == {
         "14527": "United Kingdom", "17809": "France", "17850": "United Kingdom"}
     assert count_rows(db)["product"] == 5
@@ -122,7 +124,7 @@ def test_csv_the_fast_reader_leaves_to_pandas_still_loads(db, settings, tmp_path
     assert counted == (4, 3, 0, 1)
     report = pd.read_csv(summary.rejects_path, dtype=str)
     assert report[["line", "reason"]].values.tolist() == [["3", "empty line"]]
-    lines = load_lines(db)
+    lines = load_lines(engine=db)
     assert lines["description"].tolist() == ["WHITE HANGING HEART", "HAND WARMER", "CAF\u00c9 SET"]
     assert lines["country"].tolist() == ["United Kingdom", None, "France"]
 
@@ -145,7 +147,7 @@ timestamp_format = "%d/%m/%Y %H:%M"
     source = write_csv(tmp_path / "pos.csv", rows, header="client,when,total\n")
     summary = ingest_file(db, settings, source, preset="generic")
     assert summary.loaded == 3 and summary.notes
-    lines = load_lines(db)
+    lines = load_lines(engine=db)
     assert lines["stock_code"].isna().all()
     assert lines["invoice"].nunique() == 3  # each line its own order
     assert lines["amount"].tolist() == [12.5, -5.0, 7.0]
@@ -182,7 +184,7 @@ def test_other_formats_store_the_same_lines_as_csv(db, settings, tmp_path: Path,
 
     first = ingest_file(db, settings, other, preset="online-retail")
     assert (first.loaded, first.rejected) == (5, 0)
-    stored = load_lines(db)
+    stored = load_lines(engine=db)
     # The CSV holds the same lines, so every one of them is a duplicate of what is stored.
     second = ingest_file(db, settings, csv_path, preset="online-retail")
     assert (second.loaded, second.duplicates) == (0, 5)
@@ -191,24 +193,24 @@ def test_other_formats_store_the_same_lines_as_csv(db, settings, tmp_path: Path,
 
 def test_load_lines_window_is_inclusive_by_day(db, settings, tmp_path: Path) -> None:
     ingest_file(db, settings, write_csv(tmp_path / "w.csv", GOOD_ROWS))
-    assert len(load_lines(db, since=date(2010, 12, 2))) == 1
-    assert len(load_lines(db, until=date(2010, 12, 1))) == 4
-    assert len(load_lines(db, since=date(2010, 12, 1), until=date(2010, 12, 1))) == 4
-    assert len(load_lines(db, since=date(2010, 12, 3))) == 0
+    assert len(load_lines(engine=db, since=date(2010, 12, 2))) == 1
+    assert len(load_lines(engine=db, until=date(2010, 12, 1))) == 4
+    assert len(load_lines(engine=db, since=date(2010, 12, 1), until=date(2010, 12, 1))) == 4
+    assert len(load_lines(engine=db, since=date(2010, 12, 3))) == 0
 
 
 def test_load_lines_reads_only_the_columns_asked_for(db, settings, tmp_path: Path) -> None:
     ingest_file(db, settings, write_csv(tmp_path / "c.csv", GOOD_ROWS))
-    everything = load_lines(db, until=date(2010, 12, 1))
-    some = load_lines(db, until=date(2010, 12, 1),
+    everything = load_lines(engine=db, until=date(2010, 12, 1))
+    some = load_lines(engine=db, until=date(2010, 12, 1),
                       columns=("is_return", "ts", "customer_id", "amount", "description"))
     # LINE_COLUMNS order, whatever order they were asked in; the same cells and types.
     assert list(some.columns) == ["description", "amount", "ts", "customer_id", "is_return"]
     pd.testing.assert_frame_equal(some, everything[list(some.columns)])
     with pytest.raises(ValueError, match="unknown columns.*'price'"):
-        load_lines(db, columns=("ts", "price"))
+        load_lines(engine=db, columns=("ts", "price"))
     with pytest.raises(ValueError, match="no columns"):
-        load_lines(db, columns=())
+        load_lines(engine=db, columns=())
 
 
 def test_customers_file_normalises_phones_and_keeps_bad_ones(db, tmp_path: Path,
@@ -227,7 +229,7 @@ def test_customers_file_normalises_phones_and_keeps_bad_ones(db, tmp_path: Path,
     assert summary.customers is not None
     assert (summary.customers.loaded, summary.customers.rejected, summary.customers.flagged) \
         == (3, 2, 1)
-    frame = load_customers(db).set_index("customer_id")
+    frame = load_customers(engine=db).set_index("customer_id")
     assert frame.loc["17850", "phone"] == "+447700900123"
     assert frame.loc["17850", "phone_status"] == "valid"
     assert frame.loc["14527", "phone"] == "+12025550188"
@@ -251,8 +253,8 @@ def test_spreadsheet_float_ids_name_one_customer_in_both_files(db, settings,
     customers = tmp_path / "customers.csv"
     customers.write_text("customer_id,first_name\n17850.00,Ann\n")
     ingest_file(db, settings, write_csv(tmp_path / "t.csv", rows), customers=customers)
-    assert load_lines(db)["customer_id"].tolist() == ["17850", "17850", "17850.5", "1785O.0"]
-    frame = load_customers(db).set_index("customer_id")
+    assert load_lines(engine=db)["customer_id"].tolist() == ["17850", "17850", "17850.5", "1785O.0"]
+    frame = load_customers(engine=db).set_index("customer_id")
     assert sorted(frame.index) == ["17850", "17850.5", "1785O.0"]
     assert frame.loc["17850", "first_name"] == "Ann"
 
@@ -341,7 +343,7 @@ def test_real_file_accounts_for_every_line(db, settings, real_data: Path) -> Non
     assert counts["transaction_line"] == 536_641
     assert counts["customer"] == 4_372
     assert counts["product"] == 4_070
-    lines = load_lines(db)
+    lines = load_lines(engine=db)
     assert lines["customer_id"].dropna().nunique() == 4_372
     assert lines["invoice"].nunique() == 25_900
     assert ingest_file(db, settings, real_data).already_loaded
@@ -359,7 +361,7 @@ def test_load_lines_returns_what_was_staged_even_after_many_empty_cells(
     staged, _ = stage_lines(read_file(source), PRESETS["online-retail"])
     ingest_file(db, settings, source, preset="online-retail")
 
-    lines = load_lines(db)
+    lines = load_lines(engine=db)
     expected = staged.lines.drop(columns=["line_hash", "line_no"])
     pd.testing.assert_frame_equal(lines, expected)
     assert lines["customer_id"].iloc[0] is None
@@ -367,4 +369,4 @@ def test_load_lines_returns_what_was_staged_even_after_many_empty_cells(
     assert lines["description"].iloc[-2] == "WHITE HEART"
     assert lines["country"].iloc[-1] is None
     assert lines["is_return"].tail(2).tolist() == [False, True]
-    assert len(load_lines(db, since=date(2030, 1, 1))) == 0
+    assert len(load_lines(engine=db, since=date(2030, 1, 1))) == 0

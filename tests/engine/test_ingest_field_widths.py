@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from engine.ingest import ingest_file
-from engine.store.lines import load_lines
+from engine.store.lines_read import load_lines
 from tests.conftest import make_settings
 from tests.engine.test_ingest import GOOD_ROWS, write_csv
 
@@ -43,4 +43,4 @@ def test_over_long_fields_are_rejected_lines_and_the_rest_loads(db, tmp_path: Pa
         ["5", f"customer_id longer than 64 characters '{SIXTY_FIVE[:40]}'"],
         ["6", f"country longer than 64 characters '{SIXTY_FIVE[:40]}'"],
     ]
-    assert sorted(load_lines(db)["invoice"]) == sorted(["536365", THIRTY_TWO_WIDE, "536380"])
+    assert sorted(load_lines(engine=db)["invoice"]) == sorted(["536365", THIRTY_TWO_WIDE, "536380"])

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.kpis import KPI_COLUMNS, segment_kpis
+from engine.columns import KPI_COLUMNS
+from engine.kpis import segment_kpis
 from engine.rfm import EngineInputError
 from tests.engine.factories import line, lines_frame
 

@@ -12,7 +12,7 @@ import pytest
 
 from engine.ingest import ingest_file
 from engine.store import StoreError, get_engine, init_db
-from engine.store.lines import load_lines
+from engine.store.lines_read import load_lines
 from tests.conftest import make_settings
 
 ROWS = [
@@ -44,7 +44,7 @@ def store(tmp_path: Path) -> Path:
     path = tmp_path / "segmint.db"
     settings = make_settings(tmp_path, f"sqlite:///{path}")
     engine = get_engine(settings.database_url)
-    init_db(engine)
+    init_db(engine=engine)
     source = tmp_path / "retail.csv"
     source.write_text(HEADER + "".join(row + "\n" for row in ROWS))
     ingest_file(engine, settings, source, preset="online-retail")
@@ -58,7 +58,7 @@ def test_reading_lines_keeps_this_process_write_lock(store: Path) -> None:
         writer.execute("BEGIN IMMEDIATE")
         assert _try_write(store) == "database is locked"
 
-        lines = load_lines(get_engine(f"sqlite:///{store}"))
+        lines = load_lines(engine=get_engine(f"sqlite:///{store}"))
 
         assert lines["customer_id"].tolist() == ["17850", "17851"]
         # Had the driver opened (and closed) the file in this process, the lock would be gone.
@@ -74,7 +74,7 @@ def test_a_failed_read_is_one_line_naming_the_database(tmp_path: Path) -> None:
     sqlite3.connect(path).close()  # a SQLite file without Segmint's tables
 
     with pytest.raises(StoreError) as caught:
-        load_lines(get_engine(f"sqlite:///{path}"))
+        load_lines(engine=get_engine(f"sqlite:///{path}"))
 
     message = str(caught.value)
     assert "empty.db" in message

@@ -11,9 +11,9 @@ from tests.conftest import run_segmint
 
 def test_migrations_create_every_model_table_twice_safely(db_url):
     db = get_engine(db_url)
-    first = init_db(db)
-    second = init_db(db)
-    assert first == second == current_revision(db)
+    first = init_db(engine=db)
+    second = init_db(engine=db)
+    assert first == second == current_revision(engine=db)
     tables = set(inspect(db).get_table_names())
     assert set(SQLModel.metadata.tables) <= tables
     columns = {c["name"] for c in inspect(db).get_columns("transaction_line")}

@@ -12,7 +12,7 @@ from sqlalchemy.exc import OperationalError
 from engine.settings import load_settings
 from engine.store import StoreError, get_engine, init_db
 from engine.store.db import check_connection, sqlite_file
-from engine.store.lines import load_lines
+from engine.store.lines_read import load_lines
 from tests.conftest import run_segmint
 
 
@@ -80,13 +80,13 @@ def test_an_engine_never_creates_the_file_it_is_pointed_at(tmp_path: Path) -> No
     engine = get_engine(env["SEGMINT_DATABASE_URL"])
 
     with pytest.raises(StoreError, match="does not exist: run `segmint init-db` first"):
-        check_connection(engine)
+        check_connection(engine=engine)
     with pytest.raises(OperationalError):  # a direct connection is refused by SQLite itself
         engine.connect().close()
     assert not path.parent.exists()
 
-    init_db(engine)
-    check_connection(engine)
+    init_db(engine=engine)
+    check_connection(engine=engine)
     assert path.is_file()
     engine.dispose()
 
@@ -98,8 +98,8 @@ def test_in_memory_and_server_urls_have_no_file() -> None:
     assert sqlite_file("postgresql+psycopg://user:secret@db/segmint") is None
     assert sqlite_file("sqlite:////srv/segmint.db") == Path("/srv/segmint.db")
     engine = get_engine("sqlite://")
-    assert init_db(engine)
-    check_connection(engine)
+    assert init_db(engine=engine)
+    check_connection(engine=engine)
 
 
 def test_dashboard_against_a_missing_database_creates_no_file(tmp_path: Path) -> None:
@@ -135,12 +135,12 @@ def test_a_relative_path_stays_the_file_it_named_after_a_chdir(tmp_path: Path,
                                                               monkeypatch) -> None:
     name = f"rel-{tmp_path.name}.db"  # engines are cached per URL: one of this test's own
     monkeypatch.chdir(tmp_path)
-    init_db(get_engine(f"sqlite:///{name}"))
+    init_db(engine=get_engine(f"sqlite:///{name}"))
     engine = get_engine(f"sqlite:///{name}")
     assert engine.url.database == str(tmp_path / name)
     (tmp_path / "sub").mkdir()
     monkeypatch.chdir(tmp_path / "sub")
     # The connection and the lines reader (which opens engine.url's file) agree on the file.
     assert sqlite_file(engine.url) == tmp_path / name
-    assert load_lines(engine).empty
+    assert load_lines(engine=engine).empty
     assert not (tmp_path / "sub" / name).exists()

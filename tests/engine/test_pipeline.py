@@ -16,11 +16,12 @@ import pandas as pd
 import pytest
 
 from engine.classes import CLASSES
-from engine.exports import SEGMENT_COLUMNS
+from engine.columns import SEGMENT_COLUMNS
 from engine.ingest import ingest_file
 from engine.pipeline import RunError, execute_run, segment
 from engine.settings import Settings
 from engine.store import get_engine, init_db
+from engine.store import results as result_store
 from engine.store import runs as run_store
 from tests.conftest import make_settings, run_segmint
 from tests.engine.factories import AS_OF, line, lines_frame, population, write_generic_csv
@@ -31,7 +32,7 @@ FAST = "[clustering]\nk_max = 6\nn_init = 3\ngap_references = 2\n"
 def _loaded(tmp_path: Path, db_url: str, config: str = FAST) -> tuple[Settings, object]:
     settings = make_settings(tmp_path, db_url, config)
     db = get_engine(settings.database_url)
-    init_db(db)
+    init_db(engine=db)
     ingest_file(db, settings, write_generic_csv(population(), tmp_path / "lines.csv"))
     return settings, db
 
@@ -73,10 +74,10 @@ def test_window_and_default_as_of() -> None:
 
 def test_run_is_published_with_all_results(tmp_path: Path, db_url: str) -> None:
     settings, db = _loaded(tmp_path, db_url)
-    assert run_store.published_run_id(db) is None
+    assert run_store.published_run_id(engine=db) is None
     run_id = execute_run(db, settings)
-    assert run_store.published_run_id(db) == run_id
-    run = run_store.get_run(db, run_id=run_id)
+    assert run_store.published_run_id(engine=db) == run_id
+    run = run_store.get_run(engine=db, run_id=run_id)
     assert run is not None and run["status"] == "succeeded" and run["error"] is None
     last_day = population()["ts"].max().date()
     assert run["as_of"] == last_day + pd.Timedelta(days=1)
@@ -84,41 +85,41 @@ def test_run_is_published_with_all_results(tmp_path: Path, db_url: str) -> None:
     scores = pd.DataFrame(run["diagnostics"]["scores"])
     assert scores["k"].tolist() == [3, 4, 5, 6] and run["k"] == run["diagnostics"]["chosen_k"]
     assert set(run["diagnostics"]["classes"]) == set(CLASSES)
-    segments = run_store.read_segments(db, run_id=run_id)
+    segments = result_store.read_segments(engine=db, run_id=run_id)
     assert len(segments) == run["n_customers"] and segments["customer_id"].is_unique
-    profiles = run_store.read_profiles(db, run_id=run_id)
+    profiles = result_store.read_profiles(engine=db, run_id=run_id)
     assert profiles["size"].sum() == run["n_customers"] and len(profiles) == run["k"]
     assert profiles["revenue_share"].sum() == pytest.approx(1.0, abs=1e-3)
-    assert len(run_store.read_rules(db, run_id=run_id)) > 0
-    assert len(run_store.read_recommendations(db, run_id=run_id)) > 0
+    assert len(result_store.read_rules(engine=db, run_id=run_id)) > 0
+    assert len(result_store.read_recommendations(engine=db, run_id=run_id)) > 0
 
 
 def test_saved_results_read_back_unchanged(tmp_path: Path, db_url: str) -> None:
     settings = make_settings(tmp_path, db_url, FAST)
     db = get_engine(settings.database_url)
-    init_db(db)
+    init_db(engine=db)
     result = segment(population(), None, settings, as_of=AS_OF, k=3)
     assert result.rules is not None and result.recommendations is not None
     rules = result.rules.reset_index(drop=True)
     rules["conviction"] = rules["conviction"].astype(float)
     rules.loc[0, "conviction"] = float("inf")  # not finite: stored as NULL
-    run_id = run_store.create_run(db, params={}, as_of=AS_OF, since=None, until=None,
+    run_id = run_store.create_run(engine=db, params={}, as_of=AS_OF, since=None, until=None,
                                   k_mode="fixed", seed=1)
-    run_store.save_results(db, run_id=run_id, result=replace(result, rules=rules))
+    result_store.save_results(engine=db, run_id=run_id, result=replace(result, rules=rules))
 
     def ordered(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
         return frame.sort_values(by).reset_index(drop=True)
 
     pd.testing.assert_frame_equal(
-        run_store.read_segments(db, run_id=run_id),
+        result_store.read_segments(engine=db, run_id=run_id),
         ordered(result.segments, ["customer_id"]), check_dtype=False)
     pd.testing.assert_frame_equal(
-        run_store.read_profiles(db, run_id=run_id)[result.profiles.columns], result.profiles,
-        check_dtype=False)
+        result_store.read_profiles(engine=db, run_id=run_id)[result.profiles.columns],
+        result.profiles, check_dtype=False)
     pd.testing.assert_frame_equal(
-        run_store.read_recommendations(db, run_id=run_id)[result.recommendations.columns],
+        result_store.read_recommendations(engine=db, run_id=run_id)[result.recommendations.columns],
         ordered(result.recommendations, ["customer_id", "rank"]), check_dtype=False)
-    stored = run_store.read_rules(db, run_id=run_id)
+    stored = result_store.read_rules(engine=db, run_id=run_id)
     assert len(stored) == len(rules)
     assert stored["conviction"].isna().iloc[0]
     assert stored["antecedents"].tolist() == [";".join(items) for items in rules["antecedents"]]
@@ -130,19 +131,19 @@ def test_saved_results_read_back_unchanged(tmp_path: Path, db_url: str) -> None:
 def test_a_refused_result_row_writes_nothing(tmp_path: Path, db_url: str) -> None:
     settings = make_settings(tmp_path, db_url, FAST)
     db = get_engine(settings.database_url)
-    init_db(db)
+    init_db(engine=db)
     result = segment(population(), None, settings, as_of=AS_OF, k=3)
     assert result.rules is not None
     rules = result.rules.reset_index(drop=True)
     rules.loc[len(rules) - 1, "lift"] = float("nan")  # lift is NOT NULL: the last row fails
-    run_id = run_store.create_run(db, params={}, as_of=AS_OF, since=None, until=None,
+    run_id = run_store.create_run(engine=db, params={}, as_of=AS_OF, since=None, until=None,
                                   k_mode="fixed", seed=1)
     with pytest.raises(run_store.StoreError, match=r"(?i)^database .*not[ -]null") as failure:
-        run_store.save_results(db, run_id=run_id, result=replace(result, rules=rules))
+        result_store.save_results(engine=db, run_id=run_id, result=replace(result, rules=rules))
     assert "\n" not in str(failure.value)
-    assert run_store.read_segments(db, run_id=run_id).empty
-    assert run_store.read_rules(db, run_id=run_id).empty
-    assert run_store.get_run(db, run_id=run_id)["status"] == "running"
+    assert result_store.read_segments(engine=db, run_id=run_id).empty
+    assert result_store.read_rules(engine=db, run_id=run_id).empty
+    assert run_store.get_run(engine=db, run_id=run_id)["status"] == "running"
 
 
 def test_failed_run_keeps_the_published_run(tmp_path: Path, db_url: str) -> None:
@@ -150,13 +151,13 @@ def test_failed_run_keeps_the_published_run(tmp_path: Path, db_url: str) -> None
     good = execute_run(db, settings, k=3)
     with pytest.raises(RunError, match="no transaction lines in the window"):
         execute_run(db, settings, since=date(2030, 1, 1))
-    runs = run_store.list_runs(db)
+    runs = run_store.list_runs(engine=db)
     failed = runs.iloc[0]
     assert failed["status"] == "failed" and "no transaction lines" in failed["error"]
-    assert run_store.published_run_id(db) == good
-    assert run_store.read_segments(db, run_id=int(failed["id"])).empty
+    assert run_store.published_run_id(engine=db) == good
+    assert result_store.read_segments(engine=db, run_id=int(failed["id"])).empty
     with pytest.raises(run_store.StoreError, match="status failed"):
-        run_store.resolve_run(db, int(failed["id"]))
+        run_store.resolve_run(engine=db, ref=int(failed["id"]))
 
 
 def test_killed_run_leaves_the_published_run(tmp_path: Path, db_url: str) -> None:
@@ -182,17 +183,17 @@ def test_killed_run_leaves_the_published_run(tmp_path: Path, db_url: str) -> Non
             child.kill()
             child.wait()
     assert child.returncode == -signal.SIGKILL
-    killed = run_store.list_runs(db).iloc[0]
+    killed = run_store.list_runs(engine=db).iloc[0]
     assert killed["status"] == "running" and int(killed["id"]) != good
-    assert run_store.published_run_id(db) == good
-    assert run_store.resolve_run(db, "latest") == good
+    assert run_store.published_run_id(engine=db) == good
+    assert run_store.resolve_run(engine=db, ref="latest") == good
     # The next run notices the dead process and records the killed run as failed.
     quick = make_settings(tmp_path, db_url, FAST)
     newer = execute_run(db, quick, k=3)
-    runs = run_store.list_runs(db).set_index("id")
+    runs = run_store.list_runs(engine=db).set_index("id")
     assert runs.loc[int(killed["id"]), "status"] == "failed"
     assert "abandoned" in runs.loc[int(killed["id"]), "error"]
-    assert run_store.published_run_id(db) == newer
+    assert run_store.published_run_id(engine=db) == newer
 
 
 def test_cli_run_runs_and_exports(tmp_path: Path, db_url: str) -> None:
@@ -230,8 +231,8 @@ def test_cli_run_runs_and_exports(tmp_path: Path, db_url: str) -> None:
     transitions = pd.read_csv(pd.io.common.StringIO(moves.stdout))
     assert transitions.columns.tolist() == ["from_class", "to_class", "customers"]
     assert transitions["customers"].sum() == len(
-        set(segments["customer_id"]) | set(run_store.read_segments(
-            get_engine(db_url), run_id=first_id)["customer_id"]))
+        set(segments["customer_id"]) | set(result_store.read_segments(
+            engine=get_engine(db_url), run_id=first_id)["customer_id"]))
 
     for kind in ("rules", "recommendations", "profiles"):
         result = run_segmint(*config, "export", kind, "--run", str(first_id), cwd=tmp_path,

@@ -15,13 +15,17 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from engine.ingest import PRESETS, ingest_file, stage_lines
-from engine.readers import file_sha256, read_file
+from engine.ingest import PRESETS, ingest_file
+from engine.ingest.readers import file_sha256, read_file
+from engine.ingest.transactions import stage_lines
 from engine.store import get_engine, init_db
+from engine.store.customers import load_customers
 from engine.store.db import StoreError
-from engine.store.lines import StagedFile, count_rows, load_customers, load_lines, write_files
+from engine.store.lines_read import load_lines
+from engine.store.lines_write import write_files
 from engine.store.sqlite_staging import MAX_GROUPS, plan_groups
-from tests.conftest import make_settings
+from engine.store.staged import StagedFile
+from tests.conftest import count_rows, make_settings
 from tests.engine.test_ingest import GOOD_ROWS, write_csv
 
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
@@ -61,7 +65,7 @@ def test_groups_cover_every_line_once_within_the_attach_limit(sizes: list[int],
 def _sqlite(tmp_path: Path, name: str, config: str = "") -> tuple:
     settings = make_settings(tmp_path, f"sqlite:///{tmp_path / name}", config)
     engine = get_engine(settings.database_url)
-    init_db(engine)
+    init_db(engine=engine)
     return settings, engine
 
 
@@ -84,8 +88,8 @@ def test_many_small_groups_store_the_same_as_one(tmp_path: Path) -> None:
     first = ingest_file(one, one_settings, source)
     second = ingest_file(many, many_settings, source)
     assert (second.loaded, second.duplicates) == (first.loaded, first.duplicates) == (700, 0)
-    pd.testing.assert_frame_equal(load_lines(many), load_lines(one))
-    pd.testing.assert_frame_equal(load_customers(many), load_customers(one))
+    pd.testing.assert_frame_equal(load_lines(engine=many), load_lines(engine=one))
+    pd.testing.assert_frame_equal(load_customers(engine=many), load_customers(engine=one))
     assert count_rows(many) == count_rows(one)
 
     # A second file repeating lines from several groups: each is skipped once, not re-added.
@@ -135,13 +139,13 @@ def test_failing_transaction_stops_the_worker_and_leaves_nothing(tmp_path: Path,
     before["source_file"] += 1
 
     with pytest.raises(StoreError, match="big.csv: was loaded by another process"):
-        write_files(engine, files=[staged], batch_size=100)
+        write_files(engine=engine, files=[staged], batch_size=100)
 
     _assert_nothing_left(engine, before, scratch)
     # The store is still writable: the same file loads once the conflicting row is gone.
     with engine.begin() as connection:
         connection.execute(text("DELETE FROM source_file WHERE path = 'other.csv'"))
-    write_files(engine, files=[staged], batch_size=100)
+    write_files(engine=engine, files=[staged], batch_size=100)
     assert staged.loaded == 2_000
 
 
@@ -154,7 +158,7 @@ def test_failing_worker_rolls_back_the_load_and_stops(tmp_path: Path, monkeypatc
     staged.lines["line_no"] = line_no
 
     with pytest.raises(pa.ArrowTypeError):
-        write_files(engine, files=[staged], batch_size=100)
+        write_files(engine=engine, files=[staged], batch_size=100)
 
     _assert_nothing_left(engine, before, scratch)
 
@@ -177,7 +181,7 @@ def test_worker_that_cannot_write_its_scratch_file_names_the_folder(tmp_path: Pa
     monkeypatch.setattr(sqlite_staging, "plan_groups", plan_with_a_blocked_file)
     with pytest.raises(StoreError, match=r"^staging the lines in the scratch folder "
                                          rf"{scratch}/segmint-load-\S+ failed: ") as caught:
-        write_files(engine, files=[staged], batch_size=100)
+        write_files(engine=engine, files=[staged], batch_size=100)
 
     assert "\n" not in str(caught.value)
     _assert_nothing_left(engine, before, scratch)

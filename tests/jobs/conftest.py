@@ -19,8 +19,8 @@ from sqlalchemy import Engine, func, select
 
 from engine.models import JobHistory, SegmentationRun
 from engine.settings import Settings
-from engine.store import get_engine, init_db, session_scope
-from tests.conftest import make_settings
+from engine.store import get_engine, init_db
+from tests.conftest import make_settings, session_scope
 
 # k fixed and offers off: the jobs tests are about scheduling, not about the engine or SMS.
 JOBS_CONFIG = """
@@ -133,7 +133,7 @@ def jobs_settings(tmp_path: Path, db_url: str) -> Settings:
 @pytest.fixture
 def jobs_db(jobs_settings: Settings) -> Iterator[Engine]:
     engine = get_engine(jobs_settings.database_url)
-    init_db(engine)
+    init_db(engine=engine)
     yield engine
     engine.dispose()
 

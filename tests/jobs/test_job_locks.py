@@ -24,7 +24,7 @@ HOLD_SCRIPT = textwrap.dedent("""
     import sys
     from engine.store import get_engine
     from engine.store.locks import job_lock
-    with job_lock(get_engine(sys.argv[1]), sys.argv[2], holder="test child"):
+    with job_lock(engine=get_engine(sys.argv[1]), name=sys.argv[2], holder="test child"):
         print("held", flush=True)
         sys.stdin.readline()
     print("released", flush=True)
@@ -41,29 +41,31 @@ def hold_in_child(url: str, name: str) -> subprocess.Popen[str]:
 
 def can_take(engine: Engine, name: str) -> bool:
     try:
-        with job_lock(engine, name, holder="probe"):
+        with job_lock(engine=engine, name=name, holder="probe"):
             return True
     except LockBusy:
         return False
 
 
 def test_lock_is_exclusive_and_released(jobs_db: Engine) -> None:
-    with job_lock(jobs_db, "segment", holder="first"):
-        with pytest.raises(LockBusy, match="segment"), job_lock(jobs_db, "segment", holder="two"):
+    with job_lock(engine=jobs_db, name="segment", holder="first"):
+        with pytest.raises(LockBusy, match="segment"), \
+                job_lock(engine=jobs_db, name="segment", holder="two"):
             pass
         assert can_take(jobs_db, "inbox"), "locks with other names are independent"
     assert can_take(jobs_db, "segment"), "the lock is released at the end of the block"
 
 
 def test_lock_released_when_the_block_raises(jobs_db: Engine) -> None:
-    with pytest.raises(RuntimeError), job_lock(jobs_db, "segment", holder="x"):
+    with pytest.raises(RuntimeError), job_lock(engine=jobs_db, name="segment", holder="x"):
         raise RuntimeError("boom")
     assert can_take(jobs_db, "segment")
 
 
 def test_lock_busy_message_is_one_line(jobs_db: Engine) -> None:
-    with (job_lock(jobs_db, "offers", holder="first"), pytest.raises(LockBusy) as caught,
-          job_lock(jobs_db, "offers", holder="second")):
+    with (job_lock(engine=jobs_db, name="offers", holder="first"),
+          pytest.raises(LockBusy) as caught,
+          job_lock(engine=jobs_db, name="offers", holder="second")):
         pass
     assert "\n" not in str(caught.value) and "offers" in str(caught.value)
 
@@ -122,7 +124,7 @@ def test_sqlite_stale_rows(jobs_db: Engine, holder, expires_in: timedelta, taken
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_sqlite_row_records_holder_and_expiry(jobs_db: Engine, jobs_settings) -> None:
-    with (job_lock(jobs_db, "inbox", holder="job inbox", ttl_seconds=120),
+    with (job_lock(engine=jobs_db, name="inbox", holder="job inbox", ttl_seconds=120),
           jobs_db.connect() as connection):
         row = connection.execute(select(LOCKS)).one()
     assert row.holder == f"{socket.gethostname()}:{os.getpid()}:job inbox"
@@ -132,7 +134,7 @@ def test_sqlite_row_records_holder_and_expiry(jobs_db: Engine, jobs_settings) ->
 @pytest.mark.postgres
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 def test_postgres_uses_advisory_lock_not_rows(jobs_db: Engine) -> None:
-    with job_lock(jobs_db, "segment", holder="pg"), jobs_db.connect() as connection:
+    with job_lock(engine=jobs_db, name="segment", holder="pg"), jobs_db.connect() as connection:
         assert connection.execute(select(LOCKS)).all() == []
         held = connection.exec_driver_sql(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "

@@ -12,12 +12,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from engine.ingest import choose_preset, ingest_file, stage_lines
-from engine.readers import read_file
+from engine.ingest import ingest_file
+from engine.ingest.presets import choose_preset
+from engine.ingest.readers import read_file
+from engine.ingest.transactions import stage_lines
 from engine.settings import Settings
 from engine.store.db import StoreError
 from engine.store.jobs import fresh_data_reason, list_jobs
-from engine.store.lines import load_lines, write_files
+from engine.store.lines_read import load_lines
+from engine.store.lines_write import write_files
 from engine.store.locks import job_lock
 from engine.store.runs import get_run
 from jobs.tasks import (
@@ -90,13 +93,13 @@ def test_empty_inbox_is_skipped(jobs_settings: Settings, jobs_db: Engine) -> Non
 
 
 def test_fresh_data_rule(tmp_path: Path, jobs_settings: Settings, jobs_db: Engine) -> None:
-    assert fresh_data_reason(jobs_db) is None, "no lines: nothing to run"
+    assert fresh_data_reason(engine=jobs_db) is None, "no lines: nothing to run"
     ingest_file(jobs_db, jobs_settings, write_transactions(tmp_path / "one.csv", seed=4))
-    assert fresh_data_reason(jobs_db) == "no succeeded run yet"
+    assert fresh_data_reason(engine=jobs_db) == "no succeeded run yet"
 
     outcome = pipeline(jobs_db, jobs_settings, trigger="test")
     assert outcome.status == "succeeded" and outcome.run_id is not None
-    assert fresh_data_reason(jobs_db) is None
+    assert fresh_data_reason(engine=jobs_db) is None
 
     again = pipeline(jobs_db, jobs_settings, trigger="test")
     assert again.status == "succeeded" and again.run_id is None
@@ -106,7 +109,7 @@ def test_fresh_data_rule(tmp_path: Path, jobs_settings: Settings, jobs_db: Engin
 
     ingest_file(jobs_db, jobs_settings, write_transactions(tmp_path / "two.csv", seed=5,
                                                             prefix="B"))
-    reason = fresh_data_reason(jobs_db)
+    reason = fresh_data_reason(engine=jobs_db)
     assert reason is not None and reason.endswith(" line(s) added since the last run read them")
     assert run_count(jobs_db) == 1
 
@@ -127,7 +130,7 @@ def test_pipeline_records_each_step_in_order(tmp_path: Path, jobs_settings: Sett
     assert by_job["pipeline"].details["steps"] == {"inbox": "succeeded",
                                                     "segment": "succeeded",
                                                     "offers": "skipped"}
-    listed = list_jobs(jobs_db, limit=2)
+    listed = list_jobs(engine=jobs_db, limit=2)
     assert [row.job_id for row in listed] == ["offers", "segment"], "newest started first"
 
 
@@ -152,7 +155,7 @@ def test_busy_lock_records_skipped(jobs_settings: Settings, jobs_db: Engine) -> 
     def never(*_args: object) -> Outcome:
         raise AssertionError("must not run while the lock is held elsewhere")
 
-    with job_lock(jobs_db, "segment", holder="someone else"):
+    with job_lock(engine=jobs_db, name="segment", holder="someone else"):
         outcome = run_recorded(jobs_db, jobs_settings, job_id="segment", trigger="test",
                                step=never)
     assert outcome.status == "skipped"
@@ -186,7 +189,7 @@ def test_offer_step_calls_the_notifications_module(tmp_path: Path, db_url: str) 
     settings = make_settings(tmp_path, db_url, JOBS_CONFIG.replace("enabled = false",
                                                                    "enabled = true"))
     engine = get_engine(settings.database_url)
-    init_db(engine)
+    init_db(engine=engine)
     drop(write_transactions(tmp_path / "src" / "day.csv", seed=8), tmp_path / "inbox")
     outcome = pipeline(engine, settings, trigger="test")
     offers = history(engine, "offers")[0]
@@ -292,7 +295,7 @@ def test_lines_committed_after_a_run_read_the_lines_cause_the_next_run(
     without B's, then B commits: B's lines are new to that run though loaded 'before' it."""
     ingest_file(jobs_db, jobs_settings, write_transactions(tmp_path / "a.csv", seed=61,
                                                             customers=40))
-    lines_of_a = load_lines(jobs_db, columns=["invoice"]).shape[0]
+    lines_of_a = load_lines(engine=jobs_db, columns=["invoice"]).shape[0]
     raw = read_file(write_transactions(tmp_path / "b.csv", seed=62, customers=40, prefix="B"))
     staged_b, _ = stage_lines(raw, choose_preset(raw, jobs_settings, None))
     runs: list[Outcome] = []
@@ -301,17 +304,17 @@ def test_lines_committed_after_a_run_read_the_lines_cause_the_next_run(
         if not runs:
             runs.append(segment_if_due(jobs_db, jobs_settings))
 
-    write_files(jobs_db, files=[staged_b], on_progress=run_while_b_is_uncommitted)
+    write_files(engine=jobs_db, files=[staged_b], on_progress=run_while_b_is_uncommitted)
 
     assert runs[0].status == "succeeded" and runs[0].run_id is not None
-    run = get_run(jobs_db, run_id=runs[0].run_id)
+    run = get_run(engine=jobs_db, run_id=runs[0].run_id)
     assert run is not None and run["n_lines"] == lines_of_a, "the run did not see B"
-    reason = fresh_data_reason(jobs_db)
+    reason = fresh_data_reason(engine=jobs_db)
     assert reason == f"{staged_b.loaded} line(s) added since the last run read them"
 
     again = segment_if_due(jobs_db, jobs_settings)
     assert again.status == "succeeded" and again.run_id is not None
-    assert fresh_data_reason(jobs_db) is None
+    assert fresh_data_reason(engine=jobs_db) is None
     assert segment_if_due(jobs_db, jobs_settings).status == "skipped"
 
 

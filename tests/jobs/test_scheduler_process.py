@@ -34,7 +34,7 @@ def test_dropped_file_becomes_a_published_run_and_sigterm_exits_0(
     scheduler = schedulers.start("--interval", "2")
     wait_for(lambda: finished(jobs_db, "pipeline"), what="a first pipeline tick",
              logs=schedulers.logs)
-    assert published_run_id(jobs_db) is None
+    assert published_run_id(engine=jobs_db) is None
 
     bad = tmp_path / "src" / "a_malformed.csv"
     bad.parent.mkdir()
@@ -45,7 +45,7 @@ def test_dropped_file_becomes_a_published_run_and_sigterm_exits_0(
     segment = wait_for(lambda: finished(jobs_db, "segment", "succeeded"),
                        what="a succeeded segment job", logs=schedulers.logs)
     run_id = segment[0].run_id  # type: ignore[index]
-    assert run_id is not None and published_run_id(jobs_db) == run_id
+    assert run_id is not None and published_run_id(engine=jobs_db) == run_id
     assert (inbox / "processed" / "b_day1.csv").exists()
     assert (inbox / "failed" / "a_malformed.csv").exists()
     assert "missing column" in (inbox / "failed" / "a_malformed.csv.error.txt").read_text()
@@ -101,7 +101,7 @@ def test_sigkill_mid_run_keeps_last_good_run_and_next_tick_succeeds(
     inbox = tmp_path / "inbox"
     drop(write_transactions(tmp_path / "src" / "day1.csv", seed=31), inbox)
     first = pipeline(jobs_db, jobs_settings, trigger="test setup")
-    assert first.status == "succeeded" and published_run_id(jobs_db) == first.run_id
+    assert first.status == "succeeded" and published_run_id(engine=jobs_db) == first.run_id
 
     victim = schedulers.start("--interval", "2")
     drop(write_transactions(tmp_path / "src" / "day2.csv", seed=32, customers=1500,
@@ -114,7 +114,7 @@ def test_sigkill_mid_run_keeps_last_good_run_and_next_tick_succeeds(
 
     killed = [r for r in history(jobs_db, "segment") if r.details.get("pid") == victim.pid]
     assert killed and killed[-1].finished_at is None, "killed while the run was going"
-    assert published_run_id(jobs_db) == first.run_id, "the last good run stays published"
+    assert published_run_id(engine=jobs_db) == first.run_id, "the last good run stays published"
 
     schedulers.start("--interval", "2")
     after = wait_for(lambda: [r for r in finished(jobs_db, "segment", "succeeded")
@@ -122,7 +122,7 @@ def test_sigkill_mid_run_keeps_last_good_run_and_next_tick_succeeds(
                      what="a run after the restart", logs=schedulers.logs)
     new_run = after[0].run_id  # type: ignore[index]
     assert new_run is not None and new_run > first.run_id  # type: ignore[operator]
-    assert published_run_id(jobs_db) == new_run
+    assert published_run_id(engine=jobs_db) == new_run
     abandoned = [r for r in history(jobs_db, "segment") if r.id == killed[-1].id][0]
     assert abandoned.status == "failed" and abandoned.error.startswith("abandoned")
     assert "action=taken_over" in schedulers.logs[1].read_text()
@@ -140,13 +140,13 @@ def test_sigterm_during_a_run_waits_for_it_and_exits_0(
     scheduler.send_signal(signal.SIGTERM)
     assert scheduler.wait(timeout=120) == 0
     segment = history(jobs_db, "segment")[-1]
-    assert segment.status == "succeeded" and segment.run_id == published_run_id(jobs_db)
+    assert segment.status == "succeeded" and segment.run_id == published_run_id(engine=jobs_db)
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_manual_run_refuses_while_the_segment_lock_is_held(
         tmp_path: Path, jobs_settings: Settings, jobs_db: Engine, db_url: str) -> None:
-    with job_lock(jobs_db, "segment", holder="scheduler elsewhere"):
+    with job_lock(engine=jobs_db, name="segment", holder="scheduler elsewhere"):
         result = run_segmint("--config", str(tmp_path / "config.toml"), "run", cwd=tmp_path,
                              env={"SEGMINT_DATABASE_URL": db_url})
     assert result.returncode == 1

@@ -14,7 +14,7 @@ from fake_twilio import FakeTwilio
 from engine.models import Customer, CustomerResult, Recommendation, SegmentationRun
 from engine.settings import Settings, load_settings
 from engine.store import offers as store
-from engine.store import session_scope
+from tests.conftest import session_scope
 
 # Fast, clock-independent defaults: no quiet hours unless a test sets them; no holdout unless a
 # test sets one (tests/notifications/test_offer_holdouts.py).
@@ -79,7 +79,7 @@ def publish_run(engine, persons: list[Person]) -> int:  # type: ignore[no-untype
 
 def leave_stale_claim(engine) -> None:  # type: ignore[no-untyped-def]
     """C0001's 'sending' row from a pass that died a day ago (the next pass reconciles it first)."""
-    store.claim_offer(engine, offer_key="vip-thanks:C0001", offer_id="vip-thanks",
+    store.claim_offer(engine=engine, offer_key="vip-thanks:C0001", offer_id="vip-thanks",
                       customer_id="C0001", run_id=None, phone="+447400123401", body="x",
                       segments=1, status="sending", now=datetime.now(UTC) - timedelta(days=1))
 

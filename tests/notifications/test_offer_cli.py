@@ -14,9 +14,12 @@ import pytest
 from conftest import leave_stale_claim, live_settings, people, publish_run, write_config
 from fake_twilio import FakeTwilio
 
-from engine.store import offers as store
-from notifications.offers import CRASH_EXIT_STATUS, CRASH_POINT_ENV, reconcile_grace, send_offers
-from tests.conftest import run_segmint
+from notifications.offers import reconcile_grace, send_offers
+from tests.conftest import REPO, run_segmint
+from tests.notifications import ledger
+from tests.notifications.crash_send import CRASH_EXIT_STATUS
+
+CRASH_SEND = REPO / "tests" / "notifications" / "crash_send.py"
 
 
 def cli_env(db_url: str, fake: FakeTwilio | None = None, **extra: str) -> dict[str, str]:
@@ -25,6 +28,20 @@ def cli_env(db_url: str, fake: FakeTwilio | None = None, **extra: str) -> dict[s
         env.update({name: "" for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN",
                                           "TWILIO_FROM_NUMBER", "TWILIO_MESSAGING_SERVICE_SID")})
     return env
+
+
+def crash_a_pass(point: str, tmp_path: Path, db, db_url: str,  # type: ignore[no-untyped-def]
+                 fake_twilio: FakeTwilio) -> None:
+    """Three customers published, then `segmint send-offers` in a child process that dies at
+    `point` (tests/notifications/crash_send.py patches the send path; production has no such
+    hook)."""
+    config = write_config(tmp_path)
+    publish_run(db, people(3))
+    result = subprocess.run(
+        [sys.executable, str(CRASH_SEND), point, "--config", str(config), "send-offers"],
+        cwd=tmp_path, env={**os.environ, **cli_env(db_url, fake_twilio)}, capture_output=True,
+        text=True, timeout=300)
+    assert result.returncode == CRASH_EXIT_STATUS, result.stderr
 
 
 def summary_count(stdout: str, label: str) -> int:
@@ -42,7 +59,7 @@ def test_dry_run_prints_masked_messages_and_a_summary(tmp_path: Path, db, db_url
     assert "+44******3401  Hi Ann" in result.stdout and "+447400123401" not in result.stdout
     assert "(dry run)" in result.stdout and summary_count(result.stdout, "dry-run") == 2
     assert summary_count(result.stdout, "sent") == 0
-    assert {row.status for row in store.all_messages(db)} == {"dry_run"}
+    assert {row.status for row in ledger.all_messages(db)} == {"dry_run"}
 
 
 def test_explicit_dry_run_with_credentials_calls_nobody(tmp_path: Path, db, db_url: str,
@@ -88,18 +105,14 @@ def test_provider_problems_are_one_line_errors(tmp_path: Path, db, db_url: str,
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert ("unreachable" if problem == "unreachable" else "refused the credentials") in lines[0]
     assert "wrong-token" not in result.stderr
-    assert store.all_messages(db) == []
+    assert ledger.all_messages(db) == []
 
 
 def test_crash_after_the_claim_is_reconciled_not_resent(tmp_path: Path, db, db_url: str,
                                                         fake_twilio: FakeTwilio) -> None:
-    config = write_config(tmp_path)
-    publish_run(db, people(3))
-    result = run_segmint("--config", str(config), "send-offers", cwd=tmp_path,
-                         env=cli_env(db_url, fake_twilio, **{CRASH_POINT_ENV: "after_claim"}))
-    assert result.returncode == CRASH_EXIT_STATUS, result.stderr
+    crash_a_pass("after_claim", tmp_path, db, db_url, fake_twilio)
     assert fake_twilio.creates() == []
-    [crashed] = store.all_messages(db)
+    [crashed] = ledger.all_messages(db)
     assert crashed.status == "sending"
 
     live = live_settings(tmp_path, db_url, fake_twilio)
@@ -109,7 +122,7 @@ def test_crash_after_the_claim_is_reconciled_not_resent(tmp_path: Path, db, db_u
     # Once older than any send can take: Twilio lists no such message -> 'unknown', not resent.
     later = send_offers(db, live, now=datetime.now(UTC) + reconcile_grace(live) + timedelta(1))
     assert (later.unknown, later.sent) == (1, 0)
-    rows = {row.customer_id: row for row in store.all_messages(db)}
+    rows = {row.customer_id: row for row in ledger.all_messages(db)}
     assert rows[crashed.customer_id].status == "unknown"
     assert Counter(r.form["To"] for r in fake_twilio.creates()) == {
         "+447400123402": 1, "+447400123403": 1}
@@ -119,16 +132,12 @@ def test_crash_after_the_claim_is_reconciled_not_resent(tmp_path: Path, db, db_u
 
 def test_crash_after_the_send_finds_the_message_at_twilio(tmp_path: Path, db, db_url: str,
                                                           fake_twilio: FakeTwilio) -> None:
-    config = write_config(tmp_path)
-    publish_run(db, people(3))
-    result = run_segmint("--config", str(config), "send-offers", cwd=tmp_path,
-                         env=cli_env(db_url, fake_twilio, **{CRASH_POINT_ENV: "after_send"}))
-    assert result.returncode == CRASH_EXIT_STATUS, result.stderr
+    crash_a_pass("after_send", tmp_path, db, db_url, fake_twilio)
     [sent] = fake_twilio.created()
     live = live_settings(tmp_path, db_url, fake_twilio)
     later = send_offers(db, live, now=datetime.now(UTC) + reconcile_grace(live) + timedelta(1))
     assert (later.reconciled, later.sent, later.unknown) == (1, 2, 0)
-    rows = {row.phone: row for row in store.all_messages(db)}
+    rows = {row.phone: row for row in ledger.all_messages(db)}
     assert rows[sent["to"]].provider_sid == sent["sid"] and rows[sent["to"]].status == "queued"
     assert Counter(r.form["To"] for r in fake_twilio.creates()) == {
         "+447400123401": 1, "+447400123402": 1, "+447400123403": 1}
@@ -152,7 +161,7 @@ def test_two_concurrent_senders_send_each_message_once(tmp_path: Path, db, db_ur
     assert Counter(r.form["To"] for r in fake_twilio.creates()) == {
         person.phone: 1 for person in targets}
     assert len(fake_twilio.created()) == 40
-    rows = store.all_messages(db)
+    rows = ledger.all_messages(db)
     assert len(rows) == 40 and {row.status for row in rows} == {"queued"}
     lost = [int(m.group(1)) if (m := re.search(r"already_sent (\d+)", out)) else 0
             for out, _err in outputs]

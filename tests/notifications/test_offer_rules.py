@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from engine.phones import mask_phone
 from engine.settings import NotificationSettings, OfferTemplate
-from engine.store import offers as store
 from notifications.eligibility import in_quiet_window, recipient_zones, to_e164
 from notifications.offers import send_offers
 from notifications.templates import (
@@ -25,6 +24,7 @@ from notifications.templates import (
     offer_code,
     render,
 )
+from tests.notifications import ledger
 
 
 @pytest.mark.parametrize(("text", "encoding", "segments"), [
@@ -125,8 +125,8 @@ def test_quiet_hours_defer_in_the_recipients_local_time(tmp_path: Path, db, db_u
     first = send_offers(db, live, now=evening)
     assert first.sent == 1 and first.skipped["quiet_hours"] == 2
     assert [r.form["To"] for r in fake_twilio.creates()] == ["+12025550123"]
-    assert {row.customer_id for row in store.all_messages(db)} == {"C0002"}  # no row: deferred
-    skips = store.skips_for_pass(db, pass_id=first.pass_id)
+    assert {row.customer_id for row in ledger.all_messages(db)} == {"C0002"}  # no row: deferred
+    skips = ledger.skips_for_pass(db, pass_id=first.pass_id)
     assert {(s.customer_id, s.reason) for s in skips} == {("C0001", "quiet_hours"),
                                                          ("C0003", "quiet_hours")}
     # 01:00 UTC: London and New York are in quiet hours, Tokyo is at 10:00
@@ -153,7 +153,7 @@ def test_quiet_hours_are_judged_at_each_send_not_at_the_pass_start(
     summary = send_offers(db, live, clock=clock)
     assert summary.sent == 1 and summary.skipped["quiet_hours"] == 2
     assert [r.form["To"] for r in fake_twilio.creates()] == ["+447400123401"]
-    assert [row.customer_id for row in store.all_messages(db)] == ["C0001"]
+    assert [row.customer_id for row in ledger.all_messages(db)] == ["C0001"]
 
 
 def test_frequency_cap_across_offers(tmp_path: Path, db, db_url: str,
@@ -167,7 +167,7 @@ def test_frequency_cap_across_offers(tmp_path: Path, db, db_url: str,
     assert capped.sent == 0 and capped.skipped["frequency_cap"] == 1
     later = send_offers(db, live, now=day + timedelta(days=7, minutes=1))
     assert later.sent == 1
-    assert [row.offer_id for row in store.all_messages(db)] == ["vip-thanks", "welcome"]
+    assert [row.offer_id for row in ledger.all_messages(db)] == ["vip-thanks", "welcome"]
 
 
 def test_consent_phone_and_length_skips_are_recorded(tmp_path: Path, db, db_url: str,

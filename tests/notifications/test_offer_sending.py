@@ -12,16 +12,18 @@ from fake_twilio import FakeTwilio
 from engine.ingest import ingest_file
 from engine.models import Customer
 from engine.settings import Settings
+from engine.store import customers as customer_store
 from engine.store import offers as store
-from engine.store import session_scope
 from notifications.offers import send_offers
 from notifications.sender import ProviderError
+from tests.conftest import session_scope
+from tests.notifications import ledger
 
 PHONE = "+447400123401"
 
 
 def only_message(db, customer_id: str = "C0001"):  # type: ignore[no-untyped-def]
-    rows = store.messages_for_customer(db, customer_id=customer_id)
+    rows = ledger.messages_for_customer(db, customer_id=customer_id)
     assert len(rows) == 1, rows
     return rows[0]
 
@@ -44,7 +46,7 @@ def test_second_pass_sends_nothing_again(db, live: Settings, fake_twilio: FakeTw
     again = send_offers(db, live)
     assert again.sent == 0 and again.skipped["already_sent"] == 3
     assert len(fake_twilio.creates()) == 3
-    reasons = {skip.reason for skip in store.skips_for_pass(db, pass_id=again.pass_id)}
+    reasons = {skip.reason for skip in ledger.skips_for_pass(db, pass_id=again.pass_id)}
     assert reasons == {"already_sent"}
 
 
@@ -83,7 +85,7 @@ def test_a_rate_limit_outage_frees_the_offer_for_a_later_pass(db, live: Settings
     first = send_offers(db, live)
     assert (first.deferred, first.failed, first.sent) == (1, 0, 0)
     assert len(fake_twilio.creates()) == live.notifications.max_retries + 1
-    assert store.all_messages(db) == []
+    assert ledger.all_messages(db) == []
     fake_twilio._script.clear()  # Twilio is healthy again
     second = send_offers(db, live, now=datetime.now(UTC) + timedelta(hours=1))
     assert (second.sent, second.skipped["already_sent"]) == (1, 0)
@@ -121,12 +123,12 @@ def test_a_server_error_outage_never_sends_twice(db, live: Settings,
     first = send_offers(db, live)
     assert (first.sent, first.deferred) == (1, 1)
     assert only_message(db).provider_sid == fake_twilio.created(PHONE)[0]["sid"]
-    [waiting] = store.messages_for_customer(db, customer_id="C0002")
+    [waiting] = ledger.messages_for_customer(db, customer_id="C0002")
     assert waiting.status == "retry"
     late = fake_twilio._new_message({"To": waiting.phone, "Body": waiting.body})
     second = send_offers(db, live, now=datetime.now(UTC) + timedelta(hours=1))
     assert (second.sent, second.reconciled) == (0, 1)
-    [found] = store.messages_for_customer(db, customer_id="C0002")
+    [found] = ledger.messages_for_customer(db, customer_id="C0002")
     assert (found.status, found.provider_sid) == ("queued", late["sid"])
     assert len(fake_twilio.created()) == 2
     # PHONE: one create (its 500 was found before any retry); C0002: every attempt
@@ -163,19 +165,20 @@ def test_a_retry_row_of_a_customer_who_opted_out_is_still_reconciled(
     publish_run(db, people(1))
     fake_twilio.script(*["500"] * (live.notifications.max_retries + 1))
     assert send_offers(db, live).deferred == 1
-    [waiting] = store.all_messages(db)
+    [waiting] = ledger.all_messages(db)
     assert waiting.status == "retry"
     late = fake_twilio._new_message({"To": waiting.phone, "Body": waiting.body})  # listed late
-    assert store.record_status_callback(db, provider_sid=late["sid"], status="delivered",
+    assert store.record_status_callback(engine=db, provider_sid=late["sid"], status="delivered",
                                         error_code=None, now=datetime.now(UTC)) == "kept"
-    store.set_opt_out(db, phone=PHONE, opted_out=True, source="STOP", now=datetime.now(UTC))
+    customer_store.set_opt_out(engine=db, phone=PHONE, opted_out=True, source="STOP",
+                               now=datetime.now(UTC))
     later = datetime.now(UTC) + timedelta(hours=1)
     second = send_offers(db, live, now=later)
     assert (second.sent, second.reconciled) == (0, 1)
     row = only_message(db)
     assert (row.status, row.provider_sid) == ("delivered", late["sid"])
-    assert store.early_statuses(db) == []
-    assert "C0001" in store.recently_messaged(db, since=later - timedelta(days=1))
+    assert ledger.early_statuses(db) == []
+    assert "C0001" in store.recently_messaged(engine=db, since=later - timedelta(days=1))
     assert len(fake_twilio.created()) == 1
 
 
@@ -188,7 +191,8 @@ def test_a_retry_row_that_can_no_longer_be_sent_ends_failed(
     fake_twilio.script(*["500"] * (live.notifications.max_retries + 1))
     assert send_offers(db, live).deferred == 1
     if gone == "opted_out":
-        store.set_opt_out(db, phone=PHONE, opted_out=True, source="STOP", now=datetime.now(UTC))
+        customer_store.set_opt_out(engine=db, phone=PHONE, opted_out=True, source="STOP",
+                               now=datetime.now(UTC))
     else:
         publish_run(db, people(1, customer_class="No offer for this class"))
     second = send_offers(db, live, now=datetime.now(UTC) + timedelta(hours=1))
@@ -209,7 +213,7 @@ def test_21610_records_opt_out_without_retry(db, live: Settings, fake_twilio: Fa
     assert len(fake_twilio.creates()) == 1
     row = only_message(db)
     assert (row.status, row.error_code) == ("failed", "21610")
-    state = store.opt_out_state(db, phone=PHONE)
+    state = ledger.opt_out_state(db, phone=PHONE)
     assert state is not None and state.opted_out and state.source == "error 21610"
     # a new offer for the same customer in a later run is skipped as opted out
     publish_run(db, [Person("C0001", phone=PHONE, customer_class="New")])
@@ -265,7 +269,7 @@ def test_bad_credentials_stop_the_pass_and_release_the_claim(tmp_path: Path, db,
     with pytest.raises(ProviderError, match="refused the credentials") as raised:
         send_offers(db, wrong)
     assert "not-the-token" not in str(raised.value)
-    assert store.all_messages(db) == []  # nothing was sent, so nothing blocks the next pass
+    assert ledger.all_messages(db) == []  # nothing was sent, so nothing blocks the next pass
     assert send_offers(db, live_settings(tmp_path, db_url, fake_twilio)).sent == 2
 
 
@@ -277,7 +281,7 @@ def test_unreachable_provider_is_one_line(tmp_path: Path, db, db_url: str) -> No
     with pytest.raises(ProviderError, match="unreachable") as raised:
         send_offers(db, settings_for(tmp_path, db_url, env))
     assert "\n" not in str(raised.value) and env["TWILIO_AUTH_TOKEN"] not in str(raised.value)
-    assert store.all_messages(db) == []
+    assert ledger.all_messages(db) == []
 
 
 def test_dry_run_records_and_does_not_block_a_real_send(db, live: Settings,
@@ -287,10 +291,10 @@ def test_dry_run_records_and_does_not_block_a_real_send(db, live: Settings,
     assert (dry.dry_run, dry.dry_runs, dry.sent) == (True, 2, 0)
     assert fake_twilio.requests == []
     assert [phone for phone, _body in dry.previews] == ["+44******3401", "+44******3402"]
-    assert {row.status for row in store.all_messages(db)} == {"dry_run"}
+    assert {row.status for row in ledger.all_messages(db)} == {"dry_run"}
     # a repeated dry run re-renders instead of piling up rows
     send_offers(db, live, dry_run=True)
-    assert len(store.all_messages(db)) == 2
+    assert len(ledger.all_messages(db)) == 2
     real = send_offers(db, live)
     assert real.sent == 2 and len(fake_twilio.created()) == 2
 
@@ -339,7 +343,7 @@ def test_a_list_outage_and_refused_credentials_are_one_line(tmp_path: Path, db, 
     with pytest.raises(ProviderError, match="refused the credentials"):
         send_offers(db, wrong)
     assert fake_twilio.creates() == []
-    assert [row.status for row in store.all_messages(db)] == ["sending"]
+    assert [row.status for row in ledger.all_messages(db)] == ["sending"]
 
 
 def test_a_path_in_the_base_url_is_kept(tmp_path: Path, db, db_url: str) -> None:
@@ -362,15 +366,16 @@ def test_a_stop_during_the_pass_is_honoured_by_the_next_claim(db, live: Settings
 
     def stop_from_c0002(form: dict[str, str]) -> None:
         if form["To"] == PHONE:  # while the pass is sending to C0001
-            store.set_opt_out(db, phone="+447400123402", opted_out=True, source="STOP",
-                              now=datetime.now(UTC))
+            customer_store.set_opt_out(engine=db, phone="+447400123402", opted_out=True,
+                                       source="STOP", now=datetime.now(UTC))
 
     fake_twilio.on_create = stop_from_c0002
     summary = send_offers(db, live)
     assert (summary.sent, summary.eligible, summary.skipped["opted_out"]) == (2, 2, 1)
     assert not fake_twilio.creates("+447400123402")
-    assert store.messages_for_customer(db, customer_id="C0002") == []
-    reasons = {(s.customer_id, s.reason) for s in store.skips_for_pass(db, pass_id=summary.pass_id)}
+    assert ledger.messages_for_customer(db, customer_id="C0002") == []
+    reasons = {(s.customer_id, s.reason)
+               for s in ledger.skips_for_pass(db, pass_id=summary.pass_id)}
     assert reasons == {("C0002", "opted_out")}
 
 
@@ -394,7 +399,7 @@ def test_a_claim_is_stamped_when_it_is_made(db, live: Settings, fake_twilio: Fak
     [second] = other
     assert second.unknown == 0 and second.skipped["already_sent"] == 3  # type: ignore[attr-defined]
     assert first.sent == 3 and len(fake_twilio.created()) == 3
-    [row] = store.messages_for_customer(db, customer_id="C0003")
+    [row] = ledger.messages_for_customer(db, customer_id="C0003")
     assert row.created_at == start + late and row.status == "queued"
 
 

@@ -15,6 +15,7 @@ from engine.settings import Settings
 from engine.store import offers as store
 from notifications.offers import send_offers
 from notifications.webhooks import create_blueprint
+from tests.notifications import ledger
 
 PHONE = "+447400123401"
 STATUS_URL = "http://localhost/webhooks/twilio/status"
@@ -36,7 +37,7 @@ def post_signed(client: FlaskClient, url: str, form: dict[str, str], token: str)
 def sent_message(db, live: Settings):  # type: ignore[no-untyped-def]
     publish_run(db, people(1))
     assert send_offers(db, live).sent == 1
-    [row] = store.all_messages(db)
+    [row] = ledger.all_messages(db)
     return row
 
 
@@ -56,7 +57,7 @@ def test_unsigned_and_wrongly_signed_requests_get_403(client: FlaskClient, db, l
         signature = RequestValidator(fake_twilio.auth_token).compute_signature(url, form)
         assert client.post(url, data={**form, "Body": "START"},
                            headers={"X-Twilio-Signature": signature}).status_code == 403
-    assert store.opt_out_state(db, phone=PHONE) is None
+    assert ledger.opt_out_state(db, phone=PHONE) is None
 
 
 def test_without_an_auth_token_every_webhook_is_refused(db, settings: Settings) -> None:
@@ -77,7 +78,7 @@ def test_status_callbacks_move_forward_idempotently(client: FlaskClient, db, liv
     def callback(status: str, **extra: str) -> str:
         form = {"MessageSid": row.provider_sid, "MessageStatus": status, **extra}
         assert post_signed(client, STATUS_URL, form, token).status_code in (200, 204)
-        [current] = store.all_messages(db)
+        [current] = ledger.all_messages(db)
         return current.status
 
     assert callback("sent") == "sent"
@@ -93,7 +94,7 @@ def test_failed_callback_keeps_the_error_code(client: FlaskClient, db, live: Set
     row = sent_message(db, live)
     form = {"MessageSid": row.provider_sid, "MessageStatus": "undelivered", "ErrorCode": "30003"}
     assert post_signed(client, STATUS_URL, form, fake_twilio.auth_token).status_code == 204
-    [current] = store.all_messages(db)
+    [current] = ledger.all_messages(db)
     assert (current.status, current.error_code) == ("undelivered", "30003")
     unknown = {"MessageSid": "SM" + "0" * 32, "MessageStatus": "delivered"}
     assert post_signed(client, STATUS_URL, unknown, fake_twilio.auth_token).status_code == 204
@@ -104,7 +105,7 @@ def test_stop_then_start_then_help(client: FlaskClient, db, live: Settings,
     token = fake_twilio.auth_token
     stop = post_signed(client, INBOUND_URL, {"From": PHONE, "Body": " stop "}, token)
     assert stop.status_code == 200 and "<Message>" not in stop.get_data(as_text=True)
-    state = store.opt_out_state(db, phone=PHONE)
+    state = ledger.opt_out_state(db, phone=PHONE)
     assert state is not None and state.opted_out and state.source == "STOP"
 
     publish_run(db, people(1))
@@ -113,7 +114,7 @@ def test_stop_then_start_then_help(client: FlaskClient, db, live: Settings,
 
     start = post_signed(client, INBOUND_URL, {"From": PHONE, "Body": "START"}, token)
     assert start.status_code == 200
-    state = store.opt_out_state(db, phone=PHONE)
+    state = ledger.opt_out_state(db, phone=PHONE)
     assert state is not None and not state.opted_out and state.source == "START"
     assert send_offers(db, live).sent == 1
 
@@ -128,7 +129,7 @@ def test_every_opt_out_keyword(client: FlaskClient, db, fake_twilio: FakeTwilio,
                                word: str) -> None:
     post_signed(client, INBOUND_URL, {"From": PHONE, "Body": word.lower()},
                 fake_twilio.auth_token)
-    state = store.opt_out_state(db, phone=PHONE)
+    state = ledger.opt_out_state(db, phone=PHONE)
     assert state is not None and state.opted_out
 
 
@@ -137,7 +138,7 @@ def test_every_opt_in_keyword(client: FlaskClient, db, fake_twilio: FakeTwilio,
                               word: str) -> None:
     post_signed(client, INBOUND_URL, {"From": PHONE, "Body": "STOP"}, fake_twilio.auth_token)
     post_signed(client, INBOUND_URL, {"From": PHONE, "Body": word}, fake_twilio.auth_token)
-    state = store.opt_out_state(db, phone=PHONE)
+    state = ledger.opt_out_state(db, phone=PHONE)
     assert state is not None and not state.opted_out
 
 
@@ -145,7 +146,7 @@ def test_other_replies_change_nothing(client: FlaskClient, db, fake_twilio: Fake
     reply = post_signed(client, INBOUND_URL, {"From": PHONE, "Body": "please stop sending"},
                         fake_twilio.auth_token)
     assert reply.status_code == 200 and "<Message>" not in reply.get_data(as_text=True)
-    assert store.opt_out_state(db, phone=PHONE) is None
+    assert ledger.opt_out_state(db, phone=PHONE) is None
 
 
 def test_a_status_callback_before_the_sid_is_saved_is_applied_later(
@@ -164,10 +165,10 @@ def test_a_status_callback_before_the_sid_is_saved_is_applied_later(
     fake_twilio.after_create = twilio_calls_back_at_once
     assert send_offers(db, live).sent == 2
     assert answers == [204] * 6
-    rows = store.all_messages(db)
+    rows = ledger.all_messages(db)
     assert [(row.status, row.provider_sid) for row in rows] == [
         ("delivered", message["sid"]) for message in fake_twilio.created()]
-    assert store.early_statuses(db) == []
+    assert ledger.early_statuses(db) == []
 
 
 def test_a_callback_whose_sid_is_saved_between_its_two_looks_is_applied(
@@ -178,7 +179,7 @@ def test_a_callback_whose_sid_is_saved_between_its_two_looks_is_applied(
     (the row stayed 'queued'). Now the update is applied again once the sid is known."""
     publish_run(db, people(1))
     now = datetime.now(UTC)
-    claim = store.claim_offer(db, offer_key="vip-thanks:C0001", offer_id="vip-thanks",
+    claim = store.claim_offer(engine=db, offer_key="vip-thanks:C0001", offer_id="vip-thanks",
                               customer_id="C0001", run_id=None, phone=PHONE, body="hi",
                               segments=1, status="sending", now=now)
     assert claim.message_id is not None
@@ -186,10 +187,10 @@ def test_a_callback_whose_sid_is_saved_between_its_two_looks_is_applied(
     real_update = store.update_status_by_sid
     looks: list[bool] = []
 
-    def sender_commits_the_sid_right_after(engine, **kwargs):  # type: ignore[no-untyped-def]
-        updated = real_update(engine, **kwargs)
+    def sender_commits_the_sid_right_after(**kwargs):  # type: ignore[no-untyped-def]
+        updated = real_update(**kwargs)
         if not looks:  # the sending process saves the sid between the callback's two looks
-            store.record_result(db, message_id=claim.message_id, status="queued",
+            store.record_result(engine=db, message_id=claim.message_id, status="queued",
                                 provider_sid=sid, now=now)
         looks.append(updated)
         return updated
@@ -199,6 +200,6 @@ def test_a_callback_whose_sid_is_saved_between_its_two_looks_is_applied(
                          fake_twilio.auth_token)
     assert answer.status_code == 204
     assert looks[0] is False  # the first look missed the row
-    [row] = store.all_messages(db)
+    [row] = ledger.all_messages(db)
     assert (row.status, row.provider_sid) == ("delivered", sid)
-    assert store.early_statuses(db) == []
+    assert ledger.early_statuses(db) == []

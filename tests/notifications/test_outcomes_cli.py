@@ -14,8 +14,7 @@ from conftest import write_config
 from fake_twilio import FakeTwilio
 from test_offer_cli import cli_env, summary_count
 
-from engine.kpis import KPI_COLUMNS
-from engine.outcomes import OFFER_EXPORT_COLUMNS, OUTCOME_FIELDS
+from engine.columns import KPI_COLUMNS, OFFER_EXPORT_COLUMNS, OUTCOME_FIELDS
 from engine.store import get_engine
 from engine.store import offers as store
 from tests.conftest import run_segmint

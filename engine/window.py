@@ -1,4 +1,5 @@
-"""RFM and classes recomputed for an analyst's date window, reusing a published run's clusters.
+"""RFM and classes recomputed for an analyst's date window, reusing a published run's clusters
+(pure: frames in, frames out; the dashboard's recomputed windows call it).
 
 The run's k-means model is its centroids in standardised log space (diagnostics
 "centroids_scaled") plus the scaling, which is recovered exactly from the run's own stored
@@ -19,10 +20,10 @@ import pandas as pd
 
 from engine.classes import classify
 from engine.clustering import feature_frame, scale_features
+from engine.columns import SEGMENT_COLUMNS
 from engine.pipeline import window_lines
 from engine.rfm import rfm_segments
 from engine.settings import Settings
-from engine.store.aggregates import SEGMENT_COLUMNS
 
 log = logging.getLogger(__name__)
 

@@ -49,11 +49,14 @@ def prepare_data(settings: Settings, *, customers: int) -> tuple[Path, Path]:
     if transactions.exists() and customers_file.exists():
         click.echo(f"demo data: {folder} (already there)")
         return transactions, customers_file
-    from engine.demo import generate_demo_data
+    from engine.demo import PastOffer, generate_demo_data
 
-    result = generate_demo_data(folder, customers=customers, seed=42)
+    # With a past offer pass of known effect, so the Offers page shows a measured uplift.
+    result = generate_demo_data(folder, customers=customers, seed=42, past_offer=PastOffer())
     click.echo(f"demo data: {result.transactions_path} ({result.lines:,} lines), "
-               f"{result.customers_path} ({result.customers:,} customers)")
+               f"{result.customers_path} ({result.customers:,} customers), "
+               f"{result.offer_pass_path} (a past offer, true uplift {result.true_uplift:+.1f} "
+               "points)")
     return Path(result.transactions_path), Path(result.customers_path)
 
 
@@ -67,7 +70,7 @@ def ensure_login(settings: Settings, *, config_path: str | None) -> str:
         return (f"user {DEMO_USER!r} (password shown when it was created; set {PASSWORD_ENV} "
                 "to reset it)")
     password = password or secrets.token_urlsafe(9)
-    # Through the CLI's own `users add`, so the dashboard's hashing is used without jobs
+    # Through the CLI's own `users add`, so the dashboard's hashing is used without the demo
     # importing the dashboard package.
     done = subprocess.run(_segmint(config_path, "users", "add", DEMO_USER, "--role", DEMO_ROLE),
                           input=password + "\n", capture_output=True, text=True, check=False)
@@ -96,7 +99,7 @@ def run_demo(settings: Settings, *, config_path: str | None, port: int | None = 
              interval: int = 60, customers: int = 2000) -> int:
     """Prepare everything, then supervise scheduler + dashboard until a signal; exit status."""
     engine = get_engine(settings.database_url, settings.database.echo)
-    click.echo(f"database: {describe(settings.database_url)} at revision {init_db(engine)}")
+    click.echo(f"database: {describe(settings.database_url)} at revision {init_db(engine=engine)}")
     transactions, customers_file = prepare_data(settings, customers=customers)
     from engine.ingest import ingest_file
 
@@ -104,6 +107,12 @@ def run_demo(settings: Settings, *, config_path: str | None, port: int | None = 
     click.echo(summary.summary_line())
     if summary.customers is not None:
         click.echo(summary.customers.summary_line())
+    offer_pass = transactions.parent / "offer_pass.csv"
+    if offer_pass.exists():
+        from engine.offer_outcomes import record_offer_pass_file
+
+        added, _known = record_offer_pass_file(engine, offer_pass)
+        click.echo(f"past offer pass: {added:,} ledger rows recorded")
     outcome = pipeline(engine, settings, trigger="demo")
     if outcome.status == "failed":
         raise DemoError(f"the first pipeline run failed: {outcome.error}")

@@ -8,9 +8,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 
+from engine.columns import CUSTOMER_COLUMNS
+from engine.ingest.readers import IngestError, RawFile, text_cells, whole_number_ids
 from engine.phones import normalise_phone
-from engine.readers import IngestError, RawFile, text_cells, whole_number_ids
-from engine.store.lines import CUSTOMER_COLUMNS, StagedFile
+from engine.store.staged import StagedFile
 
 OPTIONAL_COLUMNS = ["first_name", "phone", "signup_date", "country", "sms_consent", "timezone"]
 TRUE_WORDS = {"1", "true", "t", "yes", "y"}

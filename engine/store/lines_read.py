@@ -1,0 +1,203 @@
+"""Reading transaction lines: the lines frame every engine function takes, column-wise.
+
+load_lines reads columns into Arrow. On a SQLite file that is the ADBC driver in a child process
+(engine.store.sqlite_arrow explains why); PostgreSQL uses COPY ... TO STDOUT. Raw DB-API on
+purpose: a Python object per cell through SQLAlchemy costs seconds on the real data set
+(docs/benchmarks.md). Timestamps are stored as UTC; the frames returned here carry naive UTC
+datetime64 values. Windows follow engine.dates' rule.
+"""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from engine.columns import LINE_COLUMNS
+from engine.dates import day_start, window_end
+from engine.store.db import database_error, sqlite_file, sqlite_uri
+from engine.store.scratch import scratch_folder
+
+
+def load_lines(*, engine: Engine, since: date | None = None, until: date | None = None,
+               columns: Sequence[str] = LINE_COLUMNS) -> pd.DataFrame:
+    """The lines frame, optionally limited to [since, until] (whole days, both inclusive).
+
+    Columns: invoice, stock_code, description, quantity, unit_price, amount, ts (naive UTC
+    datetime64[ns]), customer_id (str or None), country, is_return (bool); or only those of
+    `columns` (in LINE_COLUMNS order), which reads less. Ordered as loaded.
+
+    The rows are read column-wise into Arrow (a SQLite file through the ADBC driver in a child
+    process, PostgreSQL through COPY ... TO STDOUT parsed by pyarrow.csv), never as one Python
+    object per cell; the text columns come out as object columns whose repeated values share
+    one Python string.
+    """
+    unknown = sorted(set(columns) - set(LINE_COLUMNS))
+    if unknown or not columns:
+        raise ValueError(f"load_lines: unknown columns {unknown}" if unknown
+                         else "load_lines: no columns asked for")
+    names = [name for name in LINE_COLUMNS if name in columns]
+    sqlite_db = engine.dialect.name == "sqlite"
+    conditions = [(operator, bound) for bound, operator in
+                  ((since, ">="), (window_end(until), "<"))
+                  if bound is not None]
+    try:
+        path = sqlite_file(engine.url) if sqlite_db else None
+        if path is not None:
+            table = _arrow_lines_sqlite(path, conditions, names)
+        elif sqlite_db:
+            table = _arrow_lines_dbapi(engine, conditions, names)
+        else:
+            table = _arrow_lines_postgres(engine, conditions, names)
+    except (SQLAlchemyError, sqlite3.Error, psycopg.Error, pa.ArrowException, OSError,
+            _ChildReadError) as exc:
+        raise database_error(engine, exc) from None
+    return _lines_frame(table, names)
+
+
+# Text columns never hold '' (ingest stores an empty cell as NULL), so COALESCE(x, '') gives the
+# Arrow readers a column that is text from the first row on, and '' is turned back into null.
+_TEXT = ("invoice", "stock_code", "description", "customer_id", "country")
+_NUMBERS = ("quantity", "unit_price", "amount")
+
+
+def _arrow_types() -> dict[str, pa.DataType]:
+    return {name: pa.string() for name in (*_TEXT, "ts")} | \
+        {name: pa.float64() for name in _NUMBERS} | {"is_return": pa.int64()}
+
+
+def _select_list(ts_sql: str, columns: list[str]) -> str:
+    names = []
+    for name in columns:
+        if name in _TEXT:
+            names.append(f"COALESCE({name}, '') AS {name}")
+        elif name in _NUMBERS:
+            names.append(f"CAST({name} AS {'REAL' if ts_sql == 'ts' else 'float8'}) AS {name}")
+        elif name == "ts":
+            names.append(f"{ts_sql} AS ts")
+        else:
+            names.append(f"CAST({name} AS INTEGER) AS {name}")
+    return ", ".join(names)
+
+
+def _sqlite_query(conditions: list[tuple[str, date]], columns: list[str], *,
+                  literal: bool = False) -> tuple[str, list[str]]:
+    """The SELECT and its parameters; with literal=True the bounds are written into the SQL
+    (they are dates formatted here, never text from outside) and no parameters are left."""
+    params = [bound.strftime("%Y-%m-%d 00:00:00.000000") for _, bound in conditions]
+    where = " AND ".join(f"ts {operator} {repr(bound) if literal else '?'}"
+                         for (operator, _), bound in zip(conditions, params, strict=True))
+    params = [] if literal else params
+    sql = (f"SELECT {_select_list('ts', columns)} FROM transaction_line"
+           f"{' WHERE ' + where if where else ''} ORDER BY id")
+    return sql, params
+
+
+class _ChildReadError(Exception):
+    """The child reader (engine.store.sqlite_arrow) failed; the message is its one line."""
+
+
+def _arrow_lines_sqlite(path: Path, conditions: list[tuple[str, date]],
+                        columns: list[str]) -> pa.Table:
+    """The rows through the ADBC driver, which runs in a child process: it links its own copy of
+    SQLite, and two copies must not open one file in one process (see engine.store.sqlite_arrow).
+    """
+    sql, _ = _sqlite_query(conditions, columns, literal=True)
+    uri = sqlite_uri(path, "ro")
+    with scratch_folder("read") as folder:
+        target = folder / "lines.arrow"
+        completed = subprocess.run(
+            # The file as a script in isolated mode (-I): the child imports only pyarrow and the
+            # driver, not the engine package around it.
+            [sys.executable, "-I", str(Path(__file__).with_name("sqlite_arrow.py")), uri, sql,
+             str(target)],
+            capture_output=True, text=True, check=False)
+        if completed.returncode != 0:
+            lines = completed.stderr.strip().splitlines()
+            raise _ChildReadError(lines[-1] if lines else f"reader exited {completed.returncode}")
+        with pa.OSFile(str(target)) as source:
+            return pa.ipc.open_file(source).read_all()
+
+
+def _arrow_lines_dbapi(engine: Engine, conditions: list[tuple[str, date]],
+                       columns: list[str]) -> pa.Table:
+    """An in-memory SQLite database (tests): the rows through sqlite3, then to Arrow."""
+    sql, params = _sqlite_query(conditions, columns)
+    with engine.connect() as connection:
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+    values: list[Any] = list(zip(*rows, strict=True)) if rows else [[] for _ in columns]
+    types = _arrow_types()
+    return pa.table({name: pa.array(cells, type=types[name])
+                     for name, cells in zip(columns, values, strict=True)})
+
+
+def _arrow_lines_postgres(engine: Engine, conditions: list[tuple[str, date]],
+                          columns: list[str]) -> pa.Table:
+    from psycopg import sql as pgsql
+
+    ts_sql = "to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
+    where = " AND ".join(f"ts {operator} {{}}" for operator, _ in conditions)
+    query = pgsql.SQL(f"COPY (SELECT {_select_list(ts_sql, columns)} FROM transaction_line"
+                      f"{' WHERE ' + where if where else ''} ORDER BY id) "
+                      "TO STDOUT WITH (FORMAT csv, HEADER true)").format(
+        *[pgsql.Literal(day_start(bound)) for _, bound in conditions])
+    buffer = io.BytesIO()
+    with engine.connect() as connection:
+        raw = connection.connection.driver_connection
+        with raw.cursor() as cursor, cursor.copy(query) as copy:  # type: ignore[union-attr]
+            for block in copy:
+                buffer.write(block)
+    buffer.seek(0)
+    types = _arrow_types()
+    options = pacsv.ConvertOptions(column_types={name: types[name] for name in columns},
+                                   strings_can_be_null=False,
+                                   quoted_strings_can_be_null=False)
+    return pacsv.read_csv(buffer, convert_options=options)
+
+
+def _lines_frame(table: pa.Table, names: list[str]) -> pd.DataFrame:
+    """Arrow columns -> the lines frame (object text with None, float64, datetime64[ns], bool)."""
+    columns: dict[str, Any] = {}
+    types = _arrow_types()
+    for name in names:
+        values = table.column(name)
+        if not len(values):  # an empty result has no rows to infer types from
+            values = pa.chunked_array([], type=types[name])
+        if name in _TEXT:
+            values = pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values)
+        elif name == "ts":
+            values = pc.cast(values, pa.timestamp("us")).cast(pa.timestamp("ns"))
+        elif name == "is_return":
+            values = pc.not_equal(values, 0)
+        elif name in _NUMBERS:
+            values = values.cast(pa.float64())
+        columns[name] = values
+    frame = pa.table(columns).to_pandas(deduplicate_objects=True, self_destruct=True,
+                                        split_blocks=True)
+    for name in [name for name in _TEXT if name in names]:  # all-null comes back as NaN
+        if frame[name].dtype != object:
+            frame[name] = pd.Series(None, index=frame.index, dtype=object)
+    if "ts" in names:
+        frame["ts"] = frame["ts"].astype("datetime64[ns]")
+    if "is_return" in names:
+        frame["is_return"] = frame["is_return"].astype(bool)
+    return frame
+

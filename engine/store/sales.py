@@ -1,0 +1,200 @@
+"""Sales and products: the KPIs, monthly trends and product figures the dashboard shows.
+
+Every function is keyword-only, takes the engine explicitly and returns a small DataFrame or dict;
+the heavy lifting (grouping 500k transaction lines) happens in the database, never in Python.
+Windows follow engine.dates' rule (whole days, both bounds inclusive).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import ColumnElement, Engine, case, distinct, func, not_, select
+
+from engine.store.runs import published_run_query
+from engine.store.tables import LINES, PRODUCTS, RUNS, in_window, read_frame
+
+
+def _month(engine: Engine, column: ColumnElement[Any]) -> ColumnElement[str]:
+    if engine.dialect.name == "postgresql":
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM")
+    return func.strftime("%Y-%m", column)
+
+
+def _products_only(non_product_codes: Sequence[str]) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = [LINES.c.stock_code.is_not(None)]
+    if non_product_codes:
+        conditions.append(LINES.c.stock_code.not_in(list(non_product_codes)))
+    return conditions
+
+
+def _orders() -> ColumnElement[int]:
+    """Distinct purchase invoices (returns are not orders)."""
+    return func.count(distinct(case((not_(LINES.c.is_return), LINES.c.invoice))))
+
+
+def _buyers() -> ColumnElement[int]:
+    """Distinct customers with a purchase (a return alone does not count)."""
+    return func.count(distinct(case((not_(LINES.c.is_return), LINES.c.customer_id))))
+
+
+# --- data state -------------------------------------------------------------------------------
+
+def data_version(*, engine: Engine) -> str:
+    """Changes whenever lines are loaded or a run is published: part of every dashboard cache
+    key."""
+    # Lines are only ever appended (ingest never deletes), so the largest id tells them apart;
+    # both come from an index, never a table scan.
+    statement = select(
+        select(func.max(LINES.c.id)).scalar_subquery(),
+        published_run_query().with_only_columns(RUNS.c.id).scalar_subquery(),
+    )
+    with engine.connect() as connection:
+        row = connection.execute(statement).one()
+    return "-".join(str(value) for value in row)
+
+
+def data_span(*, engine: Engine) -> tuple[date, date] | None:
+    """First and last transaction dates, or None when nothing is loaded."""
+    with engine.connect() as connection:
+        first, last = connection.execute(select(func.min(LINES.c.ts), func.max(LINES.c.ts))).one()
+    if first is None:
+        return None
+    return pd.Timestamp(first).date(), pd.Timestamp(last).date()
+
+
+# --- sales ------------------------------------------------------------------------------------
+
+def kpis(*, engine: Engine, since: date | None = None,
+         until: date | None = None) -> dict[str, float]:
+    """Net revenue, orders, customers with a purchase, average order value, lines."""
+    statement = select(
+        func.coalesce(func.sum(LINES.c.amount), 0.0), _orders(), _buyers(),
+        func.count(LINES.c.id),
+    ).where(*in_window(since, until))
+    with engine.connect() as connection:
+        revenue, orders, customers, lines = connection.execute(statement).one()
+    revenue = float(revenue or 0.0)
+    return {
+        "revenue": revenue,
+        "orders": int(orders or 0),
+        "customers": int(customers or 0),
+        "aov": revenue / orders if orders else 0.0,
+        "lines": int(lines or 0),
+    }
+
+
+def new_customers_by_month(*, engine: Engine) -> pd.DataFrame:
+    """Per month (YYYY-MM): new_customers, the customers whose first purchase ever it holds.
+
+    It reads every line whatever the window, so callers showing several windows compute it once
+    and pass it to monthly_trends."""
+    firsts = (
+        select(LINES.c.customer_id, func.min(LINES.c.ts).label("first_ts"))
+        .where(LINES.c.customer_id.is_not(None), not_(LINES.c.is_return))
+        .group_by(LINES.c.customer_id)
+        .subquery()
+    )
+    first_month = _month(engine, firsts.c.first_ts).label("month")
+    new = select(first_month, func.count().label("new_customers")).group_by(first_month)
+    return read_frame(engine, new)
+
+
+def monthly_trends(*, engine: Engine, since: date | None = None, until: date | None = None,
+                   new_customers: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per month: revenue, orders, active_customers, new_customers (first purchase ever).
+
+    new_customers: new_customers_by_month's frame when the caller has it already."""
+    month = _month(engine, LINES.c.ts).label("month")
+    sales = (
+        select(month, func.sum(LINES.c.amount).label("revenue"), _orders().label("orders"),
+               _buyers().label("active_customers"))
+        .where(*in_window(since, until))
+        .group_by(month)
+        .order_by(month)
+    )
+    frame = read_frame(engine, sales)
+    new_frame = (new_customers if new_customers is not None
+                 else new_customers_by_month(engine=engine))
+    if frame.empty:
+        return pd.DataFrame(columns=["month", "revenue", "orders", "active_customers",
+                                     "new_customers"])
+    frame = frame.merge(new_frame, on="month", how="left")
+    frame["new_customers"] = frame["new_customers"].fillna(0).astype(int)
+    frame["revenue"] = frame["revenue"].astype(float)
+    frame["orders"] = frame["orders"].astype(int)
+    frame["active_customers"] = frame["active_customers"].astype(int)
+    return frame.reset_index(drop=True)
+
+
+# --- products ---------------------------------------------------------------------------------
+
+def product_summary(*, engine: Engine, non_product_codes: Sequence[str], since: date | None = None,
+                    until: date | None = None) -> pd.DataFrame:
+    """Per product: description, net revenue, net quantity, distinct buying customers, orders."""
+    statement = (
+        select(
+            LINES.c.stock_code,
+            func.sum(LINES.c.amount).label("revenue"),
+            func.sum(LINES.c.quantity).label("quantity"),
+            _buyers().label("customers"),
+            _orders().label("orders"),
+        )
+        .where(*_products_only(non_product_codes), *in_window(since, until))
+        .group_by(LINES.c.stock_code)
+    )
+    frame = with_descriptions(engine=engine, frame=read_frame(engine, statement))
+    for column in ("revenue", "quantity"):
+        frame[column] = frame[column].astype(float)
+    for column in ("customers", "orders"):
+        frame[column] = frame[column].astype(int)
+    return frame
+
+
+def customer_products(*, engine: Engine, non_product_codes: Sequence[str],
+                      since: date | None = None, until: date | None = None) -> pd.DataFrame:
+    """Per customer and product of the window: net revenue, net quantity and purchase lines
+    (returns left out), so the dashboard can group products by any per-customer rows (a window's
+    recomputed classes, a selection of classes or segments)."""
+    statement = (
+        select(
+            LINES.c.customer_id,
+            LINES.c.stock_code,
+            func.sum(LINES.c.amount).label("revenue"),
+            func.sum(LINES.c.quantity).label("quantity"),
+            func.count(case((not_(LINES.c.is_return), 1))).label("purchases"),
+        )
+        .where(LINES.c.customer_id.is_not(None), *_products_only(non_product_codes),
+               *in_window(since, until))
+        .group_by(LINES.c.customer_id, LINES.c.stock_code)
+    )
+    frame = read_frame(engine, statement)
+    for column in ("revenue", "quantity"):
+        frame[column] = frame[column].astype(float)
+    frame["purchases"] = frame["purchases"].astype(int)
+    return frame
+
+
+def product_names(*, engine: Engine, stock_codes: Sequence[str]) -> dict[str, str]:
+    """Description per stock code (the product table's, kept current by ingest)."""
+    codes = sorted({code for code in stock_codes if code})
+    names: dict[str, str] = {}
+    with engine.connect() as connection:
+        for start in range(0, len(codes), 500):
+            chunk = codes[start:start + 500]
+            statement = select(PRODUCTS.c.stock_code, PRODUCTS.c.description).where(
+                PRODUCTS.c.stock_code.in_(chunk))
+            names.update({code: text for code, text in connection.execute(statement) if text})
+    return names
+
+
+def with_descriptions(*, engine: Engine, frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with a description column after its stock_code column (a copy)."""
+    names = product_names(engine=engine, stock_codes=frame["stock_code"].tolist())
+    described = frame.copy()
+    position = list(described.columns).index("stock_code") + 1
+    described.insert(position, "description", described["stock_code"].map(names))
+    return described

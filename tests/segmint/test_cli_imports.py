@@ -1,0 +1,77 @@
+"""A command line that answers at once: commands that compute nothing import no analytics library.
+
+Each command runs as `python -X importtime -m segmint ...` in a fresh process; the modules it
+imported are read from the import-time report on stderr (not a timing test: it fails when a
+heavy import comes back at module level)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.store import get_engine, init_db
+
+# Analytics, dashboard and modelling libraries: only the commands that compute import them.
+HEAVY = ("sklearn", "scipy", "mlxtend", "dash", "plotly", "pymc", "pymc_marketing", "pytensor",
+         "kneed", "implicit", "pyspark", "statsmodels", "matplotlib", "threadpoolctl")
+
+
+def imported_modules(*args: str, stdin: str | None = None, ok: bool = True) -> set[str]:
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "segmint", *args],
+                          input=stdin, capture_output=True, text=True, check=False)
+    assert (done.returncode == 0) == ok, done.stderr[-2000:]
+    names = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines()
+             if line.startswith("import time:") and line.count("|") == 2}
+    assert "segmint.cli" in names  # the report was read
+    return names
+
+
+def heavy_in(names: set[str]) -> list[str]:
+    return sorted(name for name in names if name.split(".")[0] in HEAVY)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "segmint.db"}"\n')
+    engine = get_engine(f"sqlite:///{tmp_path / 'segmint.db'}")
+    init_db(engine=engine)
+    engine.dispose()
+    return path
+
+
+def test_help_imports_click_and_nothing_of_the_engine() -> None:
+    names = imported_modules("--help")
+    assert heavy_in(names) == []
+    assert sorted(name for name in names if name.split(".")[0] in
+                  ("pandas", "numpy", "pyarrow", "sqlalchemy", "alembic", "pydantic")) == []
+
+
+@pytest.mark.parametrize("command", [["runs"], ["runs", "--json"], ["jobs"], ["users", "list"]])
+def test_listing_commands_import_no_analytics_library(config: Path, command: list[str]) -> None:
+    assert heavy_in(imported_modules("--config", str(config), *command)) == []
+
+
+def test_users_add_imports_no_analytics_library(config: Path) -> None:
+    names = imported_modules("--config", str(config), "users", "add", "ann", "--role", "manager",
+                             stdin="a long password\n")
+    assert heavy_in(names) == []
+
+
+@pytest.mark.parametrize("kind", ["segments", "rules", "recommendations", "profiles"])
+def test_export_of_stored_results_imports_no_analytics_library(config: Path, kind: str) -> None:
+    # No run is stored: the command stops with its one-line error after importing everything
+    # an export imports.
+    names = imported_modules("--config", str(config), "export", kind, ok=False)
+    assert heavy_in(names) == []
+    assert "engine.exports" in names
+
+
+def test_export_transitions_imports_no_analytics_library(config: Path) -> None:
+    names = imported_modules("--config", str(config), "export", "transitions", "--from", "1",
+                             ok=False)
+    assert heavy_in(names) == []
+    assert "engine.classes" in names
