@@ -18,9 +18,10 @@ from test_offer_cli import cli_env, summary_count
 
 from engine.outcomes import HOLDOUT, TREATMENT, assign_group
 from engine.settings import Settings, load_settings
-from engine.store import offers as store
-from notifications.offers import CRASH_EXIT_STATUS, CRASH_POINT_ENV, reconcile_grace, send_offers
+from notifications.offers import reconcile_grace, send_offers
 from tests.conftest import run_segmint
+from tests.notifications import ledger
+from tests.notifications.crash_send import CRASH_EXIT_STATUS
 
 SHARE = "holdout_share = 0.3\n"
 SALT = "segmint-holdout"  # config.toml's default
@@ -56,7 +57,7 @@ def test_holdout_customers_are_recorded_never_messaged_and_keep_their_group(
     assert (first.sent, first.holdout) == (len(treated), len(held))
     assert not phones_twilio_saw(fake_twilio) & held
     assert {request.form["To"] for request in fake_twilio.creates()} == treated
-    rows = store.all_messages(db)
+    rows = ledger.all_messages(db)
     by_phone = {row.phone: row for row in rows}
     assert {phone for phone, row in by_phone.items() if row.status == "holdout"} == held
     assert all(by_phone[phone].assigned_group == HOLDOUT for phone in held)
@@ -68,7 +69,7 @@ def test_holdout_customers_are_recorded_never_messaged_and_keep_their_group(
     assert (again.sent, again.holdout) == (0, 0)
     assert (again.skipped["holdout"], again.skipped["already_sent"]) == (len(held), len(treated))
     assert len(fake_twilio.creates()) == len(treated)
-    assert {(row.phone, row.status) for row in store.all_messages(db)} == {
+    assert {(row.phone, row.status) for row in ledger.all_messages(db)} == {
         (row.phone, row.status) for row in rows}
 
 
@@ -109,7 +110,7 @@ def test_dry_runs_assign_the_same_groups_and_print_the_mde(tmp_path: Path, db,
         len(treated), len(held))
     assert (f"measure vip-thanks: treatment {len(treated)}, holdout {len(held)} (share 30%): "
             "smallest detectable uplift") in out
-    rows = store.all_messages(db)
+    rows = ledger.all_messages(db)
     assert {row.status for row in rows} == {"dry_run"}
     assert all(row.offer_key.startswith("dry-run:") for row in rows)
     assert {row.phone for row in rows if row.assigned_group == HOLDOUT} == held
@@ -124,8 +125,11 @@ def test_a_restart_after_a_crash_never_reaches_a_holdout_number(
     treated, held = split(persons)
     publish_run(db, persons)
     config = write_config(tmp_path, SHARE)
-    crashed = run_segmint("--config", str(config), "send-offers", cwd=tmp_path,
-                          env=cli_env(db_url, fake_twilio, **{CRASH_POINT_ENV: "after_send"}))
+    crashed = subprocess.run(  # tests/notifications/crash_send.py kills it after one send
+        [sys.executable, str(Path(__file__).with_name("crash_send.py")), "after_send",
+         "--config", str(config), "send-offers"], cwd=tmp_path,
+        env={**os.environ, **cli_env(db_url, fake_twilio)}, capture_output=True, text=True,
+        timeout=300)
     assert crashed.returncode == CRASH_EXIT_STATUS, crashed.stderr
     live = live_settings(tmp_path, db_url, fake_twilio, SHARE)
     later = send_offers(db, live, now=datetime.now(UTC) + reconcile_grace(live) + timedelta(1))
@@ -133,7 +137,7 @@ def test_a_restart_after_a_crash_never_reaches_a_holdout_number(
     assert Counter(request.form["To"] for request in fake_twilio.creates()) == {
         phone: 1 for phone in treated}
     assert not phones_twilio_saw(fake_twilio) & held
-    assert Counter(row.status for row in store.all_messages(db))["holdout"] == len(held)
+    assert Counter(row.status for row in ledger.all_messages(db))["holdout"] == len(held)
 
 
 def test_two_concurrent_passes_keep_the_groups_and_send_once(tmp_path: Path, db, db_url: str,
@@ -154,7 +158,7 @@ def test_two_concurrent_passes_keep_the_groups_and_send_once(tmp_path: Path, db,
     assert Counter(request.form["To"] for request in fake_twilio.creates()) == {
         phone: 1 for phone in treated}
     assert not phones_twilio_saw(fake_twilio) & held
-    rows = store.all_messages(db)
+    rows = ledger.all_messages(db)
     assert len(rows) == len(persons)
     assert {row.phone for row in rows if row.status == "holdout"} == held
 

@@ -16,8 +16,8 @@ from test_offer_cli import cli_env, summary_count
 
 from engine.columns import KPI_COLUMNS, OFFER_EXPORT_COLUMNS, OUTCOME_FIELDS
 from engine.store import get_engine
-from engine.store import offers as store
 from tests.conftest import run_segmint
+from tests.notifications import ledger
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +46,7 @@ def test_demo_to_outcomes_finds_the_true_uplift_and_holds_out_for_real(
     # No number held out of this pass's offers ever reached Twilio (the two offers target
     # different classes; a customer held out of the demo's past offer may get this pass's).
     engine = get_engine(sqlite_url)
-    rows = store.all_messages(engine)
+    rows = ledger.all_messages(engine)
     engine.dispose()
     held = {row.phone for row in rows
             if row.assigned_group == "holdout" and row.offer_id != "demo-autumn"}
