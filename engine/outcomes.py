@@ -57,7 +57,7 @@ EXTRA_FIELDS: Final = [
     "converted_treatment", "converted_holdout", "revenue_uplift", "revenue_uplift_ci_low",
     "revenue_uplift_ci_high", "customers_needed", "verdict",
 ]
-LEDGER_COLUMNS: Final = ("customer_id", "offer_id", "group", "decided_at")
+ATTRIBUTION_COLUMNS: Final = ("customer_id", "offer_id", "group", "decided_at")
 LINE_COLUMNS: Final = ("customer_id", "ts", "amount", "is_return")
 _HASH_SPACE: Final = float(1 << 64)
 
@@ -155,7 +155,7 @@ def attribute(ledger: pd.DataFrame, lines: pd.DataFrame, *, attribution_days: in
     columns are kept). lines: customer_id, ts, amount, is_return (and stock_code: lines with a
     non-product code, such as postage, do not count); a return's amount always subtracts.
     Times are compared in UTC (naive times are taken to be UTC)."""
-    require_columns(ledger, LEDGER_COLUMNS, "ledger frame")
+    require_columns(ledger, ATTRIBUTION_COLUMNS, "ledger frame")
     require_columns(lines, LINE_COLUMNS, "lines frame")
     days = check_attribution_days(attribution_days)
     out = ledger.reset_index(drop=True).copy()

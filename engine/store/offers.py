@@ -62,8 +62,8 @@ from engine.store.tables import (
 )
 
 # offer_ledger's columns (the ledger as engine.outcomes reads it).
-LEDGER_COLUMNS = ["customer_id", "offer_id", "pass_id", "group", "status", "created_at",
-                  "sent_at", "customer_class"]
+OFFER_LEDGER_COLUMNS = ["customer_id", "offer_id", "pass_id", "group", "status", "created_at",
+                        "sent_at", "customer_class"]
 # An early callback whose sid never shows up (a message not sent by Segmint) is dropped after this.
 EARLY_STATUS_KEPT = timedelta(days=7)
 
@@ -474,7 +474,7 @@ def offer_ledger(*, engine: Engine, offer_id: str | None = None) -> pd.DataFrame
         .order_by(message.id))
     if offer_id is not None:
         statement = statement.where(message.offer_id == offer_id)
-    return read_frame(engine, statement, LEDGER_COLUMNS)
+    return read_frame(engine, statement, OFFER_LEDGER_COLUMNS)
 
 
 def offer_ids(*, engine: Engine) -> list[str]:
