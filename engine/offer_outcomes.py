@@ -131,6 +131,14 @@ def _interval(row: pd.Series) -> str:
             f"{row['uplift_ci_high']:.1f})")
 
 
+def _money_interval(row: pd.Series, currency: str) -> str:
+    if math.isnan(row["revenue_uplift_ci_low"]):
+        return f"{currency}{row['revenue_uplift']:,.2f}, no interval"
+    return (f"{currency}{row['revenue_uplift']:,.2f}, 95 % CI {currency}"
+            f"{row['revenue_uplift_ci_low']:,.2f} to {currency}"
+            f"{row['revenue_uplift_ci_high']:,.2f} (Welch)")
+
+
 def outcome_lines(outcomes: Outcomes, *, currency: str = "£") -> list[str]:
     """The text `segmint outcomes` prints."""
     if outcomes.by_offer.empty:
@@ -145,7 +153,8 @@ def outcome_lines(outcomes: Outcomes, *, currency: str = "£") -> list[str]:
             f"({_rate(row['conversion_holdout'])})",
             f"  uplift {_interval(row)}; smallest detectable {row['mde']:.1f} points",
             f"  revenue per customer {currency}{row['revenue_per_customer_treatment']:,.2f} vs "
-            f"{currency}{row['revenue_per_customer_holdout']:,.2f}; incremental revenue "
+            f"{currency}{row['revenue_per_customer_holdout']:,.2f} (difference "
+            f"{_money_interval(row, currency)}); incremental revenue "
             f"{currency}{row['incremental_revenue']:,.0f}",
             f"  verdict: {row['verdict']}",
         ]
