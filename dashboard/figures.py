@@ -344,3 +344,57 @@ def _product_label(code: Any, description: Any, width: int = 34) -> str:
     if len(text) > width:
         text = text[: width - 1] + "…"
     return plotly_text(f"{text} ({code})" if text != str(code) else text)
+
+
+GROUP_COLOURS = {"treatment": ACCENT, "holdout": "#6c757d"}
+
+
+def uplift_figure(estimates: pd.DataFrame, title: str) -> go.Figure:
+    """Dot and whisker per offer: the uplift in points with its 95 % interval, a zero line,
+    and the MDE as a hollow mark (estimates: engine.outcomes.estimate's columns)."""
+    usable = estimates.dropna(subset=["uplift_ci_low", "uplift_ci_high"])
+    if usable.empty:
+        return empty_figure("No offer with both a treatment and a holdout group yet", title)
+    ordered = usable.iloc[::-1]  # first offer on top
+    labels = ordered["offer_id"].astype(str).map(plotly_text)
+    figure = go.Figure()
+    figure.add_trace(go.Scatter(
+        x=ordered["uplift"], y=labels, mode="markers", name="uplift (95 % interval)",
+        marker={"size": 11, "color": ACCENT},
+        error_x={"type": "data", "symmetric": False, "color": ACCENT, "thickness": 2,
+                 "array": ordered["uplift_ci_high"] - ordered["uplift"],
+                 "arrayminus": ordered["uplift"] - ordered["uplift_ci_low"]},
+        customdata=np.column_stack([ordered["uplift_ci_low"], ordered["uplift_ci_high"],
+                                    ordered["treatment"], ordered["holdout"]]),
+        hovertemplate="%{y}: %{x:+.1f} points (%{customdata[0]:.1f} to %{customdata[1]:.1f})"
+                      "<br>treatment %{customdata[2]:,}, holdout %{customdata[3]:,}"
+                      "<extra></extra>"))
+    figure.add_trace(go.Scatter(
+        x=ordered["mde"], y=labels, mode="markers", name="smallest detectable (MDE)",
+        marker={"symbol": "line-ns-open", "size": 16, "color": BEST},
+        hovertemplate="%{y}: MDE %{x:.1f} points<extra></extra>"))
+    figure.add_vline(x=0, line_color="#344050", line_width=1)
+    figure.update_xaxes(title_text="uplift in conversion, points (treatment - holdout)")
+    figure.update_layout(legend={"orientation": "h", "y": -0.3})
+    return _layout(figure, title, height=160 + 50 * len(ordered))
+
+
+def conversion_curve_figure(curve: pd.DataFrame, title: str) -> go.Figure:
+    """Cumulative conversion since the send (treatment) or the assignment (holdout), per day
+    (curve: engine.outcomes.conversion_curve's columns)."""
+    if curve.empty or curve["customers"].max() == 0:
+        return empty_figure("No customers in this offer yet", title)
+    figure = go.Figure()
+    for group, rows in curve.groupby("group", sort=False):
+        if rows["customers"].iloc[0] == 0:
+            continue
+        figure.add_trace(go.Scatter(
+            x=rows["day"], y=rows["rate"], mode="lines+markers", name=str(group),
+            line={"shape": "hv", "color": GROUP_COLOURS.get(str(group), ACCENT)},
+            customdata=rows[["converted", "customers"]].to_numpy(),
+            hovertemplate=f"{group}, day %{{x}}: %{{y:.1%}} "
+                          "(%{customdata[0]:,} of %{customdata[1]:,})<extra></extra>"))
+    figure.update_xaxes(title_text="days since the send / assignment", dtick=1)
+    figure.update_yaxes(title_text="converted", tickformat=".0%", rangemode="tozero")
+    figure.update_layout(legend={"orientation": "h", "y": -0.3})
+    return _layout(figure, title)

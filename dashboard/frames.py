@@ -233,6 +233,33 @@ def segment_rows(current: Scope) -> pd.DataFrame:
     return context.cached("window-rows", run["id"], current.since, current.until, compute=compute)
 
 
+def segment_kpis(current: Scope, filters: Filters) -> pd.DataFrame:
+    """KPIs per class, RFM segment and persona (engine/kpis.py) of the scope's customers (after
+    the class / segment filters), over the scope's window: it follows the date window."""
+    if current.run is None:
+        from engine.columns import KPI_COLUMNS
+
+        return pd.DataFrame(columns=KPI_COLUMNS)
+    run = current.run
+
+    def compute() -> pd.DataFrame:
+        from engine.kpis import segment_kpis as kpis
+        from engine.offer_outcomes import KPI_LINE_COLUMNS
+        from engine.store.lines_read import load_lines
+
+        rows = filter_rows(segment_rows(current), filters)
+        from engine.dates import last_day, window_end
+
+        as_of: date = (window_end(current.until) or run["as_of"] if current.recomputed
+                       else run["as_of"])
+        lines = load_lines(engine=context.engine(), until=last_day(None, as_of),
+                           columns=KPI_LINE_COLUMNS)
+        return kpis(lines, rows, as_of=as_of, since=current.since,
+                    non_product_codes=list(context.settings().ingest.non_product_codes))
+    return context.cached("segment-kpis", run["id"], current.since, current.until,
+                          filters.classes, filters.segments, compute=compute)
+
+
 def filter_rows(rows: pd.DataFrame, filters: Filters) -> pd.DataFrame:
     if filters.classes:
         rows = rows[rows["customer_class"].isin(filters.classes)]

@@ -62,6 +62,11 @@ RULES_TABLE = "recs-rules-table"
 
 # Offers and jobs
 OFFER_STATUS = "offers-by-status"
+OFFER_UPLIFT = "offers-uplift"
+OFFER_VERDICT = "offers-verdict"  # + "-<n>": one per offer, in the page's order
+OFFER_CURVE = "offers-curve"  # + "-<n>"
+OFFER_CLASSES = "offers-classes"  # + "-<n>"
+SEGMENT_KPIS = "segments-kpis"
 JOBS_TABLE = "jobs-table"
 
 # Value & risk

@@ -22,6 +22,18 @@ PROFILE_COLUMNS = ["cluster", "value_tier", "persona", "size", "recency_days", "
 TRANSITION_COLUMNS = ["from_class", "to_class", "customers"]
 CLV_COLUMNS = ["customer_id", "frequency", "recency", "T", "p_alive", "expected_purchases_90d",
                "expected_purchases_365d", "expected_order_value", "clv_365d", "churn_risk"]
+# `export kpis` (engine/kpis.py; scheme class, rfm_segment or persona).
+KPI_COLUMNS = ["scheme", "segment", "customers", "revenue_share", "aov", "repeat_rate",
+               "retention_90d", "median_days_between_orders"]
+# `export offers` (engine/outcomes.py; group treatment or holdout, converted and revenue_after
+# over the attribution window).
+OFFER_EXPORT_COLUMNS = ["customer_id", "offer_id", "pass_id", "group", "status", "decided_at",
+                        "converted", "revenue_after"]
+# `outcomes --json`, per offer (uplift, its interval and mde in conversion-rate points).
+OUTCOME_FIELDS = ["offer_id", "treatment", "holdout", "conversion_treatment",
+                  "conversion_holdout", "uplift", "uplift_ci_low", "uplift_ci_high",
+                  "revenue_per_customer_treatment", "revenue_per_customer_holdout",
+                  "incremental_revenue", "mde"]
 
 # The lines frame every engine function takes (engine.store.lines_read.load_lines).
 LINE_COLUMNS = ["invoice", "stock_code", "description", "quantity", "unit_price", "amount", "ts",

@@ -14,13 +14,26 @@ ranges (UK Ofcom drama 07700 900xxx, North American 555-01xx), so no real phone 
 
 About 50 lines per customer: 2,000 customers give ~100k lines, 200,000 give ~10 million. No
 Python loop runs per line or per customer; the CSVs are written by pyarrow.
+
+A past offer pass with a known true effect (`past_offer=PastOffer()`, `--past-offer` on the
+command line) closes the outcomes loop (SPEC.md "Outcomes"). The customers the offer reached
+(SMS consent, a phone number, bought before the pass and not lapsed by then) are split into
+treatment and holdout by the same deterministic assignment live passes use
+(engine.outcomes.assign_group). In their attribution window after the pass, their own purchases
+are replaced by a controlled response: each holdout customer buys with probability
+`rate_holdout`, each treated one with `rate_treatment`, one order of a few popular items at a
+random moment of the window. So the true uplift is exactly rate_treatment - rate_holdout (in
+points: 10 by default), and the estimate from the data must find it. The pass itself is written
+to OUTDIR/offer_pass.csv (customer_id, offer_id, pass_id, group, decided_at), which
+`segmint ingest --offer-pass` records in the offer ledger. Without past_offer the bytes written
+are exactly those of earlier versions (the offer draws come from their own generator).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -70,11 +83,36 @@ BEHAVIOUR_SHARES = np.array([0.86, 0.05, 0.03, 0.06])
 
 
 @dataclass(frozen=True)
+class PastOffer:
+    """A past offer pass with a known true effect (see the module notes)."""
+
+    offer_id: str = "demo-autumn"
+    pass_id: str = "demo-past-pass"
+    decided_at: datetime = datetime(2025, 10, 20, 10, 0, tzinfo=UTC)
+    holdout_share: float = 0.2
+    salt: str = "segmint-demo"
+    rate_holdout: float = 0.15
+    rate_treatment: float = 0.25
+    attribution_days: int = 14
+
+    @property
+    def true_uplift(self) -> float:
+        """In conversion-rate points."""
+        return round((self.rate_treatment - self.rate_holdout) * 100, 10)
+
+
+OFFER_PASS_COLUMNS = ("customer_id", "offer_id", "pass_id", "group", "decided_at")
+
+
+@dataclass(frozen=True)
 class DemoData:
     transactions_path: Path
     customers_path: Path
     lines: int
     customers: int
+    offer_pass_path: Path | None = None
+    offer_pass_customers: int = 0
+    true_uplift: float | None = None  # points, when a past offer pass was written
 
 
 def _day_index(day: date) -> int:
@@ -118,8 +156,10 @@ def _phones(rng: np.random.Generator, country_index: np.ndarray) -> np.ndarray:
     return phones
 
 
-def generate_demo_data(outdir: str | Path, *, customers: int = 2000, seed: int = 42) -> DemoData:
-    """Write transactions.csv and customers.csv to OUTDIR; same seed and size, same bytes."""
+def generate_demo_data(outdir: str | Path, *, customers: int = 2000, seed: int = 42,
+                       past_offer: PastOffer | None = None) -> DemoData:
+    """Write transactions.csv and customers.csv to OUTDIR (and offer_pass.csv with a past
+    offer pass); same seed, size and past offer, same bytes."""
     rng = np.random.default_rng(seed)
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
@@ -223,6 +263,11 @@ def generate_demo_data(outdir: str | Path, *, customers: int = 2000, seed: int =
     return_second = np.minimum(order_second[line_order[returned_idx]] + return_delay,
                                n_days * 86400 - 3600)
 
+    # The customers' own draws (the order of the draws keeps the bytes of earlier versions).
+    first_names = FIRST_NAMES[rng.integers(0, len(FIRST_NAMES), n)]
+    phones = _phones(rng, country)
+    consent = rng.random(n) < 0.7
+
     # Assemble every line: purchases, postage, returns.
     invoice_number = np.concatenate([order_invoice[line_order], order_invoice[abroad],
                                      order_invoice[line_order[returned_idx]]])
@@ -237,6 +282,14 @@ def generate_demo_data(outdir: str | Path, *, customers: int = 2000, seed: int =
     seconds = np.concatenate([order_second[line_order], order_second[abroad], return_second])
     customer = np.concatenate([line_customer, order_customer[abroad],
                                line_customer[returned_idx]])
+    offer_pass: pa.Table | None = None
+    if past_offer is not None:
+        reached = consent & (phones != "") & (first <= _offer_day(past_offer)) & (
+            last >= _offer_day(past_offer))
+        columns = (invoice_number, is_return, product, quantity, price, seconds, customer)
+        (invoice_number, is_return, product, quantity, price, seconds, customer), offer_pass = (
+            _past_offer_response(past_offer, np.random.default_rng([seed, 15]), columns,
+                                 reached=reached, popularity=popularity, prices=prices))
     order = _chronological(seconds, is_return, invoice_number, product)
 
     customer_ids = np.array([str(100001 + i) for i in range(n)], dtype=object)
@@ -263,11 +316,11 @@ def generate_demo_data(outdir: str | Path, *, customers: int = 2000, seed: int =
     signup_dates = (np.datetime64(DEMO_START) + np.minimum(signup, first)).astype(str)
     customers_table = pa.table({
         "customer_id": pa.array(customer_ids.tolist(), type=pa.string()),
-        "first_name": pa.array(FIRST_NAMES[rng.integers(0, len(FIRST_NAMES), n)].tolist()),
-        "phone": pa.array(_phones(rng, country).tolist(), type=pa.string()),
+        "first_name": pa.array(first_names.tolist()),
+        "phone": pa.array(phones.tolist(), type=pa.string()),
         "signup_date": pa.array(signup_dates.tolist()),
         "country": pa.array(COUNTRIES[country].tolist()),
-        "sms_consent": pa.array(rng.random(n) < 0.7),
+        "sms_consent": pa.array(consent),
         "timezone": pa.array(TIMEZONES[country].tolist()),
     })
 
@@ -276,7 +329,72 @@ def generate_demo_data(outdir: str | Path, *, customers: int = 2000, seed: int =
     _write_csv(transactions, transactions_path)
     _write_csv(customers_table, customers_path)
     log.info("demo data: %d customers, %d lines in %s", n, transactions.num_rows, out)
-    return DemoData(transactions_path, customers_path, transactions.num_rows, n)
+    if past_offer is None or offer_pass is None:
+        return DemoData(transactions_path, customers_path, transactions.num_rows, n)
+    offer_pass = offer_pass.set_column(
+        0, "customer_id", pc.take(pa.array(customer_ids.tolist(), type=pa.string()),
+                                  offer_pass.column("customer_id")))
+    offer_pass_path = out / "offer_pass.csv"
+    _write_csv(offer_pass, offer_pass_path)
+    log.info("demo offer pass: %d customers, true uplift %.1f points, in %s",
+             offer_pass.num_rows, past_offer.true_uplift, offer_pass_path)
+    return DemoData(transactions_path, customers_path, transactions.num_rows, n,
+                    offer_pass_path=offer_pass_path, offer_pass_customers=offer_pass.num_rows,
+                    true_uplift=past_offer.true_uplift)
+
+
+def _offer_day(offer: PastOffer) -> int:
+    return _day_index(offer.decided_at.astimezone(UTC).date())
+
+
+def _past_offer_response(offer: PastOffer, rng: np.random.Generator,
+                         columns: tuple[np.ndarray, ...], *, reached: np.ndarray,
+                         popularity: np.ndarray, prices: np.ndarray,
+                         ) -> tuple[tuple[np.ndarray, ...], pa.Table]:
+    """The lines with the reached customers' attribution windows replaced by the controlled
+    response (see the module notes), and the pass's ledger rows (customer as an index)."""
+    from engine.outcomes import HOLDOUT, assign_group
+
+    invoice, is_return, product, quantity, price, seconds, customer = columns
+    start_second = np.datetime64(DEMO_START, "s").astype(np.int64)
+    decided = int(np.datetime64(offer.decided_at.astimezone(UTC).replace(tzinfo=None), "s")
+                  .astype(np.int64)) - start_second
+    end = decided + offer.attribution_days * 86400
+    members = np.flatnonzero(reached)
+    holdout = np.array([assign_group(str(100001 + i), offer.offer_id, salt=offer.salt,
+                                     holdout_share=offer.holdout_share) == HOLDOUT
+                        for i in members], dtype=bool)
+    # Their own purchases and returns in the window give way to the controlled response.
+    keep = ~(reached[customer] & (seconds > decided) & (seconds <= end))
+    rate = np.where(holdout, offer.rate_holdout, offer.rate_treatment)
+    buyers = members[rng.random(len(members)) < rate]
+    moment = decided + 60 * rng.integers(1, offer.attribution_days * 24 * 60 + 1, len(buyers))
+    items = rng.integers(1, 5, len(buyers))
+    line_buyer = np.repeat(np.arange(len(buyers)), items)
+    line_product = rng.choice(len(prices), size=len(line_buyer), p=popularity)
+    # One line per product and order, as a till would print it.
+    key = np.unique(line_buyer.astype(np.int64) * len(prices) + line_product)
+    line_buyer, line_product = key // len(prices), key % len(prices)
+    next_invoice = int(invoice.max()) + 1 if len(invoice) else 500000
+    new_invoice = next_invoice + np.argsort(np.argsort(moment, kind="stable"), kind="stable")
+    updated = (
+        np.concatenate([invoice[keep], new_invoice[line_buyer]]),
+        np.concatenate([is_return[keep], np.zeros(len(line_buyer), dtype=bool)]),
+        np.concatenate([product[keep], line_product]),
+        np.concatenate([quantity[keep], rng.geometric(0.4, len(line_buyer))]),
+        np.concatenate([price[keep], prices[line_product]]),
+        np.concatenate([seconds[keep], moment[line_buyer]]),
+        np.concatenate([customer[keep], buyers[line_buyer]]),
+    )
+    stamp = offer.decided_at.astimezone(UTC).isoformat()
+    ledger = pa.table({
+        "customer_id": pa.array(members),
+        "offer_id": pa.array([offer.offer_id] * len(members)),
+        "pass_id": pa.array([offer.pass_id] * len(members)),
+        "group": pa.array(np.where(holdout, HOLDOUT, "treatment").tolist()),
+        "decided_at": pa.array([stamp] * len(members)),
+    })
+    return updated, ledger
 
 
 def _chronological(seconds: np.ndarray, is_return: np.ndarray, invoice: np.ndarray,

@@ -10,6 +10,8 @@ import pandas as pd
 
 from engine.columns import (
     CLV_COLUMNS,
+    KPI_COLUMNS,
+    OFFER_EXPORT_COLUMNS,
     PROFILE_COLUMNS,
     RECOMMENDATION_COLUMNS,
     RULE_COLUMNS,
@@ -21,6 +23,8 @@ from engine.columns import (
 ALL_CUSTOMERS = "all"
 
 COLUMNS = {
+    "kpis": KPI_COLUMNS,
+    "offers": OFFER_EXPORT_COLUMNS,
     "segments": SEGMENT_COLUMNS,
     "rules": RULE_COLUMNS,
     "recommendations": RECOMMENDATION_COLUMNS,

@@ -6,11 +6,20 @@ How a row moves (notifications/offers.py tells why):
 - QUEUED, SENT, DELIVERED, UNDELIVERED, FAILED: Twilio's answer, then its status callbacks.
 - RETRY: Twilio answered 5xx and no message was listed yet; a later pass reconciles, then sends.
 - UNKNOWN: a claim whose outcome nobody can know (Twilio lists no message); left to an operator.
+- HOLDOUT: a customer kept out of the offer to measure it (engine/outcomes.py): no message ever.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+
+# The key of a dry run's rows starts with this; a real row's key is `<offer_id>:<customer_id>`.
+DRY_RUN_PREFIX = "dry-run:"
+
+
+def offer_key(offer_id: str, customer_id: str, *, dry_run: bool = False) -> str:
+    """The ledger's unique key: one row per offer and customer (and one per dry run)."""
+    return f"{DRY_RUN_PREFIX if dry_run else ''}{offer_id}:{customer_id}"
 
 
 class LedgerStatus(StrEnum):
@@ -23,10 +32,12 @@ class LedgerStatus(StrEnum):
     FAILED = "failed"
     RETRY = "retry"
     UNKNOWN = "unknown"
+    HOLDOUT = "holdout"
 
 
 # Rows in these states never reached a customer: they do not count towards the frequency cap.
-NOT_DELIVERED_TO_ANYONE = (LedgerStatus.DRY_RUN, LedgerStatus.FAILED, LedgerStatus.RETRY)
+NOT_DELIVERED_TO_ANYONE = (LedgerStatus.DRY_RUN, LedgerStatus.FAILED, LedgerStatus.RETRY,
+                           LedgerStatus.HOLDOUT)
 # Only these states may be moved forward by a provider status callback, by rank.
 STATUS_RANK: dict[str, int] = {
     LedgerStatus.SENDING: 0, LedgerStatus.UNKNOWN: 0, LedgerStatus.QUEUED: 1, LedgerStatus.SENT: 2,

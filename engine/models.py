@@ -185,7 +185,12 @@ class OfferMessage(SQLModel, table=True):
     body: str
     segments: int = 1
     # pending | sending | dry_run | queued | sent | delivered | undelivered | failed | unknown
+    # | retry | holdout (kept out of the offer to measure it; never messaged)
     status: str = Field(default="pending", max_length=16, index=True)
+    pass_id: str | None = Field(default=None, max_length=64, index=True)
+    # treatment | holdout (engine.outcomes): the group the customer drew for this offer
+    assigned_group: str = Field(default="treatment", max_length=16,
+                                sa_column_kwargs={"server_default": "treatment"})
     provider_sid: str | None = Field(default=None, unique=True, max_length=64)
     error_code: str | None = Field(default=None, max_length=16)
     error_text: str | None = None

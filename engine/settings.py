@@ -26,6 +26,9 @@ from engine.errors import SegmintError
 
 DEFAULT_CONFIG = Path("config.toml")
 TWILIO_API_URL = "https://api.twilio.com"
+# Offer outcomes (engine/outcomes.py): the largest holdout share, the attribution window's range.
+MAX_HOLDOUT_SHARE = 0.5
+ATTRIBUTION_DAYS_RANGE = (1, 365)
 
 
 class SettingsError(SegmintError):
@@ -354,6 +357,16 @@ class NotificationSettings(Section):
     help_text: str = "Segmint offers: reply STOP to opt out, START to opt back in."
     fallback_first_name: str = "there"
     fallback_product: str = "our new arrivals"
+    # Share of each offer's eligible customers kept as a holdout (never messaged for the offer);
+    # 0 disables. The salt makes the assignment unguessable; changing it reshuffles new groups.
+    holdout_share: Annotated[float, Field(ge=0.0, le=MAX_HOLDOUT_SHARE)] = 0.10
+    holdout_salt: Annotated[str, Field(min_length=1, max_length=64)] = "segmint-holdout"
+
+
+class OutcomeSettings(Section):
+    # A purchase in (decided_at, decided_at + attribution_days] is a conversion of the offer.
+    attribution_days: Annotated[int, Field(ge=ATTRIBUTION_DAYS_RANGE[0],
+                                           le=ATTRIBUTION_DAYS_RANGE[1], strict=True)] = 14
 
     _times_of_day = field_validator("quiet_start", "quiet_end", mode="before")(_time_of_day)
 
@@ -425,6 +438,7 @@ class Settings(Section):
     clv: ClvSettings = ClvSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     notifications: NotificationSettings = NotificationSettings()
+    outcomes: OutcomeSettings = OutcomeSettings()
     dashboard: DashboardSettings = DashboardSettings()
     export: ExportSettings = ExportSettings()
     # Not read from the file: where it was loaded from (relative paths resolve against it).

@@ -38,6 +38,13 @@ its transaction, so a STOP that arrives during a pass is honoured by the next se
 One number gets an offer once: a second customer with the same phone (a household, a shop's
 landline) is skipped with 'shared_phone' when any real ledger row of that offer holds the number
 (read once per pass, like the cap; the job lock keeps passes from overlapping).
+Holdouts (SPEC.md "Outcomes", docs/outcomes.md): each offer's eligible customers (every check
+above passed) draw their group with engine.outcomes.assign_group, a pure function of the
+customer, the offer and `holdout_salt`. A holdout customer gets a ledger row with status 'holdout'
+under the offer's one unique key, and no message; the row does not count against the frequency
+cap. The key keeps a customer's group for the offer across passes, restarts and concurrent
+passes, as it keeps a message from going twice; a 'retry' row (a message Twilio may have) always
+stays treatment. Dry runs assign groups too, under their 'dry-run:' keys.
 
 The frequency cap is read once per pass (plus what the pass itself sends): two passes running at
 the same moment could each send a *different* offer to one customer. The same offer is still
@@ -57,6 +64,8 @@ from sqlalchemy import Engine
 
 from engine.dates import as_utc, utc_now
 from engine.ledger import LedgerStatus as Status
+from engine.ledger import offer_key
+from engine.outcomes import HOLDOUT, TREATMENT, assign_group, minimum_detectable_effect
 from engine.phones import mask_phone
 from engine.settings import OfferTemplate, Settings
 from engine.store import customers as customer_store
@@ -87,6 +96,9 @@ class OfferPassSummary:
     unknown: int = 0
     deferred: int = 0  # Twilio kept answering 429/5xx: a later pass retries
     reconciled: int = 0
+    holdout: int = 0  # eligible customers kept out of an offer to measure it
+    groups: Counter[tuple[str, str]] = field(default_factory=Counter)  # (offer, group) -> customers
+    holdout_share: float = 0.0
     skipped: Counter[str] = field(default_factory=Counter)
     previews: list[tuple[str, str]] = field(default_factory=list)  # (masked phone, body)
     note: str | None = None
@@ -105,9 +117,31 @@ class OfferPassSummary:
             f"unknown:    {self.unknown}",
             f"deferred:   {self.deferred}",
             f"reconciled: {self.reconciled}",
+            f"holdout:    {self.holdout}",
             f"skipped:    {sum(self.skipped.values())}" + (f" ({skipped})" if skipped else ""),
         ]
+        return lines + self.mde_lines()
+
+    def mde_lines(self) -> list[str]:
+        """Per offer, the smallest uplift this pass's groups can detect (80 % power, alpha 0.05,
+        at an assumed 10 % conversion without the offer)."""
+        if not self.holdout_share:
+            return ["holdout:    off (notifications.holdout_share = 0): no offer is measured"]
+        lines = []
+        for offer in sorted({offer for offer, _group in self.groups}):
+            treated, held = self.groups[(offer, TREATMENT)], self.groups[(offer, HOLDOUT)]
+            mde = minimum_detectable_effect([treated], [held], [MDE_BASELINE])[0] * 100
+            reading = ("no holdout yet: nothing to compare" if not held or not treated
+                       else f"smallest detectable uplift {mde:.1f} points")
+            lines.append(f"measure {offer}: treatment {treated}, holdout {held} "
+                         f"(share {self.holdout_share:.0%}): {reading} (80 % power, at a "
+                         f"{MDE_BASELINE:.0%} base rate)")
         return lines
+
+
+# The conversion rate without an offer assumed for the MDE printed before a pass (the estimate
+# itself uses the holdout's measured rate).
+MDE_BASELINE = 0.10
 
 
 def reconcile_grace(settings: Settings) -> timedelta:
@@ -119,8 +153,6 @@ def reconcile_grace(settings: Settings) -> timedelta:
     return timedelta(seconds=longest + 60)
 
 
-def offer_key(offer_id: str, customer_id: str, *, dry_run: bool = False) -> str:
-    return f"{'dry-run:' if dry_run else ''}{offer_id}:{customer_id}"
 
 
 class _OfferPass:
@@ -137,6 +169,8 @@ class _OfferPass:
         # (offer_id, phone) -> the customer it went (or goes) to: at most one per number.
         self.phone_holders: dict[tuple[str, str], str] = {}
         self.checked: set[int] = set()  # 'retry' rows this pass already asked Twilio about
+        self.retry_keys: set[str] = set()  # a message Twilio may have: always treatment
+        self.held: set[str] = set()  # keys already held out by an earlier pass
 
     def now(self) -> datetime:
         return as_utc(self.clock())
@@ -183,6 +217,8 @@ class _OfferPass:
         self.existing = store.customers_with_key(engine=self.engine, offer_keys=keys)
         self.phone_holders = store.phone_holders(
             engine=self.engine, offer_ids=[template.offer_id for template in templates])
+        self.held = store.holdout_keys(engine=self.engine, offer_keys=keys)
+        self.retry_keys = {pending.offer_key for pending in store.retry_rows(engine=self.engine)}
         return targets
 
     def reconcile_retries(self, templates: list[OfferTemplate],
@@ -229,7 +265,8 @@ class _OfferPass:
     def offer(self, template: OfferTemplate, target: store.OfferTarget) -> None:
         key = offer_key(template.offer_id, target.customer_id)
         if key in self.existing:
-            self.skip(template.offer_id, target.customer_id, "already_sent")
+            self.skip(template.offer_id, target.customer_id,
+                      "holdout" if key in self.held else "already_sent")
             return
         decision = decide(target, settings=self.ns, now=self.now(), opted_out=self.opted_out,
                           recently_messaged=self.recent)
@@ -245,6 +282,11 @@ class _OfferPass:
         if rendered.count.segments > self.ns.max_segments:
             self.skip(template.offer_id, target.customer_id, "too_long")
             return
+        if self.group(template.offer_id, target.customer_id, key) == HOLDOUT:
+            self.hold_out(template, target, decision.phone, rendered.body,
+                          rendered.count.segments)
+            return
+        self.summary.groups[(template.offer_id, TREATMENT)] += 1
         self.summary.eligible += 1
         self.recent.add(target.customer_id)
         phone = decision.phone
@@ -254,7 +296,8 @@ class _OfferPass:
             return store.claim_offer(
                 engine=self.engine, offer_key=key, status=status, offer_id=template.offer_id,
                 customer_id=target.customer_id, run_id=self.summary.run_id, phone=phone,
-                body=rendered.body, segments=rendered.count.segments, now=self.now())
+                body=rendered.body, segments=rendered.count.segments, now=self.now(),
+                pass_id=self.summary.pass_id)
 
         def refused(reason: str | None) -> None:
             self.summary.eligible -= 1
@@ -301,6 +344,36 @@ class _OfferPass:
                 store.release_claim(engine=self.engine, message_id=message_id)
             raise
         self.apply(message_id, target.customer_id, phone, rendered.body, outcome, claimed_at)
+
+    def group(self, offer_id: str, customer_id: str, key: str) -> str:
+        if key in self.retry_keys:
+            return TREATMENT
+        return assign_group(customer_id, offer_id, salt=self.ns.holdout_salt,
+                            holdout_share=self.ns.holdout_share)
+
+    def hold_out(self, template: OfferTemplate, target: store.OfferTarget, phone: str,
+                 body: str, segments: int) -> None:
+        """Record the customer as the offer's holdout (a dry run's row in a dry run); no message,
+        and the frequency cap does not count it."""
+        dry = self.sender is None
+        key = offer_key(template.offer_id, target.customer_id, dry_run=dry)
+        claimed = store.claim_offer(
+            engine=self.engine, offer_key=key, status=Status.DRY_RUN if dry else Status.HOLDOUT,
+            offer_id=template.offer_id, customer_id=target.customer_id,
+            run_id=self.summary.run_id, phone=phone, body=body, segments=segments,
+            now=self.now(), pass_id=self.summary.pass_id, group=HOLDOUT)
+        if claimed.refused == "opted_out":
+            self.skip(template.offer_id, target.customer_id, "opted_out")
+            self.opted_out.add(phone)
+            return
+        if claimed.message_id is None and not dry:  # a concurrent pass decided it first
+            self.skip(template.offer_id, target.customer_id, "already_sent")
+            return
+        if claimed.message_id is None:
+            store.refresh_dry_run(engine=self.engine, offer_key=key, body=body,
+                                  segments=segments, phone=phone, now=self.now())
+        self.summary.holdout += 1
+        self.summary.groups[(template.offer_id, HOLDOUT)] += 1
 
     def sent_before(self, earlier: store.PendingMessage) -> bool:
         """Whether Twilio has the message of an earlier attempt that ended in 5xx answers (the
@@ -392,7 +465,8 @@ def send_offers(engine: Engine, settings: Settings, *, dry_run: bool | None = No
     dry = (not configured) if dry_run is None else dry_run
     templates = check_templates(settings.notifications)
     summary = OfferPassSummary(
-        pass_id=f"{moment:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}", run_id=None, dry_run=dry)
+        pass_id=f"{moment:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}", run_id=None, dry_run=dry,
+        holdout_share=settings.notifications.holdout_share)
     secrets = settings.secrets
     if dry and not configured:
         summary.note = ("dry run: no sender is set (TWILIO_FROM_NUMBER or "

@@ -187,7 +187,8 @@ def _run_row(run: dict[Any, Any]) -> dict[str, Any]:
 
 @cli.command("export")
 @click.argument("kind", type=click.Choice(
-    ["segments", "rules", "recommendations", "profiles", "transitions", "clv"]))
+    ["segments", "rules", "recommendations", "profiles", "transitions", "clv", "kpis",
+     "offers"]))
 @click.option("--run", "run_ref", default="latest", show_default=True,
               help="Run id or 'latest' (the published run).")
 @click.option("--from", "from_ref", default=None, help="transitions: the earlier run.")
@@ -197,8 +198,9 @@ def _run_row(run: dict[Any, Any]) -> dict[str, Any]:
 @pass_context
 def export_command(context: Context, kind: str, run_ref: str, from_ref: str | None,
                    to_ref: str | None, output: str | None) -> None:
-    """CSV of a run's segments, rules, recommendations, profiles, CLV, or the class transitions
-    between two runs (--from RUN --to RUN)."""
+    """CSV of a run's segments, rules, recommendations, profiles, CLV, KPIs per segment, the
+    class transitions between two runs (--from RUN --to RUN), or the offer ledger with each row's
+    group and attributed conversion (offers: every run)."""
     from engine.exports import write_csv
     from engine.store import results as result_store
     from engine.store import runs as run_store
@@ -215,6 +217,15 @@ def export_command(context: Context, kind: str, run_ref: str, from_ref: str | No
         from engine.store.clv import read_customers
 
         frame = read_customers(engine=db, run_id=run_store.resolve_run(engine=db, ref=run_ref))
+    elif kind == "offers":
+        from engine.offer_outcomes import load_outcomes, offer_export
+
+        frame = offer_export(load_outcomes(db, context.settings))
+    elif kind == "kpis":
+        from engine.offer_outcomes import run_kpis
+
+        frame = run_kpis(db, context.settings, run_id=run_store.resolve_run(engine=db,
+                                                                            ref=run_ref))
     else:
         run_id = run_store.resolve_run(engine=db, ref=run_ref)
         reader = {"segments": result_store.read_segments, "rules": result_store.read_rules,
@@ -276,6 +287,26 @@ def send_offers_command(context: Context, dry_run: bool) -> None:
         click.echo(line)
 
 
+@cli.command("outcomes")
+@click.option("--offer", "offer_id", default=None, help="Only this offer (default: every offer).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable: a list, one object per "
+              "offer.")
+@pass_context
+def outcomes_command(context: Context, offer_id: str | None, as_json: bool) -> None:
+    """What each offer brought: treatment against holdout, uplift in conversion points with a
+    95 % interval, incremental revenue and the smallest detectable uplift (MDE)."""
+    from engine.offer_outcomes import load_outcomes, outcome_lines, outcome_records
+
+    outcomes = load_outcomes(context.engine(), context.settings, offer_id=offer_id)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(outcome_records(outcomes.by_offer), indent=2))
+        return
+    for line in outcome_lines(outcomes):
+        click.echo(line)
+
+
 @cli.command("ingest")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--customers", "customers_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -284,9 +315,12 @@ def send_offers_command(context: Context, dry_run: bool) -> None:
 @click.option("--preset", type=click.Choice(["online-retail", "online-retail-ii", "generic"]),
               default=None, help="Column layout (default: settings ingest.default_preset when its "
               "columns fit, else the first preset that fits).")
+@click.option("--offer-pass", "offer_pass_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="A past offer pass to record in the offer ledger after the "
+              "lines (generate-demo-data --past-offer writes one: offer_pass.csv).")
 @pass_context
 def ingest_command(context: Context, path: Path, customers_path: Path | None,
-                   preset: str | None) -> None:
+                   preset: str | None, offer_pass_path: Path | None) -> None:
     """Load transactions from PATH (CSV, CSV.gz, XLSX or Parquet); idempotent, all or nothing.
 
     Prints read / loaded / duplicates skipped / rejected; rejected rows go to a report file
@@ -301,6 +335,12 @@ def ingest_command(context: Context, path: Path, customers_path: Path | None,
         click.echo(f"note: {note}")
     if summary.customers is not None:
         click.echo(summary.customers.summary_line())
+    if offer_pass_path is not None:
+        from engine.offer_outcomes import record_offer_pass_file
+
+        added, known = record_offer_pass_file(context.engine(), offer_pass_path)
+        click.echo(f"offer pass {offer_pass_path}: {added:,} ledger rows recorded, "
+                   f"{known:,} already there")
 
 
 @cli.command("generate-demo-data")
@@ -309,15 +349,23 @@ def ingest_command(context: Context, path: Path, customers_path: Path | None,
               show_default=True, help="Number of customers (about 50 lines each).")
 @click.option("--seed", type=int, default=42, show_default=True,
               help="Random seed: the same seed writes the same bytes.")
+@click.option("--past-offer", is_flag=True,
+              help="Also a past offer pass with a known true effect (offer_pass.csv, for "
+              "`ingest --offer-pass`) and the purchases that followed it.")
 @pass_context
 def generate_demo_data_command(context: Context, outdir: Path, n_customers: int,
-                               seed: int) -> None:
+                               seed: int, past_offer: bool) -> None:
     """Write a synthetic retailer to OUTDIR: transactions.csv and customers.csv (generic preset)."""
-    from engine.demo import generate_demo_data
+    from engine.demo import PastOffer, generate_demo_data
 
-    result = generate_demo_data(outdir, customers=n_customers, seed=seed)
+    result = generate_demo_data(outdir, customers=n_customers, seed=seed,
+                                past_offer=PastOffer() if past_offer else None)
     click.echo(f"wrote {result.transactions_path} ({result.lines:,} lines) and "
                f"{result.customers_path} ({result.customers:,} customers)")
+    if result.offer_pass_path is not None:
+        click.echo(f"wrote {result.offer_pass_path} (a past offer pass to "
+                   f"{result.offer_pass_customers:,} customers, true uplift "
+                   f"{result.true_uplift:+.1f} points)")
 
 
 @cli.command("scheduler")

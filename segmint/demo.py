@@ -49,11 +49,14 @@ def prepare_data(settings: Settings, *, customers: int) -> tuple[Path, Path]:
     if transactions.exists() and customers_file.exists():
         click.echo(f"demo data: {folder} (already there)")
         return transactions, customers_file
-    from engine.demo import generate_demo_data
+    from engine.demo import PastOffer, generate_demo_data
 
-    result = generate_demo_data(folder, customers=customers, seed=42)
+    # With a past offer pass of known effect, so the Offers page shows a measured uplift.
+    result = generate_demo_data(folder, customers=customers, seed=42, past_offer=PastOffer())
     click.echo(f"demo data: {result.transactions_path} ({result.lines:,} lines), "
-               f"{result.customers_path} ({result.customers:,} customers)")
+               f"{result.customers_path} ({result.customers:,} customers), "
+               f"{result.offer_pass_path} (a past offer, true uplift {result.true_uplift:+.1f} "
+               "points)")
     return Path(result.transactions_path), Path(result.customers_path)
 
 
@@ -104,6 +107,12 @@ def run_demo(settings: Settings, *, config_path: str | None, port: int | None = 
     click.echo(summary.summary_line())
     if summary.customers is not None:
         click.echo(summary.customers.summary_line())
+    offer_pass = transactions.parent / "offer_pass.csv"
+    if offer_pass.exists():
+        from engine.offer_outcomes import record_offer_pass_file
+
+        added, _known = record_offer_pass_file(engine, offer_pass)
+        click.echo(f"past offer pass: {added:,} ledger rows recorded")
     outcome = pipeline(engine, settings, trigger="demo")
     if outcome.status == "failed":
         raise DemoError(f"the first pipeline run failed: {outcome.error}")

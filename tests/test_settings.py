@@ -12,6 +12,8 @@ def test_shipped_config_matches_defaults():
     assert settings.clustering.k == "auto"
     assert settings.rfm.segments[0].name == "VIP"
     assert [t.offer_id for t in settings.notifications.templates] == ["vip-thanks", "welcome"]
+    assert settings.notifications.holdout_share == 0.10
+    assert settings.outcomes.attribution_days == 14
 
 
 @pytest.mark.parametrize(
@@ -22,6 +24,13 @@ def test_shipped_config_matches_defaults():
         ("[notifications]\nfrequency_cap_days = -1\n", "notifications.frequency_cap_days"),
         ("[dashboard]\nport = 'eighty'\n", "dashboard.port"),
         ("[database\n", "not valid TOML"),
+        ("[notifications]\nholdout_share = 0.6\n", "notifications.holdout_share: Input should "
+         "be less than or equal to 0.5"),
+        ("[notifications]\nholdout_share = -0.1\n", "notifications.holdout_share"),
+        ("[outcomes]\nattribution_days = 0\n", "outcomes.attribution_days: Input should be "
+         "greater than or equal to 1"),
+        ("[outcomes]\nattribution_days = 400\n", "outcomes.attribution_days"),
+        ("[outcomes]\nattribution_days = 1.5\n", "outcomes.attribution_days"),
     ],
 )
 def test_bad_settings_name_the_key(tmp_path, text, expected):

@@ -36,6 +36,8 @@ dash.register_page(__name__, path="/segments", name="Segments", title="Segmint Â
 
 # The customer table: rows per page, and rows per request (five pages).
 TABLE_PAGE = 20
+KPI_NUMBERS = ("customers", "revenue_share", "aov", "repeat_rate", "retention_90d",
+               "median_days_between_orders")
 TABLE_BLOCK = 100
 
 
@@ -80,6 +82,10 @@ def _page(filters: Filters, analyst: bool) -> html.Div:
                                                  silhouette_figure(scores, chosen_k))),
             ], lg=6),
         ]),
+        components.card(components.grid(ids.SEGMENT_KPIS, frames.segment_kpis(scope, filters),
+                                        height=360, number_columns=KPI_NUMBERS),
+                        "KPIs per segment (this window): revenue share, average order value, "
+                        "repeat rate, 90-day retention, median days between orders"),
         _transitions_card(int(scope.run["id"])),
         _customer_table(rows, analyst, filters.to_query()),
     ])

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import (
     ColumnElement,
     Connection,
@@ -36,8 +37,18 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from engine.ledger import ATTEMPTED, DELIVERED, NOT_DELIVERED, NOT_DELIVERED_TO_ANYONE, STATUS_RANK
+from engine.ledger import (
+    ATTEMPTED,
+    DELIVERED,
+    DRY_RUN_PREFIX,
+    NOT_DELIVERED,
+    NOT_DELIVERED_TO_ANYONE,
+    STATUS_RANK,
+    offer_key,
+)
 from engine.ledger import LedgerStatus as Status
+from engine.outcomes import HOLDOUT, TREATMENT
+from engine.store.runs import published_run_query
 from engine.store.tables import (
     CUSTOMERS,
     EARLY_STATUSES,
@@ -45,10 +56,14 @@ from engine.store.tables import (
     OPT_OUTS,
     RECOMMENDATIONS,
     RESULTS,
+    RUNS,
     SKIPS,
     read_frame,
 )
 
+# offer_ledger's columns (the ledger as engine.outcomes reads it).
+OFFER_LEDGER_COLUMNS = ["customer_id", "offer_id", "pass_id", "group", "status", "created_at",
+                        "sent_at", "customer_class"]
 # An early callback whose sid never shows up (a message not sent by Segmint) is dropped after this.
 EARLY_STATUS_KEPT = timedelta(days=7)
 
@@ -169,6 +184,18 @@ def phone_holders(*, engine: Engine, offer_ids: Iterable[str]) -> dict[tuple[str
     return holders
 
 
+def holdout_keys(*, engine: Engine, offer_keys: Iterable[str]) -> set[str]:
+    """Which of these offer keys hold a customer out of their offer (status 'holdout')."""
+    keys = list(offer_keys)
+    found: set[str] = set()
+    with engine.connect() as connection:
+        for start in range(0, len(keys), 500):
+            found.update(connection.execute(
+                select(MESSAGES.c.offer_key).where(MESSAGES.c.offer_key.in_(
+                    keys[start:start + 500]), MESSAGES.c.status == Status.HOLDOUT)).scalars())
+    return found
+
+
 def recently_messaged(*, engine: Engine, since: datetime) -> set[str]:
     """Customers with a message that may have reached them since `since` (the frequency cap)."""
     with engine.connect() as connection:
@@ -190,7 +217,7 @@ def _opted_out(connection: Connection, phone: str) -> bool:
 
 def claim_offer(*, engine: Engine, offer_key: str, offer_id: str, customer_id: str,
                 run_id: int | None, phone: str, body: str, segments: int, status: str,
-                now: datetime) -> Claim:
+                now: datetime, pass_id: str | None = None, group: str = TREATMENT) -> Claim:
     """Insert and COMMIT the ledger row. Refused when the key exists (someone else has it;
     a 'retry' row is taken over instead) or when the number has opted out by now."""
     try:
@@ -198,7 +225,8 @@ def claim_offer(*, engine: Engine, offer_key: str, offer_id: str, customer_id: s
             key = connection.execute(insert(MESSAGES).values(
                 offer_key=offer_key, offer_id=offer_id, customer_id=customer_id, run_id=run_id,
                 phone=phone, body=body, segments=segments, status=status, attempts=0,
-                created_at=now, updated_at=now)).inserted_primary_key
+                created_at=now, updated_at=now, pass_id=pass_id,
+                assigned_group=group)).inserted_primary_key
             # The write comes first: on SQLite the check below then sees every STOP committed
             # before this claim.
             if _opted_out(connection, phone):
@@ -438,3 +466,76 @@ def offer_summary(*, engine: Engine) -> dict[str, Any]:
         "delivery_rate": delivered / attempted if attempted else None,
         "opted_out": int(opted_out),
     }
+
+
+# --- outcomes: the ledger as groups (engine/offer_outcomes.py) ---------------------------------
+
+def offer_ledger(*, engine: Engine, offer_id: str | None = None) -> pd.DataFrame:
+    """The ledger's real rows (dry runs left out), oldest first, for the outcomes: customer_id,
+    offer_id, pass_id, group, status, created_at, sent_at, customer_class (the customer's class
+    in the run the pass used; the published run's for rows recorded without a run)."""
+    published = published_run_query().with_only_columns(RUNS.c.id).scalar_subquery()
+    at_pass, latest = RESULTS.alias("at_pass"), RESULTS.alias("latest")
+    message = MESSAGES.c
+    statement = (
+        select(message.customer_id, message.offer_id, message.pass_id,
+               message.assigned_group.label("group"), message.status, message.created_at,
+               message.sent_at,
+               func.coalesce(at_pass.c.customer_class, latest.c.customer_class)
+               .label("customer_class"))
+        .select_from(MESSAGES)
+        .outerjoin(at_pass, and_(at_pass.c.run_id == message.run_id,
+                                 at_pass.c.customer_id == message.customer_id))
+        .outerjoin(latest, and_(message.run_id.is_(None), latest.c.run_id == published,
+                                latest.c.customer_id == message.customer_id))
+        .where(message.status != Status.DRY_RUN, ~message.offer_key.startswith(DRY_RUN_PREFIX))
+        .order_by(message.id))
+    if offer_id is not None:
+        statement = statement.where(message.offer_id == offer_id)
+    return read_frame(engine, statement, OFFER_LEDGER_COLUMNS)
+
+
+def offer_ids(*, engine: Engine) -> list[str]:
+    """The offers with real ledger rows, by name."""
+    with engine.connect() as connection:
+        return list(connection.execute(
+            select(MESSAGES.c.offer_id).distinct()
+            .where(MESSAGES.c.status != Status.DRY_RUN).order_by(MESSAGES.c.offer_id)).scalars())
+
+
+def record_past_pass(*, engine: Engine, rows: pd.DataFrame, now: datetime) -> tuple[int, int]:
+    """Record a past offer pass (the demo's offer_pass.csv: customer_id, offer_id, pass_id,
+    group, decided_at as aware UTC) as ledger rows in one transaction: treatment rows as
+    messages delivered at decided_at, holdout rows as holdouts assigned then. Keys already in
+    the ledger are left as they are. Returns (rows added, rows already there)."""
+    ids = rows["customer_id"].astype(str).tolist()
+    keys = [offer_key(str(offer), customer)
+            for offer, customer in zip(rows["offer_id"], ids, strict=True)]
+    phones: dict[str, str | None] = {}
+    existing: set[str] = set()
+    with engine.connect() as connection:
+        for start in range(0, len(keys), 500):
+            phones.update(connection.execute(
+                select(CUSTOMERS.c.customer_id, CUSTOMERS.c.phone)
+                .where(CUSTOMERS.c.customer_id.in_(ids[start:start + 500]))).tuples().all())
+            existing.update(connection.execute(select(MESSAGES.c.offer_key).where(
+                MESSAGES.c.offer_key.in_(keys[start:start + 500]))).scalars())
+    values = []
+    for key, customer, row in zip(keys, ids, rows.itertuples(index=False), strict=True):
+        if key in existing:
+            continue
+        existing.add(key)
+        decided = pd.Timestamp(str(row.decided_at)).to_pydatetime()
+        holdout = row.group == HOLDOUT
+        values.append({
+            "offer_key": key, "offer_id": str(row.offer_id), "customer_id": customer,
+            "run_id": None, "pass_id": str(row.pass_id), "assigned_group": str(row.group),
+            "phone": phones.get(customer) or "", "segments": 1,
+            "body": "(a past offer pass, recorded from a file)",
+            "status": Status.HOLDOUT if holdout else Status.DELIVERED,
+            "attempts": 0 if holdout else 1, "created_at": decided, "updated_at": now,
+            "sent_at": None if holdout else decided})
+    if values:
+        with engine.begin() as connection:
+            connection.execute(insert(MESSAGES), values)
+    return len(values), len(rows) - len(values)

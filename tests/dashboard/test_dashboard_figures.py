@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -215,3 +216,30 @@ def test_run_labels_never_show_nan_or_a_float_count() -> None:
     assert texts[0].startswith("Run #3 (k = 3, as of 2011-12-10, 4,335 customers)")
     assert texts[1].startswith("Run #2 (k = ?, as of 2011-12-10, ? customers)")
     assert not any("nan" in text or "3.0" in text for text in texts)
+
+
+def test_uplift_figure_draws_the_interval_and_the_mde() -> None:
+    estimates = pd.DataFrame({
+        "offer_id": ["spring", "welcome"], "uplift": [6.1, -1.0], "uplift_ci_low": [2.0, -5.0],
+        "uplift_ci_high": [10.2, 3.0], "mde": [4.0, 9.9], "treatment": [900, 90],
+        "holdout": [100, 10]})
+    figure = figures.uplift_figure(estimates, "What the offers brought")
+    dots, mde = figure.data
+    assert list(dots.y) == ["welcome", "spring"]  # the first offer on top
+    assert list(dots.error_x.array) == pytest.approx([4.0, 4.1])
+    assert list(dots.error_x.arrayminus) == pytest.approx([4.0, 4.1])
+    assert list(mde.x) == [9.9, 4.0]
+    no_holdout = estimates.assign(uplift_ci_low=float("nan"), uplift_ci_high=float("nan"))
+    assert figures.uplift_figure(no_holdout, "t").layout.annotations[0].text.startswith("No offer")
+
+
+def test_conversion_curve_figure_has_one_line_per_group() -> None:
+    from engine.outcomes import conversion_curve
+
+    attributed = pd.DataFrame({"group": ["treatment", "treatment", "holdout"],
+                               "days_to_convert": [0.5, float("nan"), 2.0]})
+    figure = figures.conversion_curve_figure(conversion_curve(attributed, attribution_days=3),
+                                             "Converted since the send")
+    assert [trace.name for trace in figure.data] == ["treatment", "holdout"]
+    assert list(figure.data[0].y) == [0.0, 0.5, 0.5, 0.5]
+    assert list(figure.data[1].y) == [0.0, 0.0, 1.0, 1.0]

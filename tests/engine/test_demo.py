@@ -108,3 +108,42 @@ def test_phones_are_reserved_test_numbers_and_consent_is_about_70_percent(demo) 
     assert all(phonenumbers.is_valid_number(phonenumbers.parse(phone)) for phone in us.unique())
     assert 0.65 < customers["sms_consent"].mean() < 0.75
     assert customers["country"].nunique() >= 8
+
+
+def test_a_past_offer_pass_has_a_known_effect_the_estimate_finds(tmp_path: Path) -> None:
+    from engine.demo import PastOffer
+    from engine.outcomes import HOLDOUT, assign_group, attribute, estimate
+
+    offer = PastOffer()
+    plain = generate_demo_data(tmp_path / "plain", customers=2000, seed=42)
+    result = generate_demo_data(tmp_path / "offer", customers=2000, seed=42, past_offer=offer)
+    assert plain.offer_pass_path is None and result.true_uplift == 10.0
+    ledger = pd.read_csv(result.offer_pass_path, dtype={"customer_id": str})
+    customers = pd.read_csv(result.customers_path, dtype={"customer_id": str, "phone": str})
+    assert list(ledger.columns) == ["customer_id", "offer_id", "pass_id", "group", "decided_at"]
+    assert len(ledger) == result.offer_pass_customers > 500
+    # Only customers the offer could reach, split by the live passes' own assignment.
+    reached = customers.set_index("customer_id").loc[ledger["customer_id"]]
+    assert reached["sms_consent"].all() and reached["phone"].notna().all()
+    assert ledger["group"].tolist() == [
+        assign_group(c, offer.offer_id, salt=offer.salt, holdout_share=offer.holdout_share)
+        for c in ledger["customer_id"]]
+    assert abs((ledger["group"] == HOLDOUT).mean() - offer.holdout_share) < 0.05
+
+    def read(path: Path) -> pd.DataFrame:
+        lines = pd.read_csv(path, dtype={"invoice": str, "stock_code": str, "customer_id": str},
+                            parse_dates=["timestamp"])
+        return lines.assign(amount=lines["quantity"] * lines["unit_price"],
+                            is_return=lines["invoice"].str.startswith("C"),
+                            ts=lines["timestamp"])
+
+    lines = read(result.transactions_path)
+    # Everyone else's lines, and everything outside the window, are those of the plain data.
+    untouched = ~lines["customer_id"].isin(ledger["customer_id"])
+    before = read(plain.transactions_path)
+    assert lines[untouched].reset_index(drop=True).equals(
+        before[~before["customer_id"].isin(ledger["customer_id"])].reset_index(drop=True))
+    out = estimate(attribute(ledger, lines, attribution_days=offer.attribution_days,
+                             non_product_codes=["POST"])).iloc[0]
+    assert out["uplift_ci_low"] <= result.true_uplift <= out["uplift_ci_high"]
+    assert out["uplift_ci_low"] > 0  # large enough for the demo to show a measured effect

@@ -16,7 +16,8 @@ from engine.settings import Settings, load_settings
 from engine.store import offers as store
 from tests.conftest import session_scope
 
-# Fast, clock-independent defaults: no quiet hours unless a test sets them.
+# Fast, clock-independent defaults: no quiet hours unless a test sets them; no holdout unless a
+# test sets one (tests/notifications/test_offer_holdouts.py).
 TEST_CONFIG = """
 [notifications]
 quiet_start = 00:00:00
@@ -25,6 +26,7 @@ backoff_seconds = 0.01
 request_timeout_seconds = 1.0
 rate_per_second = 1000.0
 max_retries = 3
+holdout_share = 0.0
 """
 
 
