@@ -19,6 +19,7 @@ from dashboard.figures_value import (
     clv_distribution_figure,
     p_alive_matrix_figure,
 )
+from engine.exports import neutralise_formulas
 
 dash.register_page(__name__, path="/value", name="Value & risk", title="Segmint · Value & risk",
                    order=5)
@@ -120,6 +121,13 @@ def export_at_risk(n_clicks: int | None) -> Any:
     if not n_clicks or run is None:
         raise PreventUpdate
     run_id = int(run["id"])
-    content = context.cached("value-at-risk-csv", run_id,
-                             compute=lambda: _at_risk(run_id).to_csv(index=False))
+    content = context.cached("value-at-risk-csv", run_id, compute=lambda: _at_risk_csv(run_id))
     return dcc.send_string(content, f"at-risk-run{run_id}.csv")
+
+
+def _at_risk_csv(run_id: int) -> str:
+    rows = _at_risk(run_id)
+    if context.settings().export.neutralise_formulas:
+        rows = neutralise_formulas(rows)  # formula-like customer ids shown, not run
+    text: str = rows.to_csv(index=False)
+    return text
