@@ -362,13 +362,13 @@ class NotificationSettings(Section):
     holdout_share: Annotated[float, Field(ge=0.0, le=MAX_HOLDOUT_SHARE)] = 0.10
     holdout_salt: Annotated[str, Field(min_length=1, max_length=64)] = "segmint-holdout"
 
+    _times_of_day = field_validator("quiet_start", "quiet_end", mode="before")(_time_of_day)
+
 
 class OutcomeSettings(Section):
     # A purchase in (decided_at, decided_at + attribution_days] is a conversion of the offer.
     attribution_days: Annotated[int, Field(ge=ATTRIBUTION_DAYS_RANGE[0],
                                            le=ATTRIBUTION_DAYS_RANGE[1], strict=True)] = 14
-
-    _times_of_day = field_validator("quiet_start", "quiet_end", mode="before")(_time_of_day)
 
 
 class DashboardSettings(Section):

@@ -11,7 +11,9 @@ def test_shipped_config_matches_defaults():
     settings = load_settings(REPO / "config.toml", environ={})
     assert settings.clustering.k == "auto"
     assert settings.rfm.segments[0].name == "VIP"
-    assert [t.offer_id for t in settings.notifications.templates] == ["vip-thanks", "welcome"]
+    # issue 16: the shipped config adds the win-back offer to the built-in two
+    assert [t.offer_id for t in settings.notifications.templates] == [
+        "vip-thanks", "welcome", "win-back"]
     assert settings.notifications.holdout_share == 0.10
     assert settings.outcomes.attribution_days == 14
 
