@@ -6,6 +6,7 @@ Screenshots of every page go to pytest's tmp folder (never the repository).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -468,6 +469,12 @@ def test_analyst_visits_every_page_filters_and_exports(site: Site, browser: Any,
     for path, (heading, graphs) in PAGES.items():
         _open(browser, site, path, heading)
         assert _errors(browser) == [], path
+        # Plotly's bundle loads lazily: wait (bounded) for the page's figures to be drawn.
+        from selenium.common.exceptions import TimeoutException
+
+        with contextlib.suppress(TimeoutException):  # the assertion below says what is missing
+            _wait(browser, lambda d, n=graphs: len(
+                d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")) >= n, timeout=30)
         drawn = browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")
         assert len(drawn) >= graphs, f"{path}: {len(drawn)} figures"
         _screenshot(browser, shots, "analyst" + (path.replace("/", "-") if path != "/"
