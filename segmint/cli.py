@@ -5,69 +5,29 @@ asks for them, so `segmint --help` imports click alone and a command that comput
 (`runs`, `jobs`, `users`, `export`) no analytics library (tests/segmint/test_cli_imports.py).
 Expected failures (SegmintError and its subclasses) end with one line on stderr and exit status
 1, no traceback.
+
+The commands that read a run's results (export, clv, outcomes, evaluate) live in
+segmint.cli_results, the `users` group in segmint.cli_users, and the Context they share in
+segmint.cli_context; all are added to the `cli` group here.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
-from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from engine.errors import SegmintError, first_line
 
-if TYPE_CHECKING:
-    from engine.settings import Settings
+from .cli_context import Context, parse_date, pass_context
+from .cli_results import clv_command, evaluate_command, export_command, outcomes_command
+from .cli_users import users_group
 
 log = logging.getLogger("segmint")
 
-
-class Context:
-    """What every command needs: the settings, built once at the entry point."""
-
-    def __init__(self, config_path: str | None = None) -> None:
-        self._config_path = config_path
-        self._settings: Settings | None = None
-        self.database_url: str | None = None  # once a command opened the database
-
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            from engine.settings import load_settings  # pydantic: not for --help
-
-            self._settings = load_settings(self._config_path)
-            from engine.clv_cache import use_compile_cache
-
-            use_compile_cache(self._settings.path(self._settings.clv.compile_dir))
-        return self._settings
-
-    def engine(self, *, require_schema: bool = True) -> Any:
-        from engine.store import get_engine
-        from engine.store import require_schema as check_schema
-
-        self.database_url = self.settings.database_url
-        db = get_engine(self.database_url, self.settings.database.echo,
-                        setting=self.settings.database_url_setting)
-        if require_schema:
-            check_schema(engine=db)
-        return db
-
-
-pass_context = click.make_pass_decorator(Context)
-
-
-def parse_date(value: str | None, option: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date (expected YYYY-MM-DD)",
-                                 param_hint=option) from None
 
 
 def configure_logging(verbose: bool) -> None:
@@ -185,91 +145,6 @@ def _run_row(run: dict[Any, Any]) -> dict[str, Any]:
             "n_customers": number(run["n_customers"]), "error": run["error"]}
 
 
-@cli.command("export")
-@click.argument("kind", type=click.Choice(
-    ["segments", "rules", "recommendations", "profiles", "transitions", "clv", "kpis",
-     "offers"]))
-@click.option("--run", "run_ref", default="latest", show_default=True,
-              help="Run id or 'latest' (the published run).")
-@click.option("--from", "from_ref", default=None, help="transitions: the earlier run.")
-@click.option("--to", "to_ref", default=None, help="transitions: the later run (default latest).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="CSV file to write (default: standard output).")
-@pass_context
-def export_command(context: Context, kind: str, run_ref: str, from_ref: str | None,
-                   to_ref: str | None, output: str | None) -> None:
-    """CSV of a run's segments, rules, recommendations, profiles, CLV, KPIs per segment, the
-    class transitions between two runs (--from RUN --to RUN), or the offer ledger with each row's
-    group and attributed conversion (offers: every run)."""
-    from engine.exports import write_csv
-    from engine.store import results as result_store
-    from engine.store import runs as run_store
-
-    db = context.engine()
-    if kind == "transitions":
-        if from_ref is None:
-            raise click.UsageError("export transitions needs --from RUN (and --to RUN, "
-                                   "default latest)")
-        before = run_store.resolve_run(engine=db, ref=from_ref)
-        after = run_store.resolve_run(engine=db, ref=to_ref or run_ref)
-        frame = result_store.transitions(engine=db, from_run=before, to_run=after)
-    elif kind == "clv":
-        from engine.store.clv import read_customers
-
-        frame = read_customers(engine=db, run_id=run_store.resolve_run(engine=db, ref=run_ref))
-    elif kind == "offers":
-        from engine.offer_outcomes import load_outcomes, offer_export
-
-        frame = offer_export(load_outcomes(db, context.settings))
-    elif kind == "kpis":
-        from engine.offer_outcomes import run_kpis
-
-        frame = run_kpis(db, context.settings, run_id=run_store.resolve_run(engine=db,
-                                                                            ref=run_ref))
-    else:
-        run_id = run_store.resolve_run(engine=db, ref=run_ref)
-        reader = {"segments": result_store.read_segments, "rules": result_store.read_rules,
-                  "recommendations": result_store.read_recommendations,
-                  "profiles": result_store.read_profiles}[kind]
-        frame = reader(engine=db, run_id=run_id)
-    neutralise = context.settings.export.neutralise_formulas
-    if output is None:
-        write_csv(kind, frame, sys.stdout, neutralise=neutralise)
-        return
-    try:
-        rows = write_csv(kind, frame, output, neutralise=neutralise)
-    except OSError as exc:
-        raise click.FileError(output, hint=exc.strerror or str(exc)) from None
-    click.echo(f"{rows} rows written to {output}", err=True)
-
-
-@cli.command("clv")
-@click.option("--run", "run_ref", default="latest", show_default=True,
-              help="Run id or 'latest' (the published run).")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object for machines.")
-@pass_context
-def clv_command(context: Context, run_ref: str, as_json: bool) -> None:
-    """The run's fitted BG/NBD and Gamma-Gamma parameters, backtest and notes."""
-    import json
-
-    from engine.clv import describe_fit
-    from engine.store import runs as run_store
-    from engine.store.clv import read_fit
-
-    db = context.engine()
-    run_id = run_store.resolve_run(engine=db, ref=run_ref)
-    fit = read_fit(engine=db, run_id=run_id)
-    if fit is None:
-        raise SegmintError(f"run {run_id} has no CLV (made before CLV existed, or with "
-                           "[clv] enabled = false)")
-    if as_json:
-        click.echo(json.dumps({"run_id": run_id, **fit}, indent=2))
-        return
-    click.echo(f"run {run_id}")
-    for line in describe_fit(fit):
-        click.echo(line)
-
-
 @cli.command("send-offers")
 @click.option("--dry-run", is_flag=True, default=False,
               help="Record and print the messages without calling Twilio (the default when "
@@ -284,26 +159,6 @@ def send_offers_command(context: Context, dry_run: bool) -> None:
     for phone, body in summary.previews:
         click.echo(f"  {phone}  {body}")
     for line in summary.lines():
-        click.echo(line)
-
-
-@cli.command("outcomes")
-@click.option("--offer", "offer_id", default=None, help="Only this offer (default: every offer).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable: a list, one object per "
-              "offer.")
-@pass_context
-def outcomes_command(context: Context, offer_id: str | None, as_json: bool) -> None:
-    """What each offer brought: treatment against holdout, uplift in conversion points with a
-    95 % interval, incremental revenue and the smallest detectable uplift (MDE)."""
-    from engine.offer_outcomes import load_outcomes, outcome_lines, outcome_records
-
-    outcomes = load_outcomes(context.engine(), context.settings, offer_id=offer_id)
-    if as_json:
-        import json
-
-        click.echo(json.dumps(outcome_records(outcomes.by_offer), indent=2))
-        return
-    for line in outcome_lines(outcomes):
         click.echo(line)
 
 
@@ -450,87 +305,8 @@ def serve_command(context: Context, host: str | None, port: int | None,
     serve(context.settings, host=host, port=port, workers=workers)
 
 
-@cli.group("users")
-def users_group() -> None:
-    """Dashboard accounts."""
-
-
-@users_group.command("add")
-@click.argument("name")
-@click.option("--role", type=click.Choice(["manager", "analyst"]), required=True,
-              help="manager: view; analyst: view, filter and export.")
-@pass_context
-def users_add_command(context: Context, name: str, role: str) -> None:
-    """Create an account or replace its password and role. The password is prompted on a
-    terminal and read from standard input (first line) otherwise."""
-    from dashboard.auth import hash_password
-    from engine.store.users import UserError, save_user
-
-    if sys.stdin.isatty():
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    else:
-        password = sys.stdin.readline().rstrip("\r\n")
-    if not password:
-        raise UserError("empty password (type it at the prompt or pipe it on standard input)")
-    if len(password) < 8:
-        log.warning("the password for %s is shorter than 8 characters", name)
-    created = save_user(engine=context.engine(), username=name,
-                        password_hash=hash_password(password), role=role)
-    click.echo(f"user {name} {'created' if created else 'updated'} ({role})")
-
-
-@users_group.command("list")
-@pass_context
-def users_list_command(context: Context) -> None:
-    """Accounts and their roles (never the passwords)."""
-    from engine.store.users import list_users
-
-    for user in list_users(engine=context.engine()):
-        click.echo(f"{user.username}\t{user.role}" + ("\trevoked" if user.revoked else ""))
-
-
-@users_group.command("revoke")
-@click.argument("name")
-@pass_context
-def users_revoke_command(context: Context, name: str) -> None:
-    """End every dashboard session of the account and refuse its logins until `users add NAME`
-    sets a new password."""
-    from engine.store.users import UserError, end_sessions
-
-    if not end_sessions(engine=context.engine(), username=name, revoke=True):
-        raise UserError(f"no dashboard user {name!r}")
-    click.echo(f"user {name} revoked (sessions ended, logins refused)")
-
-
-@cli.command("evaluate")
-@click.option("--cutoff", default=None, metavar="DATE",
-              help="Train before this day, test after it (default: evaluate.cutoff in the "
-                   "config, else 80% of the way through the data).")
-@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-@pass_context
-def evaluate_command(context: Context, cutoff: str | None, as_json: bool) -> None:
-    """Recommendation quality on a time split: Segmint vs popularity and implicit's ALS and
-    BM25 item-kNN, trained on the same lines."""
-    from engine.evaluate import default_cutoff, evaluate
-    from engine.store.customers import load_customers
-    from engine.store.lines_read import load_lines
-
-    settings = context.settings
-    chosen = parse_date(cutoff, "--cutoff") or settings.evaluate.cutoff
-    db = context.engine()
-    lines = load_lines(engine=db)
-    if lines.empty:
-        raise SegmintError("no transaction lines in the database; run `segmint ingest PATH` first")
-    if chosen is None:
-        chosen = default_cutoff(lines)
-    result = evaluate(lines, load_customers(engine=db), settings, chosen)
-    if as_json:
-        click.echo(json.dumps(result.as_dict(), indent=2))
-        return
-    click.echo(f"cutoff {result.cutoff}: {result.n_customers} customers evaluated "
-               f"({result.n_train_customers} in the training run; the others bought nothing new "
-               f"after the cutoff)")
-    click.echo(result.table())
+for _command in (export_command, clv_command, outcomes_command, users_group, evaluate_command):
+    cli.add_command(_command)
 
 
 def usage_error_line(exc: click.UsageError) -> str:
