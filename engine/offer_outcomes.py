@@ -24,7 +24,7 @@ from engine.outcomes import (
     with_decision_times,
 )
 from engine.settings import Settings
-from engine.store import offers as offer_store
+from engine.store import offer_results as offer_store
 from engine.store import results as result_store
 from engine.store import runs as run_store
 from engine.store.lines_read import load_lines
@@ -80,7 +80,7 @@ def offer_export(outcomes: Outcomes) -> pd.DataFrame:
 
 
 def record_offer_pass_file(engine: Engine, path: Path) -> tuple[int, int]:
-    """Record a past offer pass file in the ledger (see engine.store.offers.record_past_pass);
+    """Record a past offer pass file in the ledger (engine.store.offer_results.record_past_pass);
     returns (rows added, rows already there). A file it cannot use is one line."""
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)

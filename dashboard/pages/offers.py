@@ -13,7 +13,7 @@ from dashboard import components, context, ids
 from dashboard.figures import offer_status_figure
 from dashboard.offer_outcomes import what_the_offers_brought
 from engine.offer_outcomes import load_outcomes
-from engine.store import offers as offer_store
+from engine.store import offer_results as offer_store
 
 dash.register_page(__name__, path="/offers", name="Offers", title="Segmint · Offers", order=5)
 

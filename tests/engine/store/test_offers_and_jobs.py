@@ -1,4 +1,5 @@
-"""The Offers page's summary (engine.store.offers) and the job history (engine.store.jobs)."""
+"""The Offers page's summary (engine.store.offer_results) and the job history
+(engine.store.jobs)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from engine.store import jobs, offers
+from engine.store import jobs, offer_results
 
 
 def test_offers_and_jobs(filled: Any) -> None:
-    summary = offers.offer_summary(engine=filled)
+    summary = offer_results.offer_summary(engine=filled)
     assert summary["total"] == 4 and summary["dry_run"] == 1
     assert summary["delivered"] == 1 and summary["failed"] == 1
     # A 'retry' row (Twilio unreachable, a later pass sends it) is waiting, not yet attempted.

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from dashboard import frames
-from engine.store import jobs, offers, results, runs, sales
+from engine.store import jobs, offer_results, results, runs, sales
 from tests.engine.store.conftest import NON_PRODUCT
 
 
@@ -73,6 +73,6 @@ def test_empty_database_gives_empty_answers(db: Any) -> None:
     assert sales.kpis(engine=db)["aov"] == 0.0
     assert sales.monthly_trends(engine=db).empty
     assert sales.product_summary(engine=db, non_product_codes=NON_PRODUCT).empty
-    assert offers.offer_summary(engine=db)["delivery_rate"] is None
+    assert offer_results.offer_summary(engine=db)["delivery_rate"] is None
     assert jobs.job_history(engine=db).empty
 
