@@ -49,15 +49,16 @@ stays treatment. Dry runs assign groups too, under their 'dry-run:' keys.
 The frequency cap is read once per pass (plus what the pass itself sends): two passes running at
 the same moment could each send a *different* offer to one customer. The same offer is still
 sent once (the unique key); the scheduler's job lock keeps passes from overlapping in practice.
+
+What a pass did (its counts, groups and printed lines) is notifications/offer_summary.py.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
@@ -65,13 +66,14 @@ from sqlalchemy import Engine
 from engine.dates import as_utc, utc_now
 from engine.ledger import LedgerStatus as Status
 from engine.ledger import offer_key
-from engine.outcomes import HOLDOUT, TREATMENT, assign_group, minimum_detectable_effect
+from engine.outcomes import HOLDOUT, TREATMENT, assign_group
 from engine.phones import mask_phone
 from engine.settings import OfferTemplate, Settings
 from engine.store import customers as customer_store
 from engine.store import offers as store
 from engine.store.runs import published_run_id
 from notifications.eligibility import decide
+from notifications.offer_summary import OfferPassSummary
 from notifications.sender import (
     INVALID_NUMBER_CODES,
     OPTED_OUT_CODE,
@@ -84,65 +86,6 @@ from notifications.templates import targets as template_targets
 
 log = logging.getLogger(__name__)
 
-@dataclass
-class OfferPassSummary:
-    pass_id: str
-    run_id: int | None
-    dry_run: bool
-    eligible: int = 0
-    sent: int = 0
-    dry_runs: int = 0
-    failed: int = 0
-    unknown: int = 0
-    deferred: int = 0  # Twilio kept answering 429/5xx: a later pass retries
-    reconciled: int = 0
-    holdout: int = 0  # eligible customers kept out of an offer to measure it
-    groups: Counter[tuple[str, str]] = field(default_factory=Counter)  # (offer, group) -> customers
-    holdout_share: float = 0.0
-    skipped: Counter[str] = field(default_factory=Counter)
-    previews: list[tuple[str, str]] = field(default_factory=list)  # (masked phone, body)
-    note: str | None = None
-
-    def lines(self) -> list[str]:
-        mode = "dry run" if self.dry_run else "live"
-        lines = [f"offer pass {self.pass_id} ({mode}) over run {self.run_id or '-'}"]
-        if self.note:
-            lines.append(self.note)
-        skipped = ", ".join(f"{reason} {count}" for reason, count in sorted(self.skipped.items()))
-        lines += [
-            f"eligible:   {self.eligible}",
-            f"sent:       {self.sent}",
-            f"dry-run:    {self.dry_runs}",
-            f"failed:     {self.failed}",
-            f"unknown:    {self.unknown}",
-            f"deferred:   {self.deferred}",
-            f"reconciled: {self.reconciled}",
-            f"holdout:    {self.holdout}",
-            f"skipped:    {sum(self.skipped.values())}" + (f" ({skipped})" if skipped else ""),
-        ]
-        return lines + self.mde_lines()
-
-    def mde_lines(self) -> list[str]:
-        """Per offer, the smallest uplift this pass's groups can detect (80 % power, alpha 0.05,
-        at an assumed 10 % conversion without the offer)."""
-        if not self.holdout_share:
-            return ["holdout:    off (notifications.holdout_share = 0): no offer is measured"]
-        lines = []
-        for offer in sorted({offer for offer, _group in self.groups}):
-            treated, held = self.groups[(offer, TREATMENT)], self.groups[(offer, HOLDOUT)]
-            mde = minimum_detectable_effect([treated], [held], [MDE_BASELINE])[0] * 100
-            reading = ("no holdout yet: nothing to compare" if not held or not treated
-                       else f"smallest detectable uplift {mde:.1f} points")
-            lines.append(f"measure {offer}: treatment {treated}, holdout {held} "
-                         f"(share {self.holdout_share:.0%}): {reading} (80 % power, at a "
-                         f"{MDE_BASELINE:.0%} base rate)")
-        return lines
-
-
-# The conversion rate without an offer assumed for the MDE printed before a pass (the estimate
-# itself uses the holdout's measured rate).
-MDE_BASELINE = 0.10
-
 
 def reconcile_grace(settings: Settings) -> timedelta:
     """How old a 'sending' row must be before it is presumed abandoned: the longest one send can
@@ -151,8 +94,6 @@ def reconcile_grace(settings: Settings) -> timedelta:
     longest = (ns.max_retries + 1) * ns.request_timeout_seconds
     longest += ns.backoff_seconds * (2 ** ns.max_retries)
     return timedelta(seconds=longest + 60)
-
-
 
 
 class _OfferPass:
