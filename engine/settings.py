@@ -3,6 +3,10 @@
 Every section is a pydantic model that forbids unknown keys, so a typo in config.toml stops the
 program with one line naming the key instead of being silently ignored. Secrets (Twilio
 credentials, the dashboard's cookie key) come only from the environment.
+
+Why one module over 450 lines: it is the schema of config.toml, one small class per section in
+the file's order, so a reader checks a key against one place; splitting it by section would
+scatter the one definition of the settings that STYLE.md asks for.
 """
 
 from __future__ import annotations
