@@ -82,8 +82,11 @@ class ClvResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
     def params(self) -> dict[str, Any]:
-        """The JSON the run stores and `segmint clv --json` prints."""
-        return {
+        """The JSON the run stores and `segmint clv --json` prints (NaN/inf as null: PostgreSQL's
+        json refuses them)."""
+        from engine.values import json_safe
+
+        return json_safe({
             "time_unit": self.time_unit,
             "bgnbd": None if self.bgnbd is None else _rounded(vars(self.bgnbd)),
             "gamma_gamma": None if self.gamma_gamma is None else _rounded(vars(self.gamma_gamma)),
@@ -91,7 +94,7 @@ class ClvResult:
             "backtest": self.backtest,
             "notes": list(self.notes),
             "seconds": dict(self.seconds),
-        }
+        })
 
 
 def _rounded(values: dict[str, float]) -> dict[str, float]:
@@ -475,6 +478,14 @@ def customer_value(lines: pd.DataFrame, *, as_of: date, settings: ClvSettings,
                                        settings=settings,
                                        population_order_value=fitted.population_order_value)
     result.seconds["score"] = round(time.perf_counter() - start, 3)
+    figures = result.customers.select_dtypes("number")
+    if not np.isfinite(figures.to_numpy(dtype=float)).all():
+        # A degenerate fit (e.g. a handful of customers) can give non-finite parameters or
+        # figures: the run is published without CLV rather than failing on them.
+        result.notes.append("the fitted models gave non-finite figures (too little data to "
+                            "fit): no CLV in this run")
+        result.customers = None
+        return result
     short = int((result.customers["history"] == "short").sum())
     if short:
         result.notes.append(f"{short} customer(s) with little history (no repeat purchase day, "

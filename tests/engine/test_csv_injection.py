@@ -124,7 +124,14 @@ def test_the_dashboard_csv_export_neutralises_formula_cells(evil: Evil) -> None:
     from dashboard.app import create_app
 
     app = create_app(evil.settings, secret_key="test")
-    from dashboard.pages.segments import export_csv
+    # The page module as Dash imported it: importing it under another name would register the
+    # page twice and break every later app in this process (duplicate nav-link ids).
+    import sys
+
+    import dash
+
+    export_csv = next(sys.modules[name].export_csv for name, page in dash.page_registry.items()
+                      if page["path"] == "/segments")
 
     with app.server.test_request_context("/segments"):
         session["user"], session["role"] = "ann", "analyst"
