@@ -72,6 +72,10 @@ def configure_sessions(server: Flask, *, secret_key: str, secure: bool, hours: i
     server.before_request(_require_login)
 
 
+# Dash's JavaScript bundles and the stylesheets: dozens per page load.
+STATIC_PREFIXES = ("/_dash-component-suites/", "/assets/")
+
+
 def _is_open(path: str) -> bool:
     return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
 
@@ -104,7 +108,11 @@ def _require_login() -> Any:
     refused = _refuse_stray_requests()
     if refused is not None:
         return refused
-    if _is_open(request.path) or _session_is_current():
+    if _is_open(request.path):
+        return None
+    if request.path.startswith(STATIC_PREFIXES) and current_user() is not None:
+        return None  # library code, not data: the signed cookie is enough, no query per bundle
+    if _session_is_current():
         return None
     wants_page = request.method == "GET" and not request.path.startswith("/_")
     if wants_page:

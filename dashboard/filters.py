@@ -26,7 +26,8 @@ class Filters:
     classes: tuple[str, ...] = field(default_factory=tuple)
     segments: tuple[str, ...] = field(default_factory=tuple)
     # Parameters that were not understood ("until=9999-12-31"), for the page to say so.
-    ignored: tuple[str, ...] = field(default_factory=tuple, compare=False)
+    # Not part of the cache key either (repr=False): any junk value would split the cache.
+    ignored: tuple[str, ...] = field(default_factory=tuple, compare=False, repr=False)
 
     @property
     def has_window(self) -> bool:

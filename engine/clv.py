@@ -38,9 +38,6 @@ log = logging.getLogger(__name__)
 
 UNIT_DAYS = {"W": 7.0, "D": 1.0}
 SUMMARY_COLUMNS = ["customer_id", "frequency", "recency", "T", "monetary_value"]
-# Stored beside the export's columns: how much to trust a row.
-CLV_FLAG_COLUMNS = ["history", "order_value_source"]
-CHURN_BANDS = ("high", "medium", "low")
 CALIBRATION_MAX = 7  # the calibration table's last row is "7+" (Fader, Hardie & Lee, figure 2)
 CLV_STEPS = 12  # monthly steps for the discounted 365-day value
 
@@ -202,17 +199,6 @@ def expected_purchases(params: BgNbdParams, t: Any, frequency: Any, recency: Any
     return np.where(t_ > 0, value, 0.0)
 
 
-def expected_purchases_new(params: BgNbdParams, t: Any) -> np.ndarray:
-    """E[X(t)] for a customer with no history (equation 9)."""
-    from scipy.special import hyp2f1
-
-    r, alpha, a, b = params.r, params.alpha, params.a, params.b
-    (t_,) = _arrays(t)
-    return np.asarray((a + b - 1) / (a - 1)
-                      * (1 - (alpha / (alpha + t_)) ** r * hyp2f1(r, b, a + b - 1,
-                                                                   t_ / (alpha + t_))))
-
-
 def expected_order_value(params: GammaGammaParams, frequency: Any,
                          monetary_value: Any) -> np.ndarray:
     """E[M | x, mbar] = p (v + x mbar) / (p x + q - 1) (Fader, Hardie & Lee 2005b)."""
@@ -243,7 +229,8 @@ def churn_risk(alive: np.ndarray, settings: ClvSettings) -> np.ndarray:
 
 def score_customers(summary: pd.DataFrame, bgnbd: BgNbdParams, gamma_gamma: GammaGammaParams,
                     *, settings: ClvSettings, population_order_value: float) -> pd.DataFrame:
-    """Per customer: CLV_COLUMNS + CLV_FLAG_COLUMNS, from point parameters (vectorised)."""
+    """Per customer: the export's CLV columns plus how much to trust each row (history,
+    order_value_source), from point parameters (vectorised)."""
     unit = UNIT_DAYS[settings.time_unit]
     x = summary["frequency"].to_numpy(dtype=float)
     t_x = summary["recency"].to_numpy(dtype=float)

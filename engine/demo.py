@@ -101,7 +101,6 @@ class PastOffer:
         return round((self.rate_treatment - self.rate_holdout) * 100, 10)
 
 
-OFFER_PASS_COLUMNS = ("customer_id", "offer_id", "pass_id", "group", "decided_at")
 
 
 @dataclass(frozen=True)

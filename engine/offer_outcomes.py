@@ -8,7 +8,6 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
@@ -28,6 +27,7 @@ from engine.store import offer_results as offer_store
 from engine.store import results as result_store
 from engine.store import runs as run_store
 from engine.store.lines_read import load_lines
+from engine.values import plain
 
 ATTRIBUTION_LINE_COLUMNS = ("invoice", "stock_code", "amount", "ts", "customer_id", "is_return")
 KPI_LINE_COLUMNS = ATTRIBUTION_LINE_COLUMNS
@@ -95,8 +95,7 @@ def record_offer_pass_file(engine: Engine, path: Path) -> tuple[int, int]:
 def run_kpis(engine: Engine, settings: Settings, *, run_id: int) -> pd.DataFrame:
     """`segmint export kpis` for a run: its segments, over its window and as_of."""
     run = run_store.get_run(engine=engine, run_id=run_id)
-    if run is None:
-        raise UnknownOfferError(f"run {run_id} not found")
+    assert run is not None, run_id  # the caller resolved the run id (runs.resolve_run)
     as_of = run["as_of"]
     segments = result_store.read_segments(engine=engine, run_id=run_id)
     lines = load_lines(engine=engine, until=last_day(None, as_of),
@@ -106,12 +105,9 @@ def run_kpis(engine: Engine, settings: Settings, *, run_id: int) -> pd.DataFrame
 
 
 def _plain(value: object) -> object:
-    """A JSON-safe value: NaN -> None, numpy numbers -> Python numbers (floats rounded)."""
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        return None if math.isnan(value) else round(float(value), 6)
-    return value
+    """A JSON-safe value (engine.values.plain), floats rounded to 6 places."""
+    value = plain(value)
+    return round(value, 6) if isinstance(value, float) else value
 
 
 def outcome_records(estimates: pd.DataFrame) -> list[dict[str, object]]:

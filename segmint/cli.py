@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from engine.errors import SegmintError, first_line
+from engine.errors import SegmintError
 
 from .cli_context import Context, parse_date, pass_context
 from .cli_results import clv_command, evaluate_command, export_command, outcomes_command
@@ -317,13 +317,10 @@ def usage_error_line(exc: click.UsageError) -> str:
 
 
 def database_error_line(url: str | None, exc: BaseException) -> str:
-    """A database's refusal (read-only, locked, full, gone) as one line naming the database;
-    the driver's first line only: never the statement or its parameters."""
-    from engine.store.db import describe
+    """A database's refusal (read-only, locked, full, gone) as one line naming the database."""
+    from engine.store.db import database_message
 
-    orig = getattr(exc, "orig", None) or exc
-    where = f"database {describe(url)}" if url else "database"
-    return f"{where}: {first_line(orig)[:300]}"
+    return database_message(url, exc)
 
 
 def _is_database_error(exc: BaseException) -> bool:

@@ -81,8 +81,6 @@ def export_command(context: Context, kind: str, run_ref: str, from_ref: str | No
 @pass_context
 def clv_command(context: Context, run_ref: str, as_json: bool) -> None:
     """The run's fitted BG/NBD and Gamma-Gamma parameters, backtest and notes."""
-    import json
-
     from engine.clv import describe_fit
     from engine.store import runs as run_store
     from engine.store.clv import read_fit
@@ -113,8 +111,6 @@ def outcomes_command(context: Context, offer_id: str | None, as_json: bool) -> N
 
     outcomes = load_outcomes(context.engine(), context.settings, offer_id=offer_id)
     if as_json:
-        import json
-
         click.echo(json.dumps(outcome_records(outcomes.by_offer), indent=2))
         return
     for line in outcome_lines(outcomes):

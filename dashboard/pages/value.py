@@ -25,20 +25,21 @@ dash.register_page(__name__, path="/value", name="Value & risk", title="Segmint 
                    order=5)
 
 
-def _clv_frames(run_id: int) -> tuple[dict[str, Any] | None, pd.DataFrame, pd.DataFrame]:
+def _clv_frames(run_id: int) -> tuple[dict[str, Any] | None, pd.DataFrame]:
     from engine.store import clv as clv_store
-    from engine.store import results as result_store
 
     engine = context.engine()
     return (clv_store.read_fit(engine=engine, run_id=run_id),
-            clv_store.read_customers(engine=engine, run_id=run_id),
-            result_store.read_segments(engine=engine, run_id=run_id))
+            clv_store.read_customers(engine=engine, run_id=run_id))
 
 
 def _at_risk(run_id: int) -> pd.DataFrame:
     def compute() -> pd.DataFrame:
-        _fit, clv, segments = _clv_frames(run_id)
-        return at_risk_rows(clv, segments) if not clv.empty else clv
+        from engine.store.clv import read_customers
+
+        clv = read_customers(engine=context.engine(), run_id=run_id)
+        # the run's customer rows come from the page cache the other pages share
+        return at_risk_rows(clv, frames.run_rows(run_id)) if not clv.empty else clv
     frame: pd.DataFrame = context.cached("value-at-risk", run_id, compute=compute)
     return frame
 
@@ -56,7 +57,7 @@ def _page(analyst: bool) -> html.Div:
     if run is None:
         return html.Div([header, components.empty_state(components.NO_RUN_MESSAGE)])
     run_id = int(run["id"])
-    fit, clv, _segments = _clv_frames(run_id)
+    fit, clv = _clv_frames(run_id)
     if fit is None:
         return html.Div([header, components.empty_state(
             f"Run #{run_id} has no CLV (made before CLV existed, or [clv] enabled = false).")])

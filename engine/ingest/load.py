@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 from sqlalchemy import Engine
 
+from engine.dates import utc_now
 from engine.ingest.customers import stage_customers
 from engine.ingest.normalise import LineLimits
 from engine.ingest.presets import Preset, choose_preset
@@ -79,7 +80,7 @@ def ingest_file(engine: Engine, settings: Settings, path: str | Path, *, preset:
         raw = read_file(transactions_path, sha256)
         _require_lines(raw)
         chosen = choose_preset(raw, settings, preset)
-        limits = LineLimits.for_load(settings, now or datetime.now(UTC))
+        limits = LineLimits.for_load(settings, now or utc_now())
         lines_file, rejects = stage_lines(raw, chosen, limits)
         del raw  # the text frame is not needed while writing
         if lines_file.lines_read and lines_file.rejected == lines_file.lines_read:

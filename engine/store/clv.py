@@ -9,13 +9,11 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from sqlalchemy import Connection, Engine, delete, insert, select
 
-from engine.models import ClvFit, CustomerClv
+from engine.store.tables import CLV_FIT, CUSTOMER_CLV, read_frame
 
 if TYPE_CHECKING:
     from engine.clv import ClvResult
 
-CUSTOMER_CLV = CustomerClv.__table__  # type: ignore[attr-defined]
-CLV_FIT = ClvFit.__table__  # type: ignore[attr-defined]
 STORED_COLUMNS = [c.name for c in CUSTOMER_CLV.columns if c.name != "run_id"]
 
 
@@ -50,6 +48,4 @@ def read_customers(*, engine: Engine, run_id: int,
         .where(CUSTOMER_CLV.c.run_id == run_id).order_by(CUSTOMER_CLV.c.customer_id)
     if customer_id is not None:
         query = query.where(CUSTOMER_CLV.c.customer_id == customer_id)
-    with engine.connect() as connection:
-        rows = connection.execute(query).all()
-    return pd.DataFrame([tuple(row) for row in rows], columns=STORED_COLUMNS)
+    return read_frame(engine, query, STORED_COLUMNS)

@@ -119,15 +119,21 @@ class DataRefused(StoreError):
 _DATA_ERRORS = frozenset({"DataError", "IntegrityError"})
 
 
-def database_error(engine: Engine, exc: BaseException) -> StoreError:
-    """A one-line StoreError naming the database (password hidden) and the driver's reason;
-    DataRefused when the database refused the data."""
+def database_message(url: str | None, exc: BaseException) -> str:
+    """One line naming the database (password hidden; just "database" when unknown) and the
+    driver's first line only: never the statement or its parameters."""
     orig = getattr(exc, "orig", None) or exc
-    reason = first_line(orig)[:300]
+    where = f"database {describe(url)}" if url else "database"
+    return f"{where}: {first_line(orig)[:300]}"
+
+
+def database_error(engine: Engine, exc: BaseException) -> StoreError:
+    """A one-line StoreError naming the database and the driver's reason; DataRefused when the
+    database refused the data."""
+    orig = getattr(exc, "orig", None) or exc
     refused = any(cls.__name__ in _DATA_ERRORS
                   for error in (exc, orig) for cls in type(error).__mro__)
-    return (DataRefused if refused else StoreError)(
-        f"database {describe(str(engine.url))}: {reason}")
+    return (DataRefused if refused else StoreError)(database_message(str(engine.url), exc))
 
 
 def check_connection(*, engine: Engine) -> None:

@@ -38,6 +38,8 @@ OPT_OUTS = _table(models.OptOut)
 JOBS = _table(models.JobHistory)
 LOCKS = _table(models.JobLock)
 USERS = _table(models.DashboardUser)
+CUSTOMER_CLV = _table(models.CustomerClv)
+CLV_FIT = _table(models.ClvFit)
 INBOUND = _table(models.InboundMessage)
 
 
