@@ -155,11 +155,12 @@ class _OfferPass:
             self.recent = store.recently_messaged(engine=self.engine, since=since)
         keys = [offer_key(template.offer_id, target.customer_id)
                 for template in templates for target in targets]
-        self.existing = store.customers_with_key(engine=self.engine, offer_keys=keys)
+        statuses = store.ledger_statuses(engine=self.engine, offer_keys=keys)
+        self.existing = {key for key, status in statuses.items() if status != Status.RETRY}
+        self.held = {key for key, status in statuses.items() if status == Status.HOLDOUT}
+        self.retry_keys = {key for key, status in statuses.items() if status == Status.RETRY}
         self.phone_holders = store.phone_holders(
             engine=self.engine, offer_ids=[template.offer_id for template in templates])
-        self.held = store.holdout_keys(engine=self.engine, offer_keys=keys)
-        self.retry_keys = {pending.offer_key for pending in store.retry_rows(engine=self.engine)}
         return targets
 
     def reconcile_retries(self, templates: list[OfferTemplate],

@@ -15,8 +15,18 @@ from sqlalchemy import Engine, and_, desc, func, insert, select
 from engine.ledger import ATTEMPTED, DELIVERED, DRY_RUN_PREFIX, NOT_DELIVERED, offer_key
 from engine.ledger import LedgerStatus as Status
 from engine.outcomes import HOLDOUT
+from engine.store.offers import ledger_statuses
 from engine.store.runs import published_run_query
-from engine.store.tables import CUSTOMERS, MESSAGES, OPT_OUTS, RESULTS, RUNS, SKIPS, read_frame
+from engine.store.tables import (
+    CUSTOMERS,
+    MESSAGES,
+    OPT_OUTS,
+    RESULTS,
+    RUNS,
+    SKIPS,
+    in_chunks,
+    read_frame,
+)
 
 # offer_ledger's columns (the ledger as engine.outcomes reads it).
 OFFER_LEDGER_COLUMNS = ["customer_id", "offer_id", "pass_id", "group", "status", "created_at",
@@ -98,14 +108,12 @@ def record_past_pass(*, engine: Engine, rows: pd.DataFrame, now: datetime) -> tu
     keys = [offer_key(str(offer), customer)
             for offer, customer in zip(rows["offer_id"], ids, strict=True)]
     phones: dict[str, str | None] = {}
-    existing: set[str] = set()
     with engine.connect() as connection:
-        for start in range(0, len(keys), 500):
+        for chunk in in_chunks(ids):
             phones.update(connection.execute(
                 select(CUSTOMERS.c.customer_id, CUSTOMERS.c.phone)
-                .where(CUSTOMERS.c.customer_id.in_(ids[start:start + 500]))).tuples().all())
-            existing.update(connection.execute(select(MESSAGES.c.offer_key).where(
-                MESSAGES.c.offer_key.in_(keys[start:start + 500]))).scalars())
+                .where(CUSTOMERS.c.customer_id.in_(chunk))).tuples().all())
+    existing = set(ledger_statuses(engine=engine, offer_keys=keys))
     values = []
     for key, customer, row in zip(keys, ids, rows.itertuples(index=False), strict=True):
         if key in existing:

@@ -48,6 +48,7 @@ from engine.store.tables import (
     RECOMMENDATIONS,
     RESULTS,
     SKIPS,
+    in_chunks,
 )
 
 # An early callback whose sid never shows up (a message not sent by Segmint) is dropped after this.
@@ -140,17 +141,14 @@ def load_offer_targets(*, engine: Engine, run_id: int,
     ]
 
 
-def customers_with_key(*, engine: Engine, offer_keys: Iterable[str]) -> set[str]:
-    """Which of these offer keys already exist (any status but 'retry')."""
-    keys = list(offer_keys)
-    found: set[str] = set()
+def ledger_statuses(*, engine: Engine, offer_keys: Iterable[str]) -> dict[str, str]:
+    """The ledger status of each of these offer keys that has a row (a key has at most one)."""
+    found: dict[str, str] = {}
     with engine.connect() as connection:
-        for start in range(0, len(keys), 500):
-            chunk = keys[start:start + 500]
+        for chunk in in_chunks(list(offer_keys)):
             found.update(connection.execute(
-                select(MESSAGES.c.offer_key).where(MESSAGES.c.offer_key.in_(chunk),
-                                                   MESSAGES.c.status != Status.RETRY)
-            ).scalars())
+                select(MESSAGES.c.offer_key, MESSAGES.c.status)
+                .where(MESSAGES.c.offer_key.in_(chunk))).tuples().all())
     return found
 
 
@@ -168,18 +166,6 @@ def phone_holders(*, engine: Engine, offer_ids: Iterable[str]) -> dict[tuple[str
     for offer_id, phone, customer_id in rows:
         holders.setdefault((offer_id, phone), customer_id)
     return holders
-
-
-def holdout_keys(*, engine: Engine, offer_keys: Iterable[str]) -> set[str]:
-    """Which of these offer keys hold a customer out of their offer (status 'holdout')."""
-    keys = list(offer_keys)
-    found: set[str] = set()
-    with engine.connect() as connection:
-        for start in range(0, len(keys), 500):
-            found.update(connection.execute(
-                select(MESSAGES.c.offer_key).where(MESSAGES.c.offer_key.in_(
-                    keys[start:start + 500]), MESSAGES.c.status == Status.HOLDOUT)).scalars())
-    return found
 
 
 def recently_messaged(*, engine: Engine, since: datetime) -> set[str]:

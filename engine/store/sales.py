@@ -15,7 +15,7 @@ import pandas as pd
 from sqlalchemy import ColumnElement, Engine, case, distinct, func, not_, select
 
 from engine.store.runs import published_run_query
-from engine.store.tables import LINES, PRODUCTS, RUNS, in_window, read_frame
+from engine.store.tables import LINES, PRODUCTS, RUNS, in_chunks, in_window, read_frame
 
 
 def _month(engine: Engine, column: ColumnElement[Any]) -> ColumnElement[str]:
@@ -183,8 +183,7 @@ def product_names(*, engine: Engine, stock_codes: Sequence[str]) -> dict[str, st
     codes = sorted({code for code in stock_codes if code})
     names: dict[str, str] = {}
     with engine.connect() as connection:
-        for start in range(0, len(codes), 500):
-            chunk = codes[start:start + 500]
+        for chunk in in_chunks(codes):
             statement = select(PRODUCTS.c.stock_code, PRODUCTS.c.description).where(
                 PRODUCTS.c.stock_code.in_(chunk))
             names.update({code: text for code, text in connection.execute(statement) if text})

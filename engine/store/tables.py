@@ -6,7 +6,7 @@ Column contracts (which columns, in which order, a frame or export has) are in e
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date
 from typing import Any
 
@@ -69,3 +69,13 @@ def in_window(since: date | None, until: date | None) -> list[ColumnElement[bool
     if end is not None:
         conditions.append(LINES.c.ts < end)
     return conditions
+
+
+# Values per `IN (...)` list: well under SQLite's bound-parameter limit on every version.
+IN_CHUNK = 500
+
+
+def in_chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
+    """The values in slices short enough for one `IN (...)` list each."""
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
