@@ -23,26 +23,19 @@ class Preset:
     required: tuple[str, ...]
 
 
+def _online_retail(name: str, invoice: str, unit_price: str, customer_id: str) -> Preset:
+    """The UCI Online Retail layouts (I and II differ only in three column names)."""
+    columns = {"invoice": invoice, "stock_code": "StockCode", "description": "Description",
+               "quantity": "Quantity", "timestamp": "InvoiceDate", "unit_price": unit_price,
+               "customer_id": customer_id, "country": "Country"}
+    # The published CSV writes ISO timestamps; the original spreadsheet export m/d/Y H:M.
+    return Preset(name, columns, ("%Y-%m-%d %H:%M:%S", "%m/%d/%Y %H:%M", "ISO8601"),
+                  tuple(columns))
+
+
 PRESETS: dict[str, Preset] = {
-    "online-retail": Preset(
-        "online-retail",
-        {"invoice": "InvoiceNo", "stock_code": "StockCode", "description": "Description",
-         "quantity": "Quantity", "timestamp": "InvoiceDate", "unit_price": "UnitPrice",
-         "customer_id": "CustomerID", "country": "Country"},
-        # The published CSV writes ISO timestamps; the original spreadsheet export m/d/Y H:M.
-        ("%Y-%m-%d %H:%M:%S", "%m/%d/%Y %H:%M", "ISO8601"),
-        ("invoice", "stock_code", "description", "quantity", "timestamp", "unit_price",
-         "customer_id", "country"),
-    ),
-    "online-retail-ii": Preset(
-        "online-retail-ii",
-        {"invoice": "Invoice", "stock_code": "StockCode", "description": "Description",
-         "quantity": "Quantity", "timestamp": "InvoiceDate", "unit_price": "Price",
-         "customer_id": "Customer ID", "country": "Country"},
-        ("%Y-%m-%d %H:%M:%S", "%m/%d/%Y %H:%M", "ISO8601"),
-        ("invoice", "stock_code", "description", "quantity", "timestamp", "unit_price",
-         "customer_id", "country"),
-    ),
+    "online-retail": _online_retail("online-retail", "InvoiceNo", "UnitPrice", "CustomerID"),
+    "online-retail-ii": _online_retail("online-retail-ii", "Invoice", "Price", "Customer ID"),
 }
 
 

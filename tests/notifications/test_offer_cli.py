@@ -50,6 +50,18 @@ def summary_count(stdout: str, label: str) -> int:
     return int(match.group(1))
 
 
+def two_concurrent_passes(folder: Path, config: Path, env: dict[str, str]) -> list[str]:
+    """Start two `send-offers` processes at once; both must succeed. Their standard outputs."""
+    command = [sys.executable, "-m", "segmint", "--config", str(config), "send-offers"]
+    processes = [subprocess.Popen(command, cwd=folder, env={**os.environ, **env},
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+    outputs = [process.communicate(timeout=300) for process in processes]
+    for process, (_out, err) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, err
+    return [out for out, _err in outputs]
+
+
 def test_dry_run_prints_masked_messages_and_a_summary(tmp_path: Path, db, db_url: str) -> None:
     config = write_config(tmp_path)
     publish_run(db, people(2))
@@ -149,14 +161,8 @@ def test_two_concurrent_senders_send_each_message_once(tmp_path: Path, db, db_ur
     config = write_config(tmp_path, "rate_per_second = 25.0\n")
     targets = people(40)
     publish_run(db, targets)
-    env = {**os.environ, **cli_env(db_url, fake_twilio)}
-    command = [sys.executable, "-m", "segmint", "--config", str(config), "send-offers"]
-    processes = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    outputs = [process.communicate(timeout=300) for process in processes]
-    for process, (_out, err) in zip(processes, outputs, strict=True):
-        assert process.returncode == 0, err
-    sent = [summary_count(out, "sent") for out, _err in outputs]
+    outputs = two_concurrent_passes(tmp_path, config, cli_env(db_url, fake_twilio))
+    sent = [summary_count(out, "sent") for out in outputs]
     assert sum(sent) == 40
     assert Counter(r.form["To"] for r in fake_twilio.creates()) == {
         person.phone: 1 for person in targets}
@@ -164,7 +170,7 @@ def test_two_concurrent_senders_send_each_message_once(tmp_path: Path, db, db_ur
     rows = ledger.all_messages(db)
     assert len(rows) == 40 and {row.status for row in rows} == {"queued"}
     lost = [int(m.group(1)) if (m := re.search(r"already_sent (\d+)", out)) else 0
-            for out, _err in outputs]
+            for out in outputs]
     print(f"concurrent senders: sent {sent}, lost the race on {lost}")
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import Person, live_settings, people, publish_run, settings_for, write_config
 from fake_twilio import FakeTwilio
-from test_offer_cli import cli_env, summary_count
+from test_offer_cli import cli_env, summary_count, two_concurrent_passes
 
 from engine.outcomes import HOLDOUT, TREATMENT, assign_group
 from engine.settings import Settings, load_settings
@@ -146,15 +146,9 @@ def test_two_concurrent_passes_keep_the_groups_and_send_once(tmp_path: Path, db,
     persons = people(40)
     treated, held = split(persons)
     publish_run(db, persons)
-    env = {**os.environ, **cli_env(db_url, fake_twilio)}
-    command = [sys.executable, "-m", "segmint", "--config", str(config), "send-offers"]
-    processes = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    outputs = [process.communicate(timeout=300) for process in processes]
-    for process, (_out, err) in zip(processes, outputs, strict=True):
-        assert process.returncode == 0, err
-    assert sum(summary_count(out, "sent") for out, _ in outputs) == len(treated)
-    assert sum(summary_count(out, "holdout") for out, _ in outputs) == len(held)
+    outputs = two_concurrent_passes(tmp_path, config, cli_env(db_url, fake_twilio))
+    assert sum(summary_count(out, "sent") for out in outputs) == len(treated)
+    assert sum(summary_count(out, "holdout") for out in outputs) == len(held)
     assert Counter(request.form["To"] for request in fake_twilio.creates()) == {
         phone: 1 for phone in treated}
     assert not phones_twilio_saw(fake_twilio) & held
