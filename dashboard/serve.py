@@ -23,6 +23,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from engine.roles import ROLES
 from engine.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ def _warm_pages(settings: Settings) -> None:
     from dashboard.app import create_app
 
     app = create_app(settings, secret_key="warm-up only")
-    for role in ("manager", "analyst"):
+    for role in ROLES:
         for page in dash.page_registry.values():
             with app.server.test_request_context(page["path"]):
                 session["user"] = "(warm-up)"

@@ -51,7 +51,7 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     recommendations, dashboard, offer SMS)."""
     configure_logging(verbose)
     if isinstance(ctx.obj, Context):  # main() made it, to name the database in its errors
-        ctx.obj._config_path = config_path
+        ctx.obj.use_config(config_path)
     else:
         ctx.obj = Context(config_path)
 

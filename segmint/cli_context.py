@@ -23,6 +23,11 @@ class Context:
         self._settings: Settings | None = None
         self.database_url: str | None = None  # once a command opened the database
 
+    def use_config(self, config_path: str | None) -> None:
+        """Read the settings from this file (the group's --config) when first asked for."""
+        self._config_path = config_path
+        self._settings = None
+
     @property
     def settings(self) -> Settings:
         if self._settings is None:

@@ -10,6 +10,8 @@ import sys
 
 import click
 
+from engine.roles import ROLES
+
 from .cli_context import Context, pass_context
 
 log = logging.getLogger("segmint")
@@ -22,7 +24,7 @@ def users_group() -> None:
 
 @users_group.command("add")
 @click.argument("name")
-@click.option("--role", type=click.Choice(["manager", "analyst"]), required=True,
+@click.option("--role", type=click.Choice(ROLES), required=True,
               help="manager: view; analyst: view, filter and export.")
 @pass_context
 def users_add_command(context: Context, name: str, role: str) -> None:

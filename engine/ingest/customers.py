@@ -12,15 +12,13 @@ from engine.columns import CUSTOMER_COLUMNS
 from engine.ingest.readers import IngestError, RawFile, text_cells, whole_number_ids
 from engine.phones import normalise_phone
 from engine.store.staged import StagedFile
-from engine.store.tables import CUSTOMERS
+from engine.store.tables import CUSTOMERS, text_widths
 
 OPTIONAL_COLUMNS = ["first_name", "phone", "signup_date", "country", "sms_consent", "timezone"]
 # The stored width of each bounded text field a customers file gives as written (the phone is
 # stored normalised or cut to its width). A longer value makes its line a rejected line, so
 # SQLite (which would keep it) and PostgreSQL (which would refuse the whole file) agree.
-FIELD_WIDTHS: dict[str, int] = {
-    name: getattr(CUSTOMERS.c[name].type, "length", 0)
-    for name in ("customer_id", "first_name", "country", "timezone")}
+FIELD_WIDTHS = text_widths(CUSTOMERS, ("customer_id", "first_name", "country", "timezone"))
 TRUE_WORDS = {"1", "true", "t", "yes", "y"}
 FALSE_WORDS = {"0", "false", "f", "no", "n"}
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,10 +21,8 @@ import pyarrow.compute as pc
 
 from engine.ingest.presets import Preset
 from engine.ingest.readers import RawFile, text_cells_arrow, whole_number_ids
-from engine.store.tables import LINES
-
-if TYPE_CHECKING:
-    from engine.settings import Settings
+from engine.settings import IngestSettings, Settings
+from engine.store.tables import LINES, text_widths
 
 # Lines dated up to a day after the load still load: the file's clock may be a time zone ahead.
 FUTURE_SLACK = timedelta(days=1)
@@ -37,8 +35,10 @@ class LineLimits:
     a rejected line with its reason: one absurd value would otherwise poison every later run
     (an infinite amount), or move as_of (a line dated 2100)."""
 
-    max_abs_amount: float = 1e9
-    earliest: datetime = datetime(1990, 1, 1)
+    # The defaults are [ingest]'s: written once, in engine.settings.
+    max_abs_amount: float = IngestSettings.model_fields["max_abs_amount"].default
+    earliest: datetime = datetime.combine(IngestSettings.model_fields["earliest_date"].default,
+                                          datetime.min.time())
     latest: datetime | None = None
 
     @classmethod
@@ -108,9 +108,7 @@ TEXT_FIELDS = ("invoice", "stock_code", "description", "customer_id", "country")
 # The stored width of each bounded text field (engine.models: VARCHAR(n)). A longer value makes
 # its line a rejected line here, so SQLite (which would keep it) and PostgreSQL (which would
 # refuse the whole file) load the same lines.
-FIELD_WIDTHS: dict[str, int] = {
-    name: getattr(LINES.c[name].type, "length", 0) for name in TEXT_FIELDS
-    if getattr(LINES.c[name].type, "length", None)}
+FIELD_WIDTHS = text_widths(LINES, TEXT_FIELDS)
 
 
 def normalise(raw: RawFile, preset: Preset, limits: LineLimits | None = None

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, Select, desc, func, insert, select, update
+from sqlalchemy import Connection, Engine, Select, desc, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from engine.columns import CUSTOMER_COLUMNS, SEGMENT_COLUMNS
@@ -44,16 +44,17 @@ def customer_profile(*, engine: Engine, customer_id: str,
     """Customer master data (phone masked) with the run's RFM row; None when unknown."""
     with engine.connect() as connection:
         customer = connection.execute(
-            select(CUSTOMERS).where(CUSTOMERS.c.customer_id == customer_id)).mappings().first()
+            select(CUSTOMERS, OPT_OUTS.c.source.label("opt_out"))
+            .select_from(_with_opt_out()).where(CUSTOMERS.c.customer_id == customer_id)
+        ).mappings().first()
         result = None
         if run_id is not None:
             result = connection.execute(
                 select(RESULTS).where(RESULTS.c.run_id == run_id,
                                       RESULTS.c.customer_id == customer_id)).mappings().first()
         has_lines = connection.execute(
-            select(func.count()).select_from(LINES).where(LINES.c.customer_id == customer_id)
-        ).scalar_one()
-        contact = connection.execute(_contact(customer_id)).first()
+            select(LINES.c.id).where(LINES.c.customer_id == customer_id).limit(1)
+        ).first() is not None
     if customer is None and result is None and not has_lines:
         return None
     profile: dict[str, Any] = {"customer_id": customer_id}
@@ -61,7 +62,7 @@ def customer_profile(*, engine: Engine, customer_id: str,
         profile.update({key: customer[key] for key in ("first_name", "country", "signup_date",
                                                       "sms_consent", "phone_status")})
         profile["phone"] = mask_phone(customer["phone"])
-        profile["opt_out"] = contact[2] if contact is not None else None
+        profile["opt_out"] = customer["opt_out"]
     if result is not None:
         profile.update({key: result[key] for key in SEGMENT_COLUMNS + ["rfm_grid_segment"]})
     return profile
@@ -81,9 +82,13 @@ def customer_contact(*, engine: Engine, customer_id: str) -> tuple[bool, str, st
 def _contact(customer_id: str) -> Select[Any]:
     """The customer's SMS consent, phone status and opt-out source (None if not opted out)."""
     return (select(CUSTOMERS.c.sms_consent, CUSTOMERS.c.phone_status, OPT_OUTS.c.source)
-            .select_from(CUSTOMERS.outerjoin(OPT_OUTS, (OPT_OUTS.c.phone == CUSTOMERS.c.phone)
-                                             & OPT_OUTS.c.opted_out.is_(True)))
-            .where(CUSTOMERS.c.customer_id == customer_id))
+            .select_from(_with_opt_out()).where(CUSTOMERS.c.customer_id == customer_id))
+
+
+def _with_opt_out() -> Any:
+    """Customers joined to the opt-out of their number, if it is opted out."""
+    return CUSTOMERS.outerjoin(OPT_OUTS, (OPT_OUTS.c.phone == CUSTOMERS.c.phone)
+                               & OPT_OUTS.c.opted_out.is_(True))
 
 
 def customer_purchases(*, engine: Engine, customer_id: str, limit: int = 50) -> pd.DataFrame:

@@ -6,7 +6,7 @@ Column contracts (which columns, in which order, a frame or export has) are in e
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date
 from typing import Any
 
@@ -79,3 +79,9 @@ def in_chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[
     """The values in slices short enough for one `IN (...)` list each."""
     for start in range(0, len(values), size):
         yield values[start:start + size]
+
+
+def text_widths(table: Table, names: Iterable[str]) -> dict[str, int]:
+    """The declared width of each of these text columns that has one (VARCHAR(n))."""
+    return {name: length for name in names
+            if (length := getattr(table.c[name].type, "length", None))}

@@ -9,9 +9,8 @@ from sqlalchemy import Engine, Select, insert, select, update
 
 from engine.dates import utc_now
 from engine.errors import SegmintError
+from engine.roles import ROLES
 from engine.store.tables import USERS
-
-ROLES = ("manager", "analyst")
 
 
 class UserError(SegmintError):
