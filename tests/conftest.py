@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -121,3 +122,13 @@ def run_segmint(*args: str, cwd: Path, env: dict[str, str] | None = None, input:
         [sys.executable, "-m", "segmint", *args], cwd=cwd, env=full_env, input=input,
         capture_output=True, text=True, timeout=timeout,
     )
+
+
+CSRF_FIELD = re.compile(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"')
+
+
+def form_token(page: str) -> str:
+    """A form page's hidden csrf_token (the login form's), as a browser submits it back."""
+    found = CSRF_FIELD.search(page)
+    assert found, page[:500]
+    return found.group(1)

@@ -10,7 +10,6 @@ import contextlib
 import csv
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -33,7 +32,7 @@ from engine.columns import SEGMENT_COLUMNS
 from engine.settings import load_settings
 from engine.store import get_engine
 from engine.store.jobs import finish_job, start_job
-from tests.conftest import run_segmint
+from tests.conftest import form_token, run_segmint
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -147,10 +146,7 @@ def empty_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 def _form_token(session: requests.Session, site: Site) -> str:
     """The login form's hidden csrf_token (the GET also sets the session cookie it belongs to)."""
-    page = session.get(site.url + "/login").text
-    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert found, page[:500]
-    return found.group(1)
+    return form_token(session.get(site.url + "/login").text)
 
 
 def _login(site: Site, user: str) -> requests.Session:

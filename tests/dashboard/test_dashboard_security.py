@@ -19,7 +19,7 @@ from dashboard.auth import hash_password, safe_next
 from engine.settings import Settings, load_settings
 from engine.store import get_engine, init_db
 from engine.store.users import save_user
-from tests.conftest import run_segmint
+from tests.conftest import form_token, run_segmint
 
 TWILIO_TOKEN = "test-twilio-token"
 PASSWORDS = {"ann": "ann-analyst-pw", "max": "max-manager-pw"}
@@ -52,9 +52,7 @@ def client(server: Any) -> FlaskClient:
 
 def csrf_token(client: FlaskClient, path: str = "/login") -> str:
     """The token a browser would submit: the hidden field of the login form (GET first)."""
-    page = client.get(path).get_data(as_text=True)
-    found = re.search(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"', page)
-    return found.group(1) if found else ""
+    return form_token(client.get(path).get_data(as_text=True))
 
 
 def login(client: FlaskClient, user: str, *, password: str | None = None,

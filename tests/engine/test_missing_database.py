@@ -13,7 +13,7 @@ from engine.settings import load_settings
 from engine.store import StoreError, get_engine, init_db
 from engine.store.db import check_connection, sqlite_file
 from engine.store.lines_read import load_lines
-from tests.conftest import run_segmint
+from tests.conftest import form_token, run_segmint
 
 
 def missing(tmp_path: Path) -> tuple[Path, dict[str, str]]:
@@ -110,8 +110,7 @@ def test_dashboard_against_a_missing_database_creates_no_file(tmp_path: Path) ->
     settings = load_settings(tmp_path / "config.toml", environ=env)
     client = create_server(settings, secret_key="k" * 32).test_client()
 
-    form = client.get("/login").get_data(as_text=True)  # the form's CSRF token, no database
-    token = form.split('name="csrf_token" value="')[1].split('"')[0]
+    token = form_token(client.get("/login").get_data(as_text=True))  # needs no database
     response = client.post("/login", data={"username": "bob", "password": "pw",
                                            "csrf_token": token})
 

@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from engine.store import get_engine
+from tests.conftest import form_token
 from tests.jobs.conftest import history, wait_for
 
 pytestmark = pytest.mark.slow
@@ -59,8 +60,7 @@ def test_demo_runs_scheduler_and_dashboard_and_stops_both(tmp_path: Path) -> Non
 
         session = requests.Session()
         wait_for(lambda: _up(session, port), what="the dashboard", logs=[out])
-        form = session.get(f"http://127.0.0.1:{port}/login", timeout=60).text
-        token = form.split('name="csrf_token" value="')[1].split('"')[0]
+        token = form_token(session.get(f"http://127.0.0.1:{port}/login", timeout=60).text)
         login = session.post(f"http://127.0.0.1:{port}/login", allow_redirects=False,
                              data={"username": "demo", "password": "demo-secret-42",
                                    "csrf_token": token}, timeout=60)
