@@ -22,6 +22,7 @@ from engine.outcomes import (
     estimate,
     with_decision_times,
 )
+from engine.rfm import REQUIRED_LINE_COLUMNS
 from engine.settings import Settings
 from engine.store import offer_results as offer_store
 from engine.store import results as result_store
@@ -29,8 +30,8 @@ from engine.store import runs as run_store
 from engine.store.lines_read import load_lines
 from engine.values import plain
 
-ATTRIBUTION_LINE_COLUMNS = ("invoice", "stock_code", "amount", "ts", "customer_id", "is_return")
-KPI_LINE_COLUMNS = ATTRIBUTION_LINE_COLUMNS
+# The outcomes and the KPIs both read lines as RFM does (stock codes to drop non-products).
+KPI_LINE_COLUMNS = REQUIRED_LINE_COLUMNS
 
 
 class UnknownOfferError(SegmintError):
@@ -57,12 +58,12 @@ def load_outcomes(engine: Engine, settings: Settings, *,
         raise UnknownOfferError(f"no offer {offer_id!r} in the ledger (offers: {listed})")
     ledger = with_decision_times(ledger)
     if ledger.empty:
-        lines = pd.DataFrame(columns=list(ATTRIBUTION_LINE_COLUMNS))
+        lines = pd.DataFrame(columns=list(KPI_LINE_COLUMNS))
     else:
         first = ledger["decided_at"].min().date()
         last = (ledger["decided_at"].max() + pd.Timedelta(days=days)).date()
         lines = load_lines(engine=engine, since=first, until=last,
-                           columns=ATTRIBUTION_LINE_COLUMNS)
+                           columns=KPI_LINE_COLUMNS)
     codes = list(settings.ingest.non_product_codes)
     attributed = attribute(ledger, lines, attribution_days=days, non_product_codes=codes)
     attributed["customer_class"] = attributed["customer_class"].fillna("(no class)")

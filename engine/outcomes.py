@@ -58,7 +58,7 @@ EXTRA_FIELDS: Final = [
     "revenue_uplift_ci_high", "customers_needed", "verdict",
 ]
 ATTRIBUTION_COLUMNS: Final = ("customer_id", "offer_id", "group", "decided_at")
-LINE_COLUMNS: Final = ("customer_id", "ts", "amount", "is_return")
+ATTRIBUTION_LINE_COLUMNS: Final = ("customer_id", "ts", "amount", "is_return")
 _HASH_SPACE: Final = float(1 << 64)
 
 
@@ -156,7 +156,7 @@ def attribute(ledger: pd.DataFrame, lines: pd.DataFrame, *, attribution_days: in
     non-product code, such as postage, do not count); a return's amount always subtracts.
     Times are compared in UTC (naive times are taken to be UTC)."""
     require_columns(ledger, ATTRIBUTION_COLUMNS, "ledger frame")
-    require_columns(lines, LINE_COLUMNS, "lines frame")
+    require_columns(lines, ATTRIBUTION_LINE_COLUMNS, "lines frame")
     days = check_attribution_days(attribution_days)
     out = ledger.reset_index(drop=True).copy()
     out["customer_id"] = out["customer_id"].astype(str)
@@ -166,7 +166,7 @@ def attribute(ledger: pd.DataFrame, lines: pd.DataFrame, *, attribution_days: in
     usable = lines["customer_id"].notna()
     if non_product_codes and "stock_code" in lines.columns:
         usable &= ~lines["stock_code"].isin(list(non_product_codes))
-    kept = lines.loc[usable, list(LINE_COLUMNS)].copy()
+    kept = lines.loc[usable, list(ATTRIBUTION_LINE_COLUMNS)].copy()
     kept["customer_id"] = kept["customer_id"].astype(str)
     kept["ts"] = _naive_utc(kept["ts"])
     is_return = kept["is_return"].astype(bool)

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import numpy as np
 import pandas as pd
 
+from engine.clustering import scale_features
 from engine.columns import PROFILE_COLUMNS
 from engine.rfm import require_columns
 from engine.settings import LEVELS, PersonaSettings
@@ -32,23 +32,18 @@ def level(z: float, settings: PersonaSettings) -> str:
 
 def persona_of(r_level: str, f_level: str, m_level: str, settings: PersonaSettings) -> str:
     """The first rule matching the three levels (settings validation ensures one does)."""
-    for rule in settings.rules:
-        if r_level in rule.r and f_level in rule.f and m_level in rule.m:
-            return rule.name
+    rule = settings.rule_for(r_level, f_level, m_level)
+    if rule is not None:
+        return rule.name
     raise ValueError(f"no persona rule matches levels r={r_level} f={f_level} m={m_level}")
 
 
 def centroid_levels(segments: pd.DataFrame, settings: PersonaSettings) -> pd.DataFrame:
     """Per cluster (sorted): r_level, f_level, m_level and the z of each."""
-    logged = pd.DataFrame({
-        "cluster": segments["cluster"].to_numpy(),
-        "r": np.log1p(segments["recency_days"].clip(lower=0).to_numpy(dtype=float)),
-        "f": np.log1p(segments["frequency"].clip(lower=0).to_numpy(dtype=float)),
-        "m": np.log1p(segments["monetary"].clip(lower=0).to_numpy(dtype=float)),
-    })
-    spread = logged[["r", "f", "m"]].std(ddof=0).replace(0.0, 1.0)
-    z = (logged.groupby("cluster", sort=True)[["r", "f", "m"]].mean()
-         - logged[["r", "f", "m"]].mean()) / spread
+    # The clustering's own scaled features: a centroid's z is its members' mean of them.
+    scaled = pd.DataFrame(scale_features(segments[["recency_days", "frequency", "monetary"]]),
+                          columns=["r", "f", "m"])
+    z = scaled.groupby(segments["cluster"].to_numpy(), sort=True).mean().rename_axis("cluster")
     z["r"] = -z["r"]  # fewer days since the last purchase = more recent = higher
     levels = pd.DataFrame(index=z.index)
     for part in ("r", "f", "m"):

@@ -205,6 +205,10 @@ class PersonaSettings(Section):
     low: float = -0.5  # at or below: "low"; between: "mid"
     rules: list[PersonaRule] = Field(default_factory=_default_personas)
 
+    def rule_for(self, r: str, f: str, m: str) -> PersonaRule | None:
+        """The first rule matching these recency, frequency and monetary levels."""
+        return next((x for x in self.rules if r in x.r and f in x.f and m in x.m), None)
+
     @model_validator(mode="after")
     def _total_and_ordered(self) -> PersonaSettings:
         if self.low >= self.high:
@@ -213,8 +217,7 @@ class PersonaSettings(Section):
         for r in LEVELS:
             for f in LEVELS:
                 for m in LEVELS:
-                    rule = next((x for x in self.rules if r in x.r and f in x.f and m in x.m),
-                                None)
+                    rule = self.rule_for(r, f, m)
                     if rule is None:
                         raise ValueError(f"no rule matches levels r={r} f={f} m={m}: end with a "
                                          "rule that matches everything")
