@@ -13,7 +13,8 @@ import pytest
 
 from engine.columns import CLV_COLUMNS
 from tests.conftest import run_segmint
-from tests.engine.test_clv import CDNOW, PUBLISHED_BGNBD, PUBLISHED_GG
+from tests.engine.realdata import CDNOW
+from tests.engine.test_clv import PUBLISHED_BGNBD, PUBLISHED_GG
 
 CONFIG = """
 [ingest.mapping]
