@@ -17,6 +17,7 @@ from engine.clv import (
     expected_purchases,
     fit_models,
     p_alive,
+    purchase_days,
     purchase_summary,
     score_customers,
     summarize_days,
@@ -42,6 +43,15 @@ def hand_lines() -> pd.DataFrame:
         line("B", "8", "2020-01-22 10:00", 40.0),
         line("C", "9", "2020-02-05 10:00", 40.0),       # after as_of
     ])
+
+
+def test_purchase_days_sum_each_customers_day_in_order() -> None:
+    days = purchase_days(hand_lines(), non_product_codes=["POST"])
+    assert days["customer_id"].tolist() == ["A", "A", "A", "B", "C"]
+    assert days["day"].dt.strftime("%m-%d").tolist() == ["01-01", "01-08", "01-15", "01-22",
+                                                          "02-05"]
+    assert days["value"].tolist() == [15.0, 20.0, 30.0, 40.0, 40.0]
+    assert purchase_days(hand_lines().head(0)).empty
 
 
 def test_summary_counts_purchase_days_in_weeks() -> None:
