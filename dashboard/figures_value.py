@@ -11,7 +11,11 @@ import plotly.graph_objects as go
 
 from dashboard.figures import _layout, empty_figure
 from engine.clv import BgNbdParams, p_alive
+from engine.columns import CLV_COLUMNS
 
+# The at-risk table and its CSV: SPEC.md's `export clv` columns, then who they are and what they
+# spent (the table's order: most past spend first).
+AT_RISK_COLUMNS = [*CLV_COLUMNS, "customer_class", "rfm_segment", "monetary"]
 RISK_COLOURS = {"high": "#e5532c", "medium": "#f6a609", "low": "#00a389"}
 UNIT_NAMES = {"W": "weeks", "D": "days"}
 
@@ -28,8 +32,8 @@ def clv_distribution_figure(clv: pd.DataFrame, title: str = "365-day CLV per cus
         if len(values):
             figure.add_trace(go.Histogram(x=values, name=f"{band} churn risk", nbinsx=40,
                                           marker_color=RISK_COLOURS[band], opacity=0.85))
-    figure.update_layout(barmode="stack", xaxis_title=f"clv_365d (values above {cap:,.0f} in "
-                         "the last bin)", yaxis_title="customers")
+    figure.update_layout(barmode="stack", xaxis_title=f"predicted value, next 365 days (values "
+                         f"above {cap:,.0f} in the last bin)", yaxis_title="customers")
     return _layout(figure, title)
 
 
@@ -77,21 +81,18 @@ def calibration_figure(backtest: Mapping[str, Any] | None,
     ])
     days = (backtest or {}).get("holdout_days")
     figure.update_xaxes(type="category")  # "0".."6" would otherwise make a numeric axis sans 7+
+    # A short axis title: a long one ran up into the figure's title.
     figure.update_layout(barmode="group", xaxis_title="repeat purchase days before the cutoff",
-                         yaxis_title=f"mean purchases in the {days} held-out days")
-    return _layout(figure, title)
+                         yaxis_title="mean purchases")
+    return _layout(figure, title, height=340, note=f"per customer in the {days} days after the "
+                   "cutoff, by how often they had bought before it")
 
 
 def at_risk_rows(clv: pd.DataFrame, segments: pd.DataFrame, *, limit: int = 500) -> pd.DataFrame:
-    """Valuable customers at high churn risk: churn_risk "high", most past spend first, with
-    their class and RFM segment."""
+    """Valuable customers at high churn risk: churn_risk "high", most past spend first;
+    AT_RISK_COLUMNS, the CLV figures as stored (the grid formats them for reading)."""
     risky = clv[clv["churn_risk"] == "high"]
     joined = risky.merge(segments[["customer_id", "customer_class", "rfm_segment", "monetary"]],
                          on="customer_id", how="left")
     joined = joined.sort_values(["monetary", "clv_365d"], ascending=False).head(limit)
-    columns = ["customer_id", "customer_class", "rfm_segment", "monetary", "frequency",
-               "p_alive", "expected_order_value", "clv_365d", "churn_risk"]
-    out = joined[columns].copy()
-    for column in ("p_alive", "expected_order_value", "clv_365d"):
-        out[column] = out[column].astype(float).round(3)
-    return out.reset_index(drop=True)
+    return joined[AT_RISK_COLUMNS].reset_index(drop=True)

@@ -17,6 +17,8 @@ Pure functions: lines in, frames and plain dicts out, ``as_of`` always passed in
   the population's mean order value, flagged ``order_value_source = "population"``.
 - A fit that cannot be made (too few repeat buyers, the optimiser failing) is a note, never an
   error: the caller publishes everything else.
+- The backtest (refit before ``as_of - backtest_days``, predictions against what happened, the
+  calibration table) is engine/clv_backtest.py; ``customer_value`` runs it with the run's fit.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -38,7 +40,6 @@ log = logging.getLogger(__name__)
 
 UNIT_DAYS = {"W": 7.0, "D": 1.0}
 SUMMARY_COLUMNS = ["customer_id", "frequency", "recency", "T", "monetary_value"]
-CALIBRATION_MAX = 7  # the calibration table's last row is "7+" (Fader, Hardie & Lee, figure 2)
 CLV_STEPS = 12  # monthly steps for the discounted 365-day value
 
 
@@ -85,8 +86,9 @@ class ClvResult:
 
         return json_safe({
             "time_unit": self.time_unit,
-            "bgnbd": None if self.bgnbd is None else _rounded(vars(self.bgnbd)),
-            "gamma_gamma": None if self.gamma_gamma is None else _rounded(vars(self.gamma_gamma)),
+            "bgnbd": None if self.bgnbd is None else rounded_params(vars(self.bgnbd)),
+            "gamma_gamma": (None if self.gamma_gamma is None
+                            else rounded_params(vars(self.gamma_gamma))),
             "n_customers": 0 if self.customers is None else len(self.customers),
             "backtest": self.backtest,
             "notes": list(self.notes),
@@ -94,7 +96,8 @@ class ClvResult:
         })
 
 
-def _rounded(values: dict[str, float]) -> dict[str, float]:
+def rounded_params(values: dict[str, float]) -> dict[str, float]:
+    """Fitted parameters as stored: six significant digits."""
     return {name: float(f"{value:.6g}") for name, value in values.items()}
 
 
@@ -110,14 +113,17 @@ def purchase_days(lines: pd.DataFrame, *, non_product_codes: Sequence[str] = (),
     if coded is None:
         coded = coded_customer_lines(lines, non_product_codes)
     buy = ~coded.is_return & (coded.net >= 0)
-    keys = pd.DataFrame({"customer": coded.customer[buy],
-                         "day": coded.ts[buy].astype("datetime64[D]").astype(np.int64),
-                         "value": coded.net[buy]})
-    grouped = keys.groupby(["customer", "day"], sort=True)["value"].sum()
-    customer = grouped.index.get_level_values(0).to_numpy()
-    day = grouped.index.get_level_values(1).to_numpy()
-    return pd.DataFrame({"customer_id": coded.ids[customer].astype(object),
-                         "day": day.astype("datetime64[D]").astype("datetime64[ns]"),
+    customer = coded.customer[buy].astype(np.int64)
+    day = coded.ts[buy].astype("datetime64[D]").astype(np.int64)
+    # One int64 key per (customer, day), in that order: the same rows as a groupby on the two
+    # columns, in 1.6 CPU s instead of 2.4 at 10 M lines.
+    first = int(day.min()) if len(day) else 0
+    span = int(day.max()) - first + 1 if len(day) else 1
+    grouped = pd.Series(coded.net[buy]).groupby(customer * span + (day - first), sort=True).sum()
+    key = grouped.index.to_numpy(dtype=np.int64)
+    return pd.DataFrame({"customer_id": coded.ids[key // span].astype(object),
+                         "day": (key % span + first).astype("datetime64[D]")
+                         .astype("datetime64[ns]"),
                          "value": grouped.to_numpy(dtype=float)})
 
 
@@ -355,87 +361,6 @@ def fit_models(summary: pd.DataFrame, *, min_repeat_customers: int,
     return FittedModels(bgnbd, gamma_gamma, population, tuple(notes))
 
 
-# --- the backtest -------------------------------------------------------------------------------
-
-def _errors(frame: pd.DataFrame) -> dict[str, Any]:
-    predicted = frame["predicted"].to_numpy(dtype=float)
-    actual = frame["actual"].to_numpy(dtype=float)
-    total_predicted, total_actual = float(predicted.sum()), float(actual.sum())
-    error = total_predicted - total_actual
-    return {
-        "customers": len(frame),
-        "predicted": round(total_predicted, 4),
-        "actual": round(total_actual, 4),
-        "total_error": round(error, 4),
-        "total_error_pct": round(100 * error / total_actual, 4) if total_actual else None,
-        "mae": round(float(np.abs(predicted - actual).mean()), 6) if len(frame) else None,
-        "bias": round(float((predicted - actual).mean()), 6) if len(frame) else None,
-    }
-
-
-def compare_holdout(frame: pd.DataFrame, group_columns: Sequence[str] = ()) -> dict[str, Any]:
-    """Predicted against actual holdout purchases. ``frame``: frequency (calibration period),
-    predicted, actual, and the ``group_columns``. Overall and per group: customers, predicted
-    and actual totals, total error (predicted - actual) and in % of actual, mean absolute error,
-    bias (mean predicted - actual); and the calibration table: mean predicted and actual per
-    calibration frequency 0 .. 6 and 7+."""
-    out: dict[str, Any] = {"overall": _errors(frame)}
-    for column in group_columns:
-        out[f"by_{column}"] = {str(name): _errors(group)
-                               for name, group in frame.groupby(column, sort=True)}
-    bucket = np.minimum(frame["frequency"].to_numpy(dtype=np.int64), CALIBRATION_MAX)
-    table = []
-    for level in range(CALIBRATION_MAX + 1):
-        rows = frame[bucket == level]
-        table.append({
-            "frequency": f"{level}+" if level == CALIBRATION_MAX else str(level),
-            "customers": len(rows),
-            "predicted": round(float(rows["predicted"].mean()), 6) if len(rows) else None,
-            "actual": round(float(rows["actual"].mean()), 6) if len(rows) else None,
-        })
-    out["calibration"] = table
-    return out
-
-
-def backtest(days: pd.DataFrame, *, as_of: date, settings: ClvSettings,
-             groups: pd.DataFrame | None = None) -> dict[str, Any]:
-    """Refit on the purchase days up to the cutoff ``as_of - backtest_days``, predict each of
-    those customers' purchase days in the held-out days (cutoff, as_of], compare with what they
-    did.
-    ``groups``: customer_id + columns to break the errors down by (class, RFM segment); customers
-    not in it are counted under "(none)". A window too short gives {"note": ...}."""
-    cutoff = as_of - timedelta(days=settings.backtest_days)
-    base = {"cutoff": cutoff.isoformat(), "holdout_days": settings.backtest_days}
-    if days.empty or days["day"].min() > pd.Timestamp(cutoff):
-        return {**base, "note": f"window too short: no purchase before the backtest's cutoff "
-                                f"{cutoff} (as_of {as_of} minus clv.backtest_days = "
-                                f"{settings.backtest_days})"}
-    calibration = summarize_days(days, as_of=cutoff, time_unit=settings.time_unit)
-    try:
-        fitted = fit_models(calibration, min_repeat_customers=settings.min_repeat_customers,
-                            what="backtest")
-    except ClvFitError as exc:
-        return {**base, "note": f"window too short for the backtest: {exc}"}
-    unit = UNIT_DAYS[settings.time_unit]
-    holdout = days[(days["day"] > pd.Timestamp(cutoff)) & (days["day"] <= pd.Timestamp(as_of))]
-    actual = holdout.groupby("customer_id").size()
-    frame = pd.DataFrame({
-        "customer_id": calibration["customer_id"],
-        "frequency": calibration["frequency"],
-        "predicted": expected_purchases(fitted.bgnbd, settings.backtest_days / unit,
-                                        calibration["frequency"], calibration["recency"],
-                                        calibration["T"]),
-        "actual": actual.reindex(calibration["customer_id"]).fillna(0).to_numpy(dtype=float),
-    })
-    group_columns: list[str] = []
-    if groups is not None:
-        group_columns = [column for column in groups.columns if column != "customer_id"]
-        frame = frame.merge(groups, on="customer_id", how="left")
-        frame[group_columns] = frame[group_columns].astype(object).fillna("(none)")
-    return {**base, "bgnbd": _rounded(vars(fitted.bgnbd)),
-            **compare_holdout(frame, group_columns)}
-
-
 # --- one run's CLV ------------------------------------------------------------------------------
 
 def customer_value(lines: pd.DataFrame, *, as_of: date, settings: ClvSettings,
@@ -446,6 +371,8 @@ def customer_value(lines: pd.DataFrame, *, as_of: date, settings: ClvSettings,
     customer's figures and the backtest. Never raises for data it cannot model: the reason is
     in ``notes`` and ``customers`` is None."""
     import time
+
+    from engine.clv_backtest import backtest  # here: the backtest builds on this module
 
     result = ClvResult(time_unit=settings.time_unit, customers=None)
     days = purchase_days(lines, non_product_codes=non_product_codes, coded=coded)
@@ -488,6 +415,8 @@ def customer_value(lines: pd.DataFrame, *, as_of: date, settings: ClvSettings,
 
 def describe_fit(fit: dict[str, Any]) -> list[str]:
     """A stored fit (ClvResult.params()) as lines for a person: parameters, backtest, notes."""
+    from engine.clv_backtest import describe_backtest
+
     unit = {"W": "weeks", "D": "days"}.get(fit.get("time_unit", ""), fit.get("time_unit"))
     lines = [f"time unit: {unit}"]
     bgnbd, gamma_gamma = fit.get("bgnbd"), fit.get("gamma_gamma")
@@ -496,20 +425,6 @@ def describe_fit(fit: dict[str, Any]) -> list[str]:
     if gamma_gamma:
         lines.append("Gamma-Gamma: " + ", ".join(f"{k} = {v:.4g}" for k, v in gamma_gamma.items()))
     lines.append(f"customers scored: {fit.get('n_customers', 0)}")
-    backtest = fit.get("backtest") or {}
-    overall = backtest.get("overall")
-    if overall:
-        pct = overall["total_error_pct"]
-        lines.append(
-            f"backtest: refit to {backtest['cutoff']}, next {backtest['holdout_days']} days: "
-            f"{overall['customers']} customers, predicted {overall['predicted']:.1f} purchases, "
-            f"actual {overall['actual']:.0f} (error {overall['total_error']:+.1f}"
-            f"{'' if pct is None else f', {pct:+.1f} %'}), MAE {overall['mae']:.3f}, "
-            f"bias {overall['bias']:+.3f}")
-        lines.append("  calibration (frequency: customers, mean predicted / actual):")
-        for row in backtest.get("calibration", []):
-            if row["customers"]:
-                lines.append(f"    {row['frequency']:>3}: {row['customers']:>6}  "
-                             f"{row['predicted']:.3f} / {row['actual']:.3f}")
+    lines.extend(describe_backtest(fit.get("backtest") or {}))
     lines.extend(f"note: {note}" for note in fit.get("notes", []))
     return lines

@@ -21,6 +21,8 @@ from dashboard.figures_value import (
 )
 from engine.exports import neutralise_formulas
 
+BACKTEST_WARN_PCT = 20.0  # a larger total error gets a plain warning under the plot
+
 dash.register_page(__name__, path="/value", name="Value & risk", title="Segmint · Value & risk",
                    order=5)
 
@@ -74,6 +76,9 @@ def _page(analyst: bool) -> html.Div:
     totals = [
         components.kpi_card("Predicted 365-day value", components.money(clv["clv_365d"].sum()),
                             "value-kpi-clv"),
+        components.kpi_card("Likely still buying", f"{clv['p_alive'].sum():,.0f} of {len(clv):,}",
+                            "value-kpi-alive", hint="expected number of customers who have not "
+                            "left (the sum of P(alive))"),
         components.kpi_card("Expected purchases, next 90 days",
                             f"{clv['expected_purchases_90d'].sum():,.0f}", "value-kpi-90d"),
         components.kpi_card("High churn risk", f"{(clv['churn_risk'] == 'high').sum():,}",
@@ -81,36 +86,80 @@ def _page(analyst: bool) -> html.Div:
                             "[clv] churn_high_below threshold"),
     ]
     backtest = fit.get("backtest") or {}
-    overall = backtest.get("overall")
-    backtest_text = (
-        f"Refit on the data up to {backtest.get('cutoff')}, predicted the next "
-        f"{backtest.get('holdout_days')} days: {overall['predicted']:,.0f} purchases predicted, "
-        f"{overall['actual']:,.0f} made (error {overall['total_error_pct']:+.1f} %), mean "
-        f"absolute error {overall['mae']:.2f} per customer." if overall and
-        overall.get("total_error_pct") is not None else backtest.get("note", ""))
     max_frequency = int(min(float(clv["frequency"].quantile(0.99)), 40.0))
     figures = dbc.Row([
         dbc.Col(components.card(components.graph(ids.VALUE_CLV_DISTRIBUTION,
                                                  clv_distribution_figure(clv))), lg=6),
-        dbc.Col(components.card(components.graph(ids.VALUE_P_ALIVE, p_alive_matrix_figure(
-            fit.get("bgnbd"), T=float(clv["T"].max()), max_frequency=max_frequency,
-            time_unit=str(fit.get("time_unit"))))), lg=6),
+        dbc.Col(components.card([
+            components.graph(ids.VALUE_P_ALIVE, p_alive_matrix_figure(
+                fit.get("bgnbd"), T=float(clv["T"].max()), max_frequency=max_frequency,
+                time_unit=str(fit.get("time_unit")))),
+            html.P("Red: customers who bought often but not for a long while have probably "
+                   "left. The model counts customers with a single purchase day (frequency 0) "
+                   "as still buying until they prove otherwise.",
+                   className="small text-muted mb-0")]), lg=6),
     ], className="mb-3")
     calibration = components.card([
         components.graph(ids.VALUE_CALIBRATION, calibration_figure(backtest)),
-        html.P(backtest_text, className="small text-muted mb-0", id="value-backtest-text")])
+        html.P(_backtest_text(backtest), className="small text-muted mb-0",
+               id="value-backtest-text")])
     rows = _at_risk(run_id)
     tools: list[Any] = [html.Span(f"{len(rows):,} customers at high churn risk, most past spend "
-                                  "first", className="me-3 fw-semibold")]
+                                  "first: the ones to win back before they are gone",
+                                  className="me-3 fw-semibold")]
     if analyst:
         tools += [dbc.Button("Export CSV", id=ids.VALUE_EXPORT_BUTTON, color="primary",
                              size="sm"), dcc.Download(id=ids.VALUE_EXPORT_DOWNLOAD)]
     table = components.card([
         html.Div(tools, className="d-flex align-items-center mb-2"),
-        components.grid(ids.VALUE_AT_RISK_TABLE, rows, height=460,
-                        money_columns=("monetary", "expected_order_value", "clv_365d")),
+        _at_risk_grid(rows),
     ], "Valuable customers at high churn risk")
     return html.Div([*parts, dbc.Row(totals, className="mb-3"), figures, calibration, table])
+
+
+def _backtest_text(backtest: dict[str, Any]) -> str:
+    """The backtest in a sentence, with what its error means for reading the page."""
+    overall = backtest.get("overall")
+    if not overall or overall.get("total_error_pct") is None:
+        return str(backtest.get("note", ""))
+    error = float(overall["total_error_pct"])
+    text = (f"Refit on the data up to {backtest.get('cutoff')}, predicted the next "
+            f"{backtest.get('holdout_days')} days: {overall['predicted']:,.0f} purchases "
+            f"predicted, {overall['actual']:,.0f} made (error {error:+.1f} %), mean absolute "
+            f"error {overall['mae']:.2f} per customer.")
+    if abs(error) > BACKTEST_WARN_PCT:
+        direction = "fewer" if error < 0 else "more"
+        text += (f" The model predicted {abs(error):.0f} % {direction} purchases than were made "
+                 "(it knows no seasons or growth): read its purchase and value figures as "
+                 f"{'a floor' if error < 0 else 'a ceiling'}, its ranking of customers as the "
+                 "useful part.")
+    return text
+
+
+# The grid formats the stored figures for reading; the CSV keeps them as stored, in SPEC.md's
+# column order. The grid leads with who the customer is and what they spent (the sort), and
+# leaves out churn_risk, "high" on every row.
+AT_RISK_FORMATS = {"p_alive": "d3.format('.1%')(params.value)",
+                   "recency": "d3.format('.1f')(params.value)",
+                   "T": "d3.format('.1f')(params.value)",
+                   "expected_purchases_90d": "d3.format('.2f')(params.value)",
+                   "expected_purchases_365d": "d3.format('.2f')(params.value)"}
+AT_RISK_GRID_ORDER = ["customer_id", "customer_class", "rfm_segment", "monetary", "clv_365d",
+                      "expected_order_value", "p_alive", "expected_purchases_90d",
+                      "expected_purchases_365d", "frequency", "recency", "T"]
+
+
+def _at_risk_grid(rows: pd.DataFrame) -> Any:
+    grid = components.grid(ids.VALUE_AT_RISK_TABLE, rows, height=460,
+                           money_columns=("monetary", "expected_order_value", "clv_365d"))
+    columns = {column["field"]: column for column in grid.columnDefs}
+    for name, column in columns.items():
+        column.update(wrapHeaderText=True, autoHeaderHeight=True, minWidth=100)
+        if name in AT_RISK_FORMATS:
+            column["valueFormatter"] = {"function": "params.value == null ? '' : "
+                                                    + AT_RISK_FORMATS[name]}
+    grid.columnDefs = [columns[name] for name in AT_RISK_GRID_ORDER]
+    return grid
 
 
 @callback(Output(ids.VALUE_EXPORT_DOWNLOAD, "data"), Input(ids.VALUE_EXPORT_BUTTON, "n_clicks"),

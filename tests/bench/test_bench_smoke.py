@@ -87,3 +87,26 @@ def test_scale_then_dashboard_load_on_a_tiny_demo(tmp_path: Path) -> None:
     rendered = {label.split()[0] for label in result["callbacks"] if "render" in label}
     assert rendered == set(result["pages"]) and len(rendered) >= 5
     assert any("recs-lookup-result" in label for label in result["callbacks"])
+
+
+@pytest.mark.slow
+def test_clv_steps_times_every_step_on_a_store(tmp_path: Path) -> None:
+    """bench.clv_steps on a small demo store: one table row per CLV step, then the total."""
+    from tests.conftest import run_segmint
+
+    config = tmp_path / "config.toml"
+    config.write_text(f'[clv]\ncompile_dir = "{REPO / "var" / "cache" / "pytensor"}"\n')
+    env = {"SEGMINT_DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}", "PYTHONPATH": str(REPO)}
+    for args in (["generate-demo-data", "data", "--customers", "200", "--seed", "3"],
+                 ["init-db"], ["ingest", "data/transactions.csv"]):
+        done = run_segmint("--config", str(config), *args, cwd=tmp_path, env=env)
+        assert done.returncode == 0, done.stderr
+    completed = _bench("bench.clv_steps", "--database-url", env["SEGMINT_DATABASE_URL"],
+                       "--config", str(config), cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    steps = [line.split(" | ")[0].lstrip("| ") for line in completed.stdout.splitlines()
+             if line.startswith("| ") and not line.startswith("| step")]
+    assert steps == ["import pymc-marketing", "purchase days", "summary", "fit BG/NBD",
+                     "fit Gamma-Gamma", "score", "backtest summary", "backtest fit BG/NBD",
+                     "backtest fit Gamma-Gamma", "total"]
+    assert "200 customers" in completed.stdout and "peak RSS" in completed.stdout

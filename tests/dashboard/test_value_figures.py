@@ -10,6 +10,7 @@ from dashboard.figures_value import (
     clv_distribution_figure,
     p_alive_matrix_figure,
 )
+from engine.columns import CLV_COLUMNS
 
 PAPER = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
 
@@ -61,3 +62,6 @@ def test_at_risk_rows_are_high_risk_most_spend_first() -> None:
     rows = at_risk_rows(clv_frame(), segments)
     assert rows["customer_id"].tolist() == ["b", "d"]
     assert rows.loc[0, "customer_class"] == "High value"
+    # SPEC.md's `export clv` columns first (the page's CSV), the figures as stored.
+    assert list(rows.columns) == [*CLV_COLUMNS, "customer_class", "rfm_segment", "monetary"]
+    assert rows.loc[1, "p_alive"] == 0.2 and rows.loc[1, "T"] == 40.0

@@ -1,11 +1,16 @@
-"""The real Online Retail file read straight into the lines frame (no database), for reference
-figures; exact duplicate lines are dropped as ingest does."""
+"""Real data read straight into the lines frame (no database), for reference figures: the Online
+Retail file (exact duplicate lines dropped as ingest does) and the CDNOW sample."""
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
+import pytest
+
+CDNOW = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cdnow_sample.csv"
+CDNOW_END = date(1997, 9, 30)
 
 
 def read_online_retail(path: Path) -> pd.DataFrame:
@@ -26,3 +31,17 @@ def read_online_retail(path: Path) -> pd.DataFrame:
     })
     lines["is_return"] = lines["invoice"].str.startswith("C") | (lines["quantity"] < 0)
     return lines.reset_index(drop=True)
+
+
+def cdnow_lines() -> pd.DataFrame:
+    """The CDNOW sample as the generic mapping loads it: customer_id text, date YYYYMMDD, spend
+    as amount, no invoices (each line an order) and no stock codes."""
+    if not CDNOW.exists():
+        pytest.skip(f"{CDNOW} is absent (../shared is not beside the checkout)")
+    raw = pd.read_csv(CDNOW, dtype={"customer_id": str})
+    return pd.DataFrame({
+        "invoice": [f"L{i}" for i in range(len(raw))], "stock_code": None,
+        "amount": raw["spend"].astype(float),
+        "ts": pd.to_datetime(raw["date"].astype(str), format="%Y%m%d"),
+        "customer_id": raw["customer_id"], "is_return": False,
+    })

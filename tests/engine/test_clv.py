@@ -1,10 +1,9 @@
-"""engine/clv.py: the purchase-day summary, the closed forms, the published CDNOW figures, the
-backtest arithmetic and the inputs a fit cannot use."""
+"""engine/clv.py: the purchase-day summary, the closed forms, the published CDNOW figures and
+the inputs a fit cannot use."""
 
 from __future__ import annotations
 
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,38 +12,23 @@ import pytest
 from engine.clv import (
     BgNbdParams,
     GammaGammaParams,
-    compare_holdout,
     customer_value,
     expected_order_value,
     expected_purchases,
     fit_models,
     p_alive,
+    purchase_days,
     purchase_summary,
     score_customers,
     summarize_days,
 )
 from engine.settings import ClvSettings
 from tests.engine.factories import line, lines_frame
+from tests.engine.realdata import CDNOW_END, cdnow_lines
 
-CDNOW = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cdnow_sample.csv"
-CDNOW_END = date(1997, 9, 30)
 PUBLISHED_BGNBD = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
 PUBLISHED_GG = {"p": 6.25, "q": 3.74, "v": 15.44}
 PAPER = BgNbdParams(**PUBLISHED_BGNBD)
-
-
-def cdnow_lines() -> pd.DataFrame:
-    """The CDNOW sample as the generic mapping loads it: customer_id text, date YYYYMMDD, spend
-    as amount, no invoices (each line an order) and no stock codes."""
-    if not CDNOW.exists():
-        pytest.skip(f"{CDNOW} is absent (../shared is not beside the checkout)")
-    raw = pd.read_csv(CDNOW, dtype={"customer_id": str})
-    return pd.DataFrame({
-        "invoice": [f"L{i}" for i in range(len(raw))], "stock_code": None,
-        "amount": raw["spend"].astype(float),
-        "ts": pd.to_datetime(raw["date"].astype(str), format="%Y%m%d"),
-        "customer_id": raw["customer_id"], "is_return": False,
-    })
 
 
 def hand_lines() -> pd.DataFrame:
@@ -59,6 +43,15 @@ def hand_lines() -> pd.DataFrame:
         line("B", "8", "2020-01-22 10:00", 40.0),
         line("C", "9", "2020-02-05 10:00", 40.0),       # after as_of
     ])
+
+
+def test_purchase_days_sum_each_customers_day_in_order() -> None:
+    days = purchase_days(hand_lines(), non_product_codes=["POST"])
+    assert days["customer_id"].tolist() == ["A", "A", "A", "B", "C"]
+    assert days["day"].dt.strftime("%m-%d").tolist() == ["01-01", "01-08", "01-15", "01-22",
+                                                          "02-05"]
+    assert days["value"].tolist() == [15.0, 20.0, 30.0, 40.0, 40.0]
+    assert purchase_days(hand_lines().head(0)).empty
 
 
 def test_summary_counts_purchase_days_in_weeks() -> None:
@@ -104,32 +97,6 @@ def test_cdnow_reference_figures_within_one_percent() -> None:
     for name, value in PUBLISHED_GG.items():
         assert getattr(fitted.gamma_gamma, name) == pytest.approx(value, rel=0.01), name
     assert expected_purchases(fitted.bgnbd, 39, 2, 30.43, 38.86) == pytest.approx(1.226, rel=0.01)
-
-
-def test_backtest_arithmetic_by_hand() -> None:
-    frame = pd.DataFrame({
-        "frequency": [0, 0, 1, 9],
-        "predicted": [0.5, 0.5, 2.0, 3.0],
-        "actual": [0.0, 1.0, 1.0, 5.0],
-        "customer_class": ["Low", "Low", "High", "High"],
-    })
-    out = compare_holdout(frame, ["customer_class"])
-    overall = out["overall"]
-    assert overall["predicted"] == 6.0 and overall["actual"] == 7.0
-    assert overall["total_error"] == -1.0
-    assert overall["total_error_pct"] == pytest.approx(-100 / 7, abs=1e-4)
-    assert overall["mae"] == pytest.approx((0.5 + 0.5 + 1 + 2) / 4)
-    assert overall["bias"] == pytest.approx(-0.25)
-    high = out["by_customer_class"]["High"]
-    assert (high["customers"], high["total_error"], high["mae"]) == (2, -1.0, 1.5)
-    low = out["by_customer_class"]["Low"]
-    assert (low["total_error"], low["bias"]) == (0.0, 0.0)
-    calibration = {row["frequency"]: row for row in out["calibration"]}
-    assert list(calibration) == ["0", "1", "2", "3", "4", "5", "6", "7+"]
-    assert calibration["0"] == {"frequency": "0", "customers": 2, "predicted": 0.5, "actual": 0.5}
-    assert calibration["7+"]["customers"] == 1 and calibration["7+"]["actual"] == 5.0
-    assert calibration["3"] == {"frequency": "3", "customers": 0, "predicted": None,
-                                "actual": None}
 
 
 def test_scores_bands_and_flags() -> None:
@@ -180,16 +147,6 @@ def test_one_customer_is_a_note() -> None:
     lines = lines_frame([line("A", "1", "2020-01-01", 10.0), line("A", "2", "2020-01-09", 10.0)])
     result = customer_value(lines, as_of=date(2020, 2, 1), settings=ClvSettings())
     assert result.customers is None and "1 customer(s)" in result.notes[0]
-
-
-def test_window_too_short_for_the_backtest_is_a_note() -> None:
-    lines = cdnow_lines()
-    lines = lines[lines["ts"] <= pd.Timestamp(CDNOW_END)]
-    settings = ClvSettings(backtest_days=300)  # cutoff before the first purchase (1997-01-01)
-    result = customer_value(lines, as_of=CDNOW_END, settings=settings)
-    assert result.customers is not None  # the CLV itself is published
-    assert "window too short" in result.backtest["note"]
-    assert any("window too short" in note for note in result.notes)
 
 
 def test_summarize_days_of_nothing_is_empty() -> None:

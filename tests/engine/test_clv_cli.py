@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from engine.clv import BgNbdParams, expected_purchases
 from engine.columns import CLV_COLUMNS
 from tests.conftest import run_segmint
-from tests.engine.test_clv import CDNOW, PUBLISHED_BGNBD, PUBLISHED_GG
+from tests.engine.realdata import CDNOW
+from tests.engine.test_clv import PUBLISHED_BGNBD, PUBLISHED_GG
 
 CONFIG = """
 [ingest.mapping]
@@ -55,6 +57,9 @@ def test_cdnow_end_to_end_reproduces_the_published_figures(tmp_path: Path, db_ur
         assert fit["bgnbd"][name] == pytest.approx(value, rel=0.01), name
     for name, value in PUBLISHED_GG.items():
         assert fit["gamma_gamma"][name] == pytest.approx(value, rel=0.01), name
+    # The paper's example customer (x 2, t_x 30.43, T 38.86): 1.226 purchases in 39 weeks.
+    printed = BgNbdParams(**fit["bgnbd"])
+    assert expected_purchases(printed, 39, 2, 30.43, 38.86) == pytest.approx(1.226, rel=0.01)
     backtest = fit["backtest"]
     assert backtest["cutoff"] == "1997-07-02"
     assert [row["frequency"] for row in backtest["calibration"]][-1] == "7+"
