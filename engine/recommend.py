@@ -15,8 +15,8 @@ never the reported ones; docs/recommendations.md has the table and each part's g
   in the last `neighbour_days` before as_of (product of BM25-weighted customer x product
   invoice counts), each product scored by the summed similarity of the neighbours who bought it
   in those days, divided by the customer's largest score. Only recent buyers are candidate
-  neighbours, so
-  the cost grows with customers x recent buyers, not customers squared;
+  neighbours, at most `neighbour_pool` of them (the most active), so the cost grows with the
+  customers, not customers squared;
 - trending: what is rising in the last `trending_days` before as_of: customers who bought the
   product then, over 1 + a third of those who bought it in the 12 weeks before (a product that
   sells steadily is not "trending"), divided by the top product's figure; the same for everyone;

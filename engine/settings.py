@@ -249,6 +249,7 @@ class RecommendSettings(Section):
     trending_weight: Annotated[float, Field(ge=0)] = 0.2
     neighbours: Annotated[int, Field(ge=1)] = 50
     neighbour_days: Annotated[int, Field(ge=1)] = 60
+    neighbour_pool: Annotated[int, Field(ge=1)] = 2500
     trending_days: Annotated[int, Field(ge=1)] = 28
     max_neighbours: Annotated[int, Field(ge=1)] = 50
     max_basket_size: Annotated[int, Field(ge=2)] = 50

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from engine.baskets import empty_rules, mine_rules
 from engine.recommend import RECOMMENDATION_COLUMNS, SimilarLists, best_trigger, recommend
+from engine.recommend_signals import pool
 from engine.settings import BasketSettings, RecommendSettings
 from tests.engine.factories import line, lines_frame
 
@@ -102,6 +103,34 @@ def test_customers_like_you_recommends_what_similar_customers_bought_recently() 
     for_b = recs.loc[recs["customer_id"] == "b"]
     assert list(for_b["stock_code"]) == ["C"]
     assert list(for_b["reason"]) == ["popular with customers like you"]
+
+
+def test_the_neighbour_pool_keeps_the_most_active_recent_buyers_in_order() -> None:
+    recent_products = np.array([0, 3, 1, 5, 3, 0, 2])
+    assert list(pool(recent_products, 10)) == [1, 2, 3, 4, 6]
+    assert list(pool(recent_products, 3)) == [1, 3, 4]  # 5 and the two 3s (not 6's 2)
+    assert list(pool(recent_products, 2)) == [1, 3]  # of the two 3s, the lower index
+
+
+def test_customers_like_you_compares_only_the_pool() -> None:
+    """As above; four customers bought in the 60 days (a one product, b, x and y two each).
+    With room for three, a (whose C would be b's first) is not compared: b does not get C."""
+    lines = dated_lines([
+        ("a", "1", "2011-01-01 10:00", ["A", "B", "D"]), ("a", "2", "2011-05-20 10:00", ["C"]),
+        ("b", "3", "2011-05-01 10:00", ["A", "B"]),
+        ("x", "4", "2011-05-25 10:00", ["Z", "Y"]), ("y", "5", "2011-05-26 10:00", ["Z", "W"]),
+    ])
+    people = pd.DataFrame({"customer_id": ["a", "b", "x", "y"], "cluster": [0, 0, 0, 0]})
+    reasons = {}
+    for size in (4, 3):
+        only_like = RecommendSettings(top_n=3, rule_weight=0.0, cooccurrence_weight=0.0,
+                                      popularity_weight=0.0, trending_weight=0.0, neighbours=1,
+                                      neighbour_pool=size)
+        recs = recommend(lines, people, empty_rules(), settings=only_like,
+                         non_product_codes=[], as_of=date(2011, 6, 1))
+        reasons[size] = recs.loc[recs["customer_id"] == "b", ["stock_code", "reason"]]
+    assert reasons[4].values.tolist() == [["C", "popular with customers like you"]]
+    assert "C" not in set(reasons[3]["stock_code"])
 
 
 def test_trending_is_what_rises_in_the_last_weeks() -> None:
