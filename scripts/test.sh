@@ -40,6 +40,9 @@ step "ruff"
 step "mypy (engine, notifications, dashboard, jobs)"
 .venv/bin/mypy
 
+step "CLV models compiled once (pytensor's cache in var/cache/pytensor, shared by every test)"
+.venv/bin/python tests/compile_clv.py
+
 step "pytest"
 status=0
 .venv/bin/python -m pytest -n "${SEGMINT_TEST_WORKERS:-2}" "$@" || status=$?
