@@ -220,17 +220,31 @@ def segment_rows(current: Scope) -> pd.DataFrame:
         return run_rows(int(run["id"]))
 
     def compute() -> pd.DataFrame:
-        from engine.pipeline import RUN_LINE_COLUMNS
         from engine.store.customers import load_customers
-        from engine.store.lines_read import load_lines
         from engine.window import window_segments
 
         engine = context.engine()
-        history = load_lines(engine=engine, until=current.until, columns=RUN_LINE_COLUMNS)
+        history = customer_history(current.until)
         return window_segments(history, load_customers(engine=engine), run=run,
                                run_rows=run_rows(int(run["id"])), settings=context.settings(),
                                since=current.since, until=current.until)
     return context.cached("window-rows", run["id"], current.since, current.until, compute=compute)
+
+
+def customer_history(until: date | None) -> pd.DataFrame:
+    """What RFM, the classes and the segment KPIs read up to the end of `until`: the invoice_day
+    summary's customer rows as lines (engine.store.invoice_days.customer_history), or the lines
+    themselves when the summary was built with other non-product codes than the settings'."""
+    from engine.store import invoice_days
+
+    engine = context.engine()
+    codes = context.settings().ingest.non_product_codes
+    if invoice_days.codes_match(engine=engine, codes=codes):
+        return invoice_days.customer_history(engine=engine, until=until)
+    from engine.rfm import REQUIRED_LINE_COLUMNS
+    from engine.store.lines_read import load_lines
+
+    return load_lines(engine=engine, until=until, columns=REQUIRED_LINE_COLUMNS)
 
 
 def segment_kpis(current: Scope, filters: Filters) -> pd.DataFrame:
@@ -243,17 +257,13 @@ def segment_kpis(current: Scope, filters: Filters) -> pd.DataFrame:
     run = current.run
 
     def compute() -> pd.DataFrame:
+        from engine.dates import last_day, window_end
         from engine.kpis import segment_kpis as kpis
-        from engine.offer_outcomes import KPI_LINE_COLUMNS
-        from engine.store.lines_read import load_lines
 
         rows = filter_rows(segment_rows(current), filters)
-        from engine.dates import last_day, window_end
-
         as_of: date = (window_end(current.until) or run["as_of"] if current.recomputed
                        else run["as_of"])
-        lines = load_lines(engine=context.engine(), until=last_day(None, as_of),
-                           columns=KPI_LINE_COLUMNS)
+        lines = customer_history(last_day(None, as_of))
         return kpis(lines, rows, as_of=as_of, since=current.since,
                     non_product_codes=list(context.settings().ingest.non_product_codes))
     return context.cached("segment-kpis", run["id"], current.since, current.until,

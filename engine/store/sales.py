@@ -1,7 +1,9 @@
 """Sales and products: the KPIs, monthly trends and product figures the dashboard shows.
 
 Every function is keyword-only, takes the engine explicitly and returns a small DataFrame or dict;
-the heavy lifting (grouping 500k transaction lines) happens in the database, never in Python.
+the heavy lifting happens in the database, never in Python. The KPIs and monthly trends read the
+invoice_day summary (engine.store.invoice_days: about one row per invoice, a fifth of the lines
+on the synthetic data), the product figures read the lines.
 Windows follow engine.dates' rule (whole days, both bounds inclusive).
 """
 
@@ -12,16 +14,18 @@ from datetime import date
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import ColumnElement, Engine, case, distinct, func, not_, select
+from sqlalchemy import ColumnElement, Engine, and_, case, distinct, func, not_, select
 
+from engine.store.invoice_days import NO_CUSTOMER
 from engine.store.runs import published_run_query
-from engine.store.tables import LINES, PRODUCTS, RUNS, in_window, read_frame
+from engine.store.tables import INVOICE_DAYS, LINES, PRODUCTS, RUNS, in_window, read_frame
 
 
-def _month(engine: Engine, column: ColumnElement[Any]) -> ColumnElement[str]:
+def _month(engine: Engine, day: ColumnElement[Any]) -> ColumnElement[str]:
+    """YYYY-MM of a date column (invoice_day.day, already the UTC day)."""
     if engine.dialect.name == "postgresql":
-        return func.to_char(func.timezone("UTC", column), "YYYY-MM")
-    return func.strftime("%Y-%m", column)
+        return func.to_char(day, "YYYY-MM")
+    return func.strftime("%Y-%m", day)
 
 
 def _products_only(non_product_codes: Sequence[str]) -> list[ColumnElement[bool]]:
@@ -39,6 +43,25 @@ def _orders() -> ColumnElement[int]:
 def _buyers() -> ColumnElement[int]:
     """Distinct customers with a purchase (a return alone does not count)."""
     return func.count(distinct(case((not_(LINES.c.is_return), LINES.c.customer_id))))
+
+
+# The same two over invoice_day, the summary the windows read (engine.store.invoice_days).
+def _day_orders() -> ColumnElement[int]:
+    return func.count(distinct(case((not_(INVOICE_DAYS.c.is_return), INVOICE_DAYS.c.invoice))))
+
+
+def _day_buyers() -> ColumnElement[int]:
+    bought = and_(not_(INVOICE_DAYS.c.is_return), INVOICE_DAYS.c.customer_id != NO_CUSTOMER)
+    return func.count(distinct(case((bought, INVOICE_DAYS.c.customer_id))))
+
+
+def _day_window(since: date | None, until: date | None) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if since is not None:
+        conditions.append(INVOICE_DAYS.c.day >= since)
+    if until is not None:
+        conditions.append(INVOICE_DAYS.c.day <= until)
+    return conditions
 
 
 # --- data state -------------------------------------------------------------------------------
@@ -72,9 +95,9 @@ def kpis(*, engine: Engine, since: date | None = None,
          until: date | None = None) -> dict[str, float]:
     """Net revenue, orders, customers with a purchase, average order value, lines."""
     statement = select(
-        func.coalesce(func.sum(LINES.c.amount), 0.0), _orders(), _buyers(),
-        func.count(LINES.c.id),
-    ).where(*in_window(since, until))
+        func.coalesce(func.sum(INVOICE_DAYS.c.amount), 0.0), _day_orders(), _day_buyers(),
+        func.coalesce(func.sum(INVOICE_DAYS.c.lines), 0),
+    ).where(*_day_window(since, until))
     with engine.connect() as connection:
         revenue, orders, customers, lines = connection.execute(statement).one()
     revenue = float(revenue or 0.0)
@@ -90,15 +113,15 @@ def kpis(*, engine: Engine, since: date | None = None,
 def new_customers_by_month(*, engine: Engine) -> pd.DataFrame:
     """Per month (YYYY-MM): new_customers, the customers whose first purchase ever it holds.
 
-    It reads every line whatever the window, so callers showing several windows compute it once
-    and pass it to monthly_trends."""
+    It reads every customer's first purchase day whatever the window, so callers showing
+    several windows compute it once and pass it to monthly_trends."""
     firsts = (
-        select(LINES.c.customer_id, func.min(LINES.c.ts).label("first_ts"))
-        .where(LINES.c.customer_id.is_not(None), not_(LINES.c.is_return))
-        .group_by(LINES.c.customer_id)
+        select(INVOICE_DAYS.c.customer_id, func.min(INVOICE_DAYS.c.day).label("first_day"))
+        .where(INVOICE_DAYS.c.customer_id != NO_CUSTOMER, not_(INVOICE_DAYS.c.is_return))
+        .group_by(INVOICE_DAYS.c.customer_id)
         .subquery()
     )
-    first_month = _month(engine, firsts.c.first_ts).label("month")
+    first_month = _month(engine, firsts.c.first_day).label("month")
     new = select(first_month, func.count().label("new_customers")).group_by(first_month)
     return read_frame(engine, new)
 
@@ -108,11 +131,11 @@ def monthly_trends(*, engine: Engine, since: date | None = None, until: date | N
     """Per month: revenue, orders, active_customers, new_customers (first purchase ever).
 
     new_customers: new_customers_by_month's frame when the caller has it already."""
-    month = _month(engine, LINES.c.ts).label("month")
+    month = _month(engine, INVOICE_DAYS.c.day).label("month")
     sales = (
-        select(month, func.sum(LINES.c.amount).label("revenue"), _orders().label("orders"),
-               _buyers().label("active_customers"))
-        .where(*in_window(since, until))
+        select(month, func.sum(INVOICE_DAYS.c.amount).label("revenue"),
+               _day_orders().label("orders"), _day_buyers().label("active_customers"))
+        .where(*_day_window(since, until))
         .group_by(month)
         .order_by(month)
     )
