@@ -20,7 +20,7 @@ from engine.store import get_engine, sales
 
 SETTINGS_KEY = "SEGMINT_SETTINGS"
 # Bump when a cached frame changes shape, so a shared cache directory never serves old frames.
-CACHE_FORMAT = "5"
+CACHE_FORMAT = "6"
 # Longest a request waits for another one computing the same value before computing it too.
 LOCK_SECONDS = 60
 CACHE_KEY = "segmint_cache"

@@ -117,26 +117,28 @@ def sales(since: date | None, until: date | None) -> tuple[dict[str, float], pd.
     return context.cached("sales", since, until, compute=compute)
 
 
-def products(since: date | None, until: date | None) -> pd.DataFrame:
+def _window_products(since: date | None,
+                     until: date | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per product, per customer and product) of the window, from one read of its product
+    lines (engine.store.sales.window_products; customer ids and stock codes categorical, a
+    small file for the shared cache)."""
     codes = tuple(context.settings().ingest.non_product_codes)
-    return context.cached("products", since, until, codes, compute=lambda: (
-        sales_store.product_summary(engine=context.engine(), non_product_codes=codes,
-                              since=since, until=until)))
+    return context.cached("window-products", since, until, codes, compute=lambda: (
+        sales_store.window_products(engine=context.engine(), non_product_codes=codes,
+                                    since=since, until=until)))
+
+
+def products(since: date | None, until: date | None) -> pd.DataFrame:
+    """Per product of the window: description, net revenue, net quantity, buying customers."""
+    return _window_products(since, until)[0]
 
 
 PRODUCT_GROUPINGS = ("customer_class", "cluster")
 
 
 def customer_products(since: date | None, until: date | None) -> pd.DataFrame:
-    """Per customer and product of the window: revenue, quantity, purchase lines (cached with
-    categorical ids: a small file for the shared cache)."""
-    codes = tuple(context.settings().ingest.non_product_codes)
-
-    def compute() -> pd.DataFrame:
-        frame = sales_store.customer_products(engine=context.engine(), non_product_codes=codes,
-                                        since=since, until=until)
-        return frame.astype({"customer_id": "category", "stock_code": "category"})
-    return context.cached("customer-products", since, until, codes, compute=compute)
+    """Per customer and product of the window: revenue, quantity, purchase lines."""
+    return _window_products(since, until)[1]
 
 
 def _selected_lines(current: Scope, filters: Filters) -> pd.DataFrame:

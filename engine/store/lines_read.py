@@ -60,6 +60,28 @@ def load_lines(*, engine: Engine, since: date | None = None, until: date | None 
     return _lines_frame(table, names)
 
 
+def product_lines(*, engine: Engine, non_product_codes: Sequence[str],
+                  since: date | None = None, until: date | None = None) -> pa.Table:
+    """The window's lines with a product stock code (not a non-product code) as Arrow columns
+    customer_id (null: none), stock_code, amount, quantity, is_return (bool)."""
+    conditions = [(operator, bound) for bound, operator in
+                  ((since, ">="), (window_end(until), "<"))
+                  if bound is not None]
+    codes = ", ".join("'" + code.replace("'", "''") + "'" for code in sorted(non_product_codes))
+    products = "stock_code IS NOT NULL" + (f" AND stock_code NOT IN ({codes})" if codes else "")
+    columns = ["customer_id", "stock_code", "quantity", "amount", "is_return"]
+    types = _arrow_types()
+    table = read_arrow(engine,
+                       sqlite_sql=_sqlite_query(conditions, columns, products, ordered=False),
+                       postgres_sql=_postgres_query(conditions, columns, products,
+                                                    ordered=False),
+                       types={name: types[name] for name in columns})
+    customer = table.column("customer_id")
+    return table.set_column(0, "customer_id", pc.if_else(
+        pc.equal(customer, ""), pa.scalar(None, pa.string()), customer)).set_column(
+        4, "is_return", pc.not_equal(table.column("is_return"), 0))
+
+
 def read_arrow(engine: Engine, *, sqlite_sql: str, postgres_sql: str,
                types: dict[str, pa.DataType]) -> pa.Table:
     """The rows of a SELECT as an Arrow table, column-wise: sqlite_sql on SQLite (a file through
@@ -106,21 +128,24 @@ def _select_list(ts_sql: str, columns: list[str]) -> str:
     return ", ".join(names)
 
 
-def _sqlite_query(conditions: list[tuple[str, date]], columns: list[str]) -> str:
+def _sqlite_query(conditions: list[tuple[str, date]], columns: list[str],
+                  *more: str, ordered: bool = True) -> str:
     """The SELECT, its bounds written into the SQL (they are dates formatted here, never text
-    from outside)."""
-    where = " AND ".join(f"ts {operator} '{bound.strftime('%Y-%m-%d 00:00:00.000000')}'"
-                         for operator, bound in conditions)
+    from outside); `more`: further conditions, as SQL; ordered: as loaded (ORDER BY id, which
+    on a window is a sort of its lines)."""
+    where = " AND ".join([*(f"ts {operator} '{bound.strftime('%Y-%m-%d 00:00:00.000000')}'"
+                            for operator, bound in conditions), *more])
     return (f"SELECT {_select_list('ts', columns)} FROM transaction_line"
-            f"{' WHERE ' + where if where else ''} ORDER BY id")
+            f"{' WHERE ' + where if where else ''}{' ORDER BY id' if ordered else ''}")
 
 
-def _postgres_query(conditions: list[tuple[str, date]], columns: list[str]) -> str:
+def _postgres_query(conditions: list[tuple[str, date]], columns: list[str],
+                    *more: str, ordered: bool = True) -> str:
     ts_sql = "to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
-    where = " AND ".join(f"ts {operator} '{day_start(bound).isoformat()}'"
-                         for operator, bound in conditions)
+    where = " AND ".join([*(f"ts {operator} '{day_start(bound).isoformat()}'"
+                            for operator, bound in conditions), *more])
     return (f"SELECT {_select_list(ts_sql, columns)} FROM transaction_line"
-            f"{' WHERE ' + where if where else ''} ORDER BY id")
+            f"{' WHERE ' + where if where else ''}{' ORDER BY id' if ordered else ''}")
 
 
 class _ChildReadError(Exception):

@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, Engine, and_, case, distinct, func, not_, 
 
 from engine.store.invoice_days import NO_CUSTOMER
 from engine.store.runs import published_run_query
-from engine.store.tables import INVOICE_DAYS, LINES, PRODUCTS, RUNS, in_window, read_frame
+from engine.store.tables import INVOICE_DAYS, LINES, PRODUCTS, RUNS, read_frame
 
 
 def _month(engine: Engine, day: ColumnElement[Any]) -> ColumnElement[str]:
@@ -28,29 +28,13 @@ def _month(engine: Engine, day: ColumnElement[Any]) -> ColumnElement[str]:
     return func.strftime("%Y-%m", day)
 
 
-def _products_only(non_product_codes: Sequence[str]) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = [LINES.c.stock_code.is_not(None)]
-    if non_product_codes:
-        conditions.append(LINES.c.stock_code.not_in(list(non_product_codes)))
-    return conditions
-
-
-def _orders() -> ColumnElement[int]:
-    """Distinct purchase invoices (returns are not orders)."""
-    return func.count(distinct(case((not_(LINES.c.is_return), LINES.c.invoice))))
-
-
-def _buyers() -> ColumnElement[int]:
-    """Distinct customers with a purchase (a return alone does not count)."""
-    return func.count(distinct(case((not_(LINES.c.is_return), LINES.c.customer_id))))
-
-
-# The same two over invoice_day, the summary the windows read (engine.store.invoice_days).
 def _day_orders() -> ColumnElement[int]:
+    """Distinct purchase invoices (returns are not orders), over invoice_day."""
     return func.count(distinct(case((not_(INVOICE_DAYS.c.is_return), INVOICE_DAYS.c.invoice))))
 
 
 def _day_buyers() -> ColumnElement[int]:
+    """Distinct customers with a purchase (a return alone does not count), over invoice_day."""
     bought = and_(not_(INVOICE_DAYS.c.is_return), INVOICE_DAYS.c.customer_id != NO_CUSTOMER)
     return func.count(distinct(case((bought, INVOICE_DAYS.c.customer_id))))
 
@@ -155,50 +139,42 @@ def monthly_trends(*, engine: Engine, since: date | None = None, until: date | N
 
 # --- products ---------------------------------------------------------------------------------
 
-def product_summary(*, engine: Engine, non_product_codes: Sequence[str], since: date | None = None,
-                    until: date | None = None) -> pd.DataFrame:
-    """Per product: description, net revenue, net quantity, distinct buying customers, orders."""
-    statement = (
-        select(
-            LINES.c.stock_code,
-            func.sum(LINES.c.amount).label("revenue"),
-            func.sum(LINES.c.quantity).label("quantity"),
-            _buyers().label("customers"),
-            _orders().label("orders"),
-        )
-        .where(*_products_only(non_product_codes), *in_window(since, until))
-        .group_by(LINES.c.stock_code)
-    )
-    frame = with_descriptions(engine=engine, frame=read_frame(engine, statement))
-    for column in ("revenue", "quantity"):
-        frame[column] = frame[column].astype(float)
-    for column in ("customers", "orders"):
-        frame[column] = frame[column].astype(int)
-    return frame
+def window_products(*, engine: Engine, non_product_codes: Sequence[str],
+                    since: date | None = None,
+                    until: date | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(product_summary without orders, customer_products) of the window from one column-wise
+    read of its product lines, grouped by Arrow: what the Products page shows, several times
+    faster than the two GROUP BYs in SQLite on a window of a million lines (docs/benchmarks.md).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
+    from engine.store.lines_read import product_lines
 
-def customer_products(*, engine: Engine, non_product_codes: Sequence[str],
-                      since: date | None = None, until: date | None = None) -> pd.DataFrame:
-    """Per customer and product of the window: net revenue, net quantity and purchase lines
-    (returns left out), so the dashboard can group products by any per-customer rows (a window's
-    recomputed classes, a selection of classes or segments)."""
-    statement = (
-        select(
-            LINES.c.customer_id,
-            LINES.c.stock_code,
-            func.sum(LINES.c.amount).label("revenue"),
-            func.sum(LINES.c.quantity).label("quantity"),
-            func.count(case((not_(LINES.c.is_return), 1))).label("purchases"),
-        )
-        .where(LINES.c.customer_id.is_not(None), *_products_only(non_product_codes),
-               *in_window(since, until))
-        .group_by(LINES.c.customer_id, LINES.c.stock_code)
-    )
-    frame = read_frame(engine, statement)
-    for column in ("revenue", "quantity"):
-        frame[column] = frame[column].astype(float)
-    frame["purchases"] = frame["purchases"].astype(int)
-    return frame
+    table = product_lines(engine=engine, non_product_codes=non_product_codes, since=since,
+                          until=until)
+    bought = pc.invert(table.column("is_return"))
+    table = table.append_column("purchase", pc.cast(bought, pa.int64()))
+    table = table.append_column("buyer", pc.if_else(bought, table.column("customer_id"), None))
+    per_product = table.group_by("stock_code").aggregate([
+        ("amount", "sum"), ("quantity", "sum"), ("buyer", "count_distinct")])
+    products = pd.DataFrame({
+        "stock_code": per_product.column("stock_code").to_pylist(),
+        "revenue": per_product.column("amount_sum").to_numpy().astype(float),
+        "quantity": per_product.column("quantity_sum").to_numpy().astype(float),
+        "customers": per_product.column("buyer_count_distinct").to_numpy().astype(int),
+    }).sort_values("stock_code").reset_index(drop=True)
+    customer_rows = table.filter(pc.is_valid(table.column("customer_id")))
+    pairs = customer_rows.group_by(["customer_id", "stock_code"]).aggregate([
+        ("amount", "sum"), ("quantity", "sum"), ("purchase", "sum")])
+    per_pair = pd.DataFrame({
+        "customer_id": pairs.column("customer_id").dictionary_encode().to_pandas(),
+        "stock_code": pairs.column("stock_code").dictionary_encode().to_pandas(),
+        "revenue": pairs.column("amount_sum").to_numpy().astype(float),
+        "quantity": pairs.column("quantity_sum").to_numpy().astype(float),
+        "purchases": pairs.column("purchase_sum").to_numpy().astype(int),
+    })
+    return with_descriptions(engine=engine, frame=products), per_pair
 
 
 def product_names(*, engine: Engine, stock_codes: Sequence[str]) -> dict[str, str]:
