@@ -226,23 +226,24 @@ def segment_rows(current: Scope) -> pd.DataFrame:
         from engine.window import window_segments
 
         engine = context.engine()
-        history = customer_history(current.until)
+        history = customer_history(current.since, current.until)
         return window_segments(history, load_customers(engine=engine), run=run,
                                run_rows=run_rows(int(run["id"])), settings=context.settings(),
                                since=current.since, until=current.until)
     return context.cached("window-rows", run["id"], current.since, current.until, compute=compute)
 
 
-def customer_history(until: date | None) -> pd.DataFrame:
-    """What RFM, the classes and the segment KPIs read up to the end of `until`: the invoice_day
-    summary's customer rows as lines (engine.store.invoice_days.customer_history), or the lines
-    themselves when the summary was built with other non-product codes than the settings'."""
+def customer_history(since: date | None, until: date | None) -> pd.DataFrame:
+    """What RFM, the classes and the segment KPIs of the window [since, until] read: the history
+    up to until's end of the customers with a line in the window, from the invoice_day summary's
+    customer rows as lines (engine.store.invoice_days.customer_history), or every line up to
+    until when the summary was built with other non-product codes than the settings'."""
     from engine.store import invoice_days
 
     engine = context.engine()
     codes = context.settings().ingest.non_product_codes
     if invoice_days.codes_match(engine=engine, codes=codes):
-        return invoice_days.customer_history(engine=engine, until=until)
+        return invoice_days.customer_history(engine=engine, until=until, active_since=since)
     from engine.rfm import REQUIRED_LINE_COLUMNS
     from engine.store.lines_read import load_lines
 
@@ -265,7 +266,7 @@ def segment_kpis(current: Scope, filters: Filters) -> pd.DataFrame:
         rows = filter_rows(segment_rows(current), filters)
         as_of: date = (window_end(current.until) or run["as_of"] if current.recomputed
                        else run["as_of"])
-        lines = customer_history(last_day(None, as_of))
+        lines = customer_history(current.since, last_day(None, as_of))
         return kpis(lines, rows, as_of=as_of, since=current.since,
                     non_product_codes=list(context.settings().ingest.non_product_codes))
     return context.cached("segment-kpis", run["id"], current.since, current.until,

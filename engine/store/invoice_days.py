@@ -139,12 +139,17 @@ def codes_match(*, engine: Engine, codes: Sequence[str]) -> bool:
 PSEUDO_LINE_COLUMNS = ("invoice", "stock_code", "amount", "ts", "customer_id", "is_return")
 
 
-def customer_history(*, engine: Engine, until: date | None) -> pd.DataFrame:
+def customer_history(*, engine: Engine, until: date | None,
+                     active_since: date | None = None) -> pd.DataFrame:
     """The summary's customer rows up to the end of `until`, as a lines frame that RFM, the
     classes and the segment KPIs read exactly as they read the lines: one line per (customer,
     invoice, day, return flag) of product lines, amount = its net value, ts = the day (midnight
     UTC), stock_code None (a product). Every figure those functions compute from whole days,
     distinct invoices and sums of net value is the same; only the float sums' order differs.
+
+    active_since: only the customers with a row (a purchase or a return) in [active_since,
+    until], all of their rows up to until: a window's customers and the history their classes
+    and KPIs need, without the others'.
     """
     from engine.store.lines_read import read_arrow
 
@@ -152,6 +157,11 @@ def customer_history(*, engine: Engine, until: date | None) -> pd.DataFrame:
     where = "is_product AND customer_id <> ''"
     sqlite_where = "is_product = 1 AND customer_id <> ''"
     bound = f" AND day < '{end.isoformat()}'" if end is not None else ""
+    if active_since is not None:
+        active = (f" AND customer_id IN (SELECT customer_id FROM invoice_day WHERE "
+                  f"day >= '{active_since.isoformat()}'{bound} AND {{where}})")
+        where += active.format(where="is_product")
+        sqlite_where += active.format(where="is_product = 1")
     columns = "invoice, customer_id, CAST(is_return AS INTEGER) AS is_return"
     table = read_arrow(
         engine,
