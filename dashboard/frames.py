@@ -238,6 +238,18 @@ def customer_history(since: date | None, until: date | None) -> pd.DataFrame:
     up to until's end of the customers with a line in the window, from the invoice_day summary's
     customer rows as lines (engine.store.invoice_days.customer_history), or every line up to
     until when the summary was built with other non-product codes than the settings'."""
+    from flask import g
+
+    # The Segments page asks twice in one request (its rows, then its KPIs): read once.
+    read: dict[tuple[date | None, date | None], pd.DataFrame] = g.setdefault(
+        "segmint_customer_history", {})
+    if (since, until) not in read:
+        read.clear()  # one history at a time: it is the request's largest object
+        read[(since, until)] = _read_customer_history(since, until)
+    return read[(since, until)]
+
+
+def _read_customer_history(since: date | None, until: date | None) -> pd.DataFrame:
     from engine.store import invoice_days
 
     engine = context.engine()

@@ -158,10 +158,12 @@ def customer_history(*, engine: Engine, until: date | None,
     sqlite_where = "is_product = 1 AND customer_id <> ''"
     bound = f" AND day < '{end.isoformat()}'" if end is not None else ""
     if active_since is not None:
-        active = (f" AND customer_id IN (SELECT customer_id FROM invoice_day WHERE "
+        active = (f" AND {{plus}}customer_id IN (SELECT customer_id FROM invoice_day WHERE "
                   f"day >= '{active_since.isoformat()}'{bound} AND {{where}})")
-        where += active.format(where="is_product")
-        sqlite_where += active.format(where="is_product = 1")
+        where += active.format(plus="", where="is_product")
+        # '+' keeps SQLite on its scan of the day range (the table's own order): through the
+        # customer index it looks every row up at random, 20 times slower on 10 M lines.
+        sqlite_where += active.format(plus="+", where="is_product = 1")
     columns = "invoice, customer_id, CAST(is_return AS INTEGER) AS is_return"
     table = read_arrow(
         engine,
