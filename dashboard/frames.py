@@ -222,15 +222,23 @@ def segment_rows(current: Scope) -> pd.DataFrame:
         return run_rows(int(run["id"]))
 
     def compute() -> pd.DataFrame:
-        from engine.store.customers import load_customers
         from engine.window import window_segments
 
-        engine = context.engine()
         history = customer_history(current.since, current.until)
-        return window_segments(history, load_customers(engine=engine), run=run,
+        return window_segments(history, signups(), run=run,
                                run_rows=run_rows(int(run["id"])), settings=context.settings(),
                                since=current.since, until=current.until)
     return context.cached("window-rows", run["id"], current.since, current.until, compute=compute)
+
+
+def signups() -> pd.DataFrame:
+    """customer_id and signup_date of every customer on file (the classes' "New"), read once
+    per data version: every recomputed window needs it."""
+    def compute() -> pd.DataFrame:
+        from engine.store.customers import load_customers
+
+        return load_customers(engine=context.engine())[["customer_id", "signup_date"]]
+    return context.cached("signups", compute=compute)
 
 
 def customer_history(since: date | None, until: date | None) -> pd.DataFrame:
