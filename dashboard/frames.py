@@ -369,6 +369,7 @@ def warm() -> None:
     products(current.since, current.until)
     products_by_group(current, Filters(), "cluster")
     filter_options()
+    signups()  # every analyst's first recomputed window needs it
     profiles(current.run_id)
     rules(current.run_id)
     earlier = [int(run_id) for run_id in runs()["id"] if int(run_id) != current.run_id]
