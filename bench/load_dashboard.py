@@ -349,12 +349,13 @@ def sign_in(session: requests.Session, base: str, user: str,
 
 
 COLD = "[window, cold] "
+WARMED = "dashboard cache warmed"  # dashboard.serve's log line when its warm-up is done
 WARM = "[window] "
 
 
 def run_load(base: str, user: str, password: str, *, clients: int, rounds: int,
              customer: str | None = None, window: str | None = "auto",
-             pages_phase: bool = True) -> dict[str, Any]:
+             pages_phase: bool = True, only: list[str] | None = None) -> dict[str, Any]:
     probe = requests.Session()
     response = sign_in(probe, base, user, password)
     if response.status_code not in (302, 303):
@@ -402,7 +403,8 @@ def run_load(base: str, user: str, password: str, *, clients: int, rounds: int,
     if window and window != "none":
         # Several windows (comma-separated): each one's first round is cold, the later cached.
         spans = [tuple(item.split(":", 1)) for item in window.split(",")]
-        pages = filtered_pages(base, probe, paths, callbacks)
+        pages = [path for path in filtered_pages(base, probe, paths, callbacks)
+                 if not only or path in only]
         window_wall = 0.0
         for since, until in spans:
             print(f"custom window {since} – {until} on {pages}", flush=True)
@@ -485,8 +487,8 @@ def _free_port() -> int:
 
 
 def start_server(database_url: str, workdir: Path, user: str, password: str,
-                 workers: int | None,
-                 src: Path = REPO) -> tuple[subprocess.Popen[bytes], str]:
+                 workers: int | None, src: Path = REPO,
+                 wait_warm: bool = False) -> tuple[subprocess.Popen[bytes], str]:
     """Add the user and start `segmint serve` on a free port; returns (process, base URL)."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "config.toml"
@@ -514,12 +516,23 @@ def start_server(database_url: str, workdir: Path, user: str, password: str,
             raise SystemExit(f"segmint serve exited {process.returncode}; see {log.name}")
         try:
             if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
-                return process, base
+                break
         except requests.RequestException:
             pass
         time.sleep(0.5)
-    process.terminate()
-    raise SystemExit(f"segmint serve did not answer on {base} within 90 s; see {log.name}")
+    else:
+        process.terminate()
+        raise SystemExit(f"segmint serve did not answer on {base} within 90 s; see {log.name}")
+    # The default view's warm-up runs beside the first visitors; --wait-warm measures the
+    # windows without it.
+    deadline = time.monotonic() + 1800
+    while wait_warm and time.monotonic() < deadline:
+        if WARMED in (workdir / "serve.log").read_text(errors="replace"):
+            break
+        if process.poll() is not None:
+            raise SystemExit(f"segmint serve exited {process.returncode}; see {log.name}")
+        time.sleep(1)
+    return process, base
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -534,6 +547,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--src", type=Path, default=REPO,
                         help="with --serve: the checkout whose code the server runs (default: "
                         "this one), so one venv measures any commit")
+    parser.add_argument("--wait-warm", action="store_true",
+                        help="with --serve: start once the server's warm-up is done")
+    parser.add_argument("--only", help="comma-separated paths: the window phase visits only "
+                        "these pages (e.g. /,/products,/segments)")
     parser.add_argument("--no-pages", action="store_true",
                         help="skip the unfiltered pages: only the custom windows")
     parser.add_argument("--user", default="bench-load")
@@ -557,12 +574,14 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.serve:
             process, base = start_server(args.database_url, args.workdir.resolve(), args.user,
-                                         args.password, args.workers, args.src.resolve())
+                                         args.password, args.workers, args.src.resolve(),
+                                         args.wait_warm)
         else:
             base = args.url.rstrip("/")
         result = run_load(base, args.user, args.password, clients=args.clients,
                           rounds=args.rounds, customer=args.customer, window=args.window,
-                          pages_phase=not args.no_pages)
+                          pages_phase=not args.no_pages,
+                          only=args.only.split(",") if args.only else None)
         if process is not None:
             result["peak_rss_mib"] = peak_rss(process.pid)
     finally:
