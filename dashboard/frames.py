@@ -142,14 +142,22 @@ def customer_products(since: date | None, until: date | None) -> pd.DataFrame:
 
 
 def _selected_lines(current: Scope, filters: Filters) -> pd.DataFrame:
-    """customer_products of the scope's window for the customers of the scope's rows (the run's,
-    or recomputed for the window) that pass the class and segment filters, with their class and
-    cluster beside each product."""
-    rows = filter_rows(segment_rows(current), filters)[["customer_id", *PRODUCT_GROUPINGS]]
+    """customer_products of the scope's window (stock_code, revenue, quantity, purchases) for
+    the customers of the scope's rows (the run's, or recomputed for the window) that pass the
+    class and segment filters, with their class and cluster beside each product."""
+    rows = filter_rows(segment_rows(current), filters)
+    groups = rows.set_index(rows["customer_id"].astype(str))[list(PRODUCT_GROUPINGS)]
     lines = customer_products(current.since, current.until)
-    lines = lines.assign(customer_id=lines["customer_id"].astype(str),
-                         stock_code=lines["stock_code"].astype(str))
-    return lines.merge(rows, on="customer_id", how="inner")
+    # Matched through the categorical's codes: a window holds a million (customer, product)
+    # pairs, and neither their ids as Python strings nor a merge on them are needed.
+    ids = pd.Categorical(lines["customer_id"])
+    row = groups.index.get_indexer(ids.categories.astype(str))[ids.codes]
+    kept = (ids.codes >= 0) & (row >= 0)
+    chosen = lines.loc[kept, ["stock_code", "revenue", "quantity", "purchases"]]
+    chosen = chosen.assign(stock_code=chosen["stock_code"].astype(str))
+    for name in PRODUCT_GROUPINGS:
+        chosen[name] = groups[name].to_numpy()[row[kept]]
+    return chosen.reset_index(drop=True)
 
 
 def _described(frame: pd.DataFrame) -> pd.DataFrame:
