@@ -349,11 +349,13 @@ def sign_in(session: requests.Session, base: str, user: str,
 
 
 COLD = "[window, cold] "
+WARMED = "dashboard cache warmed"  # dashboard.serve's log line when its warm-up is done
 WARM = "[window] "
 
 
 def run_load(base: str, user: str, password: str, *, clients: int, rounds: int,
-             customer: str | None = None, window: str | None = "auto") -> dict[str, Any]:
+             customer: str | None = None, window: str | None = "auto",
+             pages_phase: bool = True, only: list[str] | None = None) -> dict[str, Any]:
     probe = requests.Session()
     response = sign_in(probe, base, user, password)
     if response.status_code not in (302, 303):
@@ -389,7 +391,7 @@ def run_load(base: str, user: str, password: str, *, clients: int, rounds: int,
 
     for client in workers:
         client.login()
-    wall = phase(paths, "", "")
+    wall = phase(paths, "", "") if pages_phase else 0.0
     rows, overall = summarise(workers, "")
     result: dict[str, Any] = {
         "clients": clients, "rounds": rounds, "pages": paths, "wall_seconds": wall,
@@ -399,16 +401,20 @@ def run_load(base: str, user: str, password: str, *, clients: int, rounds: int,
     if window == "auto":
         window = default_window(shell)
     if window and window != "none":
-        since, until = window.split(":", 1)
-        search = f"?since={since}&until={until}"
-        pages = filtered_pages(base, probe, paths, callbacks)
-        print(f"custom window {since} – {until} on {pages}", flush=True)
-        window_wall = phase(pages, search, "window")
+        # Several windows (comma-separated): each one's first round is cold, the later cached.
+        spans = [tuple(item.split(":", 1)) for item in window.split(",")]
+        pages = [path for path in filtered_pages(base, probe, paths, callbacks)
+                 if not only or path in only]
+        window_wall = 0.0
+        for since, until in spans:
+            print(f"custom window {since} – {until} on {pages}", flush=True)
+            window_wall += phase(pages, f"?since={since}&until={until}", "window")
         cold, cold_all = summarise(workers, COLD)
         warm, warm_all = summarise(workers, WARM)
-        result["window"] = {"since": since, "until": until, "pages": pages,
-                            "wall_seconds": window_wall, "cold": cold, "cold_all": cold_all,
-                            "warm": warm, "warm_all": warm_all}
+        result["window"] = {"since": spans[0][0], "until": spans[0][1],
+                            "windows": [f"{since}:{until}" for since, until in spans],
+                            "pages": pages, "wall_seconds": window_wall, "cold": cold,
+                            "cold_all": cold_all, "warm": warm, "warm_all": warm_all}
     return result
 
 
@@ -431,14 +437,47 @@ def format_table(result: dict[str, Any]) -> str:
                  "kB: median response body")
     window = result.get("window")
     if window:
-        lines.append(f"\nCustom date window {window['since']} – {window['until']} "
-                     f"(pages {', '.join(window['pages'])}), {window['wall_seconds']:.1f}s:")
+        spans = ", ".join(window.get("windows") or [f"{window['since']}:{window['until']}"])
+        lines.append(f"\nCustom date windows {spans} (pages {', '.join(window['pages'])}), "
+                     f"{window['wall_seconds']:.1f}s:")
         lines += _table(window["cold"], window["cold_all"], "first round (cold cache)")
         lines.append("")
         lines += _table(window["warm"], window["warm_all"], "later rounds (cached)")
     for failure in result["failures"]:
         lines.append(f"client failed: {failure}")
+    for pid, (peak, command) in sorted((result.get("peak_rss_mib") or {}).items()):
+        lines.append(f"peak RSS {peak:7.0f} MiB  pid {pid}  {command}")
     return "\n".join(lines)
+
+
+def peak_rss(root: int) -> dict[int, tuple[float, str]]:
+    """VmHWM (peak resident memory, MiB) and command of a process and its descendants, read
+    from /proc while they run (Linux): the server's master, its workers, the warm-up child."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                parents[int(entry.name)] = int(fields[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    family, frontier = {root}, [root]
+    while frontier:
+        current = frontier.pop()
+        children = [pid for pid, parent in parents.items() if parent == current]
+        family.update(children)
+        frontier.extend(children)
+    found: dict[int, tuple[float, str]] = {}
+    for pid in sorted(family):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            command = Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ").strip()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                found[pid] = (int(line.split()[1]) / 1024, command[-60:])
+    return found
 
 
 def _free_port() -> int:
@@ -448,7 +487,8 @@ def _free_port() -> int:
 
 
 def start_server(database_url: str, workdir: Path, user: str, password: str,
-                 workers: int | None) -> tuple[subprocess.Popen[bytes], str]:
+                 workers: int | None, src: Path = REPO,
+                 wait_warm: bool = False) -> tuple[subprocess.Popen[bytes], str]:
     """Add the user and start `segmint serve` on a free port; returns (process, base URL)."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "config.toml"
@@ -459,7 +499,7 @@ def start_server(database_url: str, workdir: Path, user: str, password: str,
     shutil.rmtree(workdir / "var" / "cache" / "dashboard", ignore_errors=True)
     env = {**os.environ, "SEGMINT_DATABASE_URL": database_url,
            "SEGMINT_SECRET_KEY": secrets.token_urlsafe(32),
-           "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+           "PYTHONPATH": str(src) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     segmint = [sys.executable, "-m", "segmint", "--config", str(config)]
     subprocess.run([*segmint, "users", "add", user, "--role", "analyst"], input=password + "\n",
                    text=True, env=env, cwd=workdir, capture_output=True, check=True)
@@ -476,12 +516,23 @@ def start_server(database_url: str, workdir: Path, user: str, password: str,
             raise SystemExit(f"segmint serve exited {process.returncode}; see {log.name}")
         try:
             if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
-                return process, base
+                break
         except requests.RequestException:
             pass
         time.sleep(0.5)
-    process.terminate()
-    raise SystemExit(f"segmint serve did not answer on {base} within 90 s; see {log.name}")
+    else:
+        process.terminate()
+        raise SystemExit(f"segmint serve did not answer on {base} within 90 s; see {log.name}")
+    # The default view's warm-up runs beside the first visitors; --wait-warm measures the
+    # windows without it.
+    deadline = time.monotonic() + 1800
+    while wait_warm and time.monotonic() < deadline:
+        if WARMED in (workdir / "serve.log").read_text(errors="replace"):
+            break
+        if process.poll() is not None:
+            raise SystemExit(f"segmint serve exited {process.returncode}; see {log.name}")
+        time.sleep(1)
+    return process, base
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -493,6 +544,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", type=Path, default=Path("bench/results/load"),
                         help="with --serve: config and server log go here")
     parser.add_argument("--workers", type=int, help="with --serve: gunicorn workers")
+    parser.add_argument("--src", type=Path, default=REPO,
+                        help="with --serve: the checkout whose code the server runs (default: "
+                        "this one), so one venv measures any commit")
+    parser.add_argument("--wait-warm", action="store_true",
+                        help="with --serve: start once the server's warm-up is done")
+    parser.add_argument("--only", help="comma-separated paths: the window phase visits only "
+                        "these pages (e.g. /,/products,/segments)")
+    parser.add_argument("--no-pages", action="store_true",
+                        help="skip the unfiltered pages: only the custom windows")
     parser.add_argument("--user", default="bench-load")
     parser.add_argument("--password", default="bench-load-password")
     parser.add_argument("--clients", type=int, default=10)
@@ -500,8 +560,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--customer", help="customer id typed into look-ups (default: the "
                         "example the page offers)")
     parser.add_argument("--window", default="auto",
-                        help="custom date window SINCE:UNTIL (ISO dates) visited after the "
-                        "pages; 'auto': the last 90 days of the data; 'none': skip")
+                        help="custom date windows SINCE:UNTIL[,SINCE:UNTIL...] (ISO dates) "
+                        "visited after the pages, each cold first; 'auto': the last 90 days of "
+                        "the data; 'none': skip")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
     args = parser.parse_args(argv)
     if bool(args.url) == bool(args.serve):
@@ -513,11 +574,16 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.serve:
             process, base = start_server(args.database_url, args.workdir.resolve(), args.user,
-                                         args.password, args.workers)
+                                         args.password, args.workers, args.src.resolve(),
+                                         args.wait_warm)
         else:
             base = args.url.rstrip("/")
         result = run_load(base, args.user, args.password, clients=args.clients,
-                          rounds=args.rounds, customer=args.customer, window=args.window)
+                          rounds=args.rounds, customer=args.customer, window=args.window,
+                          pages_phase=not args.no_pages,
+                          only=args.only.split(",") if args.only else None)
+        if process is not None:
+            result["peak_rss_mib"] = peak_rss(process.pid)
     finally:
         if process is not None:
             process.terminate()

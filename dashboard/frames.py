@@ -117,37 +117,47 @@ def sales(since: date | None, until: date | None) -> tuple[dict[str, float], pd.
     return context.cached("sales", since, until, compute=compute)
 
 
-def products(since: date | None, until: date | None) -> pd.DataFrame:
+def _window_products(since: date | None,
+                     until: date | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per product, per customer and product) of the window, from one read of its product
+    lines (engine.store.sales.window_products; customer ids and stock codes categorical, a
+    small file for the shared cache)."""
     codes = tuple(context.settings().ingest.non_product_codes)
-    return context.cached("products", since, until, codes, compute=lambda: (
-        sales_store.product_summary(engine=context.engine(), non_product_codes=codes,
-                              since=since, until=until)))
+    return context.cached("window-products", since, until, codes, compute=lambda: (
+        sales_store.window_products(engine=context.engine(), non_product_codes=codes,
+                                    since=since, until=until)))
+
+
+def products(since: date | None, until: date | None) -> pd.DataFrame:
+    """Per product of the window: description, net revenue, net quantity, buying customers."""
+    return _window_products(since, until)[0]
 
 
 PRODUCT_GROUPINGS = ("customer_class", "cluster")
 
 
 def customer_products(since: date | None, until: date | None) -> pd.DataFrame:
-    """Per customer and product of the window: revenue, quantity, purchase lines (cached with
-    categorical ids: a small file for the shared cache)."""
-    codes = tuple(context.settings().ingest.non_product_codes)
-
-    def compute() -> pd.DataFrame:
-        frame = sales_store.customer_products(engine=context.engine(), non_product_codes=codes,
-                                        since=since, until=until)
-        return frame.astype({"customer_id": "category", "stock_code": "category"})
-    return context.cached("customer-products", since, until, codes, compute=compute)
+    """Per customer and product of the window: revenue, quantity, purchase lines."""
+    return _window_products(since, until)[1]
 
 
 def _selected_lines(current: Scope, filters: Filters) -> pd.DataFrame:
-    """customer_products of the scope's window for the customers of the scope's rows (the run's,
-    or recomputed for the window) that pass the class and segment filters, with their class and
-    cluster beside each product."""
-    rows = filter_rows(segment_rows(current), filters)[["customer_id", *PRODUCT_GROUPINGS]]
+    """customer_products of the scope's window (stock_code, revenue, quantity, purchases) for
+    the customers of the scope's rows (the run's, or recomputed for the window) that pass the
+    class and segment filters, with their class and cluster beside each product."""
+    rows = filter_rows(segment_rows(current), filters)
+    groups = rows.set_index(rows["customer_id"].astype(str))[list(PRODUCT_GROUPINGS)]
     lines = customer_products(current.since, current.until)
-    lines = lines.assign(customer_id=lines["customer_id"].astype(str),
-                         stock_code=lines["stock_code"].astype(str))
-    return lines.merge(rows, on="customer_id", how="inner")
+    # Matched through the categorical's codes: a window holds a million (customer, product)
+    # pairs, and neither their ids as Python strings nor a merge on them are needed.
+    ids = pd.Categorical(lines["customer_id"])
+    row = groups.index.get_indexer(ids.categories.astype(str))[ids.codes]
+    kept = (ids.codes >= 0) & (row >= 0)
+    chosen = lines.loc[kept, ["stock_code", "revenue", "quantity", "purchases"]]
+    chosen = chosen.assign(stock_code=chosen["stock_code"].astype(str))
+    for name in PRODUCT_GROUPINGS:
+        chosen[name] = groups[name].to_numpy()[row[kept]]
+    return chosen.reset_index(drop=True)
 
 
 def _described(frame: pd.DataFrame) -> pd.DataFrame:
@@ -220,17 +230,52 @@ def segment_rows(current: Scope) -> pd.DataFrame:
         return run_rows(int(run["id"]))
 
     def compute() -> pd.DataFrame:
-        from engine.pipeline import RUN_LINE_COLUMNS
-        from engine.store.customers import load_customers
-        from engine.store.lines_read import load_lines
         from engine.window import window_segments
 
-        engine = context.engine()
-        history = load_lines(engine=engine, until=current.until, columns=RUN_LINE_COLUMNS)
-        return window_segments(history, load_customers(engine=engine), run=run,
+        history = customer_history(current.since, current.until)
+        return window_segments(history, signups(), run=run,
                                run_rows=run_rows(int(run["id"])), settings=context.settings(),
                                since=current.since, until=current.until)
     return context.cached("window-rows", run["id"], current.since, current.until, compute=compute)
+
+
+def signups() -> pd.DataFrame:
+    """customer_id and signup_date of every customer on file (the classes' "New"), read once
+    per data version: every recomputed window needs it."""
+    def compute() -> pd.DataFrame:
+        from engine.store.customers import load_customers
+
+        return load_customers(engine=context.engine())[["customer_id", "signup_date"]]
+    return context.cached("signups", compute=compute)
+
+
+def customer_history(since: date | None, until: date | None) -> pd.DataFrame:
+    """What RFM, the classes and the segment KPIs of the window [since, until] read: the history
+    up to until's end of the customers with a line in the window, from the invoice_day summary's
+    customer rows as lines (engine.store.invoice_days.customer_history), or every line up to
+    until when the summary was built with other non-product codes than the settings'."""
+    from flask import g
+
+    # The Segments page asks twice in one request (its rows, then its KPIs): read once.
+    read: dict[tuple[date | None, date | None], pd.DataFrame] = g.setdefault(
+        "segmint_customer_history", {})
+    if (since, until) not in read:
+        read.clear()  # one history at a time: it is the request's largest object
+        read[(since, until)] = _read_customer_history(since, until)
+    return read[(since, until)]
+
+
+def _read_customer_history(since: date | None, until: date | None) -> pd.DataFrame:
+    from engine.store import invoice_days
+
+    engine = context.engine()
+    codes = context.settings().ingest.non_product_codes
+    if invoice_days.codes_match(engine=engine, codes=codes):
+        return invoice_days.customer_history(engine=engine, until=until, active_since=since)
+    from engine.rfm import REQUIRED_LINE_COLUMNS
+    from engine.store.lines_read import load_lines
+
+    return load_lines(engine=engine, until=until, columns=REQUIRED_LINE_COLUMNS)
 
 
 def segment_kpis(current: Scope, filters: Filters) -> pd.DataFrame:
@@ -243,17 +288,13 @@ def segment_kpis(current: Scope, filters: Filters) -> pd.DataFrame:
     run = current.run
 
     def compute() -> pd.DataFrame:
+        from engine.dates import last_day, window_end
         from engine.kpis import segment_kpis as kpis
-        from engine.offer_outcomes import KPI_LINE_COLUMNS
-        from engine.store.lines_read import load_lines
 
         rows = filter_rows(segment_rows(current), filters)
-        from engine.dates import last_day, window_end
-
         as_of: date = (window_end(current.until) or run["as_of"] if current.recomputed
                        else run["as_of"])
-        lines = load_lines(engine=context.engine(), until=last_day(None, as_of),
-                           columns=KPI_LINE_COLUMNS)
+        lines = customer_history(current.since, last_day(None, as_of))
         return kpis(lines, rows, as_of=as_of, since=current.since,
                     non_product_codes=list(context.settings().ingest.non_product_codes))
     return context.cached("segment-kpis", run["id"], current.since, current.until,
@@ -336,6 +377,7 @@ def warm() -> None:
     products(current.since, current.until)
     products_by_group(current, Filters(), "cluster")
     filter_options()
+    signups()  # every analyst's first recomputed window needs it
     profiles(current.run_id)
     rules(current.run_id)
     earlier = [int(run_id) for run_id in runs()["id"] if int(run_id) != current.run_id]

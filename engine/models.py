@@ -78,6 +78,41 @@ class TransactionLine(SQLModel, table=True):
     is_return: bool = False
 
 
+class InvoiceDay(SQLModel, table=True):
+    """The lines of one invoice on one (UTC) day, summed per customer, return flag and product
+    flag: what the dashboard's windows read instead of the lines (engine.store.invoice_days).
+    Kept by ingest in the load's transaction; customer_id '' stands for "no customer" (a key
+    column cannot be NULL). is_product: the stock code is not one of the non-product codes
+    recorded in summary_setting (the ones in force when the rows were written); a line without
+    a code counts, as it does for RFM."""
+
+    __tablename__ = "invoice_day"
+    # Clustered on the key on SQLite, so a window's rows are one range of the table.
+    __table_args__ = (Index("ix_invoice_day_customer", "customer_id", "day"),
+                      {"sqlite_with_rowid": False})
+
+    day: date = Field(primary_key=True)
+    invoice: str = Field(primary_key=True, max_length=32)
+    customer_id: str = Field(primary_key=True, max_length=64)
+    is_return: bool = Field(primary_key=True)
+    is_product: bool = Field(primary_key=True)
+    lines: int
+    amount: float  # the lines' amounts as stored
+    net: float  # the same with every return counted as -|amount| (the RFM's net value)
+    quantity: float
+
+
+class SummarySetting(SQLModel, table=True):
+    """A setting the stored summaries were built with (name 'non_product_codes': the sorted
+    codes invoice_day's is_product leaves out), so a reader with other settings knows not to
+    use them."""
+
+    __tablename__ = "summary_setting"
+
+    name: str = Field(primary_key=True, max_length=64)
+    value: list[str] = Field(sa_column=Column(JSON, nullable=False))
+
+
 class SegmentationRun(SQLModel, table=True):
     """One engine run. The published run is the latest with status 'succeeded'."""
 

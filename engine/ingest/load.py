@@ -113,7 +113,7 @@ def ingest_file(engine: Engine, settings: Settings, path: str | Path, *, preset:
 
     if staged:
         total = sum(len(item.lines) for item in staged if item.lines is not None)
-        _write_with_progress(engine, staged, settings.ingest.batch_size, total, progress)
+        _write_with_progress(engine, staged, settings, total, progress)
     report_paths = {id(item): _write_report(settings, item, rejects) for item, rejects in reports}
 
     customer_summary: IngestSummary | None = None
@@ -153,13 +153,15 @@ def _summary(staged: StagedFile | None, path: str, report_paths: dict[int, str |
     )
 
 
-def _write_with_progress(engine: Engine, staged: list[StagedFile], batch_size: int, total: int,
+def _write_with_progress(engine: Engine, staged: list[StagedFile], settings: Settings, total: int,
                          progress: bool) -> None:
     from tqdm import tqdm
 
     with tqdm(total=total, unit="line", unit_scale=True, disable=not progress or total == 0,
               desc="loading", leave=False) as bar:
-        write_files(engine=engine, files=staged, batch_size=batch_size, on_progress=bar.update)
+        write_files(engine=engine, files=staged, batch_size=settings.ingest.batch_size,
+                    on_progress=bar.update,
+                    non_product_codes=settings.ingest.non_product_codes)
 
 
 def _write_report(settings: Settings, staged: StagedFile, rejects: pd.DataFrame) -> str | None:

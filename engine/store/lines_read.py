@@ -50,22 +50,57 @@ def load_lines(*, engine: Engine, since: date | None = None, until: date | None 
         raise ValueError(f"load_lines: unknown columns {unknown}" if unknown
                          else "load_lines: no columns asked for")
     names = [name for name in LINE_COLUMNS if name in columns]
-    sqlite_db = engine.dialect.name == "sqlite"
     conditions = [(operator, bound) for bound, operator in
                   ((since, ">="), (window_end(until), "<"))
                   if bound is not None]
+    types = _arrow_types()
+    table = read_arrow(engine, sqlite_sql=_sqlite_query(conditions, names),
+                       postgres_sql=_postgres_query(conditions, names),
+                       types={name: types[name] for name in names})
+    return _lines_frame(table, names)
+
+
+def product_lines(*, engine: Engine, non_product_codes: Sequence[str],
+                  since: date | None = None, until: date | None = None) -> pa.Table:
+    """The window's lines with a product stock code (not a non-product code) as Arrow columns
+    customer_id (null: none), stock_code, amount, quantity, is_return (bool)."""
+    conditions = [(operator, bound) for bound, operator in
+                  ((since, ">="), (window_end(until), "<"))
+                  if bound is not None]
+    codes = ", ".join("'" + code.replace("'", "''") + "'" for code in sorted(non_product_codes))
+    products = "stock_code IS NOT NULL" + (f" AND stock_code NOT IN ({codes})" if codes else "")
+    columns = ["customer_id", "stock_code", "quantity", "amount", "is_return"]
+    types = _arrow_types()
+    table = read_arrow(engine,
+                       sqlite_sql=_sqlite_query(conditions, columns, products, ordered=False),
+                       postgres_sql=_postgres_query(conditions, columns, products,
+                                                    ordered=False),
+                       types={name: types[name] for name in columns})
+    customer = table.column("customer_id")
+    return table.set_column(0, "customer_id", pc.if_else(
+        pc.equal(customer, ""), pa.scalar(None, pa.string()), customer)).set_column(
+        4, "is_return", pc.not_equal(table.column("is_return"), 0))
+
+
+def read_arrow(engine: Engine, *, sqlite_sql: str, postgres_sql: str,
+               types: dict[str, pa.DataType]) -> pa.Table:
+    """The rows of a SELECT as an Arrow table, column-wise: sqlite_sql on SQLite (a file through
+    the ADBC driver in a child process, an in-memory database through sqlite3), postgres_sql
+    through COPY ... TO STDOUT on PostgreSQL. Both select exactly `types`' columns in its order
+    and hold no parameters (callers write only dates they formatted themselves into them)."""
     try:
-        path = sqlite_file(engine.url) if sqlite_db else None
+        path = sqlite_file(engine.url) if engine.dialect.name == "sqlite" else None
         if path is not None:
-            table = _arrow_lines_sqlite(path, conditions, names)
-        elif sqlite_db:
-            table = _arrow_lines_dbapi(engine, conditions, names)
+            table = _arrow_sqlite(path, sqlite_sql)
+        elif engine.dialect.name == "sqlite":
+            table = _arrow_dbapi(engine, sqlite_sql, types)
         else:
-            table = _arrow_lines_postgres(engine, conditions, names)
+            table = _arrow_postgres(engine, postgres_sql, types)
+        # An empty result has no rows to infer types from (the driver says null).
+        return table if table.num_rows else pa.schema(types).empty_table()
     except (SQLAlchemyError, sqlite3.Error, psycopg.Error, pa.ArrowException, OSError,
             _ChildReadError) as exc:
         raise database_error(engine, exc) from None
-    return _lines_frame(table, names)
 
 
 # Text columns never hold '' (ingest stores an empty cell as NULL), so COALESCE(x, '') gives the
@@ -93,29 +128,34 @@ def _select_list(ts_sql: str, columns: list[str]) -> str:
     return ", ".join(names)
 
 
-def _sqlite_query(conditions: list[tuple[str, date]], columns: list[str], *,
-                  literal: bool = False) -> tuple[str, list[str]]:
-    """The SELECT and its parameters; with literal=True the bounds are written into the SQL
-    (they are dates formatted here, never text from outside) and no parameters are left."""
-    params = [bound.strftime("%Y-%m-%d 00:00:00.000000") for _, bound in conditions]
-    where = " AND ".join(f"ts {operator} {repr(bound) if literal else '?'}"
-                         for (operator, _), bound in zip(conditions, params, strict=True))
-    params = [] if literal else params
-    sql = (f"SELECT {_select_list('ts', columns)} FROM transaction_line"
-           f"{' WHERE ' + where if where else ''} ORDER BY id")
-    return sql, params
+def _sqlite_query(conditions: list[tuple[str, date]], columns: list[str],
+                  *more: str, ordered: bool = True) -> str:
+    """The SELECT, its bounds written into the SQL (they are dates formatted here, never text
+    from outside); `more`: further conditions, as SQL; ordered: as loaded (ORDER BY id, which
+    on a window is a sort of its lines)."""
+    where = " AND ".join([*(f"ts {operator} '{bound.strftime('%Y-%m-%d 00:00:00.000000')}'"
+                            for operator, bound in conditions), *more])
+    return (f"SELECT {_select_list('ts', columns)} FROM transaction_line"
+            f"{' WHERE ' + where if where else ''}{' ORDER BY id' if ordered else ''}")
+
+
+def _postgres_query(conditions: list[tuple[str, date]], columns: list[str],
+                    *more: str, ordered: bool = True) -> str:
+    ts_sql = "to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
+    where = " AND ".join([*(f"ts {operator} '{day_start(bound).isoformat()}'"
+                            for operator, bound in conditions), *more])
+    return (f"SELECT {_select_list(ts_sql, columns)} FROM transaction_line"
+            f"{' WHERE ' + where if where else ''}{' ORDER BY id' if ordered else ''}")
 
 
 class _ChildReadError(Exception):
     """The child reader (engine.store.sqlite_arrow) failed; the message is its one line."""
 
 
-def _arrow_lines_sqlite(path: Path, conditions: list[tuple[str, date]],
-                        columns: list[str]) -> pa.Table:
+def _arrow_sqlite(path: Path, sql: str) -> pa.Table:
     """The rows through the ADBC driver, which runs in a child process: it links its own copy of
     SQLite, and two copies must not open one file in one process (see engine.store.sqlite_arrow).
     """
-    sql, _ = _sqlite_query(conditions, columns, literal=True)
     uri = sqlite_uri(path, "ro")
     with scratch_folder("read") as folder:
         target = folder / "lines.arrow"
@@ -132,43 +172,30 @@ def _arrow_lines_sqlite(path: Path, conditions: list[tuple[str, date]],
             return pa.ipc.open_file(source).read_all()
 
 
-def _arrow_lines_dbapi(engine: Engine, conditions: list[tuple[str, date]],
-                       columns: list[str]) -> pa.Table:
+def _arrow_dbapi(engine: Engine, sql: str, types: dict[str, pa.DataType]) -> pa.Table:
     """An in-memory SQLite database (tests): the rows through sqlite3, then to Arrow."""
-    sql, params = _sqlite_query(conditions, columns)
     with engine.connect() as connection:
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.execute(sql, params)
+            cursor.execute(sql)
             rows = cursor.fetchall()
         finally:
             cursor.close()
-    values: list[Any] = list(zip(*rows, strict=True)) if rows else [[] for _ in columns]
-    types = _arrow_types()
-    return pa.table({name: pa.array(cells, type=types[name])
-                     for name, cells in zip(columns, values, strict=True)})
+    values: list[Any] = list(zip(*rows, strict=True)) if rows else [[] for _ in types]
+    return pa.table({name: pa.array(cells, type=kind)
+                     for (name, kind), cells in zip(types.items(), values, strict=True)})
 
 
-def _arrow_lines_postgres(engine: Engine, conditions: list[tuple[str, date]],
-                          columns: list[str]) -> pa.Table:
-    from psycopg import sql as pgsql
-
-    ts_sql = "to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
-    where = " AND ".join(f"ts {operator} {{}}" for operator, _ in conditions)
-    query = pgsql.SQL(f"COPY (SELECT {_select_list(ts_sql, columns)} FROM transaction_line"
-                      f"{' WHERE ' + where if where else ''} ORDER BY id) "
-                      "TO STDOUT WITH (FORMAT csv, HEADER true)").format(
-        *[pgsql.Literal(day_start(bound)) for _, bound in conditions])
+def _arrow_postgres(engine: Engine, sql: str, types: dict[str, pa.DataType]) -> pa.Table:
     buffer = io.BytesIO()
     with engine.connect() as connection:
         raw = connection.connection.driver_connection
-        with raw.cursor() as cursor, cursor.copy(query) as copy:  # type: ignore[union-attr]
+        with raw.cursor() as cursor, cursor.copy(  # type: ignore[union-attr]
+                f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true)") as copy:
             for block in copy:
                 buffer.write(block)
     buffer.seek(0)
-    types = _arrow_types()
-    options = pacsv.ConvertOptions(column_types={name: types[name] for name in columns},
-                                   strings_can_be_null=False,
+    options = pacsv.ConvertOptions(column_types=types, strings_can_be_null=False,
                                    quoted_strings_can_be_null=False)
     return pacsv.read_csv(buffer, convert_options=options)
 

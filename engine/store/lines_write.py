@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
@@ -28,10 +28,11 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from engine.columns import CUSTOMER_COLUMNS, STAGED_LINE_COLUMNS
 from engine.dates import utc_now
+from engine.store import invoice_days
 from engine.store.db import StoreError, database_error
 from engine.store.scratch import scratch_folder
 from engine.store.staged import LoadedFile, ProgressCallback, StagedFile, timestamp_array
-from engine.store.tables import CUSTOMERS, PRODUCTS, SOURCE_FILES
+from engine.store.tables import CUSTOMERS, LINES, PRODUCTS, SOURCE_FILES
 
 if TYPE_CHECKING:
     from engine.store.sqlite_staging import SqliteStaging
@@ -56,8 +57,11 @@ def find_loaded_file(*, engine: Engine, sha256: str) -> LoadedFile | None:
 
 
 def write_files(*, engine: Engine, files: list[StagedFile], batch_size: int = 50_000,
-                on_progress: ProgressCallback | None = None) -> None:
+                on_progress: ProgressCallback | None = None,
+                non_product_codes: Sequence[str] | None = None) -> None:
     """Write the staged files in ONE transaction; fills each file's loaded / duplicates_in_db.
+    The lines inserted are added to the invoice_day summary in the same transaction, with
+    non_product_codes (None: the ones the summary was built with).
 
     Raises StoreError (nothing written) when the database refuses; an IntegrityError on the
     file's sha256 means another process loaded the same bytes meanwhile.
@@ -83,7 +87,8 @@ def write_files(*, engine: Engine, files: list[StagedFile], batch_size: int = 50
             with connection.begin():
                 for index, staged in enumerate(files):
                     _write_file(connection, staged, index, batch_size, on_progress,
-                                staging=staging, side_rows=side_rows.get(index))
+                                staging=staging, side_rows=side_rows.get(index),
+                                codes=non_product_codes)
     except IntegrityError as exc:
         raise StoreError(f"{files[0].path}: was loaded by another process at the same time "
                          f"({database_error(engine, exc)})") from None
@@ -93,7 +98,7 @@ def write_files(*, engine: Engine, files: list[StagedFile], batch_size: int = 50
 
 def _write_file(connection: Connection, staged: StagedFile, index: int, batch_size: int,
                 on_progress: ProgressCallback | None, *, staging: SqliteStaging | None,
-                side_rows: Future[SideRows] | None) -> None:
+                side_rows: Future[SideRows] | None, codes: Sequence[str] | None) -> None:
     source_id = connection.execute(
         insert(SOURCE_FILES).values(
             path=staged.path, sha256=staged.sha256, kind=staged.kind,
@@ -102,12 +107,15 @@ def _write_file(connection: Connection, staged: StagedFile, index: int, batch_si
         ).returning(SOURCE_FILES.c.id)
     ).scalar_one()
     if staged.lines is not None:
+        last_id = connection.execute(select(func.max(LINES.c.id))).scalar_one() or 0
         if staging is not None:
             staged.loaded = staging.insert_lines(connection, index, source_id, on_progress)
         else:
             staged.loaded = _write_lines(connection, staged.lines, source_id, batch_size,
                                          on_progress)
         staged.duplicates_in_db = len(staged.lines) - staged.loaded
+        invoice_days.add_lines(connection, source_file_id=source_id, after_id=last_id,
+                               codes=codes)
         products, customers = (side_rows.result() if side_rows is not None
                                else _side_rows(staged.lines))
         _execute_rows(connection, _product_upsert(connection), products)

@@ -24,6 +24,8 @@ def _table(model: Any) -> Table:
 
 SOURCE_FILES = _table(models.SourceFile)
 LINES = _table(models.TransactionLine)
+INVOICE_DAYS = _table(models.InvoiceDay)
+SUMMARY_SETTINGS = _table(models.SummarySetting)
 PRODUCTS = _table(models.Product)
 CUSTOMERS = _table(models.Customer)
 RUNS = _table(models.SegmentationRun)

@@ -86,6 +86,35 @@ def test_window_ending_on_a_day_without_sales_matches_a_run_of_that_window(demo:
                                   check_dtype=False)
 
 
+def test_window_rows_and_kpis_from_the_summary_equal_those_from_the_lines(demo: Demo) -> None:
+    """The window's customer rows (classes and clusters included) and segment KPIs the
+    dashboard computes from the invoice_day summary equal those computed from the lines."""
+    from engine.kpis import segment_kpis
+    from engine.store import invoice_days
+    from engine.window import window_segments
+
+    until = _day_without_sales(demo.lines) + timedelta(days=30)
+    since = until - timedelta(days=90)
+    scope, shown = _window_rows(demo, Filters(since=since, until=until))
+    with demo.app.server.test_request_context("/segments"):
+        run_rows = frames.run_rows(int(scope.run_id or 0))
+        kpis = frames.segment_kpis(scope, Filters())
+    assert scope.run is not None
+    from_lines = window_segments(demo.lines, demo.customers, run=scope.run, run_rows=run_rows,
+                                 settings=demo.settings, since=since, until=until)
+    assert len(from_lines) > 50 and from_lines["customer_class"].nunique() > 2
+    pd.testing.assert_frame_equal(shown, from_lines)
+    engine = get_engine(demo.settings.database_url)
+    history = invoice_days.customer_history(engine=engine, until=until, active_since=since)
+    engine.dispose()
+    assert history["customer_id"].nunique() < demo.lines["customer_id"].nunique()
+    as_of = until + timedelta(days=1)
+    expected = segment_kpis(demo.lines[demo.lines["ts"] < pd.Timestamp(as_of)], from_lines,
+                            as_of=as_of, since=since,
+                            non_product_codes=demo.settings.ingest.non_product_codes)
+    pd.testing.assert_frame_equal(kpis, expected)
+
+
 def _page(demo: Demo, path: str, **params: str) -> dict[str, Any]:
     """A page as an analyst gets it for these URL parameters: {component id: the figure or text
     it shows}."""

@@ -41,7 +41,7 @@ def test_kpis_and_monthly_trends(filled: Any) -> None:
 
 
 def test_products_leave_out_non_product_codes(filled: Any) -> None:
-    products = sales.product_summary(engine=filled, non_product_codes=NON_PRODUCT)
+    products, pairs = sales.window_products(engine=filled, non_product_codes=NON_PRODUCT)
     by_code = products.set_index("stock_code")
     assert "POST" not in by_code.index
     assert by_code.loc["A", "revenue"] == pytest.approx(20 + 10 - 10 + 10)
@@ -53,7 +53,7 @@ def test_products_leave_out_non_product_codes(filled: Any) -> None:
     # The dashboard's top products per group: the window's per-customer product figures
     # (customer_products) grouped by each customer's row of run 2.
     rows = results.customer_results(engine=filled, run_id=2)
-    lines = sales.customer_products(engine=filled, non_product_codes=NON_PRODUCT).merge(
+    lines = pairs.astype({"customer_id": str, "stock_code": str}).merge(
         rows[["customer_id", "customer_class", "value_tier"]], on="customer_id")
     per_class = frames.top_products(lines, "customer_class", limit=1)
     assert dict(zip(per_class["group"], per_class["stock_code"], strict=True)) == {
@@ -64,6 +64,16 @@ def test_products_leave_out_non_product_codes(filled: Any) -> None:
         alone = frames.top_products(lines, by, limit=3)
         pd.testing.assert_frame_equal(both[by], alone)
     assert list(both["value_tier"]["group"].unique()) == ["High value", "Low value"]
+    # February only: bob's return of A (no purchase), alice's and carol's purchases.
+    february, pairs = sales.window_products(engine=filled, non_product_codes=NON_PRODUCT,
+                                            since=date(2011, 2, 1), until=date(2011, 2, 28))
+    assert february.set_index("stock_code")["customers"].to_dict() == {"A": 1, "B": 1}
+    assert february.set_index("stock_code")["revenue"].to_dict() == pytest.approx(
+        {"A": 0.0, "B": 60.0})
+    found = {(str(c), str(s)): (r, p) for c, s, r, p in pairs[
+        ["customer_id", "stock_code", "revenue", "purchases"]].itertuples(index=False)}
+    assert found == {("alice", "A"): (10.0, 1), ("bob", "A"): (-10.0, 0),
+                     ("carol", "B"): (60.0, 1)}
 
 
 
@@ -72,7 +82,8 @@ def test_empty_database_gives_empty_answers(db: Any) -> None:
     assert sales.data_span(engine=db) is None
     assert sales.kpis(engine=db)["aov"] == 0.0
     assert sales.monthly_trends(engine=db).empty
-    assert sales.product_summary(engine=db, non_product_codes=NON_PRODUCT).empty
+    products, pairs = sales.window_products(engine=db, non_product_codes=NON_PRODUCT)
+    assert products.empty and pairs.empty
     assert offer_results.offer_summary(engine=db)["delivery_rate"] is None
     assert jobs.job_history(engine=db).empty
 
