@@ -237,6 +237,9 @@ def execute_run(engine: Engine, settings: Settings, *, as_of: date | None = None
         load_until = last_day(until, as_of)
         load_start = time.perf_counter()
         if (backend or settings.engine.backend) == "spark":
+            from engine.spark.session import require_pyspark
+
+            require_pyspark()
             from engine.spark.lines import spark_lines  # here: only a Spark run loads pyspark
 
             work = spark_lines(engine, settings, as_of=as_of, since=since, until=until)

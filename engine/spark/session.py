@@ -23,6 +23,17 @@ class SparkUnavailable(SegmintError):
     """The Spark backend cannot start: the message names the setting or what to install."""
 
 
+def require_pyspark() -> None:
+    """pyspark must be importable (it is the `spark` extra); this module never imports it at
+    load time, so the check can come first."""
+    import importlib
+
+    try:
+        importlib.import_module("pyspark.sql")
+    except ImportError:
+        raise SparkUnavailable(f"engine.backend = spark needs pyspark: {INSTALL_HINT}") from None
+
+
 def check_master(master: str) -> None:
     """A standalone master (spark://host:port[,host:port]) must accept a connection: Spark
     itself would retry for a minute and then leave the run waiting for executors."""
@@ -44,10 +55,9 @@ def spark_session(settings: SparkSettings, *, jars: tuple[str, ...] = ()) -> Spa
     """The SparkSession of this process (made on first use, then reused; a test session's
     fixture and the runs in it share it). UTC everywhere: the session's time zone and the JVM's,
     so a timestamp's calendar day is the same as on the pandas backend."""
-    try:
-        from pyspark.sql import SparkSession
-    except ImportError:
-        raise SparkUnavailable(f"engine.backend = spark needs pyspark: {INSTALL_HINT}") from None
+    require_pyspark()
+    from pyspark.sql import SparkSession
+
     check_master(settings.master)
     utc = "-Duser.timezone=UTC"
     builder = (SparkSession.builder.master(settings.master).appName(settings.app_name)
