@@ -78,8 +78,10 @@ class SparkLines:
             self._customers = None
 
     def rules(self, assignments: pd.DataFrame, settings: BasketSettings) -> pd.DataFrame:
+        partitions = max(1, self.spark.sparkContext.defaultParallelism)
         return baskets.mine_rules(self.spark, self.window, assignments, settings=settings,
-                                  non_product_codes=self.non_product_codes)
+                                  non_product_codes=self.non_product_codes,
+                                  partitions=partitions)
 
     def recommendations(self, assignments: pd.DataFrame, rules: pd.DataFrame,
                         settings: RecommendSettings) -> pd.DataFrame | None:
