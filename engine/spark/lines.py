@@ -2,8 +2,10 @@
 
 The history's customer lines (engine.spark.features.customer_lines) are cached once: RFM, the
 growth windows and the purchase days all read them; the window's purchase lines feed the
-baskets. Recommendations are not made on this backend yet: a Spark run publishes none (its
-diagnostics list them as skipped).
+baskets. Lines read from the store over JDBC are cached as read too (a Parquet dataset is
+read again instead: a columnar re-read costs less than holding every line). Recommendations are
+not made on this backend yet: a Spark run publishes none (its diagnostics list them as
+skipped).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class SparkLines:
     has_products: bool
     non_product_codes: list[str]
     since: date | None = None
+    source_cache: DataFrame | None = None  # the store's lines, read once over JDBC
     _customers: DataFrame | None = field(default=None, repr=False)
 
     def _customer_history(self) -> DataFrame:
@@ -89,6 +92,9 @@ class SparkLines:
 
     def release(self) -> None:
         self.release_customer_lines()
+        if self.source_cache is not None:
+            self.source_cache.unpersist()
+            self.source_cache = None
 
 
 def open_lines(spark: SparkSession, lines: DataFrame, *, as_of: date | None,
@@ -128,12 +134,18 @@ def spark_lines(engine: Engine, settings: Settings, *, as_of: date | None, since
         require_postgres(engine)  # before starting Spark: a SQLite store cannot serve it
     spark = spark_session(spark_settings, jars=(spark_settings.jdbc_jar,) if store else ())
     try:
+        cached = None
         if store:
-            lines = read_store(spark, engine, spark_settings,
-                               window_end(last_day(until, as_of)))
+            # Read once: the counts, the customer lines and the baskets all read the lines,
+            # and each read would be another pass over the database.
+            lines = cached = read_store(spark, engine, spark_settings,
+                                        window_end(last_day(until, as_of))) \
+                .persist(StorageLevel.MEMORY_AND_DISK)
         else:
             lines = read_parquet(spark, settings.path(spark_settings.parquet_path).as_posix())
-        return open_lines(spark, lines, as_of=as_of, since=since, until=until,
+        work = open_lines(spark, lines, as_of=as_of, since=since, until=until,
                           non_product_codes=list(settings.ingest.non_product_codes))
+        work.source_cache = cached
+        return work
     except (PySparkException, Py4JJavaError) as exc:
         raise SparkInputError(f"spark: {one_line(exc)}") from None
