@@ -10,13 +10,14 @@ import json
 import logging
 from pathlib import Path
 
-from bench import notebook_baseline, segmint_side
+from bench import notebook_baseline, segmint_side, spark
 from bench.measure import StageContext, max_rss_mib
 
 SIDES = {
     "notebook": notebook_baseline.STAGES,
     "segmint": segmint_side.STAGES,
     "pandas": segmint_side.PANDAS_STAGES,
+    "spark": spark.STAGES,
 }
 
 

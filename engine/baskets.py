@@ -275,12 +275,19 @@ def rules_from_baskets(matrix: sparse.csr_matrix, columns: np.ndarray,
     gives them."""
     if matrix.shape[0] == 0 or matrix.shape[1] < 2:
         return empty_rules().drop(columns="cluster")
-    itemsets = frequent_itemsets(matrix, columns, settings)
+    return rules_from_itemsets(frequent_itemsets(matrix, columns, settings), matrix.shape[0],
+                               settings)
+
+
+def rules_from_itemsets(itemsets: pd.DataFrame, n_baskets: int,
+                        settings: BasketSettings) -> pd.DataFrame:
+    """mlxtend association_rules on frequent item sets (support, itemsets as frozensets of stock
+    codes) of n_baskets baskets, kept by min_lift; both backends end here."""
     if itemsets.empty or int(itemsets["itemsets"].map(len).max()) < 2:
         return empty_rules().drop(columns="cluster")
     extra: dict[str, Any] = {}
     if _TAKES_NUM_ITEMSETS:
-        extra["num_itemsets"] = matrix.shape[0]
+        extra["num_itemsets"] = n_baskets
     if _TAKES_RETURN_METRICS:  # only what we keep: the others divide by zero on certain rules
         extra["return_metrics"] = ["antecedent support", "consequent support", *METRICS]
     rules = association_rules(itemsets, metric="confidence",
@@ -338,6 +345,12 @@ def mine_rules(
         if not rules.empty:
             rules.insert(0, "cluster", pd.Series([cluster] * len(rules), dtype=object))
             frames.append(rules)
+    return ordered_rules(frames)
+
+
+def ordered_rules(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The clusters' rules in one frame, all-customer rules first, then by cluster, lift,
+    confidence and the item sets."""
     if not frames:
         return empty_rules()
     result = pd.concat(frames, ignore_index=True)

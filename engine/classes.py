@@ -40,38 +40,60 @@ def growth_frame(history: pd.DataFrame, *, as_of: date, growth_days: int,
     ``coded`` (optional) is ``coded_customer_lines(history, non_product_codes)``, already made."""
     if coded is None:
         coded = coded_customer_lines(history, non_product_codes)
-    as_of_ts = pd.Timestamp(as_of)
-    recent_start = as_of_ts - pd.Timedelta(days=growth_days)
-    inside = coded.ts < (as_of_ts + pd.Timedelta(days=1)).to_datetime64()
+    recent_start, end = growth_bounds(as_of, growth_days)
+    inside = coded.ts < end.to_datetime64()
     recent = inside & (coded.ts >= recent_start.to_datetime64())
     earlier = inside & ~recent
     bought = inside & ~coded.is_return
     frame = pd.DataFrame({
-        "first_seen": pd.Series(coded.ts[bought]).groupby(coded.customer[bought]).min()
-        .dt.normalize(),
+        "first_seen": pd.Series(coded.ts[bought]).groupby(coded.customer[bought]).min(),
         "recent_spend": pd.Series(coded.net[recent]).groupby(coded.customer[recent]).sum(),
         "earlier_spend": pd.Series(coded.net[earlier]).groupby(coded.customer[earlier]).sum(),
-    }).fillna({"recent_spend": 0.0, "earlier_spend": 0.0})
+    })
     frame.index = pd.Index(coded.ids[frame.index.to_numpy(dtype=np.int64)], name="customer_id")
+    return growth_periods(frame, as_of=as_of, growth_days=growth_days)
+
+
+def growth_bounds(as_of: date, growth_days: int) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """(start of the recent period, end of the history): lines at or after the first are
+    recent, lines at or after the second are after as_of's day and left out."""
+    as_of_ts = pd.Timestamp(as_of)
+    return as_of_ts - pd.Timedelta(days=growth_days), as_of_ts + pd.Timedelta(days=1)
+
+
+def growth_periods(frame: pd.DataFrame, *, as_of: date, growth_days: int) -> pd.DataFrame:
+    """growth_frame's table from per-customer first purchase moment (first_seen) and the recent
+    and earlier net spend (missing = none), indexed by customer_id; both backends end here."""
+    frame = frame.assign(first_seen=frame["first_seen"].dt.normalize()) \
+        .fillna({"recent_spend": 0.0, "earlier_spend": 0.0})
+    recent_start, _ = growth_bounds(as_of, growth_days)
     earlier_days = (recent_start - frame["first_seen"]).dt.days.clip(lower=0)
     frame["earlier_periods"] = (earlier_days / growth_days).clip(lower=1.0).fillna(1.0)
     return frame
 
 
-def classify(segments: pd.DataFrame, history: pd.DataFrame, customers: pd.DataFrame | None, *,
+def classify(segments: pd.DataFrame, history: pd.DataFrame | None,
+             customers: pd.DataFrame | None, *,
              as_of: date, settings: ClassSettings, tier_names: Sequence[str],
              non_product_codes: Sequence[str] = (),
-             coded: CustomerLines | None = None) -> pd.Series:
+             coded: CustomerLines | None = None,
+             growth: pd.DataFrame | None = None) -> pd.Series:
     """The class of every customer of ``segments`` (customer_id, monetary, value_tier).
 
     ``history`` holds the customers' lines up to as_of (it may start before the window, so
     first purchases and earlier spend are known); ``customers`` may carry signup_date.
+    ``growth`` (optional) is the history's `growth_frame`, already made (the Spark backend
+    makes it; ``history`` is then not read).
     """
     require_columns(segments, ["customer_id", "monetary", "value_tier"], "segments frame")
     ids = segments["customer_id"].astype(str)
     as_of_ts = pd.Timestamp(as_of)
-    growth = growth_frame(history, as_of=as_of, growth_days=settings.growth_days,
-                          non_product_codes=non_product_codes, coded=coded).reindex(ids)
+    if growth is None:
+        if history is None:
+            raise ValueError("classify needs the history lines or their growth frame")
+        growth = growth_frame(history, as_of=as_of, growth_days=settings.growth_days,
+                              non_product_codes=non_product_codes, coded=coded)
+    growth = growth.reindex(ids)
     signup = pd.Series(pd.NaT, index=ids, dtype="datetime64[ns]")
     if customers is not None and "signup_date" in customers.columns and len(customers):
         known = customers.dropna(subset=["signup_date"])

@@ -366,16 +366,19 @@ def fit_models(summary: pd.DataFrame, *, min_repeat_customers: int,
 def customer_value(lines: pd.DataFrame, *, as_of: date, settings: ClvSettings,
                    non_product_codes: Sequence[str] = (),
                    groups: pd.DataFrame | None = None,
-                   coded: CustomerLines | None = None) -> ClvResult:
+                   coded: CustomerLines | None = None,
+                   days: pd.DataFrame | None = None) -> ClvResult:
     """The run's CLV on its history lines (every line up to ``as_of``): both models, every
     customer's figures and the backtest. Never raises for data it cannot model: the reason is
-    in ``notes`` and ``customers`` is None."""
+    in ``notes`` and ``customers`` is None. ``days`` (optional) is the history's
+    `purchase_days`, already made (the Spark backend makes it; ``lines`` is then not read)."""
     import time
 
     from engine.clv_backtest import backtest  # here: the backtest builds on this module
 
     result = ClvResult(time_unit=settings.time_unit, customers=None)
-    days = purchase_days(lines, non_product_codes=non_product_codes, coded=coded)
+    if days is None:
+        days = purchase_days(lines, non_product_codes=non_product_codes, coded=coded)
     summary = summarize_days(days, as_of=as_of, time_unit=settings.time_unit)
     start = time.perf_counter()
     try:

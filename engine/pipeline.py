@@ -26,17 +26,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import pandas as pd
 from sqlalchemy import Engine
 
+from engine.backend import LineWork, PandasLines
 from engine.classes import CLASSES, classify
 from engine.clustering import cluster_customers
 from engine.dates import last_day, window_end
 from engine.errors import SegmintError, one_line
 from engine.profiles import cluster_profiles
-from engine.rfm import (
-    REQUIRED_LINE_COLUMNS,
-    coded_customer_lines,
-    require_columns,
-    rfm_segments,
-)
+from engine.rfm import REQUIRED_LINE_COLUMNS, require_columns, scored_segments
 from engine.settings import Settings
 
 if TYPE_CHECKING:
@@ -123,27 +119,34 @@ def segment(lines: pd.DataFrame, customers: pd.DataFrame | None, settings: Setti
             progress: bool = False) -> RunResult:
     """RFM, scores, named segments, clusters, tiers, classes, profiles, rules, recommendations."""
     require_columns(lines, REQUIRED_LINE_COLUMNS, "lines frame")
-    stages = _Stages(logging.INFO if progress else logging.DEBUG)
-    seed = settings.clustering.seed if seed is None else seed
-    codes = list(settings.ingest.non_product_codes)
     history, window, as_of = window_lines(lines, as_of=as_of, since=since, until=until)
     if window.empty or as_of is None:
         raise RunError(f"no transaction lines in the window {since or 'start'} .. "
                        f"{last_day(until, as_of) or 'end'}")
+    work = PandasLines(history=history, window=window, as_of=as_of,
+                       non_product_codes=list(settings.ingest.non_product_codes),
+                       has_products=bool(lines["stock_code"].notna().any()))
+    del history, window
+    return segment_lines(work, customers, settings, since=since, until=until, k=k, seed=seed,
+                         progress=progress)
 
-    from engine.baskets import CodedLines  # here: it loads mlxtend, which only a run needs
+
+def segment_lines(work: LineWork, customers: pd.DataFrame | None, settings: Settings, *,
+                  since: date | None = None, until: date | None = None,
+                  k: int | Literal["auto"] | None = None, seed: int | None = None,
+                  progress: bool = False) -> RunResult:
+    """`segment` on a backend's lines (engine.backend): the tables that grow with the lines come
+    from ``work``, everything else runs here, the same for every backend."""
+    stages = _Stages(logging.INFO if progress else logging.DEBUG)
+    seed = settings.clustering.seed if seed is None else seed
+    as_of = work.as_of
 
     with stages.stage("rfm"):
-        # The window's lines as integer codes, made once: RFM, the classes (when their history
-        # is the window itself), the basket rules and the recommendations (same) all use them.
-        line_codes = CodedLines.of(window, codes)
-        coded = coded_customer_lines(window, codes, line_codes)
-        segments = rfm_segments(window, as_of=as_of, settings=settings.rfm,
-                                non_product_codes=codes, coded=coded)
+        segments = scored_segments(work.rfm_table(), settings.rfm)
     if segments.empty:
         raise RunError("no customer with a purchase in the window")
     log.log(stages.level, "%d lines in the window, %d customers with a purchase, as_of %s",
-            len(window), len(segments), as_of)
+            work.n_lines, len(segments), as_of)
 
     with stages.stage("clustering"):
         clustering = cluster_customers(segments, settings.clustering, k=k, seed=seed)
@@ -152,41 +155,30 @@ def segment(lines: pd.DataFrame, customers: pd.DataFrame | None, settings: Setti
 
     with stages.stage("classes"):
         segments["customer_class"] = classify(
-            segments, history, customers, as_of=as_of, settings=settings.classes,
-            tier_names=settings.clustering.tiers, non_product_codes=codes,
-            coded=coded if history is window else None)
+            segments, None, customers, as_of=as_of, settings=settings.classes,
+            tier_names=settings.clustering.tiers,
+            growth=work.growth(settings.classes.growth_days))
         profiles = cluster_profiles(segments, settings.strategies, settings.personas)
 
     clv = None
     if settings.clv.enabled:
-        from engine.clv import customer_value  # here: the fit loads pymc only when it runs
-
         with stages.stage("clv"):
-            clv = customer_value(
-                history, as_of=as_of, settings=settings.clv, non_product_codes=codes,
-                groups=segments[["customer_id", "customer_class", "rfm_segment"]],
-                coded=coded if history is window else None)
+            clv = work.clv(settings.clv,
+                           segments[["customer_id", "customer_class", "rfm_segment"]])
         for note in clv.notes:
             log.log(logging.WARNING if clv.customers is None else stages.level, "clv: %s", note)
-    del coded
+    work.release_customer_lines()
 
     rules = recommendations = None
     assignments = segments[["customer_id", "cluster", "value_tier", "customer_class"]]
-    if lines["stock_code"].notna().any():
-        from engine.baskets import mine_rules
-        from engine.recommend import recommend
-
+    if work.has_products:
         with stages.stage("baskets"):
-            rules = mine_rules(window, assignments, settings=settings.baskets,
-                               non_product_codes=codes, coded=line_codes)
+            rules = work.rules(assignments, settings.baskets)
         with stages.stage("recommendations"):
-            recommendations = recommend(history, assignments, rules,
-                                        settings=settings.recommend, non_product_codes=codes,
-                                        coded=line_codes if history is window else None,
-                                        as_of=as_of)
+            recommendations = work.recommendations(assignments, rules, settings.recommend)
     else:
         log.info("the lines have no stock codes: basket rules and recommendations skipped")
-    del line_codes
+    work.release()
 
     class_counts = segments["customer_class"].value_counts()
     diagnostics = {
@@ -195,13 +187,14 @@ def segment(lines: pd.DataFrame, customers: pd.DataFrame | None, settings: Setti
         "value_scores": {str(cluster): score for cluster, score in clustering.value_scores.items()},
         "classes": {name: int(class_counts.get(name, 0)) for name in CLASSES},
         "timings": stages.seconds,
-        "skipped": ([] if rules is not None else ["rules", "recommendations"])
+        "skipped": ([] if rules is not None else ["rules"])
+        + ([] if recommendations is not None else ["recommendations"])
         + ([] if clv is not None and clv.customers is not None else ["clv"]),
         "clv_notes": [] if clv is None else clv.notes,
     }
     return RunResult(
         as_of=as_of, since=since, until=until, k=clustering.k,
-        k_mode=str(clustering.diagnostics["k_mode"]), seed=seed, n_lines=len(window),
+        k_mode=str(clustering.diagnostics["k_mode"]), seed=seed, n_lines=work.n_lines,
         segments=segments[SEGMENT_RESULT_COLUMNS].reset_index(drop=True), profiles=profiles,
         rules=rules, recommendations=recommendations, diagnostics=diagnostics, clv=clv,
     )
@@ -209,8 +202,10 @@ def segment(lines: pd.DataFrame, customers: pd.DataFrame | None, settings: Setti
 
 def execute_run(engine: Engine, settings: Settings, *, as_of: date | None = None,
                 since: date | None = None, until: date | None = None,
-                k: int | Literal["auto"] | None = None, progress: bool = False) -> int:
+                k: int | Literal["auto"] | None = None, progress: bool = False,
+                backend: Literal["pandas", "spark"] | None = None) -> int:
     """Records a run, computes it and publishes its results in one transaction; returns its id.
+    ``backend`` (default: [engine] backend) is where the work that grows with the lines runs.
 
     On any failure the run is marked failed with its error and RunError is raised; the published
     run (the latest succeeded one) is untouched. Runs left 'running' by a process that no longer
@@ -241,13 +236,27 @@ def execute_run(engine: Engine, settings: Settings, *, as_of: date | None = None
     try:
         load_until = last_day(until, as_of)
         load_start = time.perf_counter()
-        lines = load_lines(engine=engine, until=load_until, columns=RUN_LINE_COLUMNS)
-        customers = load_customers(engine=engine)
-        log.log(level, "load: %.2fs (%d lines, %d customers on file)",
-                time.perf_counter() - load_start, len(lines), len(customers))
-        result = segment(lines, customers, settings, as_of=as_of, since=since, until=until, k=k,
-                         progress=progress)
-        del lines, customers  # the largest objects of the run: gone before the write's rows
+        if (backend or settings.engine.backend) == "spark":
+            from engine.spark.session import require_pyspark
+
+            require_pyspark()
+            from engine.spark.lines import spark_lines  # here: only a Spark run loads pyspark
+
+            work = spark_lines(engine, settings, as_of=as_of, since=since, until=until)
+            customers = load_customers(engine=engine)
+            log.log(level, "spark: %.2fs (%d lines in the window, %d customers on file)",
+                    time.perf_counter() - load_start, work.n_lines, len(customers))
+            result = segment_lines(work, customers, settings, since=since, until=until, k=k,
+                                   progress=progress)
+        else:
+            lines = load_lines(engine=engine, until=load_until, columns=RUN_LINE_COLUMNS)
+            customers = load_customers(engine=engine)
+            log.log(level, "load: %.2fs (%d lines, %d customers on file)",
+                    time.perf_counter() - load_start, len(lines), len(customers))
+            result = segment(lines, customers, settings, as_of=as_of, since=since, until=until,
+                             k=k, progress=progress)
+            del lines  # the largest object of the run: gone before the write's rows
+        del customers
         write_start = time.perf_counter()
         result_store.save_results(engine=engine, run_id=run_id, result=result)
         log.log(level, "write: %.2fs", time.perf_counter() - write_start)

@@ -135,12 +135,9 @@ def rfm_table(lines: pd.DataFrame, *, as_of: date, non_product_codes: Sequence[s
     ``coded`` (optional) is ``coded_customer_lines(lines, non_product_codes)``, already made."""
     if coded is None:
         coded = coded_customer_lines(lines, non_product_codes)
-    as_of_ts = pd.Timestamp(as_of)
     buy = ~coded.is_return
     buy_ts = pd.Series(coded.ts[buy])
-    if len(buy_ts) and buy_ts.max() >= as_of_ts + pd.Timedelta(days=1):
-        last = buy_ts.max().date()
-        raise EngineInputError(f"as_of {as_of} is before the last purchase in the window ({last})")
+    check_as_of(buy_ts.max() if len(buy_ts) else None, as_of)
     buyers = coded.customer[buy]
     spans = buy_ts.groupby(buyers).agg(["min", "max"])
     present = spans.index.to_numpy(dtype=np.int64)
@@ -151,17 +148,34 @@ def rfm_table(lines: pd.DataFrame, *, as_of: date, non_product_codes: Sequence[s
     pairs = pd.unique(buyers[named] * width + invoices[named])
     frequency = np.bincount(pairs // width, minlength=len(coded.ids))
     net = pd.Series(coded.net).groupby(coded.customer).sum()
-    first = spans["min"].dt.normalize()
-    last_day = spans["max"].dt.normalize()
-    table = pd.DataFrame({
-        "customer_id": coded.ids[present],
+    return rfm_frame(coded.ids[present], first=spans["min"], last=spans["max"],
+                     frequency=frequency[present], net=net.reindex(present).fillna(0.0),
+                     as_of=as_of)
+
+
+def rfm_frame(ids: np.ndarray, *, first: pd.Series, last: pd.Series, frequency: np.ndarray,
+              net: pd.Series, as_of: date) -> pd.DataFrame:
+    """The RFM table from per-customer figures (first and last purchase moment, distinct purchase
+    invoices, net value), in the order given: the one place where moments become calendar days
+    (both backends hand their figures here, engine/spark/features.py too)."""
+    as_of_ts = pd.Timestamp(as_of)
+    first = first.dt.normalize()
+    last_day = last.dt.normalize()
+    return pd.DataFrame({
+        "customer_id": ids,
         "recency_days": (as_of_ts - last_day).dt.days.to_numpy(dtype=np.int64),
-        "frequency": frequency[present].astype(np.int64),
-        "monetary": net.reindex(present).fillna(0.0).round(2).to_numpy(dtype=float),
+        "frequency": np.asarray(frequency).astype(np.int64),
+        "monetary": net.round(2).to_numpy(dtype=float),
         "first_purchase": first.to_numpy(),
         "tenure_days": (as_of_ts - first).dt.days.to_numpy(dtype=np.int64),
-    })
-    return table[RFM_COLUMNS]
+    })[RFM_COLUMNS]
+
+
+def check_as_of(last_purchase: pd.Timestamp | None, as_of: date) -> None:
+    """as_of must not be before the day of the window's last purchase."""
+    if last_purchase is not None and last_purchase >= pd.Timestamp(as_of) + pd.Timedelta(days=1):
+        raise EngineInputError(f"as_of {as_of} is before the last purchase in the window "
+                               f"({last_purchase.date()})")
 
 
 def quantile_scores(values: pd.Series, keys: pd.Series, levels: int) -> pd.Series:
@@ -217,9 +231,13 @@ def rfm_segments(lines: pd.DataFrame, *, as_of: date, settings: RfmSettings,
                  non_product_codes: Sequence[str] = (),
                  coded: CustomerLines | None = None) -> pd.DataFrame:
     """rfm_table + scores + both named schemes (rfm_segment, rfm_grid_segment)."""
-    scored = rfm_scores(rfm_table(lines, as_of=as_of, non_product_codes=non_product_codes,
-                                  coded=coded),
-                        levels=settings.score_levels)
+    return scored_segments(rfm_table(lines, as_of=as_of, non_product_codes=non_product_codes,
+                                     coded=coded), settings)
+
+
+def scored_segments(table: pd.DataFrame, settings: RfmSettings) -> pd.DataFrame:
+    """An RFM table (rfm_table's columns) + scores + both named schemes."""
+    scored = rfm_scores(table, levels=settings.score_levels)
     scored["rfm_segment"] = score_segments(scored["rfm_score"], settings.segments)
     scored["rfm_grid_segment"] = grid_segments(scored["r_score"], scored["f_score"],
                                                settings.grid_segments)

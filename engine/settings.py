@@ -231,6 +231,36 @@ class PersonaSettings(Section):
         return self
 
 
+class EngineSettings(Section):
+    # Where the work that grows with the lines runs: pandas on this machine, or Apache Spark
+    # ([spark]); the results are the same (SPEC.md, "Scale-out"). `run --backend` overrides it.
+    backend: Literal["pandas", "spark"] = "pandas"
+
+
+class SparkSettings(Section):
+    """The Spark backend (engine/spark/): the session it builds and where it reads the lines."""
+
+    master: str = "local[2]"
+    app_name: Annotated[str, Field(min_length=1)] = "segmint"
+    driver_memory: str = "2g"
+    executor_memory: str = "2g"
+    # Extra Spark properties, set on the session as they are (spark.* keys).
+    conf: dict[str, str] = Field(default_factory=dict)
+    shuffle_partitions: Annotated[int, Field(ge=1)] = 4
+    # "store": the window's lines from the PostgreSQL store over JDBC; "parquet": from the
+    # Parquet dataset at parquet_path (a path every executor can read).
+    source: Literal["store", "parquet"] = "store"
+    parquet_path: str = ""
+    jdbc_partitions: Annotated[int, Field(ge=1)] = 4
+    jdbc_jar: str = "/usr/share/java/postgresql.jar"  # Debian's libpostgresql-jdbc-java
+
+    @model_validator(mode="after")
+    def _parquet_needs_path(self) -> SparkSettings:
+        if self.source == "parquet" and not self.parquet_path:
+            raise ValueError('source = "parquet" needs parquet_path')
+        return self
+
+
 class BasketSettings(Section):
     min_support: Annotated[float, Field(gt=0, le=1)] = 0.02
     min_confidence: Annotated[float, Field(ge=0, le=1)] = 0.3
@@ -444,6 +474,8 @@ class Settings(Section):
     recommend: RecommendSettings = RecommendSettings()
     evaluate: EvaluateSettings = EvaluateSettings()
     clv: ClvSettings = ClvSettings()
+    engine: EngineSettings = EngineSettings()
+    spark: SparkSettings = SparkSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     notifications: NotificationSettings = NotificationSettings()
     outcomes: OutcomeSettings = OutcomeSettings()

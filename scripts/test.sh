@@ -9,7 +9,7 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "python environment (.venv)"
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
-.venv/bin/python -m pip install -q -e '.[dev]'
+.venv/bin/python -m pip install -q -e '.[dev,spark]'
 
 step "PostgreSQL on 127.0.0.1:5432"
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then
@@ -18,21 +18,30 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432; then
 fi
 pg_isready -h 127.0.0.1 -p 5432
 
+# apt_install PACKAGE...: Debian packages the tests need, installed when a command is missing.
+apt_install() {
+  local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" </dev/null
+}
+
 step "Chromium and ChromeDriver for the browser tests"
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver </dev/null
+  apt_install chromium chromium-driver
 fi
 chromium --version
 
 step "redis-server for the login-throttling tests (they start their own on a free port)"
 if ! command -v redis-server >/dev/null; then
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server </dev/null
+  apt_install redis-server
 fi
 redis-server --version
+
+step "Java 17 and the PostgreSQL JDBC driver for the Spark backend tests"
+if ! command -v java >/dev/null || [ ! -f /usr/share/java/postgresql.jar ]; then
+  apt_install openjdk-17-jre-headless libpostgresql-jdbc-java
+fi
+java -version 2>&1 | head -n 1
 
 step "ruff"
 .venv/bin/ruff check .

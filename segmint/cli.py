@@ -74,9 +74,12 @@ def init_db_command(context: Context) -> None:
 @click.option("--until", default=None, help="Last day of the window (inclusive).")
 @click.option("--k", "k", default=None, help="auto, or a fixed number of clusters "
               "(default: clustering.k in the config).")
+@click.option("--backend", type=click.Choice(["pandas", "spark"]), default=None,
+              help="Where the work that grows with the lines runs (default: [engine] backend "
+              "in the config); the results are the same.")
 @pass_context
 def run_command(context: Context, as_of: str | None, since: str | None, until: str | None,
-                k: str | None) -> None:
+                k: str | None, backend: str | None) -> None:
     """One segmentation run, published atomically; prints the run id."""
     from engine.pipeline import execute_run
 
@@ -98,8 +101,8 @@ def run_command(context: Context, as_of: str | None, since: str | None, until: s
     # one-line error naming the holder).
     with job_lock(engine=db, name="segment", holder="cli run",
                   ttl_seconds=context.settings.scheduler.lock_ttl_seconds):
-        run_id = execute_run(db, context.settings, **window,
-                             k=clusters, progress=True)  # type: ignore[arg-type]
+        run_id = execute_run(db, context.settings, **window, k=clusters,  # type: ignore[arg-type]
+                             progress=True, backend=backend)  # type: ignore[arg-type]
     click.echo(run_id)
 
 

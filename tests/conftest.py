@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -10,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, create_engine, func, select, text
@@ -132,3 +134,26 @@ def form_token(page: str) -> str:
     found = CSRF_FIELD.search(page)
     assert found, page[:500]
     return found.group(1)
+
+
+@pytest.fixture(scope="session")
+def spark_settings() -> Settings:
+    """Settings of the Spark backend tests: local[2], the store's JDBC driver on the classpath."""
+    return load_settings(REPO / "config.toml", environ={})
+
+
+@pytest.fixture(scope="session")
+def spark(spark_settings: Settings) -> Iterator[Any]:
+    """The test session's one SparkSession (local[2]); the runs in it reuse it. Skips with the
+    reason when pyspark or Java is not installed (scripts/test.sh installs both)."""
+    import shutil
+
+    if importlib.util.find_spec("pyspark") is None:
+        pytest.skip("pyspark is not installed (pip install -e '.[spark]')")
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        pytest.skip("Java is not installed (apt-get install openjdk-17-jre-headless)")
+    from engine.spark.session import spark_session
+
+    session = spark_session(spark_settings.spark, jars=(spark_settings.spark.jdbc_jar,))
+    yield session
+    session.stop()

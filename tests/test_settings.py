@@ -26,6 +26,8 @@ def test_shipped_config_matches_defaults():
         ("[notifications]\nfrequency_cap_days = -1\n", "notifications.frequency_cap_days"),
         ("[dashboard]\nport = 'eighty'\n", "dashboard.port"),
         ("[database\n", "not valid TOML"),
+        ('[spark]\nsource = "parquet"\n', 'spark: source = "parquet" needs parquet_path'),
+        ('[engine]\nbackend = "dask"\n', "engine.backend: Input should be 'pandas' or 'spark'"),
         ("[notifications]\nholdout_share = 0.6\n", "notifications.holdout_share: Input should "
          "be less than or equal to 0.5"),
         ("[notifications]\nholdout_share = -0.1\n", "notifications.holdout_share"),
