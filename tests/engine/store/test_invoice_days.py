@@ -130,6 +130,14 @@ def test_the_customer_rows_give_the_lines_rfm(db: Engine, settings: Settings,
                                 non_product_codes=codes)
     pd.testing.assert_frame_equal(from_summary, from_lines)
     assert from_lines.set_index("customer_id").loc["alice", "frequency"] == 1
+    # A window's customers: every row up to until of those with a row in [since, until].
+    since, until = pd.Timestamp("2011-01-07").date(), pd.Timestamp("2011-01-07").date()
+    active = invoice_days.customer_history(engine=db, until=until, active_since=since)
+    assert set(active["customer_id"]) == {"bob", "carol"}
+    expected = history[history["customer_id"].isin(["bob", "carol"])]
+    pd.testing.assert_frame_equal(
+        active.sort_values(["customer_id", "ts", "invoice"]).reset_index(drop=True),
+        expected.sort_values(["customer_id", "ts", "invoice"]).reset_index(drop=True))
 
 
 def test_a_load_that_rolls_back_leaves_the_summary_as_it_was(db: Engine, settings: Settings,
