@@ -95,15 +95,27 @@ def _keep(frame: pd.DataFrame, mask: pd.Series) -> pd.DataFrame:
     return frame if bool(mask.all()) else frame[mask]
 
 
-def window_lines(lines: pd.DataFrame, *, as_of: date | None, since: date | None,
-                 until: date | None) -> tuple[pd.DataFrame, pd.DataFrame, date | None]:
-    """(history up to the window's end, the window's lines, as_of); as_of None only when the
-    window is empty. The dashboard's recomputed windows use it too, so they match a run."""
+def history_end(*, as_of: date | None, since: date | None, until: date | None) -> date | None:
+    """Where a run's history stops (exclusive; None: no bound): until's end (engine.dates'
+    window rule), else as_of. RunError when the bounds disagree. Both backends check here."""
     if as_of is not None and until is not None and until > as_of:
         raise RunError(f"--until {until} must not be after --as-of {as_of}")
     if since is not None and until is not None and since > until:
         raise RunError(f"--since {since} is after --until {until}")
-    end = window_end(until) if until is not None else as_of  # engine.dates' window rule
+    return window_end(until) if until is not None else as_of
+
+
+def empty_window(*, since: date | None, until: date | None, as_of: date | None) -> RunError:
+    """The error of a run whose window holds no line."""
+    return RunError(f"no transaction lines in the window {since or 'start'} .. "
+                    f"{last_day(until, as_of) or 'end'}")
+
+
+def window_lines(lines: pd.DataFrame, *, as_of: date | None, since: date | None,
+                 until: date | None) -> tuple[pd.DataFrame, pd.DataFrame, date | None]:
+    """(history up to the window's end, the window's lines, as_of); as_of None only when the
+    window is empty. The dashboard's recomputed windows use it too, so they match a run."""
+    end = history_end(as_of=as_of, since=since, until=until)
     # A filter that keeps every line returns the frame itself, not a copy of it (the store
     # already loads the lines up to the window's end, and the frame is the run's largest object).
     history = lines if end is None else _keep(lines, lines["ts"] < pd.Timestamp(end))
@@ -118,17 +130,21 @@ def segment(lines: pd.DataFrame, customers: pd.DataFrame | None, settings: Setti
             k: int | Literal["auto"] | None = None, seed: int | None = None,
             progress: bool = False) -> RunResult:
     """RFM, scores, named segments, clusters, tiers, classes, profiles, rules, recommendations."""
+    work = pandas_lines(lines, settings, as_of=as_of, since=since, until=until)
+    return segment_lines(work, customers, settings, since=since, until=until, k=k, seed=seed,
+                         progress=progress)
+
+
+def pandas_lines(lines: pd.DataFrame, settings: Settings, *, as_of: date | None,
+                 since: date | None, until: date | None) -> PandasLines:
+    """The run's window of a lines frame on the pandas backend; RunError when it is empty."""
     require_columns(lines, REQUIRED_LINE_COLUMNS, "lines frame")
     history, window, as_of = window_lines(lines, as_of=as_of, since=since, until=until)
     if window.empty or as_of is None:
-        raise RunError(f"no transaction lines in the window {since or 'start'} .. "
-                       f"{last_day(until, as_of) or 'end'}")
-    work = PandasLines(history=history, window=window, as_of=as_of,
+        raise empty_window(since=since, until=until, as_of=as_of)
+    return PandasLines(history=history, window=window, as_of=as_of,
                        non_product_codes=list(settings.ingest.non_product_codes),
                        has_products=bool(lines["stock_code"].notna().any()))
-    del history, window
-    return segment_lines(work, customers, settings, since=since, until=until, k=k, seed=seed,
-                         progress=progress)
 
 
 def segment_lines(work: LineWork, customers: pd.DataFrame | None, settings: Settings, *,
@@ -242,21 +258,21 @@ def execute_run(engine: Engine, settings: Settings, *, as_of: date | None = None
             require_pyspark()
             from engine.spark.lines import spark_lines  # here: only a Spark run loads pyspark
 
-            work = spark_lines(engine, settings, as_of=as_of, since=since, until=until)
-            customers = load_customers(engine=engine)
-            log.log(level, "spark: %.2fs (%d lines in the window, %d customers on file)",
-                    time.perf_counter() - load_start, work.n_lines, len(customers))
-            result = segment_lines(work, customers, settings, since=since, until=until, k=k,
-                                   progress=progress)
+            work: LineWork = spark_lines(engine, settings, as_of=as_of, since=since,
+                                         until=until)
+            read = ("spark", work.n_lines, "lines in the window")
         else:
             lines = load_lines(engine=engine, until=load_until, columns=RUN_LINE_COLUMNS)
-            customers = load_customers(engine=engine)
-            log.log(level, "load: %.2fs (%d lines, %d customers on file)",
-                    time.perf_counter() - load_start, len(lines), len(customers))
-            result = segment(lines, customers, settings, as_of=as_of, since=since, until=until,
-                             k=k, progress=progress)
-            del lines  # the largest object of the run: gone before the write's rows
-        del customers
+            read = ("load", len(lines), "lines")
+            work = pandas_lines(lines, settings, as_of=as_of, since=since, until=until)
+            del lines  # the run's largest object: only the work's history and window hold it
+        customers = load_customers(engine=engine)
+        stage, count, unit = read
+        log.log(level, "%s: %.2fs (%d %s, %d customers on file)", stage,
+                time.perf_counter() - load_start, count, unit, len(customers))
+        result = segment_lines(work, customers, settings, since=since, until=until, k=k,
+                               progress=progress)
+        del work, customers
         write_start = time.perf_counter()
         result_store.save_results(engine=engine, run_id=run_id, result=result)
         log.log(level, "write: %.2fs", time.perf_counter() - write_start)

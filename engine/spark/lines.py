@@ -102,13 +102,9 @@ def open_lines(spark: SparkSession, lines: DataFrame, *, as_of: date | None,
                non_product_codes: list[str]) -> SparkLines:
     """engine.pipeline.window_lines on a Spark DataFrame of lines: the history before the
     window's end, the window, and as_of (default: the day after the window's last line)."""
-    from engine.pipeline import RunError
+    from engine.pipeline import empty_window, history_end
 
-    if as_of is not None and until is not None and until > as_of:
-        raise RunError(f"--until {until} must not be after --as-of {as_of}")
-    if since is not None and until is not None and since > until:
-        raise RunError(f"--since {since} is after --until {until}")
-    end = window_end(until) if until is not None else as_of
+    end = history_end(as_of=as_of, since=since, until=until)
     history = lines if end is None else lines.where(F.col("ts") < features.moment(end))
     window = history if since is None else history.where(F.col("ts") >= features.moment(since))
     summary = window.agg(F.count(F.lit(1)).alias("n"), F.max("ts").alias("last")).collect()[0]
@@ -116,8 +112,7 @@ def open_lines(spark: SparkSession, lines: DataFrame, *, as_of: date | None,
     if n_lines and as_of is None:
         as_of = pd.Timestamp(summary["last"]).date() + timedelta(days=1)
     if not n_lines or as_of is None:
-        raise RunError(f"no transaction lines in the window {since or 'start'} .. "
-                       f"{last_day(until, as_of) or 'end'}")
+        raise empty_window(since=since, until=until, as_of=as_of)
     has_products = bool(history.where(F.col("stock_code").isNotNull()).limit(1).count())
     return SparkLines(spark=spark, history=history, window=window, as_of=as_of, n_lines=n_lines,
                       has_products=has_products, non_product_codes=non_product_codes,

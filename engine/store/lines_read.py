@@ -13,7 +13,7 @@ import io
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -50,32 +50,18 @@ def load_lines(*, engine: Engine, since: date | None = None, until: date | None 
         raise ValueError(f"load_lines: unknown columns {unknown}" if unknown
                          else "load_lines: no columns asked for")
     names = [name for name in LINE_COLUMNS if name in columns]
-    conditions = [(operator, bound) for bound, operator in
-                  ((since, ">="), (window_end(until), "<"))
-                  if bound is not None]
-    types = _arrow_types()
-    table = read_arrow(engine, sqlite_sql=_sqlite_query(conditions, names),
-                       postgres_sql=_postgres_query(conditions, names),
-                       types={name: types[name] for name in names})
-    return _lines_frame(table, names)
+    return _lines_frame(_read_window(engine, since, until, names), names)
 
 
 def product_lines(*, engine: Engine, non_product_codes: Sequence[str],
                   since: date | None = None, until: date | None = None) -> pa.Table:
     """The window's lines with a product stock code (not a non-product code) as Arrow columns
     customer_id (null: none), stock_code, amount, quantity, is_return (bool)."""
-    conditions = [(operator, bound) for bound, operator in
-                  ((since, ">="), (window_end(until), "<"))
-                  if bound is not None]
     codes = ", ".join("'" + code.replace("'", "''") + "'" for code in sorted(non_product_codes))
     products = "stock_code IS NOT NULL" + (f" AND stock_code NOT IN ({codes})" if codes else "")
-    columns = ["customer_id", "stock_code", "quantity", "amount", "is_return"]
-    types = _arrow_types()
-    table = read_arrow(engine,
-                       sqlite_sql=_sqlite_query(conditions, columns, products, ordered=False),
-                       postgres_sql=_postgres_query(conditions, columns, products,
-                                                    ordered=False),
-                       types={name: types[name] for name in columns})
+    table = _read_window(engine, since, until,
+                         ["customer_id", "stock_code", "quantity", "amount", "is_return"],
+                         products, ordered=False)
     customer = table.column("customer_id")
     return table.set_column(0, "customer_id", pc.if_else(
         pc.equal(customer, ""), pa.scalar(None, pa.string()), customer)).set_column(
@@ -128,24 +114,29 @@ def _select_list(ts_sql: str, columns: list[str]) -> str:
     return ", ".join(names)
 
 
-def _sqlite_query(conditions: list[tuple[str, date]], columns: list[str],
-                  *more: str, ordered: bool = True) -> str:
-    """The SELECT, its bounds written into the SQL (they are dates formatted here, never text
-    from outside); `more`: further conditions, as SQL; ordered: as loaded (ORDER BY id, which
-    on a window is a sort of its lines)."""
-    where = " AND ".join([*(f"ts {operator} '{bound.strftime('%Y-%m-%d 00:00:00.000000')}'"
-                            for operator, bound in conditions), *more])
-    return (f"SELECT {_select_list('ts', columns)} FROM transaction_line"
-            f"{' WHERE ' + where if where else ''}{' ORDER BY id' if ordered else ''}")
+_POSTGRES_TS = "to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
 
 
-def _postgres_query(conditions: list[tuple[str, date]], columns: list[str],
-                    *more: str, ordered: bool = True) -> str:
-    ts_sql = "to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
-    where = " AND ".join([*(f"ts {operator} '{day_start(bound).isoformat()}'"
-                            for operator, bound in conditions), *more])
-    return (f"SELECT {_select_list(ts_sql, columns)} FROM transaction_line"
-            f"{' WHERE ' + where if where else ''}{' ORDER BY id' if ordered else ''}")
+def _read_window(engine: Engine, since: date | None, until: date | None, columns: list[str],
+                 *more: str, ordered: bool = True) -> pa.Table:
+    """The columns of the lines of [since, until] as Arrow, through read_arrow. The bounds are
+    written into the SQL (dates formatted here, never text from outside); `more`: further
+    conditions, as SQL; ordered: as loaded (ORDER BY id, which on a window is a sort)."""
+    bounds = [(operator, bound) for bound, operator in
+              ((since, ">="), (window_end(until), "<")) if bound is not None]
+
+    def query(ts_sql: str, moment: Callable[[date], str]) -> str:
+        where = " AND ".join([*(f"ts {operator} '{moment(bound)}'" for operator, bound in bounds),
+                              *more])
+        return (f"SELECT {_select_list(ts_sql, columns)} FROM transaction_line"
+                f"{' WHERE ' + where if where else ''}{' ORDER BY id' if ordered else ''}")
+
+    types = _arrow_types()
+    return read_arrow(
+        engine,
+        sqlite_sql=query("ts", lambda day: day.strftime("%Y-%m-%d 00:00:00.000000")),
+        postgres_sql=query(_POSTGRES_TS, lambda day: day_start(day).isoformat()),
+        types={name: types[name] for name in columns})
 
 
 class _ChildReadError(Exception):
