@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from conftest import Person, people, publish_run
 
 from engine.models import CustomerClv
@@ -52,6 +54,8 @@ def test_a_win_back_pass_reaches_only_valuable_customers_about_to_leave(
                             "C0003": ("low", 300.0)})  # C0004: no CLV row
     only_win_back = settings.model_copy(update={"notifications": settings.notifications
                                                 .model_copy(update={"templates": [WIN_BACK]})})
-    summary = send_offers(db, only_win_back, dry_run=True)
+    # At midday: the default settings keep quiet hours, and at night nobody is reached.
+    summary = send_offers(db, only_win_back, dry_run=True,
+                          now=datetime(2026, 12, 3, 12, 0, tzinfo=UTC))
     assert summary.dry_runs == 1
     assert [row.customer_id for row in ledger.all_messages(db)] == ["C0001"]
