@@ -14,9 +14,10 @@ import pandas as pd
 
 from engine.columns import SEGMENT_COLUMNS, split_items
 from engine.dates import last_day
-from engine.store import results
+from engine.store import columnar, results
 from engine.store import runs as run_store
 from engine.store import sales as sales_store
+from engine.store.columnar import ColumnarCopy
 
 from . import context
 from .components import count
@@ -125,7 +126,18 @@ def _window_products(since: date | None,
     codes = tuple(context.settings().ingest.non_product_codes)
     return context.cached("window-products", since, until, codes, compute=lambda: (
         sales_store.window_products(engine=context.engine(), non_product_codes=codes,
-                                    since=since, until=until)))
+                                    since=since, until=until, copy=columnar_copy())))
+
+
+def columnar_copy() -> ColumnarCopy | None:
+    """The columnar copy of the lines (engine.store.columnar) when it holds every loaded file,
+    looked at once per request; None: read the store."""
+    from flask import g
+
+    if "segmint_columnar" not in g:
+        g.segmint_columnar = columnar.current_for(context.engine(), context.settings())
+    found: ColumnarCopy | None = g.segmint_columnar
+    return found
 
 
 def products(since: date | None, until: date | None) -> pd.DataFrame:
@@ -252,8 +264,9 @@ def signups() -> pd.DataFrame:
 def customer_history(since: date | None, until: date | None) -> pd.DataFrame:
     """What RFM, the classes and the segment KPIs of the window [since, until] read: the history
     up to until's end of the customers with a line in the window, from the invoice_day summary's
-    customer rows as lines (engine.store.invoice_days.customer_history), or every line up to
-    until when the summary was built with other non-product codes than the settings'."""
+    customer rows as lines (engine.store.invoice_days.customer_history; from the columnar copy
+    of those rows when it is complete), or every line up to until when the summary was built
+    with other non-product codes than the settings'."""
     from flask import g
 
     # The Segments page asks twice in one request (its rows, then its KPIs): read once.
@@ -270,6 +283,9 @@ def _read_customer_history(since: date | None, until: date | None) -> pd.DataFra
 
     engine = context.engine()
     codes = context.settings().ingest.non_product_codes
+    copy = columnar_copy()
+    if copy is not None:
+        return columnar.customer_history(copy, until=until, active_since=since)
     if invoice_days.codes_match(engine=engine, codes=codes):
         return invoice_days.customer_history(engine=engine, until=until, active_since=since)
     from engine.rfm import REQUIRED_LINE_COLUMNS

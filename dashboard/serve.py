@@ -131,7 +131,11 @@ def _warm_pages(settings: Settings) -> None:
     from flask import session
 
     from dashboard.app import create_app
+    from engine.store import columnar, get_engine
 
+    # First the columnar copy of what was loaded since it was last written (a load writes its
+    # own; this catches a store loaded by an older version or a copy removed by hand).
+    columnar.sync_for(get_engine(settings.database_url), settings)
     app = create_app(settings, secret_key="warm-up only")
     for role in ROLES:
         for page in dash.page_registry.values():

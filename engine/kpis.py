@@ -60,13 +60,19 @@ def segment_kpis(lines: pd.DataFrame, segments: pd.DataFrame, *, as_of: date,
     kept = customer_lines(lines, non_product_codes)
     end = pd.Timestamp(as_of)
     kept = kept[kept["ts"] < end]
+    # Customer ids as integer codes for the groupings below: a window's million rows hash their
+    # id strings once here, not once in each grouping; back to ids after.
+    codes, ids = pd.factorize(kept["customer_id"])
+    kept = kept.assign(customer_id=codes)
     in_window = kept if since is None else kept[kept["ts"] >= pd.Timestamp(since)]
     per_customer = _customer_figures(in_window, kept, end=end,
                                      retention_start=end - timedelta(days=retention_days))
+    per_customer.index = ids[per_customer.index.to_numpy()]
     members = segments[["customer_id", *sorted(set(columns.values()))]].copy()
     members["customer_id"] = members["customer_id"].astype(str)
     members = members.merge(per_customer, left_on="customer_id", right_index=True, how="left")
     gaps = _visit_gaps(in_window)
+    gaps["customer_id"] = ids[gaps["customer_id"].to_numpy()]
     total = float(members["net"].fillna(0.0).sum())
     frames = []
     for scheme, column in columns.items():

@@ -417,6 +417,9 @@ class DashboardSettings(Section):
     secure_cookies: bool = False
     session_hours: Annotated[int, Field(gt=0)] = 12
     cache_dir: str = "var/cache/dashboard"
+    # The columnar copy of the lines that date windows read (engine/store/columnar.py), one
+    # folder per store below this one; "" keeps no copy (windows read the store).
+    columnar_dir: str = "var/columnar"
     # Failed-login throttling (Flask-Limiter). The counts must be shared by every gunicorn worker
     # (a per-worker memory lets N workers take N times the attempts): Redis. While it is
     # unreachable each worker falls back to its own memory, with a warning.

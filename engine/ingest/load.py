@@ -114,6 +114,10 @@ def ingest_file(engine: Engine, settings: Settings, path: str | Path, *, preset:
     if staged:
         total = sum(len(item.lines) for item in staged if item.lines is not None)
         _write_with_progress(engine, staged, settings, total, progress)
+        if any(item.lines is not None and item.loaded for item in staged):
+            from engine.store import columnar
+
+            columnar.sync_for(engine, settings)  # the dashboard's copy of the new lines
     report_paths = {id(item): _write_report(settings, item, rejects) for item, rejects in reports}
 
     customer_summary: IngestSummary | None = None

@@ -174,14 +174,21 @@ def customer_history(*, engine: Engine, until: date | None,
                       f"WHERE {where}{bound}"),
         types={"invoice": pa.string(), "customer_id": pa.string(), "is_return": pa.int64(),
                "net": pa.float64(), "day": pa.string()})
-    days = pc.cast(pc.strptime(table.column("day"), format="%Y-%m-%d", unit="s"),
-                   pa.timestamp("ns"))
+    days = pc.strptime(table.column("day"), format="%Y-%m-%d", unit="s")
+    return as_pseudo_lines(table.column("invoice"), table.column("customer_id"),
+                           pc.not_equal(table.column("is_return"), 0), table.column("net"), days)
+
+
+def as_pseudo_lines(invoice: Any, customer_id: Any, is_return: Any, net: Any,
+                    day: Any) -> pd.DataFrame:
+    """Customer rows (Arrow columns; is_return bool, day a timestamp at midnight UTC) as the
+    lines frame of customer_history."""
     frame = pa.table({
-        "invoice": table.column("invoice"),
-        "amount": table.column("net"),
-        "ts": days,
-        "customer_id": table.column("customer_id"),
-        "is_return": pc.not_equal(table.column("is_return"), 0),
+        "invoice": invoice,
+        "amount": net,
+        "ts": pc.cast(day, pa.timestamp("ns")),
+        "customer_id": customer_id,
+        "is_return": is_return,
     }).to_pandas(deduplicate_objects=True, self_destruct=True, split_blocks=True)
     frame.insert(1, "stock_code", pd.Series(None, index=frame.index, dtype=object))
     frame["ts"] = frame["ts"].astype("datetime64[ns]")

@@ -68,6 +68,18 @@ def product_lines(*, engine: Engine, non_product_codes: Sequence[str],
         4, "is_return", pc.not_equal(table.column("is_return"), 0))
 
 
+def read_source_file(engine: Engine, file_id: int, columns: list[str]) -> pa.Table:
+    """The columns (as _read_window gives them: text '' for null, ts as UTC text) of the lines
+    one source file's load stored (engine.store.columnar copies them)."""
+    types = _arrow_types()
+    where = f" WHERE source_file_id = {int(file_id)}"
+    return read_arrow(
+        engine,
+        sqlite_sql=f"SELECT {_select_list('ts', columns)} FROM transaction_line{where}",
+        postgres_sql=f"SELECT {_select_list(_POSTGRES_TS, columns)} FROM transaction_line{where}",
+        types={name: types[name] for name in columns})
+
+
 def read_arrow(engine: Engine, *, sqlite_sql: str, postgres_sql: str,
                types: dict[str, pa.DataType]) -> pa.Table:
     """The rows of a SELECT as an Arrow table, column-wise: sqlite_sql on SQLite (a file through

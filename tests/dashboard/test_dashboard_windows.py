@@ -39,11 +39,16 @@ class Demo:
     customers: pd.DataFrame
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+@pytest.fixture(scope="module", params=["columnar copy", "store"])
+def demo(tmp_path_factory: pytest.TempPathFactory,
+         request: pytest.FixtureRequest) -> Iterator[Demo]:
+    """The demo store; windows read the columnar copy of its lines, or the store itself
+    ([dashboard] columnar_dir = "")."""
     folder = tmp_path_factory.mktemp("windows")
     data = generate_demo_data(folder / "data", customers=250, seed=7)
-    settings = make_settings(folder, f"sqlite:///{folder / 'segmint.db'}")
+    settings = make_settings(folder, f"sqlite:///{folder / 'segmint.db'}",
+                             "" if request.param == "columnar copy"
+                             else '[dashboard]\ncolumnar_dir = ""\n')
     engine = get_engine(settings.database_url)
     init_db(engine=engine)
     ingest_file(engine, settings, data.transactions_path, customers=data.customers_path)
@@ -97,6 +102,7 @@ def test_window_rows_and_kpis_from_the_summary_equal_those_from_the_lines(demo: 
     since = until - timedelta(days=90)
     scope, shown = _window_rows(demo, Filters(since=since, until=until))
     with demo.app.server.test_request_context("/segments"):
+        assert (frames.columnar_copy() is None) == (demo.settings.dashboard.columnar_dir == "")
         run_rows = frames.run_rows(int(scope.run_id or 0))
         kpis = frames.segment_kpis(scope, Filters())
     assert scope.run is not None
