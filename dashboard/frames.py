@@ -166,10 +166,24 @@ def _selected_lines(current: Scope, filters: Filters) -> pd.DataFrame:
     row = groups.index.get_indexer(ids.categories.astype(str))[ids.codes]
     kept = (ids.codes >= 0) & (row >= 0)
     chosen = lines.loc[kept, ["stock_code", "revenue", "quantity", "purchases"]]
-    chosen = chosen.assign(stock_code=chosen["stock_code"].astype(str))
-    for name in PRODUCT_GROUPINGS:
-        chosen[name] = groups[name].to_numpy()[row[kept]]
+    for name in PRODUCT_GROUPINGS:  # categorical too: grouped on codes, not on a million labels
+        labels = pd.Categorical(groups[name].to_numpy())
+        chosen[name] = pd.Categorical.from_codes(labels.codes[row[kept]],
+                                                 categories=labels.categories)
     return chosen.reset_index(drop=True)
+
+
+def _summed_by(lines: pd.DataFrame, keys: list[str], **sums: tuple[str, str]) -> pd.DataFrame:
+    """lines grouped by keys (categorical or not; groups without lines left out), with the sums
+    named in `sums` and `customers`, the rows with a purchase; keys back to plain values."""
+    frame = (lines.assign(bought=lines["purchases"] > 0)
+             .groupby(keys, sort=False, observed=True)
+             .agg(**sums, customers=("bought", "sum"))
+             .reset_index())
+    for key in keys:
+        if isinstance(frame[key].dtype, pd.CategoricalDtype):
+            frame[key] = frame[key].astype(frame[key].cat.categories.dtype)
+    return frame
 
 
 def _described(frame: pd.DataFrame) -> pd.DataFrame:
@@ -197,16 +211,11 @@ def top_products(lines: pd.DataFrame, by: str, limit: int) -> pd.DataFrame:
     revenue, customers with a purchase). lines: customer_products' rows (customer_id,
     stock_code, revenue, purchases) with the customer's group in column `by`. Pure pandas, not
     the store's SQL: a recomputed window's groups exist only here, never in the database."""
-    frame = (lines.groupby([by, "stock_code"], sort=False)
-             .agg(revenue=("revenue", "sum"), customers=("purchases", _positive))
-             .reset_index().rename(columns={by: "group"}))
+    frame = _summed_by(lines, [by, "stock_code"], revenue=("revenue", "sum")).rename(
+        columns={by: "group"})
     frame = frame.sort_values(["group", "revenue", "stock_code"], ascending=[True, False, True])
     top = frame.groupby("group", sort=True).head(limit).reset_index(drop=True)
     return top.astype({"revenue": float, "customers": int})
-
-
-def _positive(values: pd.Series) -> int:
-    return int((values > 0).sum())
 
 
 def selected_products(current: Scope, filters: Filters) -> pd.DataFrame:
@@ -216,10 +225,9 @@ def selected_products(current: Scope, filters: Filters) -> pd.DataFrame:
 
     def compute() -> pd.DataFrame:
         lines = _selected_lines(current, filters)
-        frame = (lines.groupby("stock_code", sort=True)
-                 .agg(revenue=("revenue", "sum"), quantity=("quantity", "sum"),
-                      customers=("purchases", _positive))
-                 .reset_index())
+        frame = _summed_by(lines, ["stock_code"], revenue=("revenue", "sum"),
+                           quantity=("quantity", "sum"))
+        frame = frame.sort_values("stock_code").reset_index(drop=True)
         return _described(frame.astype({"revenue": float, "quantity": float, "customers": int}))
     return context.cached("selected-products", current.run_id, current.since, current.until,
                           current.recomputed, filters.classes, filters.segments, codes,
