@@ -182,9 +182,13 @@ def customer_history(*, engine: Engine, until: date | None,
 def as_pseudo_lines(invoice: Any, customer_id: Any, is_return: Any, net: Any,
                     day: Any) -> pd.DataFrame:
     """Customer rows (Arrow columns; is_return bool, day a timestamp at midnight UTC) as the
-    lines frame of customer_history."""
+    lines frame of customer_history. The invoice is an integer code per distinct invoice text
+    (what RFM, the classes and the KPIs do with it is tell invoices apart): a window's million
+    rows then hold no invoice strings, and each reader's factorisation of them is cheap."""
+    if isinstance(invoice, pa.ChunkedArray):  # one dictionary for every row
+        invoice = invoice.combine_chunks()
     frame = pa.table({
-        "invoice": invoice,
+        "invoice": pc.cast(pc.dictionary_encode(invoice).indices, pa.int64()),
         "amount": net,
         "ts": pc.cast(day, pa.timestamp("ns")),
         "customer_id": customer_id,

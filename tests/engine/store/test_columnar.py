@@ -40,9 +40,10 @@ def _sorted_lines(table: pa.Table) -> pd.DataFrame:
 
 
 def _rows(history: pd.DataFrame) -> pd.DataFrame:
-    """A customer history's rows summed per key: the figures a window takes from it."""
-    return (history.groupby(["ts", "invoice", "customer_id", "is_return"])["amount"].sum()
-            .reset_index())
+    """A customer history's figures per day, customer and return flag: net value and distinct
+    invoices (the invoice codes themselves are per read)."""
+    return (history.groupby(["ts", "customer_id", "is_return"])
+            .agg(amount=("amount", "sum"), invoices=("invoice", "nunique")).reset_index())
 
 
 def assert_copy_reads_as_the_store(db: Engine, settings: Settings) -> None:
