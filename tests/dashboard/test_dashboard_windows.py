@@ -267,3 +267,25 @@ def test_offers_page_says_how_many_messages_wait_to_be_retried(demo: Demo) -> No
         with engine.begin() as connection:
             connection.execute(delete(OfferMessage).where(OfferMessage.offer_key == "vip:c1"))
         engine.dispose()
+
+
+def test_the_warm_up_writes_a_missing_columnar_copy(demo: Demo) -> None:
+    """A store whose copy is missing (loaded by an older version, or removed by hand): the
+    server's warm-up writes it before warming the pages; with columnar_dir = "" none is kept."""
+    import shutil
+
+    from dashboard.serve import _warm_pages
+    from engine.store import columnar
+
+    engine = get_engine(demo.settings.database_url)
+    folder = columnar.settings_folder(demo.settings)
+    if folder is None:
+        _warm_pages(demo.settings)
+        assert columnar.current_for(engine, demo.settings) is None
+        return
+    before = columnar.current_for(engine, demo.settings)
+    assert before is not None
+    shutil.rmtree(folder)
+    assert columnar.current_for(engine, demo.settings) is None
+    _warm_pages(demo.settings)
+    assert columnar.current_for(engine, demo.settings) == before
