@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -138,8 +139,9 @@ def sync(engine: Engine, folder: Path, codes: Sequence[str]) -> ColumnarCopy:
                          f"{table.num_rows:,}")
             if not days_path.exists():
                 _write(customer_days(pq.read_table(lines_path), codes), days_path)
+        listed = {file_id for file_id, _ in files}
         for entry in os.scandir(folder):
-            if entry.name.endswith(".parquet") and entry.name not in wanted:
+            if _stale(entry, listed, wanted):
                 Path(entry.path).unlink(missing_ok=True)
     except OSError as exc:
         raise StoreError(f"{folder}: columnar copy not written: {exc}") from None
@@ -147,6 +149,18 @@ def sync(engine: Engine, folder: Path, codes: Sequence[str]) -> ColumnarCopy:
     if found is None:  # another process removed files meanwhile (a store rebuilt under us)
         raise StoreError(f"{folder}: columnar copy incomplete after sync; run it again")
     return found
+
+
+def _stale(entry: os.DirEntry[str], listed: set[int], wanted: set[str]) -> bool:
+    """A file of a source file id the store lists with other bytes or other codes (a store
+    rebuilt, codes changed), or a temporary file a killed writer left over an hour ago. A file
+    of an id not listed is left: a load that committed after the list was read wrote it."""
+    if entry.name.startswith("."):
+        return entry.name.endswith(".tmp") and time.time() - entry.stat().st_mtime > 3600
+    parts = entry.name.split("-")
+    if len(parts) < 3 or not parts[1].isdigit() or not entry.name.endswith(".parquet"):
+        return False
+    return int(parts[1]) in listed and entry.name not in wanted
 
 
 def _write(table: pa.Table, target: Path) -> None:

@@ -4,6 +4,7 @@ non-product codes and a store rebuilt under the same address; an incomplete copy
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from pathlib import Path
 
@@ -184,3 +185,24 @@ def test_an_unwritable_folder_is_one_warning_and_the_load_stands(
     warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
     assert any("columnar copy not written" in message and str(blocker) in message
                for message in warnings)
+
+
+def test_a_sync_leaves_the_files_of_a_load_it_did_not_list(db: Engine, settings: Settings,
+                                                           tmp_path: Path) -> None:
+    """Two loads at once: the first one's sync read the list of files before the second load
+    committed, so the second one's pair is not in its list: it is left, not removed."""
+    ingest_file(db, settings, _file(tmp_path, "first.csv", FIRST))
+    ingest_file(db, settings, _file(tmp_path, "second.csv", SECOND))
+    copy = _copy(db, settings)
+    with db.begin() as connection:  # the sync below sees the store before the second load
+        connection.execute(text("UPDATE source_file SET lines_loaded = 0 WHERE path LIKE "
+                                "'%second.csv'"))
+    columnar.sync_for(db, settings)
+    assert all(path.exists() for path in (*copy.line_files, *copy.day_files))
+    folder = columnar.settings_folder(settings)
+    assert folder is not None
+    leftover = folder / ".lines-9-0.parquet.123.tmp"
+    leftover.write_bytes(b"half a file")
+    os.utime(leftover, (0, 0))
+    columnar.sync_for(db, settings)
+    assert not leftover.exists()
