@@ -277,6 +277,9 @@ class RecommendSettings(Section):
     popularity_weight: Annotated[float, Field(ge=0)] = 0.01
     neighbour_weight: Annotated[float, Field(ge=0)] = 0.5
     trending_weight: Annotated[float, Field(ge=0)] = 0.2
+    ease_weight: Annotated[float, Field(ge=0)] = 0.0
+    ease_items: Annotated[int, Field(ge=2, le=5000)] = 1500
+    ease_lambda: Annotated[float, Field(gt=0)] = 500.0
     neighbours: Annotated[int, Field(ge=1)] = 50
     neighbour_days: Annotated[int, Field(ge=1)] = 60
     neighbour_pool: Annotated[int, Field(ge=1)] = 2500
