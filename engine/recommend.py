@@ -302,7 +302,8 @@ def recommend(
     row_of = np.append(pd.Index(customers).get_indexer(coded.customers), -1)[coded.customer]
     ever = indicator(row_of, coded.product, shape)
     bought = indicator(np.where(coded.purchase, row_of, -1), coded.product, shape)
-    neighbours = cooccurrence(coded, settings)
+    neighbours = (cooccurrence(coded, settings) if settings.cooccurrence_weight > 0
+                  else sparse.csr_matrix((len(codes), len(codes))))
     similar = SimilarLists.of(neighbours)
     timed = (TimeSignals.of(lines, coded, row_of, shape, as_of, settings)
              if settings.neighbour_weight > 0 or settings.trending_weight > 0
