@@ -47,7 +47,7 @@ from scipy import sparse
 
 from engine.baskets import CodedLines, distinct_baskets, distinct_sorted
 from engine.columns import RECOMMENDATION_COLUMNS
-from engine.recommend_ease import ItemWeights
+from engine.recommend_ease import ItemWeights, latest_weights
 from engine.recommend_signals import TimeSignals, indicator, row_normalised
 from engine.rfm import require_columns
 from engine.settings import RecommendSettings
@@ -308,7 +308,8 @@ def recommend(
     timed = (TimeSignals.of(lines, coded, row_of, shape, as_of, settings)
              if settings.neighbour_weight > 0 or settings.trending_weight > 0
              else TimeSignals.none(*shape))
-    ease = (ItemWeights.of(bought, settings.ease_items, settings.ease_lambda)
+    ease = (ItemWeights.of(bought, settings.ease_items, settings.ease_lambda,
+                           ease_training(lines, coded, row_of, shape, as_of, settings))
             if settings.ease_weight > 0 else ItemWeights.none(len(codes)))
     ease_kept = ease.kept(bought)
     descriptions = product_descriptions(lines, coded)
@@ -356,6 +357,21 @@ def recommend(
         "customer_id": customers[row], "rank": rank.astype(int), "stock_code": codes[col],
         "description": descriptions[col], "score": score, "reason": reason,
     })[RECOMMENDATION_COLUMNS]
+
+
+def ease_training(lines: pd.DataFrame, coded: CodedLines, row_of: np.ndarray,
+                  shape: tuple[int, int], as_of: date | None,
+                  settings: RecommendSettings) -> sparse.csr_matrix | None:
+    """What EASE is fitted on: purchases weighted by the age of the latest (None: plain 0/1,
+    when ease_half_life_days is 0 or the lines have no time)."""
+    if settings.ease_half_life_days <= 0 or "ts" not in lines:
+        return None
+    ts = lines["ts"].to_numpy(dtype="datetime64[ns]")
+    end = (np.datetime64(as_of, "ns") if as_of is not None
+           else ts[coded.purchase].max().astype("datetime64[D]") + np.timedelta64(1, "D"))
+    used = coded.purchase & (row_of >= 0) & (coded.product >= 0)
+    return latest_weights(ts, used, row_of, coded.product, end, settings.ease_half_life_days,
+                          shape)
 
 
 RULE_PART, COOC_PART, LIKE_YOU_PART, TRENDING_PART, POPULARITY_PART, EASE_PART = range(6)

@@ -1,10 +1,13 @@
 """The "bought with what you bought" part of engine/recommend.py: EASE (Steck 2019,
 "Embarrassingly Shallow Autoencoders for Sparse Data"), item-item weights in closed form.
 
-Over the customers x products 0/1 purchase matrix X, restricted to the `ease_items` products the
+Over the customers x products purchase matrix X (each customer's latest purchase of a product
+weighted 0.5 ** (its age in days / `ease_half_life_days`), so older baskets teach less; 1 when
+the half-life is 0 or the lines have no time), restricted to the `ease_items` products the
 most customers bought: G = X^T X + lambda I, P = G^-1, B = I - P / diag(P) (column-wise), so
 B's diagonal is 0 and each product is predicted from the others only. A customer's score of
-product j is sum_i X_ui B_ij (negative scores count as 0), divided by the customer's largest.
+product j is sum_i Y_ui B_ij (Y: the 0/1 matrix of what the customer ever bought: on the real
+data weighting the customer's own row by age scores worse) (negative scores count as 0), divided by the customer's largest.
 Its reason names the customer's product i with the largest B_ij ("often bought with i").
 
 The cost is one dense inverse of an items x items matrix (about items^3, 0.2 s at 1,000 items,
@@ -37,16 +40,18 @@ class ItemWeights:
                    np.zeros((0, 0), dtype=np.float32))
 
     @classmethod
-    def of(cls, bought: sparse.csr_matrix, n_items: int, regularisation: float) -> ItemWeights:
+    def of(cls, bought: sparse.csr_matrix, n_items: int, regularisation: float,
+           training: sparse.csr_matrix | None = None) -> ItemWeights:
         """``bought``: customers x products, 0/1. The `n_items` products most customers bought
-        (ties to the lower index; products nobody bought are never kept)."""
+        (ties to the lower index; products nobody bought are never kept). ``training`` (default
+        ``bought``): the customers x products matrix the weights are fitted on (`latest_weights`)."""
         n_products = bought.shape[1]
         buyers = np.asarray(bought.sum(axis=0)).ravel()
         ranked = np.lexsort((np.arange(n_products), -buyers))
         items = np.sort(ranked[:n_items][buyers[ranked[:n_items]] > 0])
         if len(items) < 2:
             return cls.none(n_products)
-        kept = bought[:, items].tocsc()
+        kept = (bought if training is None else training)[:, items].tocsc()
         gram = (kept.T @ kept).toarray()
         gram[np.diag_indices_from(gram)] += regularisation
         inverse = np.linalg.inv(gram)
@@ -91,3 +96,22 @@ class ItemWeights:
         top = top[np.r_[True, pair[top][1:] != pair[top][:-1]]] if len(top) else top
         found[pair[top]] = self.items[item[top]]
         return found
+
+
+def latest_weights(ts: np.ndarray, used: np.ndarray, rows: np.ndarray, products: np.ndarray,
+                   end: np.datetime64, half_life_days: float,
+                   shape: tuple[int, int]) -> sparse.csr_matrix:
+    """rows x products: 0.5 ** (age in days / half_life_days) of the row's latest purchase of
+    the product on the ``used`` lines (age counted back from ``end``; 1 at ``end``, never above
+    1), so EASE learns most from what goes together now."""
+    age = (end - ts[used]).astype("timedelta64[s]").astype(np.float64) / 86400.0
+    weight = np.exp2(-np.maximum(age, 0.0) / half_life_days)
+    key = rows[used].astype(np.int64) * shape[1] + products[used]
+    order = np.argsort(key, kind="stable")
+    key, weight = key[order], weight[order]
+    if len(key) == 0:
+        return sparse.csr_matrix(shape, dtype=np.float64)
+    new = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    latest = np.maximum.reduceat(weight, new)
+    row, col = np.divmod(key[new], shape[1])
+    return sparse.csr_matrix((latest, (row, col)), shape=shape)
