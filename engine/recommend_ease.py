@@ -1,14 +1,15 @@
 """The "bought with what you bought" part of engine/recommend.py: EASE (Steck 2019,
 "Embarrassingly Shallow Autoencoders for Sparse Data"), item-item weights in closed form.
 
-Over the customers x products purchase matrix X (each customer's latest purchase of a product
-weighted 0.5 ** (its age in days / `ease_half_life_days`), so older baskets teach less; 1 when
-the half-life is 0 or the lines have no time), restricted to the `ease_items` products the
-most customers bought: G = X^T X + lambda I, P = G^-1, B = I - P / diag(P) (column-wise), so
-B's diagonal is 0 and each product is predicted from the others only. A customer's score of
-product j is sum_i Y_ui B_ij (Y: the 0/1 matrix of what the customer ever bought: on the real
-data weighting the customer's own row by age scores worse) (negative scores count as 0), divided by the customer's largest.
-Its reason names the customer's product i with the largest B_ij ("often bought with i").
+X is the customers x products purchase matrix, each customer's latest purchase of a product
+weighted 0.5 ** (its age in days / `ease_half_life_days`), so last year's baskets teach less than
+last month's (all 1 when the half-life is 0 or the lines have no time), restricted to the
+`ease_items` products the most customers bought: G = X^T X + lambda I, P = G^-1,
+B = I - P / diag(P) (column-wise), so B's diagonal is 0 and each product is predicted from the
+others only. A customer's score of product j is sum_i Y_ui B_ij, Y the 0/1 matrix of the
+customer's purchases (on the real data weighting Y by age as well scored worse); negative
+scores count as 0, and each customer's scores are divided by their largest. The reason names
+the customer's product i with the largest B_ij ("often bought with i").
 
 The cost is one dense inverse of an items x items matrix (about items^3, 0.2 s at 1,000 items,
 0.8 s at 2,000 on one core) and a sparse x dense product per block of customers (each bought
@@ -44,7 +45,8 @@ class ItemWeights:
            training: sparse.csr_matrix | None = None) -> ItemWeights:
         """``bought``: customers x products, 0/1. The `n_items` products most customers bought
         (ties to the lower index; products nobody bought are never kept). ``training`` (default
-        ``bought``): the customers x products matrix the weights are fitted on (`latest_weights`)."""
+        ``bought``): the customers x products matrix the weights are fitted on
+        (`latest_weights`)."""
         n_products = bought.shape[1]
         buyers = np.asarray(bought.sum(axis=0)).ravel()
         ranked = np.lexsort((np.arange(n_products), -buyers))
