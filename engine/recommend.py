@@ -1,10 +1,15 @@
 """Top-N product recommendations per customer, with a short human reason each.
 
-score = rule_weight x rules + cooccurrence_weight x co-occurrence
+score = ease_weight x EASE + rule_weight x rules + cooccurrence_weight x co-occurrence
         + neighbour_weight x customers like you + trending_weight x trending
         + popularity_weight x popularity,
 each part in [0, 1] (weights chosen with `segmint evaluate` on a validation cutoff, 2011-08-01,
-never the reported ones; docs/recommendations.md has the table and each part's gain):
+never the reported ones; docs/recommendations.md has the table and each part's gain; as shipped
+only EASE, rules and popularity are on: the other three gained nothing beside EASE there, and a
+part whose weight is 0 is not computed):
+- EASE: item-item weights learnt in closed form from recency-weighted purchases, summed over
+  the customer's products, divided by the customer's largest (engine/recommend_ease.py); its
+  reason is "often bought with X", X the customer's product with the largest weight;
 - rules: the best `confidence x (1 - 1/lift)` among the customer's cluster's rules (all-customer
   rules when the cluster has none) whose antecedents the customer has all bought;
 - co-occurrence: sum over the customer's products i of the cosine similarity of i and j in
