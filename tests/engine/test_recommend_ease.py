@@ -4,6 +4,7 @@ the products kept, scores, reasons, the recency weighting, and the part inside `
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,7 @@ from scipy import sparse
 from engine.baskets import empty_rules
 from engine.recommend import recommend
 from engine.recommend_ease import ItemWeights, latest_weights
-from engine.settings import RecommendSettings
+from engine.settings import RecommendSettings, SettingsError, load_settings
 from tests.engine.factories import line, lines_frame
 
 ONLY_EASE = dict(rule_weight=0.0, cooccurrence_weight=0.0, popularity_weight=0.0,
@@ -132,3 +133,15 @@ def test_ease_off_scores_nothing() -> None:
     recs = recommend(GOES_WITH_A, PEOPLE, empty_rules(), settings=settings,
                      non_product_codes=[], as_of=date(2011, 6, 1))
     assert recs.empty
+
+
+def test_config_toml_ships_the_schema_defaults_and_bad_ease_settings_are_refused(
+        tmp_path: Path) -> None:
+    shipped = load_settings(Path(__file__).parents[2] / "config.toml").recommend
+    assert shipped == RecommendSettings()
+    for bad in ("ease_items = 1", "ease_items = 6000", "ease_lambda = 0",
+                "ease_half_life_days = -1", "ease_weight = -0.5"):
+        config = tmp_path / "config.toml"
+        config.write_text(f"[recommend]\n{bad}\n", encoding="utf-8")
+        with pytest.raises(SettingsError, match=bad.split(" ")[0]):
+            load_settings(config)
