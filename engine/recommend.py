@@ -1,10 +1,15 @@
 """Top-N product recommendations per customer, with a short human reason each.
 
-score = rule_weight x rules + cooccurrence_weight x co-occurrence
+score = ease_weight x EASE + rule_weight x rules + cooccurrence_weight x co-occurrence
         + neighbour_weight x customers like you + trending_weight x trending
         + popularity_weight x popularity,
 each part in [0, 1] (weights chosen with `segmint evaluate` on a validation cutoff, 2011-08-01,
-never the reported ones; docs/recommendations.md has the table and each part's gain):
+never the reported ones; docs/recommendations.md has the table and each part's gain; as shipped
+only EASE, rules and popularity are on: the other three gained nothing beside EASE there, and a
+part whose weight is 0 is not computed):
+- EASE: item-item weights learnt in closed form from recency-weighted purchases, summed over
+  the customer's products, divided by the customer's largest (engine/recommend_ease.py); its
+  reason is "often bought with X", X the customer's product with the largest weight;
 - rules: the best `confidence x (1 - 1/lift)` among the customer's cluster's rules (all-customer
   rules when the cluster has none) whose antecedents the customer has all bought;
 - co-occurrence: sum over the customer's products i of the cosine similarity of i and j in
@@ -47,6 +52,7 @@ from scipy import sparse
 
 from engine.baskets import CodedLines, distinct_baskets, distinct_sorted
 from engine.columns import RECOMMENDATION_COLUMNS
+from engine.recommend_ease import ItemWeights, latest_weights
 from engine.recommend_signals import TimeSignals, indicator, row_normalised
 from engine.rfm import require_columns
 from engine.settings import RecommendSettings
@@ -301,11 +307,16 @@ def recommend(
     row_of = np.append(pd.Index(customers).get_indexer(coded.customers), -1)[coded.customer]
     ever = indicator(row_of, coded.product, shape)
     bought = indicator(np.where(coded.purchase, row_of, -1), coded.product, shape)
-    neighbours = cooccurrence(coded, settings)
+    neighbours = (cooccurrence(coded, settings) if settings.cooccurrence_weight > 0
+                  else sparse.csr_matrix((len(codes), len(codes))))
     similar = SimilarLists.of(neighbours)
     timed = (TimeSignals.of(lines, coded, row_of, shape, as_of, settings)
              if settings.neighbour_weight > 0 or settings.trending_weight > 0
              else TimeSignals.none(*shape))
+    ease = (ItemWeights.of(bought, settings.ease_items, settings.ease_lambda,
+                           ease_training(lines, coded, row_of, shape, as_of, settings))
+            if settings.ease_weight > 0 else ItemWeights.none(len(codes)))
+    ease_kept = ease.kept(bought)
     descriptions = product_descriptions(lines, coded)
     rule_sets = cluster_rule_sets(rules, people["cluster"].to_numpy(), pd.Index(codes))
 
@@ -331,7 +342,8 @@ def recommend(
         for start, stop in block_rows(len(members), len(codes)):
             block = members[start:stop]
             row, col, score, rule, trigger, named = recommend_block(
-                block, bought, ever, neighbours, similar, popularity, rule_set, settings, timed)
+                block, bought, ever, neighbours, similar, popularity, rule_set, settings, timed,
+                ease, ease_kept)
             reasons = group_text[group_of[block[row]]]
             reasons[named == LIKE_YOU_PART] = LIKE_YOU
             reasons[named == TRENDING_PART] = TRENDING
@@ -352,14 +364,30 @@ def recommend(
     })[RECOMMENDATION_COLUMNS]
 
 
-RULE_PART, COOC_PART, LIKE_YOU_PART, TRENDING_PART, POPULARITY_PART = range(5)
+def ease_training(lines: pd.DataFrame, coded: CodedLines, row_of: np.ndarray,
+                  shape: tuple[int, int], as_of: date | None,
+                  settings: RecommendSettings) -> sparse.csr_matrix | None:
+    """What EASE is fitted on: purchases weighted by the age of the latest (None: plain 0/1,
+    when ease_half_life_days is 0 or the lines have no time)."""
+    if settings.ease_half_life_days <= 0 or "ts" not in lines:
+        return None
+    ts = lines["ts"].to_numpy(dtype="datetime64[ns]")
+    end = (np.datetime64(as_of, "ns") if as_of is not None
+           else ts[coded.purchase].max().astype("datetime64[D]") + np.timedelta64(1, "D"))
+    used = coded.purchase & (row_of >= 0) & (coded.product >= 0)
+    return latest_weights(ts, used, row_of, coded.product, end, settings.ease_half_life_days,
+                          shape)
+
+
+RULE_PART, COOC_PART, LIKE_YOU_PART, TRENDING_PART, POPULARITY_PART, EASE_PART = range(6)
 REASON_PREFERENCE = 2.0
 
 
 def recommend_block(
     block: np.ndarray, bought: sparse.csr_matrix, ever: sparse.csr_matrix,
     neighbours: sparse.csr_matrix, similar: SimilarLists, popularity: np.ndarray,
-    rule_set: RuleSet, settings: RecommendSettings, timed: TimeSignals,
+    rule_set: RuleSet, settings: RecommendSettings, timed: TimeSignals, ease: ItemWeights,
+    ease_kept: sparse.csr_matrix,
 ) -> tuple[np.ndarray, ...]:
     """Top-N of a block of one cluster's customers: (block row, product, score, the rule
     position when a rule is the reason else -1, the bought product when co-occurrence is the
@@ -379,6 +407,11 @@ def recommend_block(
     total += like_w * like
     total += (pop_w * popularity + trend_w * timed.trending)[None, :]
     total[rule_row, rule_col] += rule_w * rule_score
+    ease_w = settings.ease_weight
+    mine_kept = ease_kept[block]
+    learned = ease.scores(mine_kept)  # rows x kept items (none when ease_weight is 0)
+    if learned.shape[1]:
+        total[:, ease.items] += ease_w * learned
     owned = ever[block].tocoo()
     total[owned.row, owned.col] = 0.0
     row, col, score = top_in_block(total, settings.top_n)
@@ -392,10 +425,12 @@ def recommend_block(
         like_w * like[row, col],
         trend_w * timed.trending[col],
         pop_w * popularity[col],
+        ease_w * ease_at(learned, ease.position, row, col),
     ])
     # The reason is the part that gave most of the score, a product the customer bought (rule,
     # co-occurrence) counting double: "often bought with X" says more than "customers like you".
     parts[:COOC_PART + 1] *= REASON_PREFERENCE
+    parts[EASE_PART] *= REASON_PREFERENCE
     named = np.argmax(parts, axis=0)  # ties to the earlier part
     rule = np.where(named == RULE_PART, lookup(fired, rule_pos.astype(np.int64), chosen, -1), -1)
     trigger = np.full(len(row), -1, dtype=np.int64)
@@ -403,4 +438,17 @@ def recommend_block(
     if use_cooc.any():
         trigger[use_cooc] = best_trigger(row[use_cooc], col[use_cooc], mine.toarray() > 0,
                                          similar)
+    use_ease = named == EASE_PART
+    if use_ease.any():
+        trigger[use_ease] = ease.triggers(mine_kept, row[use_ease], col[use_ease])
     return row, col, score, rule, trigger, named
+
+
+def ease_at(learned: np.ndarray, position: np.ndarray, row: np.ndarray,
+            col: np.ndarray) -> np.ndarray:
+    """The EASE part's score of each (block row, product) pair: 0 for a product not kept."""
+    at = position[col]
+    found = np.zeros(len(row))
+    kept = at >= 0
+    found[kept] = learned[row[kept], at[kept]]
+    return found

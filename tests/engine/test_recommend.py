@@ -68,7 +68,8 @@ def test_recommends_only_unbought_products_with_reasons() -> None:
 
 
 def test_customer_without_product_purchases_gets_popularity_with_tier_reason() -> None:
-    cluster_only = RecommendSettings(top_n=3, neighbour_weight=0.0, trending_weight=0.0)
+    cluster_only = RecommendSettings(top_n=3, neighbour_weight=0.0, trending_weight=0.0,
+                                     ease_weight=0.0)
     recs = recommend(SHOP, CLUSTERS, empty_rules(), settings=cluster_only, non_product_codes=[])
     newcomer = recs.loc[recs["customer_id"] == "f"]
     # two cluster buyers each for JAM and BREAD; JAM is also bought elsewhere; BUTTER by one
@@ -97,7 +98,8 @@ def test_customers_like_you_recommends_what_similar_customers_bought_recently() 
     ])
     people = pd.DataFrame({"customer_id": ["a", "b", "x", "y"], "cluster": [0, 0, 0, 0]})
     only_like = RecommendSettings(top_n=3, rule_weight=0.0, cooccurrence_weight=0.0,
-                                  popularity_weight=0.0, trending_weight=0.0, neighbours=1)
+                                  popularity_weight=0.0, trending_weight=0.0, ease_weight=0.0,
+                                  neighbour_weight=0.5, neighbours=1)
     recs = recommend(lines, people, empty_rules(), settings=only_like, non_product_codes=[],
                      as_of=date(2011, 6, 1))
     for_b = recs.loc[recs["customer_id"] == "b"]
@@ -124,7 +126,8 @@ def test_customers_like_you_compares_only_the_pool() -> None:
     reasons = {}
     for size in (4, 3):
         only_like = RecommendSettings(top_n=3, rule_weight=0.0, cooccurrence_weight=0.0,
-                                      popularity_weight=0.0, trending_weight=0.0, neighbours=1,
+                                      popularity_weight=0.0, trending_weight=0.0,
+                                      ease_weight=0.0, neighbour_weight=0.5, neighbours=1,
                                       neighbour_pool=size)
         recs = recommend(lines, people, empty_rules(), settings=only_like,
                          non_product_codes=[], as_of=date(2011, 6, 1))
@@ -144,7 +147,8 @@ def test_trending_is_what_rises_in_the_last_weeks() -> None:
     ])
     people = pd.DataFrame({"customer_id": list("abcde"), "cluster": [0] * 5})
     only_trend = RecommendSettings(top_n=2, rule_weight=0.0, cooccurrence_weight=0.0,
-                                   popularity_weight=0.0, neighbour_weight=0.0)
+                                   popularity_weight=0.0, neighbour_weight=0.0, ease_weight=0.0,
+                                   trending_weight=0.2)
     recs = recommend(lines, people, empty_rules(), settings=only_trend, non_product_codes=[],
                      as_of=date(2011, 6, 1))
     for_c = recs.loc[recs["customer_id"] == "c"]
