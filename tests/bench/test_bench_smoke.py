@@ -110,3 +110,28 @@ def test_clv_steps_times_every_step_on_a_store(tmp_path: Path) -> None:
                      "fit Gamma-Gamma", "score", "backtest summary", "backtest fit BG/NBD",
                      "backtest fit Gamma-Gamma", "total"]
     assert "200 customers" in completed.stdout and "peak RSS" in completed.stdout
+
+
+def test_window_steps_times_every_step_from_the_copy_and_the_store(tmp_path: Path) -> None:
+    """bench.window_steps on a small demo store with a run: every step, from the columnar copy
+    the load wrote, then from the store."""
+    from tests.conftest import run_segmint
+
+    config = tmp_path / "config.toml"
+    config.write_text('[database]\nurl = "sqlite:///store.db"\n[clv]\nenabled = false\n')
+    env = {"PYTHONPATH": str(REPO)}
+    for args in (["generate-demo-data", "data", "--customers", "150", "--seed", "3"],
+                 ["init-db"], ["ingest", "data/transactions.csv"], ["run"]):
+        done = run_segmint("--config", str(config), *args, cwd=tmp_path, env=env)
+        assert done.returncode == 0, done.stderr
+    for extra, source in (([], "the columnar copy"), (["--store"], "the store")):
+        completed = _bench("bench.window_steps", "--config", str(config), "--since",
+                           "2025-03-01", "--until", "2025-05-31", *extra,
+                           cwd=tmp_path)
+        assert completed.returncode == 0, completed.stderr
+        assert f"reading {source}" in completed.stdout
+        steps = [line[:18].strip() for line in completed.stdout.splitlines()
+                 if " s wall " in line]
+        assert steps == ["run rows", "sign-up dates", "history", "window segments",
+                         "segment KPIs", "window products"]
+        assert "window customers" in completed.stdout and "peak" in completed.stdout
