@@ -83,6 +83,14 @@ class CustomerLines:
     is_return: np.ndarray
     net: np.ndarray
 
+    def since(self, start: pd.Timestamp) -> CustomerLines:
+        """The lines at or after start, with the same customer codes (a window of a history
+        coded once)."""
+        keep = self.ts >= start.to_datetime64()
+        return CustomerLines(ids=self.ids, customer=self.customer[keep],
+                             invoice=self.invoice[keep], ts=self.ts[keep],
+                             is_return=self.is_return[keep], net=self.net[keep])
+
 
 class LineCodes(Protocol):
     """Integer codes of every line of a frame, made once for a whole run

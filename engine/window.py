@@ -22,7 +22,7 @@ from engine.classes import classify
 from engine.clustering import feature_frame, scale_features
 from engine.columns import SEGMENT_COLUMNS
 from engine.pipeline import window_lines
-from engine.rfm import rfm_segments
+from engine.rfm import coded_customer_lines, rfm_segments
 from engine.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,11 @@ def window_segments(history: pd.DataFrame, customers: pd.DataFrame | None, *,
     history, window, as_of = window_lines(history, as_of=None, since=since, until=until)
     if as_of is None or not window["customer_id"].notna().any():
         return pd.DataFrame(columns=SEGMENT_COLUMNS)
-    segments = rfm_segments(window, as_of=as_of, settings=settings.rfm, non_product_codes=codes)
+    # The history's customers coded once, for the window's RFM and the classes' growth both.
+    coded = coded_customer_lines(history, codes)
+    window_coded = coded if since is None else coded.since(pd.Timestamp(since))
+    segments = rfm_segments(window, as_of=as_of, settings=settings.rfm, non_product_codes=codes,
+                            coded=window_coded)
     if segments.empty:
         return pd.DataFrame(columns=SEGMENT_COLUMNS)
     diagnostics = run.get("diagnostics") or {}
@@ -81,5 +85,5 @@ def window_segments(history: pd.DataFrame, customers: pd.DataFrame | None, *,
     segments["value_tier"] = segments["cluster"].map(tiers).fillna(settings.clustering.tiers[1])
     segments["customer_class"] = classify(
         segments, history, customers, as_of=as_of, settings=settings.classes,
-        tier_names=settings.clustering.tiers, non_product_codes=codes)
+        tier_names=settings.clustering.tiers, non_product_codes=codes, coded=coded)
     return segments[SEGMENT_COLUMNS].sort_values("customer_id").reset_index(drop=True)
