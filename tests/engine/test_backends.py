@@ -165,6 +165,7 @@ def test_recommendations_same_on_both_backends(tmp_path: Path, spark: Any) -> No
 
     from scipy import sparse
 
+    from engine.baskets import CodedLines
     from engine.recommend import people_of, recommend, recommend_inputs
     from engine.settings import RecommendSettings
     from engine.spark import recommend as spark_recommend
@@ -176,8 +177,6 @@ def test_recommendations_same_on_both_backends(tmp_path: Path, spark: Any) -> No
     as_of, codes = date(2011, 12, 8), ["POST"]
     history = read_parquet(spark, str(write_parquet(lines, tmp_path / "lines.parquet")))
     customers = people_of(assignments)["customer_id"].to_numpy(dtype=object)
-    from engine.baskets import CodedLines
-
     pandas_inputs = recommend_inputs(lines, CodedLines.of(lines, codes), customers, settings,
                                      as_of)
     spark_inputs = spark_recommend.recommend_inputs(spark, history, customers, settings=settings,
