@@ -10,10 +10,13 @@ a fresh child process (bench/measure.py), timed from the Parquet file to the Run
   `engine.pipeline.segment_lines` (the session's start is reported on its own as well).
 
 Both run with [clv] enabled = false (the CLV fit is the same driver code on both backends, and
-its time would hide the difference). The Spark backend makes no recommendations yet, so the
-pandas figure is also given without its recommendations stage. Peak memory: the driver (the
+its time would hide the difference); both make the recommendations (on Spark their inputs are
+aggregated in Spark, the ranking is the driver's pandas code). Peak memory: the driver (the
 Python process's own max RSS) and the whole process tree (the Python process plus, on Spark,
-the JVM child that holds the driver and the executors in local mode), sampled from /proc.
+the JVM child that holds the driver and the executors in local mode), sampled from /proc. CPU
+seconds: the Python process's own (time.process_time) and, on Spark, the JVM's (its utime and
+stime from /proc, read before the session stops), which a shared machine's load does not
+inflate as it does the wall time.
 """
 
 from __future__ import annotations
@@ -68,10 +71,31 @@ def _settings(ctx: StageContext) -> Any:
     return load_settings(config, environ={})
 
 
-def _result_notes(ctx: StageContext, result: Any) -> None:
+def children_cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process's live descendants: the JVM on Spark."""
+    own = str(os.getpid())
+    total, pending = 0, [own]
+    while pending:
+        pid = pending.pop()
+        try:
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                pending.extend((task / "children").read_text().split())
+            if pid != own:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+        except OSError:
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _result_notes(ctx: StageContext, result: Any, cpu: float) -> None:
+    recommendations = result.recommendations
     ctx.notes.update({"n_lines": result.n_lines, "n_customers": result.n_customers,
                       "k": result.k, "rules": 0 if result.rules is None else len(result.rules),
+                      "recommendations": 0 if recommendations is None else len(recommendations),
                       "timings": result.diagnostics["timings"],
+                      "skipped": result.diagnostics["skipped"],
+                      "driver_cpu_seconds": round(cpu, 1),
                       "driver_rss_mib": round(max_rss_mib(), 1)})
 
 
@@ -81,11 +105,12 @@ def pandas_stage(ctx: StageContext) -> None:
     from engine.pipeline import segment
 
     settings = _settings(ctx)
+    cpu = time.process_time()
     with ctx.timed():
         lines = pd.read_parquet(ctx.data)
         lines["ts"] = lines["ts"].astype("datetime64[ns]")
         result = segment(lines, None, settings)
-    _result_notes(ctx, result)
+    _result_notes(ctx, result, time.process_time() - cpu)
 
 
 def spark_stage(ctx: StageContext) -> None:
@@ -95,6 +120,7 @@ def spark_stage(ctx: StageContext) -> None:
     from engine.spark.session import spark_session
 
     settings = _settings(ctx)
+    cpu = time.process_time()
     with ctx.timed():
         started = time.perf_counter()
         spark = spark_session(settings.spark)
@@ -102,7 +128,8 @@ def spark_stage(ctx: StageContext) -> None:
         work = open_lines(spark, read_parquet(spark, str(ctx.data)), as_of=None, since=None,
                           until=None, non_product_codes=list(settings.ingest.non_product_codes))
         result = segment_lines(work, None, settings)
-    _result_notes(ctx, result)
+    _result_notes(ctx, result, time.process_time() - cpu)
+    ctx.notes["jvm_cpu_seconds"] = round(children_cpu_seconds(), 1)
     spark.stop()
 
 
@@ -139,11 +166,12 @@ def main(argv: list[str] | None = None) -> None:
         timings = notes["timings"]
         figures[backend] = {"seconds": round(result.seconds, 2),
                             "tree_peak_mib": round(result.max_rss_mib, 1), **notes}
-        without = result.seconds - timings.get("recommendations", 0)
         session = f", session start {notes['session_seconds']}s" if backend == "spark" else ""
+        jvm = f", JVM {notes['jvm_cpu_seconds']} CPU s" if backend == "spark" else ""
         print(f"{backend}: {notes['n_lines']:,} lines, {notes['n_customers']:,} customers, "
-              f"k = {notes['k']}, {notes['rules']} rules: {result.seconds:.1f}s (without "
-              f"recommendations {without:.1f}s{session}), driver peak "
+              f"k = {notes['k']}, {notes['rules']} rules, {notes['recommendations']:,} "
+              f"recommendations (skipped: {notes['skipped'] or 'none'}): {result.seconds:.1f}s"
+              f"{session}; driver {notes['driver_cpu_seconds']} CPU s{jvm}; driver peak "
               f"{notes['driver_rss_mib']:.0f} MiB, process tree peak "
               f"{result.max_rss_mib:.0f} MiB; stages {timings}", flush=True)
     figures["load_average_after"] = [round(x, 2) for x in os.getloadavg()]

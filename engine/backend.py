@@ -59,7 +59,9 @@ class LineWork(Protocol):
 
     def recommendations(self, assignments: pd.DataFrame, rules: pd.DataFrame,
                         settings: RecommendSettings) -> pd.DataFrame | None:
-        """engine.recommend.recommend of the history (None: not made on this backend)."""
+        """engine.recommend.recommend of the history: on both backends its inputs
+        (engine.recommend.RecommendInputs) aggregated where the lines are, then
+        engine.recommend.rank_recommendations on the driver."""
 
     def release(self) -> None:
         """The run's work on the lines is done."""

@@ -37,6 +37,12 @@ Stock codes and customers are integer-coded once; scores are computed for blocks
 one cluster at a time (a dense block of at most `BLOCK_CELLS` scores), so memory stays bounded
 however many customers there are. The Python loops run over clusters and blocks, never customers.
 The two time-based parts and the shared matrix helpers are engine/recommend_signals.py.
+
+Two halves: `recommend_inputs` aggregates the lines frame into what the scores read
+(`RecommendInputs`: products, descriptions, the customer x product purchase matrices, the
+co-occurrence neighbours, the time-based counts), and `rank_recommendations` scores and ranks
+from those alone. The Spark backend (engine/spark/recommend.py) makes the same inputs in Spark
+and ranks with the same code.
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ from scipy import sparse
 from engine.baskets import CodedLines, distinct_baskets, distinct_sorted
 from engine.columns import RECOMMENDATION_COLUMNS
 from engine.recommend_ease import ItemWeights, latest_weights
-from engine.recommend_signals import TimeSignals, indicator, row_normalised
+from engine.recommend_signals import TimeCounts, TimeSignals, indicator, row_normalised
 from engine.rfm import require_columns
 from engine.settings import RecommendSettings
 
@@ -63,6 +69,7 @@ GLOBAL_TRACE = 1e-3
 LIKE_YOU = "popular with customers like you"
 TRENDING = "trending this month"
 BLOCK_CELLS = 1 << 20  # scores per dense block of customers x products (8 MiB as float64)
+RULE_INPUT_COLUMNS = ("cluster", "antecedents", "consequents", "confidence", "lift")
 
 
 def empty_recommendations() -> pd.DataFrame:
@@ -79,15 +86,24 @@ def product_descriptions(lines: pd.DataFrame, coded: CodedLines) -> np.ndarray:
     named = coded.purchase & (coded.product >= 0) & lines["description"].notna().to_numpy()
     text, names = pd.factorize(lines["description"].to_numpy()[named])
     names = np.asarray(names, dtype=object).astype(str)
-    alphabetical = np.argsort(np.argsort(names, kind="stable"), kind="stable")
     keys, counts = distinct_sorted(coded.product[named] * max(len(names), 1) + text)
     product, description = np.divmod(keys, max(len(names), 1))
-    order = np.lexsort((alphabetical[description], -counts, product))
-    product, description = product[order], description[order]
+    return most_frequent_descriptions(coded.products, product, names[description], counts)
+
+
+def most_frequent_descriptions(products: np.ndarray, product: np.ndarray,
+                               description: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Per product (products: the stock codes), the description with the most purchase lines
+    (alphabetical on ties), else the stock code; from (product, description, lines) triples,
+    one per distinct pair."""
+    names, alphabetical = np.unique(np.asarray(description, dtype=object).astype(str),
+                                    return_inverse=True)
+    order = np.lexsort((alphabetical, -np.asarray(counts), product))
+    product, description = product[order], names[alphabetical[order]]
     first = np.ones(len(product), dtype=bool)
     first[1:] = product[1:] != product[:-1]
-    found = coded.products.copy()
-    found[product[first]] = names[description[first]]
+    found = products.copy()
+    found[product[first]] = description[first]
     return found
 
 
@@ -277,6 +293,48 @@ def lookup(keys: np.ndarray, values: np.ndarray, query: np.ndarray,
     return np.where(keys[at] == query, values[at], missing)
 
 
+@dataclass(frozen=True)
+class RecommendInputs:
+    """What the ranking reads of the lines, aggregated: product-level tables and the
+    customer x product ones as sparse matrices (`recommend_inputs` makes them from the lines
+    frame, engine.spark.recommend in Spark). Rows are `customers`, columns `products`."""
+
+    customers: np.ndarray  # customer ids, sorted (people_of)
+    products: np.ndarray  # stock codes of purchase lines, sorted
+    descriptions: np.ndarray  # per product (product_descriptions)
+    ever: sparse.csr_matrix  # customers x products, 0/1: any line (a purchase or a return)
+    bought: sparse.csr_matrix  # customers x products, 0/1: a purchase line
+    neighbours: sparse.csr_matrix  # products x products (cooccurrence; empty at weight 0)
+    time_counts: TimeCounts | None  # None: the time-based parts score 0
+    # customers x products: what EASE is fitted on (ease_training); None: `bought` itself
+    ease_training: sparse.csr_matrix | None = None
+
+
+def people_of(assignments: pd.DataFrame) -> pd.DataFrame:
+    """The assignments, one row per customer (customer_id as text), ordered by customer id."""
+    people = assignments.assign(customer_id=assignments["customer_id"].astype(str))
+    return people.drop_duplicates("customer_id").sort_values("customer_id")
+
+
+def recommend_inputs(lines: pd.DataFrame, coded: CodedLines, customers: np.ndarray,
+                     settings: RecommendSettings, as_of: date | None) -> RecommendInputs:
+    """RecommendInputs of a lines frame (coded: its CodedLines) for `customers` (people_of)."""
+    codes = coded.products
+    shape = (len(customers), len(codes))
+    row_of = np.append(pd.Index(customers).get_indexer(coded.customers), -1)[coded.customer]
+    ever = indicator(row_of, coded.product, shape)
+    bought = indicator(np.where(coded.purchase, row_of, -1), coded.product, shape)
+    neighbours = (cooccurrence(coded, settings) if settings.cooccurrence_weight > 0
+                  else sparse.csr_matrix((len(codes), len(codes))))
+    timed = (TimeCounts.of(lines, coded, row_of, shape, as_of, settings)
+             if settings.neighbour_weight > 0 or settings.trending_weight > 0 else None)
+    training = (ease_training(lines, coded, row_of, shape, as_of, settings)
+                if settings.ease_weight > 0 else None)
+    descriptions = product_descriptions(lines, coded)
+    return RecommendInputs(customers, codes, descriptions, ever, bought, neighbours, timed,
+                           training)
+
+
 def recommend(
     lines: pd.DataFrame,
     assignments: pd.DataFrame,
@@ -293,31 +351,30 @@ def recommend(
     require_columns(lines, ("invoice", "stock_code", "description", "customer_id", "is_return"),
                     "lines")
     require_columns(assignments, ("customer_id", "cluster"), "assignments")
-    require_columns(rules, ("cluster", "antecedents", "consequents", "confidence", "lift"), "rules")
+    require_columns(rules, RULE_INPUT_COLUMNS, "rules")
     if coded is None:
         coded = CodedLines.of(lines, non_product_codes)
     if assignments.empty or not coded.purchase.any():
         return empty_recommendations()
-    people = assignments.assign(customer_id=assignments["customer_id"].astype(str))
-    people = people.drop_duplicates("customer_id").sort_values("customer_id")
-    customers = people["customer_id"].to_numpy(dtype=object)
-    codes = coded.products
-    shape = (len(customers), len(codes))
+    people = people_of(assignments)
+    inputs = recommend_inputs(lines, coded, people["customer_id"].to_numpy(dtype=object),
+                              settings, as_of)
+    return rank_recommendations(inputs, people, rules, settings=settings)
 
-    row_of = np.append(pd.Index(customers).get_indexer(coded.customers), -1)[coded.customer]
-    ever = indicator(row_of, coded.product, shape)
-    bought = indicator(np.where(coded.purchase, row_of, -1), coded.product, shape)
-    neighbours = (cooccurrence(coded, settings) if settings.cooccurrence_weight > 0
-                  else sparse.csr_matrix((len(codes), len(codes))))
+
+def rank_recommendations(inputs: RecommendInputs, people: pd.DataFrame, rules: pd.DataFrame,
+                         *, settings: RecommendSettings) -> pd.DataFrame:
+    """The recommendations of `people` (people_of: their customer ids are inputs.customers)
+    from the aggregated inputs and the rules; the same code on both backends."""
+    customers, codes, descriptions = inputs.customers, inputs.products, inputs.descriptions
+    ever, bought, neighbours = inputs.ever, inputs.bought, inputs.neighbours
     similar = SimilarLists.of(neighbours)
-    timed = (TimeSignals.of(lines, coded, row_of, shape, as_of, settings)
-             if settings.neighbour_weight > 0 or settings.trending_weight > 0
-             else TimeSignals.none(*shape))
+    timed = (TimeSignals.of(inputs.time_counts, settings) if inputs.time_counts is not None
+             else TimeSignals.none(len(customers), len(codes)))
     ease = (ItemWeights.of(bought, settings.ease_items, settings.ease_lambda,
-                           ease_training(lines, coded, row_of, shape, as_of, settings))
+                           inputs.ease_training)
             if settings.ease_weight > 0 else ItemWeights.none(len(codes)))
     ease_kept = ease.kept(bought)
-    descriptions = product_descriptions(lines, coded)
     rule_sets = cluster_rule_sets(rules, people["cluster"].to_numpy(), pd.Index(codes))
 
     clusters = people["cluster"].to_numpy()

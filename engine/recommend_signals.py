@@ -1,7 +1,8 @@
 """The matrix helpers of engine/recommend.py and its two time-based parts: "customers like you"
 (BM25-weighted customer x product invoice counts, the nearest recent buyers) and "trending"
 (what is rising in the last `trending_days`). engine/recommend.py's docstring describes the
-scores; this module computes TimeSignals once per call of `recommend`.
+scores; `TimeCounts` is what the parts read of the lines (made from the lines frame here, in
+Spark by engine/spark/recommend.py) and `TimeSignals` is made from it once per ranking.
 """
 
 from __future__ import annotations
@@ -56,6 +57,36 @@ def bm25_rows(counts: sparse.csr_matrix) -> sparse.csr_matrix:
 
 
 @dataclass(frozen=True)
+class TimeCounts:
+    """What the time-based parts read of the lines, aggregated (engine.spark.recommend makes the
+    same tables in Spark): the customer x product invoice counts, what each customer bought in
+    the neighbour window, and each product's trending figure."""
+
+    counts: sparse.csr_matrix  # customers x products: distinct purchase invoices
+    recent: sparse.csr_matrix  # customers x products, 0/1: bought in the last neighbour_days
+    trending: np.ndarray  # per product, in [0, 1]
+
+    @classmethod
+    def of(cls, lines: pd.DataFrame, coded: CodedLines, row_of: np.ndarray,
+           shape: tuple[int, int], as_of: date | None,
+           settings: RecommendSettings) -> TimeCounts | None:
+        """From the lines frame (None: no `ts` column or no purchase line, the parts score 0)."""
+        if "ts" not in lines or not coded.purchase.any():
+            return None
+        ts = lines["ts"].to_numpy(dtype="datetime64[ns]")
+        end = (np.datetime64(as_of) if as_of is not None
+               else ts[coded.purchase].max().astype("datetime64[D]") + np.timedelta64(1, "D"))
+        used = coded.purchase & (row_of >= 0) & (coded.product >= 0)
+        counts = distinct_invoice_counts(row_of[used], coded.product[used],
+                                         coded.invoice[used], shape)
+        lately = used & (ts >= end - np.timedelta64(settings.neighbour_days, "D"))
+        recent_all = indicator(np.where(lately, row_of, -1), coded.product, shape)
+        trending = trending_scores(ts, used, row_of, coded.product, end, settings.trending_days,
+                                   shape)
+        return cls(counts, recent_all, trending)
+
+
+@dataclass(frozen=True)
 class TimeSignals:
     """What the time-based parts need: BM25 rows of every customer, the recent buyers' BM25
     columns (products x recent buyers, dense when small enough) and what they bought recently,
@@ -74,27 +105,16 @@ class TimeSignals:
                    np.zeros(n_products))
 
     @classmethod
-    def of(cls, lines: pd.DataFrame, coded: CodedLines, row_of: np.ndarray,
-           shape: tuple[int, int], as_of: date | None, settings: RecommendSettings) -> TimeSignals:
-        if "ts" not in lines or not coded.purchase.any():
-            return cls.none(*shape)
-        ts = lines["ts"].to_numpy(dtype="datetime64[ns]")
-        end = (np.datetime64(as_of) if as_of is not None
-               else ts[coded.purchase].max().astype("datetime64[D]") + np.timedelta64(1, "D"))
-        used = coded.purchase & (row_of >= 0) & (coded.product >= 0)
-        counts = distinct_invoice_counts(row_of[used], coded.product[used],
-                                         coded.invoice[used], shape)
-        lately = used & (ts >= end - np.timedelta64(settings.neighbour_days, "D"))
-        recent_all = indicator(np.where(lately, row_of, -1), coded.product, shape)
+    def of(cls, counted: TimeCounts, settings: RecommendSettings) -> TimeSignals:
+        counts, recent_all = counted.counts, counted.recent
         recent_rows = pool(np.diff(recent_all.indptr), settings.neighbour_pool)
-        trending = trending_scores(ts, used, row_of, coded.product, end, settings.trending_days,
-                                   shape)
         weighted = bm25_rows(counts).astype(np.float32)  # float32: half the memory traffic
         columns = weighted[recent_rows].T.tocsr()
         # Made once, not per block; dense (sparse x dense is the fast product) while it is small.
         recent_columns = (columns.toarray() if columns.shape[0] * columns.shape[1] <= DENSE_CELLS
                           else columns)
-        return cls(weighted, recent_rows, recent_columns, recent_all[recent_rows], trending)
+        return cls(weighted, recent_rows, recent_columns, recent_all[recent_rows],
+                   counted.trending)
 
     def like_you(self, block: np.ndarray, k: int) -> np.ndarray:
         """Dense block x products: the summed similarity of each customer's k nearest recent
@@ -152,8 +172,13 @@ def trending_scores(ts: np.ndarray, used: np.ndarray, row_of: np.ndarray, produc
         keys, _ = distinct_sorted(row_of[mask].astype(np.int64) * shape[1] + product[mask])
         return np.bincount(keys % shape[1], minlength=shape[1]).astype(float)
 
-    now = buyers(used & (ts >= start) & (ts < end))
-    before = buyers(used & (ts >= base) & (ts < start))
+    return rising(buyers(used & (ts >= start) & (ts < end)),
+                  buyers(used & (ts >= base) & (ts < start)))
+
+
+def rising(now: np.ndarray, before: np.ndarray) -> np.ndarray:
+    """The trending figure of trending_scores from each product's distinct buyers in the last
+    `days` (now) and in the TRENDING_BASE_WEEKS before (before)."""
     rising = now / (1.0 + before / 3.0)
     top = rising.max(initial=0.0)
     return rising / top if top > 0 else rising

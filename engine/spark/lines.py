@@ -2,10 +2,9 @@
 
 The history's customer lines (engine.spark.features.customer_lines) are cached once: RFM, the
 growth windows and the purchase days all read them; the window's purchase lines feed the
-baskets. Lines read from the store over JDBC are cached as read too (a Parquet dataset is
-read again instead: a columnar re-read costs less than holding every line). Recommendations are
-not made on this backend yet: a Spark run publishes none (its diagnostics list them as
-skipped).
+baskets; the history's lines feed the recommendations' inputs (engine/spark/recommend.py). Lines
+read from the store over JDBC are cached as read too (a Parquet dataset is read again instead:
+a columnar re-read costs less than holding every line).
 """
 
 from __future__ import annotations
@@ -88,7 +87,10 @@ class SparkLines:
 
     def recommendations(self, assignments: pd.DataFrame, rules: pd.DataFrame,
                         settings: RecommendSettings) -> pd.DataFrame | None:
-        return None
+        from engine.spark.recommend import recommendations
+
+        return recommendations(self.spark, self.history, assignments, rules, settings=settings,
+                               non_product_codes=self.non_product_codes, as_of=self.as_of)
 
     def release(self) -> None:
         self.release_customer_lines()

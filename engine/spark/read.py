@@ -2,7 +2,8 @@
 store over JDBC (parallel reads split on the line id) or from a Parquet dataset.
 
 Columns: invoice, stock_code, customer_id (text), amount (double), ts (timestamp, UTC),
-is_return (boolean); plus description when the source has it. Windows follow engine.dates'
+is_return (boolean); description (text, the recommendations' product names: null when the
+source has none, and then a product is named by its stock code). Windows follow engine.dates'
 rule, as literals in UTC (engine.spark.features.moment).
 """
 
@@ -30,7 +31,8 @@ class SparkInputError(SegmintError):
 
 
 def typed_lines(lines: DataFrame, source: str) -> DataFrame:
-    """The engine's line columns, typed; a source without one of them is refused."""
+    """The engine's line columns, typed; a source without one of them is refused (one without
+    a description gets a null one)."""
     from pyspark.sql import functions as F
 
     missing = [name for name in REQUIRED_LINE_COLUMNS if name not in lines.columns]
@@ -39,7 +41,9 @@ def typed_lines(lines: DataFrame, source: str) -> DataFrame:
     columns = [F.col(name).cast("string").alias(name) for name in TEXT_COLUMNS]
     columns += [F.col("amount").cast("double").alias("amount"),
                 F.col("ts").cast("timestamp").alias("ts"),
-                F.col("is_return").cast("boolean").alias("is_return")]
+                F.col("is_return").cast("boolean").alias("is_return"),
+                (F.col("description") if "description" in lines.columns else F.lit(None))
+                .cast("string").alias("description")]
     return lines.select(*columns)
 
 
@@ -89,7 +93,7 @@ def read_store(spark: SparkSession, engine: Engine, settings: SparkSettings,
                 text(f"SELECT min(id), max(id) FROM transaction_line{where}")).one()
     except SQLAlchemyError as exc:
         raise SparkInputError(f"database: {one_line(exc)}") from None
-    columns = ", ".join((*TEXT_COLUMNS, "amount", "ts", "is_return"))
+    columns = ", ".join((*TEXT_COLUMNS, "amount", "ts", "is_return", "description"))
     query = f"(SELECT id, {columns} FROM transaction_line{where}) AS lines"
     jdbc, properties = jdbc_options(engine)
     lines = spark.read.jdbc(jdbc, query, column="id", lowerBound=int(low or 0),

@@ -1,12 +1,13 @@
 """One suite, both backends (SPEC.md, "Scale-out"): the same run on pandas and on Spark
 (local[2], the test session's one SparkSession) gives every customer the same RFM, scores,
-segments, cluster, tier and class, the same basket rules with the same metrics, and the same
-CLV figures; on hand-made lines, on the real Online Retail data, and read from the PostgreSQL
-store over JDBC.
+segments, cluster, tier and class, the same basket rules with the same metrics, the same CLV
+figures and the same recommendations (products, ranks, scores and reasons, frame-equal); on
+hand-made lines, on the real Online Retail data, and read from the PostgreSQL store over JDBC.
 
-The Spark run reads its lines from Parquet (written here) or the store. CLV is compared to a
-relative 1e-6: its inputs are sums of the same floats added in another order, and the fit's
-optimiser turns their last bits into slightly different (equally good) parameters.
+The Spark run reads its lines from Parquet (written here) or the store. CLV's inputs are
+compared to a relative 1e-9, its fitted figures to 1e-3: the inputs are sums of the same floats
+added in another order, and the fit's optimiser turns their last bits into slightly different
+(equally good) parameters.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ def assert_same_results(pandas_run: RunResult, spark_run: RunResult) -> None:
     pd.testing.assert_frame_equal(spark_run.profiles, pandas_run.profiles)
     assert pandas_run.rules is not None and spark_run.rules is not None
     pd.testing.assert_frame_equal(spark_run.rules, pandas_run.rules)
+    assert pandas_run.recommendations is not None and spark_run.recommendations is not None
+    assert "recommendations" not in spark_run.diagnostics["skipped"]
+    pd.testing.assert_frame_equal(spark_run.recommendations, pandas_run.recommendations)
     if pandas_run.clv is not None and pandas_run.clv.customers is not None:
         assert spark_run.clv is not None and spark_run.clv.customers is not None
         ours, theirs = spark_run.clv.customers, pandas_run.clv.customers
@@ -86,12 +90,20 @@ def both(tmp_path: Path, spark: Any):  # type: ignore[no-untyped-def]
 
 def test_population_same_on_both_backends(both, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     settings = make_settings(tmp_path, "sqlite://", FAST)
-    pandas_run, spark_run = both(population(seed=3), settings, as_of=AS_OF)
+    lines = population(seed=3)
+    pandas_run, spark_run = both(lines, settings, as_of=AS_OF)
     assert len(pandas_run.rules) > 0  # the population's fixed product pairs give rules
     assert pandas_run.rules["consequents"].map(len).max() >= 1
     assert_same_results(pandas_run, spark_run)
-    assert spark_run.recommendations is None  # not made on Spark yet
-    assert "recommendations" in spark_run.diagnostics["skipped"]
+    recommendations = pandas_run.recommendations
+    # top_n each, or every product the customer never bought nor returned (12 products here).
+    products = set(lines.loc[~lines["is_return"], "stock_code"])
+    owned = lines.groupby("customer_id")["stock_code"].agg(set)
+    expected = owned.map(lambda mine: min(10, len(products - mine)))
+    counts = recommendations.groupby("customer_id").size()
+    assert counts.to_dict() == expected[expected > 0].to_dict()
+    reasons = set(recommendations["reason"].str.split(" ").str[0])
+    assert counts.max() == 10 and "often" in reasons and reasons <= {"often", "popular"}
 
 
 def test_calendar_days_at_midnight_and_windows(both, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -124,6 +136,105 @@ def test_calendar_days_at_midnight_and_windows(both, tmp_path: Path) -> None:  #
     assert 3 in set(spark_run.segments["recency_days"])
 
 
+def hand_made_shop() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(lines, assignments, rules) with what the recommendations' inputs must get right: a
+    description tie (alphabetical wins), a product without a description, returns (a product
+    only ever returned is no product; a returned one is never recommended), a non-product code,
+    a basket above max_basket_size, a purchase without a customer, a customer not assigned, and
+    purchases inside and outside the neighbour and trending windows."""
+    rows = []
+    named = {"P1": ["Red mug", "red mug", "Red mug", "red mug"], "P3": ["Tea towel"]}
+    for number, (customer, day, codes) in enumerate([
+        ("A", "2011-11-20", ["P1", "P2"]), ("A", "2011-06-01", ["P3", "P4", "POST"]),
+        ("B", "2011-11-25", ["P1", "P2", "P5"]), ("B", "2011-09-01", ["P1", "P3"]),
+        ("C", "2011-12-02", ["P2", "P5"]), ("C", "2011-11-30", ["P6"]),
+        ("D", "2011-08-15", ["P4", "P6", "P7"]), ("D", "2011-11-29", ["P1", "P7"]),
+        ("E", "2011-12-01", ["P1", "P2", "P3", "P4", "P5", "P6"]),  # above max_basket_size
+        ("E", "2011-10-10", ["P3", "P8"]), ("F", "2011-12-05", ["P8", "P2"]),
+        (None, "2011-11-28", ["P5", "P8"]), ("G", "2011-11-27", ["P6", "P8"]),
+        ("F", "2011-12-06", ["P7"]),
+    ]):
+        for code in codes:
+            rows.append(line(customer, f"{number:03d}", f"{day} 10:00", 5.0, stock_code=code))
+    rows += [line("A", "C900", "2011-12-01 09:00", -5.0, stock_code="P6"),  # A returned P6
+             line("C", "C901", "2011-12-01 09:00", -5.0, stock_code="P9")]  # never bought
+    lines = lines_frame(rows)
+    p1 = np.flatnonzero(lines["stock_code"] == "P1")
+    lines.loc[p1[:4], "description"] = named["P1"]
+    lines.loc[lines["stock_code"] == "P2", "description"] = None
+    lines.loc[lines["invoice"] == "C900", "description"] = "Returned name"
+    assignments = pd.DataFrame({"customer_id": list("ABCDEF"), "cluster": [0, 0, 0, 1, 1, 1]})
+    rules = pd.DataFrame({"cluster": pd.Series([None, 1], dtype=object),
+                          "antecedents": [frozenset({"P1"}), frozenset({"P3", "P8"})],
+                          "consequents": [frozenset({"P5"}), frozenset({"P7"})],
+                          "confidence": [0.6, 0.9], "lift": [1.5, 3.0]})
+    return lines, assignments, rules
+
+
+def test_recommendations_same_on_both_backends(tmp_path: Path, spark: Any) -> None:
+    """engine.recommend.recommend and its Spark form give the same inputs (every matrix and
+    array equal, to the bit) and so the same recommendations, on a hand-made shop."""
+    from dataclasses import fields
+
+    from scipy import sparse
+
+    from engine.baskets import CodedLines
+    from engine.recommend import people_of, recommend, recommend_inputs
+    from engine.settings import RecommendSettings
+    from engine.spark import recommend as spark_recommend
+    from engine.spark.read import read_parquet
+
+    lines, assignments, rules = hand_made_shop()
+    # Every part on (as shipped co-occurrence, customers like you and trending are off).
+    settings = RecommendSettings(top_n=3, max_basket_size=5, max_neighbours=2, neighbours=2,
+                                 neighbour_days=10, trending_days=7, cooccurrence_weight=0.3,
+                                 neighbour_weight=0.5, trending_weight=0.2)
+    as_of, codes = date(2011, 12, 8), ["POST"]
+    history = read_parquet(spark, str(write_parquet(lines, tmp_path / "lines.parquet")))
+    customers = people_of(assignments)["customer_id"].to_numpy(dtype=object)
+    pandas_inputs = recommend_inputs(lines, CodedLines.of(lines, codes), customers, settings,
+                                     as_of)
+    spark_inputs = spark_recommend.recommend_inputs(spark, history, customers, settings=settings,
+                                                    non_product_codes=codes, as_of=as_of)
+    assert spark_inputs is not None
+
+    def assert_same(left: Any, right: Any, name: str) -> None:
+        if sparse.issparse(left):
+            assert sparse.issparse(right) and left.shape == right.shape, name
+            for part in ("indptr", "indices", "data"):
+                np.testing.assert_array_equal(getattr(right, part), getattr(left, part), name)
+        elif isinstance(left, np.ndarray):
+            np.testing.assert_array_equal(right, left, name)
+        else:
+            for field in fields(left):
+                assert_same(getattr(left, field.name), getattr(right, field.name), field.name)
+
+    assert_same(pandas_inputs, spark_inputs, "inputs")
+    described = dict(zip(pandas_inputs.products, pandas_inputs.descriptions, strict=True))
+    assert described["P1"] == "Red mug" and described["P2"] == "P2"
+    assert "P9" not in described and "POST" not in described
+    assert pandas_inputs.neighbours.getnnz(axis=1).max() == 2  # the cut to max_neighbours
+    assert pandas_inputs.time_counts is not None
+    assert pandas_inputs.time_counts.trending.max() == 1.0
+    assert pandas_inputs.ease_training is not None
+    assert 0 < pandas_inputs.ease_training.data.min() < pandas_inputs.ease_training.data.max() <= 1
+
+    pandas_recs = recommend(lines, assignments, rules, settings=settings,
+                            non_product_codes=codes, as_of=as_of)
+    spark_recs = spark_recommend.recommendations(spark, history, assignments, rules,
+                                                 settings=settings, non_product_codes=codes,
+                                                 as_of=as_of)
+    pd.testing.assert_frame_equal(spark_recs, pandas_recs)
+    assert len(pandas_recs) > 0 and pandas_recs["reason"].nunique() > 2
+    assert not ((pandas_recs["customer_id"] == "A") & (pandas_recs["stock_code"] == "P6")).any()
+    shipped = RecommendSettings(top_n=3, max_basket_size=5)  # EASE, rules, popularity
+    pd.testing.assert_frame_equal(
+        spark_recommend.recommendations(spark, history, assignments, rules, settings=shipped,
+                                        non_product_codes=codes, as_of=as_of),
+        recommend(lines, assignments, rules, settings=shipped, non_product_codes=codes,
+                  as_of=as_of))
+
+
 def test_window_without_lines_fails_on_both(tmp_path: Path, spark: Any) -> None:
     from engine.pipeline import RunError
 
@@ -151,7 +262,8 @@ def test_store_over_jdbc_publishes_the_same_run(tmp_path: Path, postgres_url: st
     init_db(engine=db)
     ingest_file(db, settings, write_generic_csv(population(seed=5), tmp_path / "lines.csv"))
     runs = {backend: execute_run(db, settings, backend=backend) for backend in BACKENDS}
-    for read in (result_store.read_segments, result_store.read_rules, result_store.read_profiles):
+    for read in (result_store.read_segments, result_store.read_rules, result_store.read_profiles,
+                 result_store.read_recommendations):
         pandas_rows, spark_rows = (read(engine=db, run_id=runs[name]) for name in BACKENDS)
         assert len(pandas_rows) > 0
         pd.testing.assert_frame_equal(spark_rows, pandas_rows)
