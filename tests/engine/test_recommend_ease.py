@@ -15,7 +15,7 @@ from engine.baskets import empty_rules
 from engine.recommend import recommend
 from engine.recommend_ease import ItemWeights, latest_weights
 from engine.settings import RecommendSettings, SettingsError, load_settings
-from tests.engine.factories import line, lines_frame
+from tests.engine.test_recommend import dated_lines
 
 ONLY_EASE = dict(rule_weight=0.0, cooccurrence_weight=0.0, popularity_weight=0.0,
                  neighbour_weight=0.0, trending_weight=0.0, ease_weight=1.0)
@@ -94,15 +94,6 @@ def test_latest_weights_halve_every_half_life_and_keep_the_latest_purchase() -> 
     # (0, 0): bought 10 and 20 days before: the latest, 0.5; (1, 1) today: 1; (1, 0) unused: 0
     assert found == pytest.approx(np.array([[0.5, 0.0], [0.0, 1.0]]))
 
-
-def dated_lines(purchases: list[tuple[str, str, str, list[str]]]) -> pd.DataFrame:
-    rows = []
-    for customer, invoice, when, codes in purchases:
-        for code in codes:
-            row = line(customer, invoice, when, 2.0, stock_code=code)
-            row["description"] = f"desc {code}"
-            rows.append(row)
-    return lines_frame(rows)
 
 
 # Three customers bought A with OLD long ago, two bought A with NEW last week; t bought only A.
