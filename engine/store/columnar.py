@@ -171,13 +171,12 @@ def _write(table: pa.Table, target: Path) -> None:
 
 def _source_file_lines(engine: Engine, file_id: int) -> pa.Table:
     """One source file's stored lines, ordered by time, as LINE_SCHEMA."""
-    from engine.store.lines_read import read_source_file
+    from engine.store.lines_read import empty_as_null, read_source_file
 
     table = read_source_file(engine, file_id, list(LINE_COLUMNS))
     columns = {"ts": pc.cast(table.column("ts"), pa.timestamp("us"))}  # as lines_read does
     for name in ("invoice", "customer_id", "stock_code"):
-        values = table.column(name)
-        columns[name] = pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values)
+        columns[name] = empty_as_null(table.column(name))
     columns |= {"quantity": table.column("quantity"), "amount": table.column("amount"),
                 "is_return": pc.not_equal(table.column("is_return"), 0)}
     lines = pa.table(columns, schema=LINE_SCHEMA)

@@ -62,22 +62,20 @@ def product_lines(*, engine: Engine, non_product_codes: Sequence[str],
     table = _read_window(engine, since, until,
                          ["customer_id", "stock_code", "quantity", "amount", "is_return"],
                          products, ordered=False)
-    customer = table.column("customer_id")
-    return table.set_column(0, "customer_id", pc.if_else(
-        pc.equal(customer, ""), pa.scalar(None, pa.string()), customer)).set_column(
-        4, "is_return", pc.not_equal(table.column("is_return"), 0))
+    return table.set_column(0, "customer_id", empty_as_null(table.column("customer_id"))) \
+        .set_column(4, "is_return", pc.not_equal(table.column("is_return"), 0))
 
 
 def read_source_file(engine: Engine, file_id: int, columns: list[str]) -> pa.Table:
     """The columns (as _read_window gives them: text '' for null, ts as UTC text) of the lines
     one source file's load stored (engine.store.columnar copies them)."""
-    types = _arrow_types()
-    where = f" WHERE source_file_id = {int(file_id)}"
-    return read_arrow(
-        engine,
-        sqlite_sql=f"SELECT {_select_list('ts', columns)} FROM transaction_line{where}",
-        postgres_sql=f"SELECT {_select_list(_POSTGRES_TS, columns)} FROM transaction_line{where}",
-        types={name: types[name] for name in columns})
+    return _read_window(engine, None, None, columns, f"source_file_id = {int(file_id)}",
+                        ordered=False)
+
+
+def empty_as_null(values: Any) -> Any:
+    """An Arrow text column as read (COALESCE(x, '')) with '' back to null."""
+    return pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values)
 
 
 def read_arrow(engine: Engine, *, sqlite_sql: str, postgres_sql: str,
@@ -212,7 +210,7 @@ def _lines_frame(table: pa.Table, names: list[str]) -> pd.DataFrame:
         if not len(values):  # an empty result has no rows to infer types from
             values = pa.chunked_array([], type=types[name])
         if name in _TEXT:
-            values = pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values)
+            values = empty_as_null(values)
         elif name == "ts":
             values = pc.cast(values, pa.timestamp("us")).cast(pa.timestamp("ns"))
         elif name == "is_return":
