@@ -5,7 +5,8 @@ The same store functions and engine functions the Segments and Products pages ca
 recomputed window (dashboard/frames.py), in their order: the run's rows and the sign-up dates
 (cached by a server, so reported apart), the window customers' history (from the columnar copy
 when it is complete, else from the store; `--store` forces the store), the window's RFM, clusters
-and classes, its segment KPIs, and its product figures. Wall and CPU seconds per step, the rows
+and classes with its customers' KPI figures (one step: engine.window.window_figures), the segment
+KPIs grouped from those figures, and its product figures. Wall and CPU seconds per step, the rows
 read, and the process's peak memory.
 """
 
@@ -41,11 +42,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from engine.dates import window_end
-    from engine.kpis import segment_kpis
+    from engine.kpis import kpis_of_segments
     from engine.settings import load_settings
     from engine.store import columnar, get_engine, invoice_days, results, runs, sales
     from engine.store.customers import load_customers
-    from engine.window import window_segments
+    from engine.window import window_figures
 
     settings = load_settings(args.config)
     engine = get_engine(settings.database_url)
@@ -64,13 +65,14 @@ def main(argv: list[str] | None = None) -> None:
         copy, until=args.until, active_since=args.since) if copy else
         invoice_days.customer_history(engine=engine, until=args.until,
                                       active_since=args.since), figures)
-    rows = timed("window segments", lambda: window_segments(
-        history, signups, run=run, run_rows=run_rows, settings=settings, since=args.since,
-        until=args.until), figures)
     as_of = window_end(args.until)
     assert as_of is not None
-    timed("segment KPIs", lambda: segment_kpis(history, rows, as_of=as_of, since=args.since,
-                                               non_product_codes=codes), figures)
+    window = timed("window segments", lambda: window_figures(
+        history, signups, run=run, run_rows=run_rows, settings=settings, since=args.since,
+        until=args.until, kpis_as_of=as_of), figures)
+    rows, customer_kpis = window.rows, window.kpis
+    assert customer_kpis is not None, "an empty window"
+    timed("segment KPIs", lambda: kpis_of_segments(customer_kpis, rows), figures)
     _, pairs = timed("window products", lambda: sales.window_products(
         engine=engine, non_product_codes=codes, since=args.since, until=args.until,
         copy=copy), figures)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -22,6 +22,9 @@ from engine.store.columnar import ColumnarCopy
 from . import context
 from .components import count
 from .filters import Filters
+
+if TYPE_CHECKING:
+    from engine.window import WindowFigures
 
 
 @dataclass(frozen=True)
@@ -245,18 +248,44 @@ def segment_rows(current: Scope) -> pd.DataFrame:
     """Per-customer rows of the scope: the run's own, or recomputed for the window."""
     if current.run is None:
         return pd.DataFrame(columns=SEGMENT_COLUMNS)
-    run = current.run
     if not current.recomputed:
-        return run_rows(int(run["id"]))
+        return run_rows(int(current.run["id"]))
+    return _window_figures(current).rows
 
-    def compute() -> pd.DataFrame:
-        from engine.window import window_segments
 
-        history = customer_history(current.since, current.until)
-        return window_segments(history, signups(), run=run,
-                               run_rows=run_rows(int(run["id"])), settings=context.settings(),
-                               since=current.since, until=current.until)
-    return context.cached("window-rows", run["id"], current.since, current.until, compute=compute)
+def _window_figures(current: Scope) -> WindowFigures:
+    """A recomputed window's rows and its customers' KPI figures, from one read of the window
+    customers' history: the Products page needs the rows, the Segments page both, so whichever
+    comes first computes both and the other reads them from the cache."""
+    from engine.window import window_figures
+
+    run = current.run
+    assert run is not None and current.recomputed
+
+    def compute() -> WindowFigures:
+        return window_figures(customer_history(current.since, current.until), signups(),
+                              run=run, run_rows=run_rows(int(run["id"])),
+                              settings=context.settings(), since=current.since,
+                              until=current.until, kpis_as_of=_kpis_as_of(current))
+    return context.cached("window", run["id"], current.since, current.until, compute=compute)
+
+
+def start_window(current: Scope) -> None:
+    """Start a recomputed window's rows and KPI figures in the background (_window_figures
+    through context.in_background), for a page that reads other frames of the window before
+    them: the Products page reads its product lines meanwhile."""
+    if current.run is not None and current.recomputed:
+        context.in_background(lambda: _window_figures(current))
+
+
+def _kpis_as_of(current: Scope) -> date:
+    """Where the segment KPIs of a scope stop (exclusive): the window's end, or the run's as_of
+    for the run's own window."""
+    from engine.dates import window_end
+
+    assert current.run is not None
+    end = window_end(current.until) if current.recomputed else None
+    return end or current.run["as_of"]  # type: ignore[no-any-return]
 
 
 def signups() -> pd.DataFrame:
@@ -274,19 +303,8 @@ def customer_history(since: date | None, until: date | None) -> pd.DataFrame:
     up to until's end of the customers with a line in the window, from the invoice_day summary's
     customer rows as lines (engine.store.invoice_days.customer_history; from the columnar copy
     of those rows when it is complete), or every line up to until when the summary was built
-    with other non-product codes than the settings'."""
-    from flask import g
-
-    # The Segments page asks twice in one request (its rows, then its KPIs): read once.
-    read: dict[tuple[date | None, date | None], pd.DataFrame] = g.setdefault(
-        "segmint_customer_history", {})
-    if (since, until) not in read:
-        read.clear()  # one history at a time: it is the request's largest object
-        read[(since, until)] = _read_customer_history(since, until)
-    return read[(since, until)]
-
-
-def _read_customer_history(since: date | None, until: date | None) -> pd.DataFrame:
+    with other non-product codes than the settings'. Read once per computation and not kept:
+    it is a request's largest object."""
     from engine.store import invoice_days
 
     engine = context.engine()
@@ -312,15 +330,18 @@ def segment_kpis(current: Scope, filters: Filters) -> pd.DataFrame:
     run = current.run
 
     def compute() -> pd.DataFrame:
-        from engine.dates import last_day, window_end
-        from engine.kpis import segment_kpis as kpis
+        from engine.dates import last_day
+        from engine.kpis import kpis_of_segments, segment_kpis
 
         rows = filter_rows(segment_rows(current), filters)
-        as_of: date = (window_end(current.until) or run["as_of"] if current.recomputed
-                       else run["as_of"])
+        if current.recomputed:
+            window = _window_figures(current)
+            if window.kpis is not None:
+                return kpis_of_segments(window.kpis, rows)
+        as_of = _kpis_as_of(current)
         lines = customer_history(current.since, last_day(None, as_of))
-        return kpis(lines, rows, as_of=as_of, since=current.since,
-                    non_product_codes=list(context.settings().ingest.non_product_codes))
+        return segment_kpis(lines, rows, as_of=as_of, since=current.since,
+                            non_product_codes=list(context.settings().ingest.non_product_codes))
     return context.cached("segment-kpis", run["id"], current.since, current.until,
                           filters.classes, filters.segments, compute=compute)
 

@@ -25,6 +25,7 @@ have until personas exist).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Final
 
@@ -32,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from engine.columns import KPI_COLUMNS
-from engine.rfm import customer_lines, require_columns
+from engine.rfm import CustomerLines, coded_customer_lines, require_columns
 
 # Scheme name (as exported) -> the segments column it groups by.
 KPI_SCHEMES: Final = {"class": "customer_class", "rfm_segment": "rfm_segment",
@@ -50,72 +51,109 @@ def scheme_columns(segments: pd.DataFrame,
     return chosen
 
 
+@dataclass(frozen=True)
+class CustomerKpis:
+    """What the KPIs of a window need per customer, whatever the segments: ``figures`` (indexed
+    by customer id: net, purchase_value, orders, bought_before, bought_since) and ``gaps``
+    (customer_id, gap_days: days between consecutive purchase days in the window). Made once per
+    window (customer_kpis); the KPIs of any selection of segments are then a grouping of these
+    rows (kpis_of_segments), not a pass over the window's lines."""
+
+    figures: pd.DataFrame
+    gaps: pd.DataFrame
+
+
 def segment_kpis(lines: pd.DataFrame, segments: pd.DataFrame, *, as_of: date,
                  since: date | None = None, non_product_codes: Sequence[str] = (),
                  schemes: Mapping[str, str] | None = None,
                  retention_days: int = RETENTION_DAYS) -> pd.DataFrame:
     """KPI_COLUMNS, one row per scheme and segment (schemes in order, segments by name)."""
+    coded = coded_customer_lines(lines, non_product_codes)
+    return kpis_of_segments(customer_kpis(coded, as_of=as_of, since=since,
+                                          retention_days=retention_days),
+                            segments, schemes=schemes)
+
+
+def customer_kpis(coded: CustomerLines, *, as_of: date, since: date | None = None,
+                  retention_days: int = RETENTION_DAYS) -> CustomerKpis:
+    """The per-customer figures of the window [since, as_of) of coded lines (engine.rfm's
+    coded_customer_lines: customer lines only, customers as integer codes), the history before
+    since counting for retention only."""
+    end = pd.Timestamp(as_of).to_datetime64()
+    retention_start = (pd.Timestamp(as_of) - timedelta(days=retention_days)).to_datetime64()
+    kept = coded.ts < end
+    window = kept if since is None else kept & (coded.ts >= pd.Timestamp(since).to_datetime64())
+    bought = kept & ~coded.is_return
+    purchases = window & ~coded.is_return
+    customer = coded.customer
+    # pandas' grouped sums (compensated), as the RFM table's monetary is summed.
+    net = pd.Series(coded.net[window]).groupby(customer[window]).sum()
+    purchase_value = pd.Series(coded.net[purchases]).groupby(customer[purchases]).sum()
+    # Distinct named purchase invoices per customer.
+    invoice = coded.invoice[purchases]
+    named = invoice >= 0
+    width = int(invoice.max()) + 1 if len(invoice) else 1
+    pairs = pd.unique(customer[purchases][named] * width + invoice[named])
+    orders = pd.Series(np.bincount(pairs // width, minlength=len(coded.ids)))
+    n = len(coded.ids)
+    before = np.bincount(customer[bought & (coded.ts < retention_start)], minlength=n) > 0
+    recent = np.bincount(customer[bought & (coded.ts >= retention_start)], minlength=n) > 0
+    in_window = np.zeros(n, dtype=bool)
+    in_window[net.index.to_numpy(dtype=np.int64)] = True
+    index = np.flatnonzero(in_window | before | recent)  # customer codes, in id order
+    figures = pd.DataFrame({
+        "net": net.reindex(index).fillna(0.0).to_numpy(),
+        "purchase_value": purchase_value.reindex(index).fillna(0.0).to_numpy(),
+        "orders": orders.to_numpy()[index].astype(float),
+        "bought_before": before[index],
+        "bought_since": recent[index],
+    }, index=pd.Index(coded.ids[index], name="customer_id"))
+    return CustomerKpis(figures, _visit_gaps(coded, purchases))
+
+
+def _visit_gaps(coded: CustomerLines, purchases: np.ndarray) -> pd.DataFrame:
+    """customer_id, gap_days: days between consecutive purchase days of each customer (several
+    invoices on one day are one visit)."""
+    days = coded.ts[purchases].astype("datetime64[D]").astype(np.int64)
+    customer = coded.customer[purchases]
+    if not len(days):
+        return pd.DataFrame({"customer_id": pd.Series(dtype=object),
+                             "gap_days": pd.Series(dtype=float)})
+    first = int(days.min())
+    span = int(days.max()) - first + 1
+    visits = np.sort(customer * span + (days - first))  # by customer, then day
+    visits = visits[np.concatenate(([True], visits[1:] != visits[:-1]))]  # one per day
+    who, day = visits // span, visits % span
+    follows = who[1:] == who[:-1]
+    return pd.DataFrame({"customer_id": coded.ids[who[1:][follows]],
+                         "gap_days": np.diff(day)[follows].astype(float)})
+
+
+def kpis_of_segments(kpis: CustomerKpis, segments: pd.DataFrame, *,
+                     schemes: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """segment_kpis' table for the customers of segments (one row per customer with its
+    segment in each scheme's column) from their window's customer_kpis."""
     columns = scheme_columns(segments, schemes)
     require_columns(segments, ["customer_id", *columns.values()], "segments frame")
-    kept = customer_lines(lines, non_product_codes)
-    end = pd.Timestamp(as_of)
-    kept = kept[kept["ts"] < end]
-    # Customer ids as integer codes for the groupings below: a window's million rows hash their
-    # id strings once here, not once in each grouping; back to ids after.
-    codes, ids = pd.factorize(kept["customer_id"])
-    kept = kept.assign(customer_id=codes)
-    in_window = kept if since is None else kept[kept["ts"] >= pd.Timestamp(since)]
-    per_customer = _customer_figures(in_window, kept, end=end,
-                                     retention_start=end - timedelta(days=retention_days))
-    per_customer.index = ids[per_customer.index.to_numpy()]
     members = segments[["customer_id", *sorted(set(columns.values()))]].copy()
     members["customer_id"] = members["customer_id"].astype(str)
-    members = members.merge(per_customer, left_on="customer_id", right_index=True, how="left")
-    gaps = _visit_gaps(in_window)
-    gaps["customer_id"] = ids[gaps["customer_id"].to_numpy()]
+    members = members.merge(kpis.figures, left_on="customer_id", right_index=True, how="left")
     total = float(members["net"].fillna(0.0).sum())
+    # Each gap's member row, found once for every scheme (-1: not a member).
+    gap_rows = pd.Index(members["customer_id"]).get_indexer(kpis.gaps["customer_id"])
+    gaps = kpis.gaps["gap_days"].to_numpy()[gap_rows >= 0]
+    gap_rows = gap_rows[gap_rows >= 0]
     frames = []
     for scheme, column in columns.items():
-        frames.append(_scheme_kpis(scheme, column, members, gaps, total))
+        frames.append(_scheme_kpis(scheme, column, members, (gap_rows, gaps), total))
     if not frames:
         return pd.DataFrame(columns=KPI_COLUMNS)
     return pd.concat(frames, ignore_index=True)[KPI_COLUMNS]
 
 
-def _customer_figures(window: pd.DataFrame, history: pd.DataFrame, *, end: pd.Timestamp,
-                      retention_start: pd.Timestamp) -> pd.DataFrame:
-    """Per customer: net value, purchase value and purchase invoices in the window; whether they
-    bought before retention_start (in the whole history) and in [retention_start, end)."""
-    purchases = window[~window["is_return"].astype(bool)]
-    figures = pd.DataFrame({
-        "net": window.groupby("customer_id")["net"].sum(),
-        "purchase_value": purchases.groupby("customer_id")["net"].sum(),
-        "orders": purchases.groupby("customer_id")["invoice"].nunique(),
-    })
-    bought = history[~history["is_return"].astype(bool)]
-    before = bought.loc[bought["ts"] < retention_start, "customer_id"].unique()
-    since = bought.loc[(bought["ts"] >= retention_start) & (bought["ts"] < end),
-                       "customer_id"].unique()
-    index = figures.index.union(pd.Index(before)).union(pd.Index(since))
-    figures = figures.reindex(index)
-    figures[["net", "purchase_value", "orders"]] = figures[
-        ["net", "purchase_value", "orders"]].fillna(0.0)
-    figures["bought_before"] = figures.index.isin(before)
-    figures["bought_since"] = figures.index.isin(since)
-    return figures
-
-
-def _visit_gaps(window: pd.DataFrame) -> pd.DataFrame:
-    """customer_id, gap_days: days between consecutive purchase days of each customer."""
-    purchases = window[~window["is_return"].astype(bool)]
-    days = (purchases.assign(day=purchases["ts"].dt.normalize())[["customer_id", "day"]]
-            .drop_duplicates().sort_values(["customer_id", "day"]))
-    gap = days.groupby("customer_id")["day"].diff().dt.days
-    return pd.DataFrame({"customer_id": days["customer_id"], "gap_days": gap}).dropna()
-
-
-def _scheme_kpis(scheme: str, column: str, members: pd.DataFrame, gaps: pd.DataFrame,
-                 total: float) -> pd.DataFrame:
+def _scheme_kpis(scheme: str, column: str, members: pd.DataFrame,
+                 gaps: tuple[np.ndarray, np.ndarray], total: float) -> pd.DataFrame:
+    """One scheme's rows; gaps: (member row, gap days) of every visit gap of the members."""
     segment = members[column].astype(object).where(members[column].notna(), "(none)").astype(str)
     grouped = members.assign(segment=segment).groupby("segment", sort=True)
     customers = grouped.size()
@@ -126,9 +164,8 @@ def _scheme_kpis(scheme: str, column: str, members: pd.DataFrame, gaps: pd.DataF
                               kept=members["bought_before"].fillna(False).astype(bool)
                               & members["bought_since"].fillna(False).astype(bool)
                               ).groupby("segment")["kept"].sum()
-    segment_of = pd.Series(segment.to_numpy(), index=members["customer_id"].to_numpy())
-    gap_segments = gaps["customer_id"].map(segment_of)
-    median_gap = gaps["gap_days"].groupby(gap_segments).median()
+    gap_rows, gap_days = gaps
+    median_gap = pd.Series(gap_days).groupby(segment.to_numpy()[gap_rows]).median()
     with np.errstate(divide="ignore", invalid="ignore"):
         out = pd.DataFrame({
             "scheme": scheme,

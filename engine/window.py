@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -21,6 +22,7 @@ import pandas as pd
 from engine.classes import classify
 from engine.clustering import feature_frame, scale_features
 from engine.columns import SEGMENT_COLUMNS
+from engine.kpis import CustomerKpis, customer_kpis
 from engine.pipeline import window_lines
 from engine.rfm import coded_customer_lines, rfm_segments
 from engine.settings import Settings
@@ -54,6 +56,15 @@ def assign_clusters(window_rfm: pd.DataFrame, run_rows: pd.DataFrame,
     return np.array(clusters)[distances.argmin(axis=1)]
 
 
+@dataclass(frozen=True)
+class WindowFigures:
+    """A recomputed window's customer rows and, when asked for, its customers' KPI figures
+    (engine.kpis.customer_kpis; None for an empty window or when not asked)."""
+
+    rows: pd.DataFrame
+    kpis: CustomerKpis | None
+
+
 def window_segments(history: pd.DataFrame, customers: pd.DataFrame | None, *,
                     run: Mapping[str, Any], run_rows: pd.DataFrame, settings: Settings,
                     since: date | None, until: date | None) -> pd.DataFrame:
@@ -63,17 +74,28 @@ def window_segments(history: pd.DataFrame, customers: pd.DataFrame | None, *,
     purchases and earlier spend; later ones are left out). as_of is the day after the window's
     last line, as for `segmint run --since --until`.
     """
+    return window_figures(history, customers, run=run, run_rows=run_rows, settings=settings,
+                          since=since, until=until).rows
+
+
+def window_figures(history: pd.DataFrame, customers: pd.DataFrame | None, *,
+                   run: Mapping[str, Any], run_rows: pd.DataFrame, settings: Settings,
+                   since: date | None, until: date | None,
+                   kpis_as_of: date | None = None) -> WindowFigures:
+    """window_segments' rows and, with kpis_as_of, the customer_kpis of [since, kpis_as_of)
+    from the same coding of the history (the Segments page shows both: one pass over the
+    window customers' history instead of two)."""
     codes = list(settings.ingest.non_product_codes)
     history, window, as_of = window_lines(history, as_of=None, since=since, until=until)
     if as_of is None or not window["customer_id"].notna().any():
-        return pd.DataFrame(columns=SEGMENT_COLUMNS)
-    # The history's customers coded once, for the window's RFM and the classes' growth both.
+        return WindowFigures(pd.DataFrame(columns=SEGMENT_COLUMNS), None)
+    # The history's customers coded once, for the window's RFM, the classes' growth and the KPIs.
     coded = coded_customer_lines(history, codes)
     window_coded = coded if since is None else coded.since(pd.Timestamp(since))
     segments = rfm_segments(window, as_of=as_of, settings=settings.rfm, non_product_codes=codes,
                             coded=window_coded)
     if segments.empty:
-        return pd.DataFrame(columns=SEGMENT_COLUMNS)
+        return WindowFigures(pd.DataFrame(columns=SEGMENT_COLUMNS), None)
     diagnostics = run.get("diagnostics") or {}
     features = diagnostics.get("features") or list(settings.clustering.features)
     segments["cluster"] = assign_clusters(segments, run_rows, diagnostics, features)
@@ -86,4 +108,6 @@ def window_segments(history: pd.DataFrame, customers: pd.DataFrame | None, *,
     segments["customer_class"] = classify(
         segments, history, customers, as_of=as_of, settings=settings.classes,
         tier_names=settings.clustering.tiers, non_product_codes=codes, coded=coded)
-    return segments[SEGMENT_COLUMNS].sort_values("customer_id").reset_index(drop=True)
+    rows = segments[SEGMENT_COLUMNS].sort_values("customer_id").reset_index(drop=True)
+    kpis = None if kpis_as_of is None else customer_kpis(coded, as_of=kpis_as_of, since=since)
+    return WindowFigures(rows, kpis)

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -179,22 +180,40 @@ def customer_history(*, engine: Engine, until: date | None,
                            pc.not_equal(table.column("is_return"), 0), table.column("net"), days)
 
 
+def _sorted_dictionary(values: pa.Array) -> pa.DictionaryArray:
+    """values dictionary-encoded with the distinct values in sorted order."""
+    encoded = pc.dictionary_encode(values)
+    order = pc.array_sort_indices(encoded.dictionary)
+    rank = np.empty(len(order), dtype=np.int32)  # a value's place in the sorted dictionary
+    rank[order.to_numpy()] = np.arange(len(order), dtype=np.int32)
+    return pa.DictionaryArray.from_arrays(pc.take(pa.array(rank), encoded.indices),
+                                          pc.take(encoded.dictionary, order))
+
+
 def as_pseudo_lines(invoice: Any, customer_id: Any, is_return: Any, net: Any,
                     day: Any) -> pd.DataFrame:
     """Customer rows (Arrow columns; is_return bool, day a timestamp at midnight UTC) as the
     lines frame of customer_history. The invoice is an integer code per distinct invoice text
     (what RFM, the classes and the KPIs do with it is tell invoices apart): a window's million
-    rows then hold no invoice strings, and each reader's factorisation of them is cheap."""
+    rows then hold no invoice strings, and each reader's factorisation of them is cheap. The
+    customer id is categorical (its categories the distinct ids, unordered) and the stock code a
+    categorical with no category, null on every row (these rows stand for product lines): the
+    readers' null checks, non-product filters and customer coding then work on integer codes,
+    not on a million Python strings."""
     if isinstance(invoice, pa.ChunkedArray):  # one dictionary for every row
         invoice = invoice.combine_chunks()
+    if isinstance(customer_id, pa.ChunkedArray):
+        customer_id = customer_id.combine_chunks()
     frame = pa.table({
         "invoice": pc.cast(pc.dictionary_encode(invoice).indices, pa.int64()),
         "amount": net,
         "ts": pc.cast(day, pa.timestamp("ns")),
-        "customer_id": customer_id,
+        "customer_id": _sorted_dictionary(customer_id),
         "is_return": is_return,
-    }).to_pandas(deduplicate_objects=True, self_destruct=True, split_blocks=True)
-    frame.insert(1, "stock_code", pd.Series(None, index=frame.index, dtype=object))
+    }).to_pandas(self_destruct=True, split_blocks=True)
+    no_code = pd.Categorical.from_codes(np.full(len(frame), -1, dtype=np.int8),
+                                        categories=pd.Index([], dtype=object))
+    frame.insert(1, "stock_code", no_code)
     frame["ts"] = frame["ts"].astype("datetime64[ns]")
     frame["is_return"] = frame["is_return"].astype(bool)
     return frame[list(PSEUDO_LINE_COLUMNS)]

@@ -43,7 +43,7 @@ def _sorted_lines(table: pa.Table) -> pd.DataFrame:
 def _rows(history: pd.DataFrame) -> pd.DataFrame:
     """A customer history's figures per day, customer and return flag: net value and distinct
     invoices (the invoice codes themselves are per read)."""
-    return (history.groupby(["ts", "customer_id", "is_return"])
+    return (history.groupby(["ts", "customer_id", "is_return"], observed=True)
             .agg(amount=("amount", "sum"), invoices=("invoice", "nunique")).reset_index())
 
 
