@@ -7,8 +7,6 @@ last published run), so a new ingest or run shows up on the next visit.
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -28,7 +26,6 @@ LOCK_SECONDS = 60
 CACHE_KEY = "segmint_cache"
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
 
 
 def settings() -> Settings:
@@ -90,22 +87,3 @@ def cached(name: str, *parts: Any, compute: Callable[[], T]) -> T:
         store.delete(lock)
     return value
 
-
-def in_background(compute: Callable[[], object]) -> None:
-    """Run compute in another thread of this worker and return at once, for a value a later
-    step of the same request needs: the request's other work runs meanwhile (on the other core
-    when it leaves the GIL, as Arrow, numpy and the database do). compute must go through
-    `cached`: the request's own `cached` call for the same value then waits for it instead of
-    computing it again, and computes it itself if the thread failed (logged)."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    data_version()  # both threads key the cache by the same data version
-    carried = dict(vars(g))
-
-    def run() -> None:
-        with app.app_context():
-            vars(g).update(carried)
-            try:
-                compute()
-            except Exception:
-                log.exception("background computation failed; the request computes it itself")
-    threading.Thread(target=run, name="segmint-background", daemon=True).start()

@@ -290,14 +290,6 @@ def _window_figures(current: Scope) -> WindowFigures:
     return context.cached("window", run["id"], current.since, current.until, compute=compute)
 
 
-def start_window(current: Scope) -> None:
-    """Start a recomputed window's rows and KPI figures in the background (_window_figures
-    through context.in_background), for a page that reads other frames of the window before
-    them: the Products page reads its product lines meanwhile."""
-    if current.run is not None and current.recomputed:
-        context.in_background(lambda: _window_figures(current))
-
-
 def _kpis_as_of(current: Scope) -> date:
     """Where the segment KPIs of a scope stop (exclusive): the window's end, or the run's as_of
     for the run's own window."""

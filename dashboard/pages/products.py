@@ -35,7 +35,6 @@ def _page(filters: Filters) -> html.Div:
     since, until = (filters.since, filters.until) if scope.run is None else (scope.since,
                                                                                scope.until)
     selecting = scope.run is not None and bool(filters.classes or filters.segments)
-    frames.start_window(scope)  # its classes, computed while the product lines are read
     products = frames.selected_products(scope, filters) if selecting else frames.products(
         since, until)
     note = scope.describe() + _selection_text(scope, filters, selecting)
