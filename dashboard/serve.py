@@ -63,6 +63,7 @@ class DashboardServer(BaseApplication):  # type: ignore[misc]
     def load(self) -> Any:
         from dashboard.app import create_server
 
+        bound_memory()
         return create_server(self.settings, secret_key=self.secret_key)
 
     def when_ready(self, arbiter: Any) -> None:
@@ -71,6 +72,28 @@ class DashboardServer(BaseApplication):  # type: ignore[misc]
 
     def on_exit(self, _arbiter: Any) -> None:
         stop_warm_up(self.warm_up_pid)
+
+
+MALLOC_ARENAS = 2
+M_ARENA_MAX = -8  # glibc's mallopt parameter
+
+
+def bound_memory() -> None:
+    """Each worker (before its app is built): glibc's malloc keeps at most MALLOC_ARENAS
+    arenas, and Arrow allocates from that malloc instead of its own mimalloc pool.
+
+    A worker's 4 threads each got an arena of their own (glibc's default is 8 per core), and
+    mimalloc kept the pages of a window's Arrow tables after they were freed, so a worker's
+    resident memory grew with every thread that once held a window's frames: 1,403 MiB with
+    10 clients at 10 M lines, 970 MiB with this (docs/benchmarks.md). Not glibc (musl): the
+    arena limit is skipped."""
+    import ctypes
+
+    import pyarrow as pa
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, MALLOC_ARENAS)
+    pa.set_memory_pool(pa.system_memory_pool())
 
 
 def session_key(settings: Settings) -> str:
