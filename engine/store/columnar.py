@@ -40,6 +40,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -219,12 +220,18 @@ def customer_history(copy: ColumnarCopy, *, until: date | None,
     end = window_end(until)
     condition = ds.field("day") < _moment(end) if end is not None else None
     table = days.to_table(filter=condition)
+    # Customers as dictionary codes once: the window's customers are picked on the codes, and
+    # as_pseudo_lines keeps them (no second hashing of a million id strings).
+    customer = pc.dictionary_encode(table.column("customer_id").combine_chunks())
     if active_since is not None:
-        recent = table.filter(pc.greater_equal(table.column("day"), _moment(active_since)))
-        active = pc.unique(recent.column("customer_id"))
-        table = table.filter(pc.is_in(table.column("customer_id"), value_set=active))
-    return as_pseudo_lines(table.column("invoice"), table.column("customer_id"),
-                           table.column("is_return"), table.column("net"), table.column("day"))
+        codes = customer.indices.to_numpy()
+        recent = (table.column("day").to_numpy() >= _moment(active_since).as_py())
+        active = np.zeros(len(customer.dictionary), dtype=bool)
+        active[codes[recent]] = True
+        keep = pa.array(active[codes])
+        table, customer = table.filter(keep), customer.filter(keep)
+    return as_pseudo_lines(table.column("invoice"), customer, table.column("is_return"),
+                           table.column("net"), table.column("day"))
 
 
 def product_lines(copy: ColumnarCopy, *, non_product_codes: Sequence[str],

@@ -181,13 +181,18 @@ def customer_history(*, engine: Engine, until: date | None,
 
 
 def _sorted_dictionary(values: pa.Array) -> pa.DictionaryArray:
-    """values dictionary-encoded with the distinct values in sorted order."""
-    encoded = pc.dictionary_encode(values)
-    order = pc.array_sort_indices(encoded.dictionary)
-    rank = np.empty(len(order), dtype=np.int32)  # a value's place in the sorted dictionary
-    rank[order.to_numpy()] = np.arange(len(order), dtype=np.int32)
-    return pa.DictionaryArray.from_arrays(pc.take(pa.array(rank), encoded.indices),
-                                          pc.take(encoded.dictionary, order))
+    """values (text, or already dictionary-encoded; never null) as a dictionary array whose
+    dictionary is the distinct values the rows use, sorted."""
+    encoded = pc.dictionary_encode(values)  # a dictionary array stays as it is
+    indices = encoded.indices.to_numpy()
+    used = np.zeros(len(encoded.dictionary), dtype=bool)
+    used[indices] = True
+    kept = np.flatnonzero(used)
+    distinct = encoded.dictionary.take(pa.array(kept))
+    order = pc.array_sort_indices(distinct).to_numpy()
+    position = np.full(len(used), -1, dtype=np.int32)  # a value's place among the sorted
+    position[kept[order]] = np.arange(len(order), dtype=np.int32)
+    return pa.DictionaryArray.from_arrays(pa.array(position[indices]), distinct.take(order))
 
 
 def as_pseudo_lines(invoice: Any, customer_id: Any, is_return: Any, net: Any,
