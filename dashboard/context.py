@@ -86,4 +86,3 @@ def cached(name: str, *parts: Any, compute: Callable[[], T]) -> T:
     finally:
         store.delete(lock)
     return value
-
