@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from engine.rfm import codes_of
+from engine.rfm import codes_of, text_codes
 
 if TYPE_CHECKING:
     from engine.baskets import CodedLines
@@ -142,7 +142,8 @@ def sales_figures(window: pd.DataFrame, history: pd.DataFrame, *,
         "active_customers": distinct_per_group(month, buyer, n_months),
         "new_customers": new.reindex(months, fill_value=0).to_numpy(dtype=np.int64),
     })
-    products = (_product_figures(window, buyer, non_product_codes) if has_products else None)
+    products = (_product_figures(window, buyer, non_product_codes, coded) if has_products
+                else None)
     return SalesFigures(totals=totals, months=frame, products=products,
                         non_product_codes=tuple(sorted(non_product_codes)))
 
@@ -165,27 +166,29 @@ def _first_purchase_months(history: pd.DataFrame | None, window: pd.DataFrame,
     return first[first != np.iinfo(np.int64).max]
 
 
-def _product_codes(window: pd.DataFrame,
-                   non_product_codes: Sequence[str]) -> tuple[np.ndarray, pd.Index, np.ndarray]:
-    """(code per line, -1 for no stock code or a non-product code; the stock codes; which of
-    them are products)."""
-    raw, uniques = pd.factorize(window["stock_code"])
-    names = pd.Index(uniques).astype(str)
-    kept = np.asarray(~names.isin(list(non_product_codes)), dtype=bool)
-    product = np.append(np.where(kept, np.arange(len(names)), -1), -1)[raw]
-    return product, names, kept
+def _product_codes(window: pd.DataFrame, non_product_codes: Sequence[str],
+                   coded: CodedLines | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(code per line, -1 for no stock code or a non-product code; the stock codes as sorted
+    text; which of them are products)."""
+    if coded is not None:
+        stock, names = coded.stock, coded.stock_codes
+    else:
+        stock, names = text_codes(*pd.factorize(window["stock_code"]))
+    kept = np.asarray(~pd.Index(names).isin(list(non_product_codes)), dtype=bool)
+    product = np.where(np.append(kept, False)[stock], stock, -1).astype(np.int64)
+    return product, np.asarray(names, dtype=object), kept
 
 
-def _product_figures(window: pd.DataFrame, buyer: np.ndarray,
-                     non_product_codes: Sequence[str]) -> pd.DataFrame:
-    product, names, kept = _product_codes(window, non_product_codes)
+def _product_figures(window: pd.DataFrame, buyer: np.ndarray, non_product_codes: Sequence[str],
+                     coded: CodedLines | None) -> pd.DataFrame:
+    product, names, kept = _product_codes(window, non_product_codes, coded)
     lines = product >= 0
     n = len(names)
     quantity = (np.bincount(product[lines], weights=window["quantity"].to_numpy(
         dtype=float)[lines], minlength=n) if "quantity" in window.columns
         else np.full(n, np.nan))
     figures = pd.DataFrame({
-        "stock_code": names.to_numpy(dtype=object),
+        "stock_code": names,
         "revenue": np.bincount(product[lines], weights=window["amount"].to_numpy(
             dtype=float)[lines], minlength=n),
         "quantity": quantity,
@@ -201,7 +204,7 @@ def group_products(window: pd.DataFrame, assignments: pd.DataFrame, *,
     """Per grouping (customer_class, cluster), group and product: the revenue of the lines of
     the assignments' customers (customer_id, customer_class, cluster) and how many of them have
     a purchase line of it; the dashboard's top products per class and per cluster."""
-    product, names, _ = _product_codes(window, non_product_codes)
+    product, names, _ = _product_codes(window, non_product_codes, coded)
     customer, customers = ((coded.customer, coded.customers) if coded is not None
                            else codes_of(window["customer_id"]))
     row_of = pd.Index(assignments["customer_id"].astype(str)).get_indexer(
@@ -223,7 +226,7 @@ def group_products(window: pd.DataFrame, assignments: pd.DataFrame, *,
         frames.append(pd.DataFrame({
             "grouping": grouping,
             "group": np.asarray(groups, dtype=object)[group],
-            "stock_code": names.to_numpy(dtype=object)[stock],
+            "stock_code": names[stock],
             "revenue": np.bincount(key, weights=revenue, minlength=len(keys)),
             "customers": np.bincount(key, weights=bought, minlength=len(keys)).astype(np.int64),
         }))
