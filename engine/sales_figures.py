@@ -90,12 +90,26 @@ def distinct_inverse(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ordered[first], inverse
 
 
+# Distinct counts over at most this many possible keys use a bitmap (one byte per key), which
+# costs one pass; larger key spaces are sorted.
+BITMAP_KEYS = 1 << 26
+
+
 def distinct_per_group(group: np.ndarray, member: np.ndarray, n_groups: int) -> np.ndarray:
     """How many distinct members each group 0..n_groups-1 has (rows with member -1 left out)."""
     known = member >= 0
     width = int(member.max()) + 1 if known.any() else 1
-    pairs = distinct_keys(group[known] * width + member[known])
-    return np.bincount(pairs // width, minlength=n_groups).astype(np.int64)
+    keys = group[known].astype(np.int64) * width + member[known]
+    if n_groups * width <= BITMAP_KEYS:
+        seen = np.zeros(n_groups * width, dtype=bool)
+        seen[keys] = True
+        return seen.reshape(n_groups, width).sum(axis=1).astype(np.int64)
+    return np.bincount(distinct_keys(keys) // width, minlength=n_groups).astype(np.int64)
+
+
+def distinct_count(values: np.ndarray) -> int:
+    """How many distinct values an integer array holds, -1 left out."""
+    return int(distinct_per_group(np.zeros(len(values), dtype=np.int64), values, 1)[0])
 
 
 def month_codes(ts: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -128,8 +142,8 @@ def sales_figures(window: pd.DataFrame, history: pd.DataFrame, *,
     buyer = np.where(buy, customer, -1)
     totals = {
         "revenue": float(amount.sum()),
-        "orders": len(distinct_keys(bought_invoice[bought_invoice >= 0])),
-        "customers": len(distinct_keys(buyer[buyer >= 0])),
+        "orders": distinct_count(bought_invoice),
+        "customers": distinct_count(buyer),
         "lines": len(window),
     }
     firsts = _first_purchase_months(history if history is not window else None, window,
