@@ -54,7 +54,7 @@ def write_sample(source: Path, lines: int, target: Path) -> int:
     quantity = table["quantity"]
     lines_table = pa.table({
         "invoice": table["invoice"], "stock_code": table["stock_code"],
-        "description": table["description"],
+        "description": table["description"], "quantity": quantity,
         "amount": pc.multiply(quantity, table["unit_price"]),
         "ts": table["timestamp"], "customer_id": table["customer_id"],
         "is_return": pc.or_(pc.starts_with(table["invoice"], "C"), pc.less(quantity, 0)),

@@ -15,7 +15,9 @@ import pandas as pd
 
 from engine.columns import SEGMENT_COLUMNS, split_items
 from engine.dates import last_day
+from engine.sales_figures import SalesFigures
 from engine.store import columnar, results
+from engine.store import jobs as jobs_store
 from engine.store import runs as run_store
 from engine.store import sales as sales_store
 from engine.store.columnar import ColumnarCopy
@@ -113,8 +115,41 @@ def new_customers() -> pd.DataFrame:
         engine=context.engine()))
 
 
+def run_sales(since: date | None, until: date | None, *,
+              monthly: bool = False) -> SalesFigures | None:
+    """The published run's own sales figures (engine.sales_figures, made by the backend that
+    held its lines) when they are exactly what the store gives for [since, until]: no line
+    loaded since the run read them, the same days of data, the same non-product codes. The
+    monthly figures also need the run's window to reach the last line: a month's new customers
+    count first purchases up to its end. None: compute them from the store."""
+    run, span = published_run(), data_span()
+    stored = (run.get("diagnostics") or {}).get("sales") if run else None
+    if run is None or span is None or not stored:
+        return None
+    first, last = span
+
+    def clipped(start: date | None, end: date | None) -> tuple[date, date]:
+        return max(start or first, first), min(end or last, last)
+    held = clipped(*run_window(run))
+    codes = sorted(context.settings().ingest.non_product_codes)
+    if (clipped(since, until) != held or (monthly and held[1] != last)
+            or stored.get("non_product_codes") != codes):
+        return None
+    seen = context.cached("lines-seen", compute=lambda: jobs_store.lines_seen(
+        engine=context.engine()))
+    if (run.get("params") or {}).get("lines_seen") != seen:
+        return None
+    run_id = int(run["id"])
+    figures: SalesFigures | None = context.cached("run-sales", run_id, compute=lambda: (
+        results.read_sales(engine=context.engine(), run_id=run_id)))
+    return figures
+
+
 def sales(since: date | None, until: date | None) -> tuple[dict[str, float], pd.DataFrame]:
     def compute() -> tuple[dict[str, float], pd.DataFrame]:
+        figures = run_sales(since, until, monthly=True)
+        if figures is not None:
+            return figures.kpis(), figures.months.copy()
         engine = context.engine()
         return (sales_store.kpis(engine=engine, since=since, until=until),
                 sales_store.monthly_trends(engine=engine, since=since, until=until,
@@ -145,7 +180,12 @@ def columnar_copy() -> ColumnarCopy | None:
 
 
 def products(since: date | None, until: date | None) -> pd.DataFrame:
-    """Per product of the window: description, net revenue, net quantity, buying customers."""
+    """Per product of the window: description, net revenue, net quantity, buying customers
+    (the published run's figures when they are the window's: run_sales)."""
+    figures = run_sales(since, until)
+    if figures is not None and figures.products is not None:
+        made = figures.products
+        return context.cached("run-products", since, until, compute=lambda: _described(made))
     return _window_products(since, until)[0]
 
 
@@ -221,6 +261,11 @@ def products_by_group(current: Scope, filters: Filters, by: str, limit: int = 5)
     codes = tuple(context.settings().ingest.non_product_codes)
 
     def compute() -> dict[str, pd.DataFrame]:
+        figures = (None if current.recomputed or filters.classes or filters.segments
+                   else run_sales(current.since, current.until))
+        if figures is not None and figures.groups is not None:
+            return {name: _described(_top(_run_groups(figures.groups, name), limit))
+                    for name in PRODUCT_GROUPINGS}
         lines = _selected_lines(current, filters)
         return {name: _described(top_products(lines, name, limit)) for name in PRODUCT_GROUPINGS}
     both = context.cached("products-by", current.run_id, current.since, current.until,
@@ -234,11 +279,24 @@ def top_products(lines: pd.DataFrame, by: str, limit: int) -> pd.DataFrame:
     revenue, customers with a purchase). lines: customer_products' rows (customer_id,
     stock_code, revenue, purchases) with the customer's group in column `by`. Pure pandas, not
     the store's SQL: a recomputed window's groups exist only here, never in the database."""
-    frame = _summed_by(lines, [by, "stock_code"], revenue=("revenue", "sum")).rename(
-        columns={by: "group"})
+    return _top(_summed_by(lines, [by, "stock_code"], revenue=("revenue", "sum")).rename(
+        columns={by: "group"}), limit)
+
+
+def _top(frame: pd.DataFrame, limit: int) -> pd.DataFrame:
+    """The `limit` rows of each group with the most revenue (ties by stock code)."""
     frame = frame.sort_values(["group", "revenue", "stock_code"], ascending=[True, False, True])
     top = frame.groupby("group", sort=True).head(limit).reset_index(drop=True)
     return top.astype({"revenue": float, "customers": int})
+
+
+def _run_groups(groups: pd.DataFrame, by: str) -> pd.DataFrame:
+    """A run's per-group product figures of one grouping (group, stock_code, revenue,
+    customers); cluster numbers back from text."""
+    frame = groups.loc[groups["grouping"] == by, ["group", "stock_code", "revenue", "customers"]]
+    if by == "cluster":
+        frame = frame.astype({"group": np.int64})
+    return frame.reset_index(drop=True)
 
 
 def selected_products(current: Scope, filters: Filters) -> pd.DataFrame:

@@ -1,10 +1,11 @@
 """The seam between a run and the backend that does its work that grows with the lines.
 
 A run (engine.pipeline.segment_lines) asks a `LineWork` for the per-customer and per-product
-tables it needs: the RFM figures, the growth windows of the classes, the purchase days of the
-CLV models, the basket rules of each cluster, the recommendations. Everything else (scores,
-segment names, k selection, clustering, tiers, classes, profiles, the CLV fit) runs on those
-tables with the same code whichever backend made them.
+tables it needs: the RFM figures, the sales figures (KPIs, months, products, products per
+class and cluster), the growth windows of the classes, the purchase days of the CLV models, the
+basket rules of each cluster, the recommendations. Everything else (scores, segment names,
+k selection, clustering, tiers, classes, profiles, the CLV fit) runs on those tables with the
+same code whichever backend made them.
 
 `PandasLines` is the one-machine backend: the lines as a pandas frame, exactly the engine's
 functions as they always ran. The Spark backend (engine/spark/lines.py, `SparkLines`) computes
@@ -22,6 +23,7 @@ import pandas as pd
 
 from engine.classes import growth_frame
 from engine.rfm import CustomerLines, coded_customer_lines, rfm_table
+from engine.sales_figures import SalesFigures, group_products, sales_figures
 from engine.settings import BasketSettings, ClvSettings, RecommendSettings
 
 if TYPE_CHECKING:
@@ -45,8 +47,15 @@ class LineWork(Protocol):
     def rfm_table(self) -> pd.DataFrame:
         """engine.rfm.rfm_table of the window."""
 
+    def sales_figures(self) -> SalesFigures:
+        """engine.sales_figures.sales_figures of the window (and the history's first
+        purchases)."""
+
     def growth(self, growth_days: int) -> pd.DataFrame:
         """engine.classes.growth_frame of the history."""
+
+    def group_products(self, assignments: pd.DataFrame) -> pd.DataFrame:
+        """engine.sales_figures.group_products of the window for the run's customers."""
 
     def clv(self, settings: ClvSettings, groups: pd.DataFrame) -> ClvResult:
         """engine.clv.customer_value of the history."""
@@ -98,6 +107,14 @@ class PandasLines:
                                                     self._line_codes)
         return rfm_table(self.window, as_of=self.as_of, non_product_codes=self.non_product_codes,
                          coded=self._customer_lines)
+
+    def sales_figures(self) -> SalesFigures:
+        return sales_figures(self.window, self.history, non_product_codes=self.non_product_codes,
+                             has_products=self.has_products, coded=self._line_codes)
+
+    def group_products(self, assignments: pd.DataFrame) -> pd.DataFrame:
+        return group_products(self.window, assignments, non_product_codes=self.non_product_codes,
+                              coded=self._line_codes)
 
     def growth(self, growth_days: int) -> pd.DataFrame:
         return growth_frame(self.history, as_of=self.as_of, growth_days=growth_days,

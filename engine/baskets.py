@@ -75,7 +75,8 @@ class CodedLines:
     and recommendations); `product` is -1 on a line whose stock code is not one of them (missing,
     non-product, or only ever returned). `customer` indexes the sorted `customers`, -1 if missing.
     `non_product` marks the lines whose stock code is one of the non-product codes; `invoice` is
-    a code per line (-1 if missing) that only tells invoices apart.
+    a code per line (-1 if missing) that only tells invoices apart. `stock` indexes the sorted
+    `stock_codes`, every stock code of the lines (-1 if missing; int32): the sales figures'.
     """
 
     purchase: np.ndarray
@@ -85,6 +86,8 @@ class CodedLines:
     products: np.ndarray
     customers: np.ndarray
     non_product: np.ndarray
+    stock: np.ndarray
+    stock_codes: np.ndarray
 
     @classmethod
     def of(cls, lines: pd.DataFrame, non_product_codes: Sequence[str]) -> CodedLines:
@@ -104,7 +107,7 @@ class CodedLines:
         customer, customers = codes_of(lines["customer_id"])
         return cls(purchase=purchase, invoice=invoice.astype(np.int64), product=product_of[stock],
                    customer=customer, products=stock_names[bought], customers=customers,
-                   non_product=non_product)
+                   non_product=non_product, stock=stock.astype(np.int32), stock_codes=stock_names)
 
 
 def distinct_sorted(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -175,6 +175,46 @@ class ClusterProfile(SQLModel, table=True):
     m_level: str = Field(default="", max_length=8, sa_column_kwargs={"server_default": ""})
 
 
+class RunMonth(SQLModel, table=True):
+    """A run's figures of one month of its window (engine.sales_figures; month YYYY-MM)."""
+
+    __tablename__ = "run_month"
+
+    run_id: int = Field(foreign_key="segmentation_run.id", primary_key=True)
+    month: str = Field(primary_key=True, max_length=7)
+    revenue: float
+    orders: int
+    active_customers: int
+    new_customers: int
+
+
+class RunProduct(SQLModel, table=True):
+    """A run's figures of one product over its window (engine.sales_figures); quantity is NULL
+    when the lines carried none."""
+
+    __tablename__ = "run_product"
+
+    run_id: int = Field(foreign_key="segmentation_run.id", primary_key=True)
+    stock_code: str = Field(primary_key=True, max_length=64)
+    revenue: float
+    quantity: float | None = None
+    customers: int
+
+
+class RunGroupProduct(SQLModel, table=True):
+    """A run's figures of one product within one customer class or one cluster (grouping
+    'customer_class' or 'cluster'; group: the class name or the cluster number as text)."""
+
+    __tablename__ = "run_group_product"
+
+    run_id: int = Field(foreign_key="segmentation_run.id", primary_key=True)
+    grouping: str = Field(primary_key=True, max_length=16)
+    group: str = Field(primary_key=True, max_length=64)
+    stock_code: str = Field(primary_key=True, max_length=64)
+    revenue: float
+    customers: int
+
+
 class AssociationRule(SQLModel, table=True):
     """cluster is NULL for the rules mined over all customers."""
 

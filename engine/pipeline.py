@@ -19,7 +19,7 @@ import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -33,6 +33,7 @@ from engine.dates import last_day, window_end
 from engine.errors import SegmintError, one_line
 from engine.profiles import cluster_profiles
 from engine.rfm import REQUIRED_LINE_COLUMNS, require_columns, scored_segments
+from engine.sales_figures import SalesFigures
 from engine.settings import Settings
 
 if TYPE_CHECKING:
@@ -40,9 +41,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# The line columns `segment` reads (RFM, classes, baskets, recommendations); a run loads only
-# these (quantity, unit_price and country are the dashboard's).
-RUN_LINE_COLUMNS = (*REQUIRED_LINE_COLUMNS, "description")
+# The line columns `segment` reads (RFM, classes, baskets, recommendations, the sales figures);
+# a run loads only these (unit_price and country are the dashboard's).
+RUN_LINE_COLUMNS = (*REQUIRED_LINE_COLUMNS, "description", "quantity")
 
 SEGMENT_RESULT_COLUMNS = [
     "customer_id", "recency_days", "frequency", "monetary", "r_score", "f_score", "m_score",
@@ -70,6 +71,7 @@ class RunResult:
     recommendations: pd.DataFrame | None
     diagnostics: dict[str, Any] = field(default_factory=dict)
     clv: ClvResult | None = None  # None when [clv] enabled = false
+    sales: SalesFigures | None = None  # the window's KPIs, monthly and product figures
 
     @property
     def n_customers(self) -> int:
@@ -129,7 +131,8 @@ def segment(lines: pd.DataFrame, customers: pd.DataFrame | None, settings: Setti
             as_of: date | None = None, since: date | None = None, until: date | None = None,
             k: int | Literal["auto"] | None = None, seed: int | None = None,
             progress: bool = False) -> RunResult:
-    """RFM, scores, named segments, clusters, tiers, classes, profiles, rules, recommendations."""
+    """RFM, scores, named segments, clusters, tiers, classes, profiles, rules, recommendations,
+    the sales figures."""
     work = pandas_lines(lines, settings, as_of=as_of, since=since, until=until)
     return segment_lines(work, customers, settings, since=since, until=until, k=k, seed=seed,
                          progress=progress)
@@ -163,6 +166,8 @@ def segment_lines(work: LineWork, customers: pd.DataFrame | None, settings: Sett
         raise RunError("no customer with a purchase in the window")
     log.log(stages.level, "%d lines in the window, %d customers with a purchase, as_of %s",
             work.n_lines, len(segments), as_of)
+    with stages.stage("sales"):
+        sales = work.sales_figures()
 
     with stages.stage("clustering"):
         clustering = cluster_customers(segments, settings.clustering, k=k, seed=seed)
@@ -188,6 +193,8 @@ def segment_lines(work: LineWork, customers: pd.DataFrame | None, settings: Sett
     rules = recommendations = None
     assignments = segments[["customer_id", "cluster", "value_tier", "customer_class"]]
     if work.has_products:
+        with stages.stage("sales by group"):
+            sales = replace(sales, groups=work.group_products(assignments))
         with stages.stage("baskets"):
             rules = work.rules(assignments, settings.baskets)
         with stages.stage("recommendations"):
@@ -213,6 +220,7 @@ def segment_lines(work: LineWork, customers: pd.DataFrame | None, settings: Sett
         k_mode=str(clustering.diagnostics["k_mode"]), seed=seed, n_lines=work.n_lines,
         segments=segments[SEGMENT_RESULT_COLUMNS].reset_index(drop=True), profiles=profiles,
         rules=rules, recommendations=recommendations, diagnostics=diagnostics, clv=clv,
+        sales=sales,
     )
 
 

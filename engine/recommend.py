@@ -1,12 +1,12 @@
 """Top-N product recommendations per customer, with a short human reason each.
 
-score = ease_weight x EASE + rule_weight x rules + cooccurrence_weight x co-occurrence
-        + neighbour_weight x customers like you + trending_weight x trending
-        + popularity_weight x popularity,
+score = (ease_weight x EASE + rule_weight x rules + cooccurrence_weight x co-occurrence
+         + neighbour_weight x customers like you + trending_weight x trending
+         + popularity_weight x popularity) x (1 + trending_boost x trending),
 each part in [0, 1] (weights chosen with `segmint evaluate` on a validation cutoff, 2011-08-01,
 never the reported ones; docs/recommendations.md has the table and each part's gain; as shipped
-only EASE, rules and popularity are on: the other three gained nothing beside EASE there, and a
-part whose weight is 0 is not computed):
+only EASE, rules and popularity are on, with the trending boost below: the other three gained
+nothing beside EASE there, and a part whose weight is 0 is not computed):
 - EASE: item-item weights learnt in closed form from recency-weighted purchases, summed over
   the customer's products, divided by the customer's largest (engine/recommend_ease.py); its
   reason is "often bought with X", X the customer's product with the largest weight;
@@ -28,6 +28,9 @@ part whose weight is 0 is not computed):
 - popularity: share of the customer's cluster that bought the product, divided by the top share
   (plus a trace of overall popularity, which only orders what the cluster never bought), for the
   cluster's most popular products (enough that every member has top_n of them unbought).
+The sum is then multiplied, per product, by 1 + trending_boost x trending: what goes with the
+customer's products and is rising now (the seasonal ramp) comes first. The boost orders, it
+does not add candidates: a product none of the parts scores stays at 0.
 The two time-based parts need the lines' `ts` and an as_of (default: the day after the last line);
 without a `ts` column they score 0.
 Products the customer ever bought (or returned) in the lines given are never recommended. Ties
@@ -310,6 +313,12 @@ class RecommendInputs:
     ease_training: sparse.csr_matrix | None = None
 
 
+def uses_time_counts(settings: RecommendSettings) -> bool:
+    """Whether the ranking reads TimeCounts (customers like you, trending, the trending boost)."""
+    return (settings.neighbour_weight > 0 or settings.trending_weight > 0
+            or settings.trending_boost > 0)
+
+
 def people_of(assignments: pd.DataFrame) -> pd.DataFrame:
     """The assignments, one row per customer (customer_id as text), ordered by customer id."""
     people = assignments.assign(customer_id=assignments["customer_id"].astype(str))
@@ -327,7 +336,7 @@ def recommend_inputs(lines: pd.DataFrame, coded: CodedLines, customers: np.ndarr
     neighbours = (cooccurrence(coded, settings) if settings.cooccurrence_weight > 0
                   else sparse.csr_matrix((len(codes), len(codes))))
     timed = (TimeCounts.of(lines, coded, row_of, shape, as_of, settings)
-             if settings.neighbour_weight > 0 or settings.trending_weight > 0 else None)
+             if uses_time_counts(settings) else None)
     training = (ease_training(lines, coded, row_of, shape, as_of, settings)
                 if settings.ease_weight > 0 else None)
     descriptions = product_descriptions(lines, coded)
@@ -371,6 +380,7 @@ def rank_recommendations(inputs: RecommendInputs, people: pd.DataFrame, rules: p
     similar = SimilarLists.of(neighbours)
     timed = (TimeSignals.of(inputs.time_counts, settings) if inputs.time_counts is not None
              else TimeSignals.none(len(customers), len(codes)))
+    boost = 1.0 + settings.trending_boost * timed.trending
     ease = (ItemWeights.of(bought, settings.ease_items, settings.ease_lambda,
                            inputs.ease_training)
             if settings.ease_weight > 0 else ItemWeights.none(len(codes)))
@@ -400,7 +410,7 @@ def rank_recommendations(inputs: RecommendInputs, people: pd.DataFrame, rules: p
             block = members[start:stop]
             row, col, score, rule, trigger, named = recommend_block(
                 block, bought, ever, neighbours, similar, popularity, rule_set, settings, timed,
-                ease, ease_kept)
+                ease, ease_kept, boost)
             reasons = group_text[group_of[block[row]]]
             reasons[named == LIKE_YOU_PART] = LIKE_YOU
             reasons[named == TRENDING_PART] = TRENDING
@@ -444,14 +454,16 @@ def recommend_block(
     block: np.ndarray, bought: sparse.csr_matrix, ever: sparse.csr_matrix,
     neighbours: sparse.csr_matrix, similar: SimilarLists, popularity: np.ndarray,
     rule_set: RuleSet, settings: RecommendSettings, timed: TimeSignals, ease: ItemWeights,
-    ease_kept: sparse.csr_matrix,
+    ease_kept: sparse.csr_matrix, boost: np.ndarray,
 ) -> tuple[np.ndarray, ...]:
     """Top-N of a block of one cluster's customers: (block row, product, score, the rule
     position when a rule is the reason else -1, the bought product when co-occurrence is the
     reason else -1, the part that gave most of the score: *_PART).
 
     Dense block arrays: co-occurrence, customers like you, the total and the selection's copy;
-    the rule part is added only where a rule fires."""
+    the rule part is added only where a rule fires. ``boost``: per product, what the summed
+    score is multiplied by (1 + trending_boost x trending); the reason is the largest part
+    before it (the same factor for every part of a product)."""
     mine = bought[block]
     cooc = row_normalised((mine @ neighbours).toarray())
     rule_row, rule_col, rule_score, rule_pos = rule_set.best(mine)
@@ -469,6 +481,7 @@ def recommend_block(
     learned = ease.scores(mine_kept)  # rows x kept items (none when ease_weight is 0)
     if learned.shape[1]:
         total[:, ease.items] += ease_w * learned
+    total *= boost[None, :]
     owned = ever[block].tocoo()
     total[owned.row, owned.col] = 0.0
     row, col, score = top_in_block(total, settings.top_n)

@@ -106,7 +106,12 @@ class TimeSignals:
 
     @classmethod
     def of(cls, counted: TimeCounts, settings: RecommendSettings) -> TimeSignals:
+        """From the counts; the customers-like-you tables only when that part is on."""
         counts, recent_all = counted.counts, counted.recent
+        if settings.neighbour_weight <= 0:
+            unused = cls.none(*counts.shape)
+            return cls(unused.customers, unused.recent_rows, unused.recent_columns,
+                       unused.recent, counted.trending)
         recent_rows = pool(np.diff(recent_all.indptr), settings.neighbour_pool)
         weighted = bm25_rows(counts).astype(np.float32)  # float32: half the memory traffic
         columns = weighted[recent_rows].T.tocsr()

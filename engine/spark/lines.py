@@ -23,8 +23,9 @@ from sqlalchemy import Engine
 
 from engine.dates import last_day, window_end
 from engine.errors import SegmintError, one_line
+from engine.sales_figures import SalesFigures
 from engine.settings import BasketSettings, ClvSettings, RecommendSettings, Settings
-from engine.spark import baskets, features
+from engine.spark import baskets, features, sales
 from engine.spark.read import SparkInputError, read_parquet, read_store, require_postgres
 from engine.spark.session import spark_session
 
@@ -62,6 +63,15 @@ class SparkLines:
         if self.since is not None:
             lines = lines.where(F.col("ts") >= features.moment(self.since))
         return features.rfm_table(lines, as_of=self.as_of)
+
+    def sales_figures(self) -> SalesFigures:
+        return sales.sales_figures(self.window, self.history,
+                                   non_product_codes=self.non_product_codes,
+                                   has_products=self.has_products)
+
+    def group_products(self, assignments: pd.DataFrame) -> pd.DataFrame:
+        return sales.group_products(self.spark, self.window, assignments,
+                                    non_product_codes=self.non_product_codes)
 
     def growth(self, growth_days: int) -> pd.DataFrame:
         return features.growth_frame(self._customer_history(), as_of=self.as_of,

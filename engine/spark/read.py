@@ -32,7 +32,7 @@ class SparkInputError(SegmintError):
 
 def typed_lines(lines: DataFrame, source: str) -> DataFrame:
     """The engine's line columns, typed; a source without one of them is refused (one without
-    a description gets a null one)."""
+    a description or a quantity gets a null one)."""
     from pyspark.sql import functions as F
 
     missing = [name for name in REQUIRED_LINE_COLUMNS if name not in lines.columns]
@@ -43,7 +43,9 @@ def typed_lines(lines: DataFrame, source: str) -> DataFrame:
                 F.col("ts").cast("timestamp").alias("ts"),
                 F.col("is_return").cast("boolean").alias("is_return"),
                 (F.col("description") if "description" in lines.columns else F.lit(None))
-                .cast("string").alias("description")]
+                .cast("string").alias("description"),
+                (F.col("quantity") if "quantity" in lines.columns else F.lit(None))
+                .cast("double").alias("quantity")]
     return lines.select(*columns)
 
 
@@ -93,7 +95,8 @@ def read_store(spark: SparkSession, engine: Engine, settings: SparkSettings,
                 text(f"SELECT min(id), max(id) FROM transaction_line{where}")).one()
     except SQLAlchemyError as exc:
         raise SparkInputError(f"database: {one_line(exc)}") from None
-    columns = ", ".join((*TEXT_COLUMNS, "amount", "ts", "is_return", "description"))
+    columns = ", ".join((*TEXT_COLUMNS, "amount", "ts", "is_return", "description",
+                         "quantity"))
     query = f"(SELECT id, {columns} FROM transaction_line{where}) AS lines"
     jdbc, properties = jdbc_options(engine)
     lines = spark.read.jdbc(jdbc, query, column="id", lowerBound=int(low or 0),

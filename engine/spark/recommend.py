@@ -46,6 +46,7 @@ from engine.recommend import (
     most_frequent_descriptions,
     people_of,
     rank_recommendations,
+    uses_time_counts,
 )
 from engine.recommend_ease import latest_weights
 from engine.recommend_signals import TRENDING_BASE_WEEKS, TimeCounts, indicator, rising
@@ -181,8 +182,7 @@ def recommend_inputs(spark: SparkSession, history: DataFrame, customers: np.ndar
     pairs = customer_pairs(history, bought, product_ids, customer_ids, settings, as_of)
     row, col = pairs["row"].to_numpy(dtype=np.int64), pairs["product"].to_numpy(dtype=np.int64)
     purchased = pairs["invoices"].to_numpy(dtype=np.int64) > 0
-    timed = (time_counts(pairs, shape)
-             if settings.neighbour_weight > 0 or settings.trending_weight > 0 else None)
+    timed = time_counts(pairs, shape) if uses_time_counts(settings) else None
     neighbours = (cooccurrence(history, bought, product_ids, len(products), settings)
                   if settings.cooccurrence_weight > 0
                   else sparse.csr_matrix((len(products), len(products))))

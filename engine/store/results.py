@@ -1,4 +1,5 @@
-"""A run's results: customer rows, cluster profiles, association rules, recommendations; written
+"""A run's results: customer rows, cluster profiles, association rules, recommendations, the sales
+figures (KPIs in the run's diagnostics, months and products in their tables); written
 with the run's 'succeeded' status in one transaction, read back for the exports and the
 dashboard, and the class transitions between two runs.
 """
@@ -17,9 +18,26 @@ from sqlalchemy.exc import SQLAlchemyError
 from engine.classes import class_transitions
 from engine.columns import RECOMMENDATION_COLUMNS, RULE_COLUMNS, SEGMENT_COLUMNS, format_items
 from engine.dates import utc_now
+from engine.sales_figures import (
+    GROUP_PRODUCT_COLUMNS,
+    MONTH_COLUMNS,
+    PRODUCT_COLUMNS,
+    SalesFigures,
+    sort_groups,
+)
 from engine.store.db import database_error
 from engine.store.runs import SUCCEEDED
-from engine.store.tables import PROFILES, RECOMMENDATIONS, RESULTS, RULES, RUNS, read_frame
+from engine.store.tables import (
+    PROFILES,
+    RECOMMENDATIONS,
+    RESULTS,
+    RULES,
+    RUN_GROUP_PRODUCTS,
+    RUN_MONTHS,
+    RUN_PRODUCTS,
+    RUNS,
+    read_frame,
+)
 from engine.values import plain
 
 if TYPE_CHECKING:
@@ -92,6 +110,17 @@ def save_results(*, engine: Engine, run_id: int, result: RunResult) -> None:
         tables.append((RULES, RULE_COLUMNS, frame))
     if result.recommendations is not None and len(result.recommendations):
         tables.append((RECOMMENDATIONS, RECOMMENDATION_COLUMNS, result.recommendations))
+    diagnostics = result.diagnostics
+    if result.sales is not None:
+        tables.append((RUN_MONTHS, MONTH_COLUMNS, result.sales.months))
+        if result.sales.products is not None:
+            tables.append((RUN_PRODUCTS, PRODUCT_COLUMNS, result.sales.products))
+        if result.sales.groups is not None:
+            tables.append((RUN_GROUP_PRODUCTS, GROUP_PRODUCT_COLUMNS, result.sales.groups))
+        diagnostics = {**diagnostics, "sales": {
+            "totals": result.sales.totals, "products": result.sales.products is not None,
+            "groups": result.sales.groups is not None,
+            "non_product_codes": sorted(result.sales.non_product_codes)}}
     try:
         with engine.begin() as connection:
             for table, columns, frame in tables:
@@ -103,7 +132,7 @@ def save_results(*, engine: Engine, run_id: int, result: RunResult) -> None:
             connection.execute(update(RUNS).where(RUNS.c.id == run_id).values(
                 status=SUCCEEDED, finished_at=utc_now(), as_of=result.as_of, k=result.k,
                 k_mode=result.k_mode, seed=result.seed, n_customers=result.n_customers,
-                n_lines=result.n_lines, diagnostics=result.diagnostics, error=None))
+                n_lines=result.n_lines, diagnostics=diagnostics, error=None))
     except SQLAlchemyError as exc:
         raise database_error(engine, exc) from None
     except engine.dialect.loaded_dbapi.Error as exc:  # from COPY, on the driver's own cursor
@@ -112,7 +141,8 @@ def save_results(*, engine: Engine, run_id: int, result: RunResult) -> None:
 
 # --- reading ------------------------------------------------------------------------------------
 
-def _read(engine: Engine, table: Table, run_id: int, order: Iterable[str]) -> pd.DataFrame:
+def _read(engine: Engine | Connection, table: Table, run_id: int,
+          order: Iterable[str]) -> pd.DataFrame:
     columns = [c for c in table.columns if c.name not in ("run_id", "id")]
     query = select(*columns).where(table.c.run_id == run_id) \
         .order_by(*[table.c[name] for name in order])
@@ -138,6 +168,30 @@ def read_rules(*, engine: Engine, run_id: int) -> pd.DataFrame:
 
 def read_recommendations(*, engine: Engine, run_id: int) -> pd.DataFrame:
     return _read(engine, RECOMMENDATIONS, run_id, ["customer_id", "rank"])
+
+
+def read_sales(*, engine: Engine, run_id: int) -> SalesFigures | None:
+    """The run's sales figures (engine.sales_figures), None for a run published without them
+    (before migration 0008)."""
+    with engine.connect() as connection:
+        diagnostics = connection.execute(
+            select(RUNS.c.diagnostics).where(RUNS.c.id == run_id)).scalar_one_or_none()
+        stored = (diagnostics or {}).get("sales")
+        if not stored:
+            return None
+        months = _read(connection, RUN_MONTHS, run_id, ["month"])
+        products = (_read(connection, RUN_PRODUCTS, run_id, ["stock_code"])
+                    if stored["products"] else None)
+        groups = (_read(connection, RUN_GROUP_PRODUCTS, run_id,
+                        ["grouping", "group", "stock_code"]) if stored["groups"] else None)
+    months = months.astype({"revenue": float, "orders": np.int64,
+                            "active_customers": np.int64, "new_customers": np.int64})
+    if products is not None:
+        products = products.astype({"revenue": float, "quantity": float, "customers": np.int64})
+    if groups is not None:
+        groups = sort_groups(groups.astype({"revenue": float, "customers": np.int64}))
+    return SalesFigures(totals=stored["totals"], months=months[MONTH_COLUMNS], products=products,
+                        groups=groups, non_product_codes=tuple(stored["non_product_codes"]))
 
 
 def read_classes(*, engine: Engine, run_id: int) -> pd.DataFrame:

@@ -23,7 +23,17 @@ from engine.columns import RUN_COLUMNS
 from engine.dates import utc_now
 from engine.store.db import StoreError, database_error
 from engine.store.locks import process_alive
-from engine.store.tables import PROFILES, RECOMMENDATIONS, RESULTS, RULES, RUNS, read_frame
+from engine.store.tables import (
+    PROFILES,
+    RECOMMENDATIONS,
+    RESULTS,
+    RULES,
+    RUN_GROUP_PRODUCTS,
+    RUN_MONTHS,
+    RUN_PRODUCTS,
+    RUNS,
+    read_frame,
+)
 
 RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
 
@@ -71,7 +81,8 @@ def mark_failed(*, engine: Engine, run_id: int, error: str) -> None:
 
     with engine.begin() as connection:
         clv_store.remove(connection=connection, run_id=run_id)
-        for table in (RECOMMENDATIONS, RULES, PROFILES, RESULTS):
+        for table in (RECOMMENDATIONS, RULES, RUN_GROUP_PRODUCTS, RUN_PRODUCTS, RUN_MONTHS,
+                      PROFILES, RESULTS):
             connection.execute(delete(table).where(table.c.run_id == run_id))
         connection.execute(update(RUNS).where(RUNS.c.id == run_id).values(
             status=FAILED, finished_at=utc_now(), error=error[:2000]))

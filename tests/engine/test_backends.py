@@ -1,7 +1,8 @@
 """One suite, both backends (SPEC.md, "Scale-out"): the same run on pandas and on Spark
 (local[2], the test session's one SparkSession) gives every customer the same RFM, scores,
 segments, cluster, tier and class, the same basket rules with the same metrics, the same CLV
-figures and the same recommendations (products, ranks, scores and reasons, frame-equal); on
+figures, the same recommendations (products, ranks, scores and reasons, frame-equal) and the
+same sales figures (KPIs, months, products, products per class and cluster); on
 hand-made lines, on the real Online Retail data, and read from the PostgreSQL store over JDBC.
 
 The Spark run reads its lines from Parquet (written here) or the store. CLV's inputs are
@@ -69,6 +70,13 @@ def assert_same_results(pandas_run: RunResult, spark_run: RunResult) -> None:
     assert pandas_run.recommendations is not None and spark_run.recommendations is not None
     assert "recommendations" not in spark_run.diagnostics["skipped"]
     pd.testing.assert_frame_equal(spark_run.recommendations, pandas_run.recommendations)
+    assert pandas_run.sales is not None and spark_run.sales is not None
+    assert spark_run.sales.totals == pytest.approx(pandas_run.sales.totals, rel=1e-12)
+    assert spark_run.sales.non_product_codes == pandas_run.sales.non_product_codes
+    for name in ("months", "products", "groups"):
+        # Sums of the same amounts added in another order: equal to the last bits or so.
+        pd.testing.assert_frame_equal(getattr(spark_run.sales, name),
+                                      getattr(pandas_run.sales, name), rtol=1e-12)
     if pandas_run.clv is not None and pandas_run.clv.customers is not None:
         assert spark_run.clv is not None and spark_run.clv.customers is not None
         ours, theirs = spark_run.clv.customers, pandas_run.clv.customers
@@ -267,5 +275,13 @@ def test_store_over_jdbc_publishes_the_same_run(tmp_path: Path, postgres_url: st
         pandas_rows, spark_rows = (read(engine=db, run_id=runs[name]) for name in BACKENDS)
         assert len(pandas_rows) > 0
         pd.testing.assert_frame_equal(spark_rows, pandas_rows)
+    pandas_sales, spark_sales = (result_store.read_sales(engine=db, run_id=runs[name])
+                                 for name in BACKENDS)
+    assert pandas_sales is not None and spark_sales is not None
+    assert spark_sales.totals == pytest.approx(pandas_sales.totals, rel=1e-12)
+    for name in ("months", "products", "groups"):
+        assert len(getattr(pandas_sales, name)) > 0
+        pd.testing.assert_frame_equal(getattr(spark_sales, name), getattr(pandas_sales, name),
+                                      rtol=1e-12)
     assert np.isfinite(result_store.read_segments(engine=db, run_id=runs["spark"])
                        ["monetary"]).all()

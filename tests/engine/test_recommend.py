@@ -148,7 +148,7 @@ def test_trending_is_what_rises_in_the_last_weeks() -> None:
     people = pd.DataFrame({"customer_id": list("abcde"), "cluster": [0] * 5})
     only_trend = RecommendSettings(top_n=2, rule_weight=0.0, cooccurrence_weight=0.0,
                                    popularity_weight=0.0, neighbour_weight=0.0, ease_weight=0.0,
-                                   trending_weight=0.2)
+                                   trending_weight=0.2, trending_days=28, trending_boost=0.0)
     recs = recommend(lines, people, empty_rules(), settings=only_trend, non_product_codes=[],
                      as_of=date(2011, 6, 1))
     for_c = recs.loc[recs["customer_id"] == "c"]
@@ -157,6 +157,38 @@ def test_trending_is_what_rises_in_the_last_weeks() -> None:
     # NEW: 2 / (1 + 0) = 2; OLD: 1 / (1 + 2/3) = 0.6, i.e. 0.3 of NEW; times the weight
     weight = only_trend.trending_weight
     assert list(for_c["score"]) == pytest.approx([weight * 1.0, weight * 0.3])
+
+
+def test_trending_boost_multiplies_each_products_score() -> None:
+    """The lines of the trending test (28 days: NEW trends 1.0, OLD 0.3) and c's X triggers two
+    rules: X -> OLD (confidence 0.6, lift 2: strength 0.3) and X -> NEW (0.5, 2: 0.25). Without
+    the boost OLD comes first (0.2 x 0.3 against 0.2 x 0.25); with boost 1, OLD's 0.06 x 1.3 =
+    0.078 falls behind NEW's 0.05 x 2 = 0.1. The reasons stay the rules'; HOT trends too but no
+    part scores it for c, so the boost does not make it a candidate."""
+    lines = dated_lines([
+        ("a", "1", "2011-04-01 10:00", ["OLD"]), ("b", "2", "2011-04-10 10:00", ["OLD"]),
+        ("d", "3", "2011-05-10 10:00", ["OLD", "NEW", "HOT"]),
+        ("e", "4", "2011-05-20 10:00", ["NEW", "HOT"]), ("c", "5", "2011-01-05 10:00", ["X"]),
+    ])
+    people = pd.DataFrame({"customer_id": list("abcde"), "cluster": [0] * 5})
+    rules = pd.DataFrame({"cluster": pd.Series([None, None], dtype=object),
+                          "antecedents": [frozenset({"X"}), frozenset({"X"})],
+                          "consequents": [frozenset({"OLD"}), frozenset({"NEW"})],
+                          "confidence": [0.6, 0.5], "lift": [2.0, 2.0]})
+    only_rules = dict(top_n=3, rule_weight=0.2, cooccurrence_weight=0.0, popularity_weight=0.0,
+                      neighbour_weight=0.0, ease_weight=0.0, trending_weight=0.0,
+                      trending_days=28)
+    found = {}
+    for boost in (0.0, 1.0):
+        settings = RecommendSettings(**only_rules, trending_boost=boost)
+        recs = recommend(lines, people, rules, settings=settings, non_product_codes=[],
+                         as_of=date(2011, 6, 1))
+        found[boost] = recs.loc[recs["customer_id"] == "c"]
+    assert list(found[0.0]["stock_code"]) == ["OLD", "NEW"]
+    assert list(found[0.0]["score"]) == pytest.approx([0.06, 0.05])
+    assert list(found[1.0]["stock_code"]) == ["NEW", "OLD"]
+    assert list(found[1.0]["score"]) == pytest.approx([0.1, 0.078])
+    assert set(found[1.0]["reason"]) == {"often bought with desc X"}
 
 
 def test_deterministic_whatever_the_line_order() -> None:

@@ -18,7 +18,7 @@ from engine.settings import RecommendSettings, SettingsError, load_settings
 from tests.engine.test_recommend import dated_lines
 
 ONLY_EASE = dict(rule_weight=0.0, cooccurrence_weight=0.0, popularity_weight=0.0,
-                 neighbour_weight=0.0, trending_weight=0.0, ease_weight=1.0)
+                 neighbour_weight=0.0, trending_weight=0.0, trending_boost=0.0, ease_weight=1.0)
 
 
 def test_two_product_weights_by_hand() -> None:

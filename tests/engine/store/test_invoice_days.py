@@ -202,7 +202,7 @@ def test_migration_0007_builds_the_summary_of_a_store_with_lines(db: Engine, set
     with db.connect() as connection:
         tables: Any = db.dialect.get_table_names(connection)
     assert "invoice_day" not in tables and "summary_setting" not in tables
-    _migrate(db, "head")
+    _migrate(db, "0007")
     assert current_revision(engine=db) == "0007"
     pd.testing.assert_frame_equal(stored(db), loaded)
     assert_summary_matches_lines(db, settings.ingest.non_product_codes)
