@@ -161,8 +161,10 @@ def _scheme_kpis(scheme: str, column: str, members: pd.DataFrame,
     orders = grouped["orders"].sum()
     base = grouped["bought_before"].sum()
     retained = members.assign(segment=segment,
-                              kept=members["bought_before"].fillna(False).astype(bool)
-                              & members["bought_since"].fillna(False).astype(bool)
+                              # eq(True): a missing flag is False (fillna on an object
+                              # column warns of downcasting in pandas 2.2)
+                              kept=members["bought_before"].eq(True)
+                              & members["bought_since"].eq(True)
                               ).groupby("segment")["kept"].sum()
     gap_rows, gap_days = gaps
     median_gap = pd.Series(gap_days).groupby(segment.to_numpy()[gap_rows]).median()
