@@ -640,8 +640,9 @@ def _segments_view(driver: Any, site: Site) -> tuple[str, str]:
 def test_pages_answer_while_the_cache_warms_up(site: Site, browser: Any) -> None:
     """`segmint serve` listens before its cache is warm, and a page never waits for another
     page's warm-up. The warm-up (forked once the socket listens) is held on a value only the
-    Overview needs: this test takes that value's computing lock in the server's shared cache
-    before the start, as a slow query would hold it. /login and the Segments page answer, with
+    Overview and Products need (the count of lines loaded, which tells whether the published
+    run's own sales figures are current): this test takes that value's computing lock in the
+    server's shared cache before the start, as a slow query would hold it. /login and the Segments page answer, with
     the numbers of the already warm server on the same store, while the log shows the warm-up
     still running; once the lock goes, the warm-up finishes and the Overview answers."""
     _browser_login(browser, site, "ann")
@@ -654,7 +655,7 @@ def test_pages_answer_while_the_cache_warms_up(site: Site, browser: Any) -> None
         "SEGMINT_DATABASE_URL": f"sqlite:///{folder / 'segmint.db'}"})
     shared = flask_server(settings, "test")
     with shared.test_request_context("/"):
-        lock = context.lock_key(context.cache_key("new-customers"))
+        lock = context.lock_key(context.cache_key("lines-seen"))
         assert context.cache().add(lock, True, timeout=600)
     servers = _serve(folder, config.name)
     warming = next(servers)
