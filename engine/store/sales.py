@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import ColumnElement, Engine, and_, case, distinct, func, not_, select
 
+from engine.sales_figures import distinct_inverse
 from engine.store.invoice_days import NO_CUSTOMER
 from engine.store.runs import published_run_query
 from engine.store.tables import (
@@ -177,7 +178,7 @@ def window_products(*, engine: Engine, non_product_codes: Sequence[str],
     width = max(len(stock_codes), 1)
     n_products = len(stock_codes)
     known = customer >= 0
-    pairs, pair = np.unique(customer[known] * width + product[known], return_inverse=True)
+    pairs, pair = distinct_inverse(customer[known] * width + product[known])
     purchases = np.bincount(pair, weights=bought[known], minlength=len(pairs)).astype(int)
     products = pd.DataFrame({
         "stock_code": stock_codes,
