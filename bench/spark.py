@@ -2,8 +2,10 @@
 
 The lines are a sample of the 10-million-line synthetic store's source file (every invoice whose
 number is in the sample, so each customer keeps a share of their history; `--source`), or the
-whole file for `--lines 0`, written once as Parquet. Each backend then runs one segmentation in
-a fresh child process (bench/measure.py), timed from the Parquet file to the RunResult:
+whole file for `--lines 0`, written once as Parquet; `--repeat N` repeats that sample N times
+over later dates (the same customers and products, N times the lines). Each backend then runs
+one segmentation in a fresh child process (bench/measure.py), timed from the Parquet file to
+the RunResult:
 
 - pandas: read the Parquet file into the lines frame, `engine.pipeline.segment`;
 - spark: start the SparkSession (local[2], [spark] defaults), `SparkLines` on the Parquet file,
@@ -26,6 +28,7 @@ import json
 import os
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +64,28 @@ def write_sample(source: Path, lines: int, target: Path) -> int:
     })
     pq.write_table(lines_table, target)
     return lines_table.num_rows
+
+
+def write_repeated(sample: Path, times: int, target: Path) -> int:
+    """The sample's lines `times` times, copy k moved k x (its span + 1 day) later with its
+    invoices suffixed "-k": the same customers and products with `times` times the lines (how
+    the driver's memory follows the lines, not the customers). Returns the number of lines."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(sample)
+    span = pc.subtract(pc.max(table["ts"]), pc.min(table["ts"])).as_py()
+    step = span + timedelta(days=1)
+    copies = [table]
+    for k in range(1, times):
+        moved = pc.add(table["ts"], pa.scalar(step * k, type=pa.duration("us")))
+        copies.append(table.set_column(table.schema.get_field_index("ts"), "ts", moved)
+                      .set_column(table.schema.get_field_index("invoice"), "invoice",
+                                  pc.binary_join_element_wise(table["invoice"], f"-{k}", "")))
+    repeated = pa.concat_tables(copies)
+    pq.write_table(repeated, target)
+    return repeated.num_rows
 
 
 def _settings(ctx: StageContext) -> Any:
@@ -147,6 +172,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backends", nargs="+", default=["pandas", "spark"],
                         choices=sorted(STAGES))
     parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="the sample this many times over later dates (same customers)")
     args = parser.parse_args(argv)
     workdir = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -159,6 +186,13 @@ def main(argv: list[str] | None = None) -> None:
         count = write_sample(args.source, args.lines, data)
         print(f"{count:,} lines written to {data} in {time.perf_counter() - started:.0f}s",
               flush=True)
+    if args.repeat > 1:
+        repeated = workdir / f"lines-{args.lines}x{args.repeat}.parquet"
+        if not repeated.exists():
+            count = write_repeated(data, args.repeat, repeated)
+            print(f"{count:,} lines ({args.repeat} x the sample) written to {repeated}",
+                  flush=True)
+        data = repeated
     figures: dict[str, Any] = {"machine": info, "data": str(data)}
     for backend in args.backends:
         result = run_stage("spark", backend, data=data, workdir=workdir, timeout=7200)

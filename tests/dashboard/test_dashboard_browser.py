@@ -642,9 +642,10 @@ def test_pages_answer_while_the_cache_warms_up(site: Site, browser: Any) -> None
     page's warm-up. The warm-up (forked once the socket listens) is held on a value only the
     Overview and Products need (the count of lines loaded, which tells whether the published
     run's own sales figures are current): this test takes that value's computing lock in the
-    server's shared cache before the start, as a slow query would hold it. /login and the Segments page answer, with
-    the numbers of the already warm server on the same store, while the log shows the warm-up
-    still running; once the lock goes, the warm-up finishes and the Overview answers."""
+    server's shared cache before the start, as a slow query would hold it. /login and the
+    Segments page answer, with the numbers of the already warm server on the same store, while
+    the log shows the warm-up still running; once the lock goes, the warm-up finishes and the
+    Overview answers."""
     _browser_login(browser, site, "ann")
     warm_view = _segments_view(browser, site)
 
