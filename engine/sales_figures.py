@@ -112,9 +112,8 @@ def distinct_count(values: np.ndarray) -> int:
     return int(distinct_per_group(np.zeros(len(values), dtype=np.int64), values, 1)[0])
 
 
-def month_codes(ts: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(the distinct months ascending, as months_of gives them; each line's index among them)."""
-    months = months_of(ts)
+def month_codes(months: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the distinct months of months_of's array, ascending; each line's index among them)."""
     if not len(months):
         return months, months
     low = int(months.min())
@@ -136,7 +135,8 @@ def sales_figures(window: pd.DataFrame, history: pd.DataFrame, *,
     else:
         invoice = pd.factorize(window["invoice"])[0].astype(np.int64)
         customer = codes_of(window["customer_id"])[0]
-    months, month = month_codes(window["ts"])
+    line_months = months_of(window["ts"])
+    months, month = month_codes(line_months)
     n_months = len(months)
     bought_invoice = np.where(buy, invoice, -1)
     buyer = np.where(buy, customer, -1)
@@ -146,8 +146,8 @@ def sales_figures(window: pd.DataFrame, history: pd.DataFrame, *,
         "customers": distinct_count(buyer),
         "lines": len(window),
     }
-    firsts = _first_purchase_months(history if history is not window else None, window,
-                                    customer, buy)
+    firsts = _first_purchase_months(history if history is not window else None,
+                                    customer, buy, line_months)
     new = pd.Series(firsts).value_counts()
     frame = pd.DataFrame({
         "month": month_labels(months),
@@ -162,16 +162,14 @@ def sales_figures(window: pd.DataFrame, history: pd.DataFrame, *,
                         non_product_codes=tuple(sorted(non_product_codes)))
 
 
-def _first_purchase_months(history: pd.DataFrame | None, window: pd.DataFrame,
-                           customer: np.ndarray, buy: np.ndarray) -> np.ndarray:
-    """The month of each customer's first purchase line in the history (the window when
-    history is None, with its customer codes)."""
+def _first_purchase_months(history: pd.DataFrame | None, customer: np.ndarray,
+                           buy: np.ndarray, month: np.ndarray) -> np.ndarray:
+    """The month of each customer's first purchase line in the history; None: the window,
+    whose customer codes, purchase flags and months are given."""
     if history is not None:
         buy = ~history["is_return"].to_numpy(dtype=bool)
         customer = codes_of(history["customer_id"])[0]
         month = months_of(history["ts"])
-    else:
-        month = months_of(window["ts"])
     keep = buy & (customer >= 0)
     if not keep.any():
         return np.zeros(0, dtype=np.int64)
