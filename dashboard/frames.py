@@ -318,8 +318,8 @@ def selected_products(current: Scope, filters: Filters) -> pd.DataFrame:
 # --- segments ----------------------------------------------------------------------------------
 
 def run_rows(run_id: int) -> pd.DataFrame:
-    return context.cached("run-rows", run_id, compute=lambda: results.customer_results(
-        engine=context.engine(), run_id=run_id))
+    return context.cached("run-rows", run_id, keep=True, compute=lambda: (
+        results.customer_results(engine=context.engine(), run_id=run_id)))
 
 
 def segment_rows(current: Scope) -> pd.DataFrame:
@@ -365,7 +365,7 @@ def signups() -> pd.DataFrame:
         from engine.store.customers import load_customers
 
         return load_customers(engine=context.engine())[["customer_id", "signup_date"]]
-    return context.cached("signups", compute=compute)
+    return context.cached("signups", keep=True, compute=compute)
 
 
 def customer_history(since: date | None, until: date | None) -> pd.DataFrame:
@@ -480,21 +480,3 @@ def rules(run_id: int) -> pd.DataFrame:
         found.insert(2, "then_buy", found["consequents"].map(named))
         return found
     return context.cached("rules", run_id, compute=compute)
-
-
-def warm() -> None:
-    """Compute what the pages show for the published run's default view (no filters), so the
-    first visitors after a start do not wait for the SQL over every transaction line."""
-    sales(None, None)
-    current = scope(Filters())
-    if current.run_id is None:
-        return
-    products(current.since, current.until)
-    products_by_group(current, Filters(), "cluster")
-    filter_options()
-    signups()  # every analyst's first recomputed window needs it
-    profiles(current.run_id)
-    rules(current.run_id)
-    earlier = [int(run_id) for run_id in runs()["id"] if int(run_id) != current.run_id]
-    if earlier:
-        transitions(earlier[0], current.run_id)

@@ -153,6 +153,7 @@ def _warm_pages(settings: Settings) -> None:
     import dash
     from flask import session
 
+    from dashboard import frames
     from dashboard.app import create_app
     from engine.store import columnar, get_engine
 
@@ -166,6 +167,8 @@ def _warm_pages(settings: Settings) -> None:
                 session["user"] = "(warm-up)"
                 session["role"] = role
                 page["layout"]()
+    with app.server.test_request_context("/"):
+        frames.signups()  # no default view reads it; every analyst's first window does
 
 
 def preload_modules() -> None:

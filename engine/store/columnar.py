@@ -9,9 +9,10 @@ The copy is derived data, never the record. It is one pair of files per loaded s
 
 - `lines-<file id>-<sha256>.parquet`: the file's stored lines (ts, invoice, customer_id,
   stock_code, quantity, amount, is_return), ordered by time;
-- `days-<file id>-<sha256>-<codes>.parquet`: the same lines' customer rows summed as the
-  invoice_day summary sums them (engine.store.invoice_days), for the non-product codes whose
-  hash is in the name.
+- `days-<file id>-<sha256>-<codes>-<format>.parquet`: the same lines' customer rows summed as
+  the invoice_day summary sums them (engine.store.invoice_days), for the non-product codes
+  whose hash is in the name, each row's invoice also as one integer (`invoice_keys`), so a
+  window's reader tells invoices apart without hashing a million invoice strings.
 
 Why it stays correct: the lines are never updated or deleted, and every line belongs to the one
 source file whose load inserted it, in one transaction (engine.store.lines_write). So a
@@ -65,7 +66,10 @@ LINE_SCHEMA = pa.schema([("ts", pa.timestamp("us")), ("invoice", pa.string()),
                          ("is_return", pa.bool_())])
 DAY_SCHEMA = pa.schema([("day", pa.timestamp("us")), ("invoice", pa.string()),
                         ("customer_id", pa.string()), ("is_return", pa.bool_()),
-                        ("net", pa.float64())])
+                        ("net", pa.float64()), ("invoice_key", pa.int64())])
+DAY_FORMAT = "k1"  # in the day files' names: bumped when DAY_SCHEMA changes (old files go)
+KEYS_META = b"segmint.invoice_keys"  # b"packed": every invoice_key is its invoice's
+KEY_BYTES = 8
 ROW_GROUP = 262_144  # rows per Parquet row group: a window skips the groups outside its days
 
 
@@ -102,7 +106,7 @@ def _loaded_files(engine: Engine) -> list[tuple[int, str]]:
 
 def _names(file_id: int, sha256: str, tag: str) -> tuple[str, str]:
     stem = f"{file_id}-{sha256[:16]}"
-    return f"lines-{stem}.parquet", f"days-{stem}-{tag}.parquet"
+    return f"lines-{stem}.parquet", f"days-{stem}-{tag}-{DAY_FORMAT}.parquet"
 
 
 def current(engine: Engine, folder: Path, codes: Sequence[str]) -> ColumnarCopy | None:
@@ -200,8 +204,31 @@ def customer_days(lines: pa.Table, codes: Sequence[str]) -> pa.Table:
     summed = rows.group_by(["day", "invoice", "customer_id", "is_return"],
                            use_threads=False).aggregate([("net", "sum")])
     summed = summed.rename_columns([name.removesuffix("_sum") for name in summed.column_names])
+    keys = invoice_keys(summed.column("invoice").combine_chunks())
+    summed = summed.append_column("invoice_key", keys if keys is not None else
+                                  pa.nulls(summed.num_rows, pa.int64()))
     summed = summed.select(DAY_SCHEMA.names).cast(DAY_SCHEMA)
+    summed = summed.replace_schema_metadata({KEYS_META: b"packed" if keys is not None else b""})
     return summed.take(pc.sort_indices(summed, sort_keys=[("day", "ascending")]))
+
+
+def invoice_keys(invoice: pa.Array) -> pa.Array | None:
+    """Each invoice text as one int64: its bytes, padded with zero bytes to KEY_BYTES, read as a
+    big-endian number (null where the invoice is null). Two texts get the same key only if they
+    are the same text, so the keys tell invoices apart exactly, in every file alike. None when
+    some text does not fit: longer than KEY_BYTES, not ASCII, or holding a zero byte (then the
+    readers use the text)."""
+    valid = invoice.drop_null()
+    if len(valid) and not (pc.all(pc.string_is_ascii(valid)).as_py()
+                           and pc.max(pc.binary_length(valid)).as_py() <= KEY_BYTES
+                           and not pc.any(pc.match_substring(valid, "\x00")).as_py()):
+        return None
+    padded = pc.fill_null(pc.utf8_rpad(invoice, width=KEY_BYTES, padding="\x00"),
+                          "\x00" * KEY_BYTES)
+    _, offsets, data = padded.buffers()  # every text now KEY_BYTES long, one after the other
+    start = int(np.frombuffer(offsets, dtype=np.int32)[padded.offset])
+    keys = np.frombuffer(data, dtype=">i8", count=len(padded), offset=start).astype(np.int64)
+    return pa.array(keys, mask=invoice.is_null().to_numpy(zero_copy_only=False))
 
 
 # --- readers ----------------------------------------------------------------------------------
@@ -219,7 +246,10 @@ def customer_history(copy: ColumnarCopy, *, until: date | None,
     days = ds.dataset(list(map(str, copy.day_files)), schema=DAY_SCHEMA, format="parquet")
     end = window_end(until)
     condition = ds.field("day") < _moment(end) if end is not None else None
-    table = days.to_table(filter=condition)
+    packed = all((pq.read_schema(path).metadata or {}).get(KEYS_META) == b"packed"
+                 for path in copy.day_files)
+    table = days.to_table(columns=["day", "invoice_key" if packed else "invoice", "customer_id",
+                                   "is_return", "net"], filter=condition)
     # Customers as dictionary codes once: the window's customers are picked on the codes, and
     # as_pseudo_lines keeps them (no second hashing of a million id strings).
     customer = pc.dictionary_encode(table.column("customer_id").combine_chunks())
@@ -230,14 +260,20 @@ def customer_history(copy: ColumnarCopy, *, until: date | None,
         active[codes[recent]] = True
         keep = pa.array(active[codes])
         table, customer = table.filter(keep), customer.filter(keep)
-    return as_pseudo_lines(table.column("invoice"), customer, table.column("is_return"),
+    return as_pseudo_lines(table.column(1), customer, table.column("is_return"),
                            table.column("net"), table.column("day"))
 
 
 def product_lines(copy: ColumnarCopy, *, non_product_codes: Sequence[str],
-                  since: date | None = None, until: date | None = None) -> pa.Table:
-    """engine.store.lines_read.product_lines, read from the copy."""
-    lines = ds.dataset(list(map(str, copy.line_files)), schema=LINE_SCHEMA, format="parquet")
+                  since: date | None = None, until: date | None = None,
+                  coded: bool = False) -> pa.Table:
+    """engine.store.lines_read.product_lines, read from the copy. coded: customer ids and stock
+    codes as dictionary arrays (one dictionary per column), read from the files' own dictionary
+    pages instead of as a million strings to hash again (a 4-month window at 10 M lines: 0.23-0.30
+    s -> 0.10-0.15 s)."""
+    lines = ds.dataset(list(map(str, copy.line_files)), schema=LINE_SCHEMA, format=(
+        ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(
+            dictionary_columns={"customer_id", "stock_code"})) if coded else "parquet"))
     condition = ds.field("stock_code").is_valid()
     if non_product_codes:
         condition &= ~ds.field("stock_code").isin(sorted(set(non_product_codes)))
@@ -246,8 +282,9 @@ def product_lines(copy: ColumnarCopy, *, non_product_codes: Sequence[str],
     end = window_end(until)
     if end is not None:
         condition &= ds.field("ts") < _moment(end)
-    return lines.to_table(columns=["customer_id", "stock_code", "quantity", "amount",
-                                   "is_return"], filter=condition)
+    table = lines.to_table(columns=["customer_id", "stock_code", "quantity", "amount",
+                                    "is_return"], filter=condition)
+    return table.unify_dictionaries() if coded else table
 
 
 # --- with the settings ------------------------------------------------------------------------

@@ -198,9 +198,10 @@ def _sorted_dictionary(values: pa.Array) -> pa.DictionaryArray:
 def as_pseudo_lines(invoice: Any, customer_id: Any, is_return: Any, net: Any,
                     day: Any) -> pd.DataFrame:
     """Customer rows (Arrow columns; is_return bool, day a timestamp at midnight UTC) as the
-    lines frame of customer_history. The invoice is an integer code per distinct invoice text
-    (what RFM, the classes and the KPIs do with it is tell invoices apart): a window's million
-    rows then hold no invoice strings, and each reader's factorisation of them is cheap. The
+    lines frame of customer_history. The invoice is an integer code per distinct invoice text,
+    or, given integers (the columnar copy's invoice keys), those (what RFM, the classes and the
+    KPIs do with it is tell invoices apart): a window's million rows then hold no invoice
+    strings, and each reader's factorisation of them is cheap. The
     customer id is categorical (its categories the distinct ids, unordered) and the stock code a
     categorical with no category, null on every row (these rows stand for product lines): the
     readers' null checks, non-product filters and customer coding then work on integer codes,
@@ -209,13 +210,19 @@ def as_pseudo_lines(invoice: Any, customer_id: Any, is_return: Any, net: Any,
         invoice = invoice.combine_chunks()
     if isinstance(customer_id, pa.ChunkedArray):
         customer_id = customer_id.combine_chunks()
+    keyed = pa.types.is_integer(invoice.type)
     frame = pa.table({
-        "invoice": pc.cast(pc.dictionary_encode(invoice).indices, pa.int64()),
+        "invoice": invoice if keyed else pc.cast(pc.dictionary_encode(invoice).indices,
+                                                 pa.int64()),
         "amount": net,
         "ts": pc.cast(day, pa.timestamp("ns")),
         "customer_id": _sorted_dictionary(customer_id),
         "is_return": is_return,
-    }).to_pandas(self_destruct=True, split_blocks=True)
+    }).to_pandas(self_destruct=True, split_blocks=True,
+                 # Keys with a null among them as pandas' nullable integers: as floats, keys
+                 # above 2**53 would no longer tell invoices apart.
+                 types_mapper={pa.int64(): pd.Int64Dtype()}.get if keyed and invoice.null_count
+                 else None)
     no_code = pd.Categorical.from_codes(np.full(len(frame), -1, dtype=np.int8),
                                         categories=pd.Index([], dtype=object))
     frame.insert(1, "stock_code", no_code)

@@ -165,7 +165,7 @@ def window_products(*, engine: Engine, non_product_codes: Sequence[str],
 
     if copy is not None:
         table = columnar.product_lines(copy, non_product_codes=non_product_codes, since=since,
-                                       until=until)
+                                       until=until, coded=True)
     else:
         table = product_lines(engine=engine, non_product_codes=non_product_codes, since=since,
                               until=until)
@@ -200,7 +200,8 @@ def window_products(*, engine: Engine, non_product_codes: Sequence[str],
 
 
 def _codes(values: Any) -> tuple[np.ndarray, list[str]]:
-    """(int64 code per value, -1 for null; the distinct values) of an Arrow string column."""
+    """(int64 code per value, -1 for null; the distinct values) of an Arrow string column, or
+    of a dictionary column whose chunks share one dictionary."""
     import pyarrow.compute as pc
 
     encoded = pc.dictionary_encode(values.combine_chunks())

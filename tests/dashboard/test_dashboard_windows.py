@@ -289,3 +289,45 @@ def test_the_warm_up_writes_a_missing_columnar_copy(demo: Demo) -> None:
     assert columnar.current_for(engine, demo.settings) is None
     _warm_pages(demo.settings)
     assert columnar.current_for(engine, demo.settings) == before
+
+
+def test_the_warm_up_caches_the_sign_up_dates_every_window_reads(demo: Demo) -> None:
+    """No default view reads the sign-up dates, but every analyst's first window does (a
+    second's SQL at 185,000 customers): the warm-up leaves them in the shared cache."""
+    from dashboard import context
+    from dashboard.serve import _warm_pages
+
+    with demo.app.server.test_request_context("/"):
+        context.cache().clear()
+        assert context.cache().get(context.cache_key("signups")) is None
+    _warm_pages(demo.settings)
+    with demo.app.server.test_request_context("/"):
+        stored = context.cache().get(context.cache_key("signups"))
+    assert stored is not None
+    pd.testing.assert_frame_equal(stored, demo.customers[["customer_id", "signup_date"]])
+
+
+def test_a_kept_value_is_handed_out_again_until_its_key_changes(demo: Demo) -> None:
+    """The run's rows and the sign-up dates stay in the worker (not unpickled from the shared
+    cache on every window); a value under another key (a new data version) replaces them."""
+    from dashboard import context
+
+    with demo.app.server.test_request_context("/"):
+        run_id = frames.scope(Filters()).run_id
+        assert run_id is not None
+        first = frames.run_rows(run_id)
+        assert frames.run_rows(run_id) is first  # the same object, not a fresh unpickling
+        shared = context.cache().get(context.cache_key("run-rows", run_id))
+        assert shared is not first
+        pd.testing.assert_frame_equal(shared, first)
+        made: list[int] = []
+
+        def compute(value: int) -> list[int]:
+            made.append(value)
+            return [value]
+        assert context.cached("probe", 1, keep=True, compute=lambda: compute(1)) == [1]
+        assert context.cached("probe", 2, keep=True, compute=lambda: compute(2)) == [2]
+        kept = context.cached("probe", 2, keep=True, compute=lambda: compute(3))
+        assert kept == [2] and made == [1, 2]
+        assert context.cached("probe", 1, keep=True, compute=lambda: compute(4)) == [1]
+        assert made == [1, 2]  # from the shared cache: it was stored there

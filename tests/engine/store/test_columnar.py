@@ -12,6 +12,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given
+from hypothesis import settings as settings_hypothesis
+from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
 from engine.ingest import ingest_file
@@ -206,3 +209,39 @@ def test_a_sync_leaves_the_files_of_a_load_it_did_not_list(db: Engine, settings:
     os.utime(leftover, (0, 0))
     columnar.sync_for(db, settings)
     assert not leftover.exists()
+
+
+@settings_hypothesis(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(alphabet=st.characters(min_codepoint=1,
+                                                                     max_codepoint=127),
+                                             min_size=1, max_size=8)), min_size=1))
+def test_invoice_keys_are_equal_exactly_when_the_texts_are(texts: list[str | None]) -> None:
+    keys = columnar.invoice_keys(pa.array(texts, pa.string()))
+    assert keys is not None
+    assert [key is None for key in keys.to_pylist()] == [text is None for text in texts]
+    pairs = {(text, key) for text, key in zip(texts, keys.to_pylist(), strict=True)
+             if text is not None}
+    assert len({text for text, _ in pairs}) == len({key for _, key in pairs}) == len(pairs)
+    # Every file alike: the same text gets the same key in another array (another file).
+    again = columnar.invoice_keys(pa.array(list(reversed(texts)), pa.string()))
+    assert again is not None and again.to_pylist() == list(reversed(keys.to_pylist()))
+
+
+def test_invoice_keys_refuse_texts_that_do_not_fit() -> None:
+    for fits in ("536365", "C536379", "Rechnung"):
+        assert columnar.invoice_keys(pa.array(["1001", fits])) is not None, fits
+    for too_long_or_not_ascii_or_zero in ("123456789", "é", "a\x00"):
+        assert columnar.invoice_keys(pa.array(["1001", too_long_or_not_ascii_or_zero])) is None
+
+
+def test_invoices_without_keys_read_as_the_store(db: Engine, settings: Settings,
+                                                 tmp_path: Path) -> None:
+    """A file whose invoices do not all fit a key (here the second's, longer than 8 bytes):
+    its day file says so, and every window reads the invoice texts, of every file."""
+    ingest_file(db, settings, _file(tmp_path, "first.csv", FIRST))
+    ingest_file(db, settings, _file(tmp_path, "second.csv",
+                                    SECOND.replace("1005,", "INVOICE-1005,")))
+    copy = _copy(db, settings)
+    packed = [pq.read_schema(path).metadata.get(columnar.KEYS_META) for path in copy.day_files]
+    assert packed == [b"packed", b""]
+    assert_copy_reads_as_the_store(db, settings)
