@@ -243,16 +243,21 @@ def customer_history(copy: ColumnarCopy, *, until: date | None,
     over two source files in two rows)."""
     from engine.store.invoice_days import as_pseudo_lines
 
-    days = ds.dataset(list(map(str, copy.day_files)), schema=DAY_SCHEMA, format="parquet")
+    # Customer ids read on the files' dictionary pages, unified into one dictionary: the
+    # window's customers are picked on the codes, and as_pseudo_lines keeps them (no hashing of
+    # a million id strings).
+    days = ds.dataset(list(map(str, copy.day_files)), schema=DAY_SCHEMA.set(
+        DAY_SCHEMA.get_field_index("customer_id"),
+        pa.field("customer_id", pa.dictionary(pa.int32(), pa.string()))),
+        format=ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(
+            dictionary_columns={"customer_id"})))
     end = window_end(until)
     condition = ds.field("day") < _moment(end) if end is not None else None
     packed = all((pq.read_schema(path).metadata or {}).get(KEYS_META) == b"packed"
                  for path in copy.day_files)
     table = days.to_table(columns=["day", "invoice_key" if packed else "invoice", "customer_id",
-                                   "is_return", "net"], filter=condition)
-    # Customers as dictionary codes once: the window's customers are picked on the codes, and
-    # as_pseudo_lines keeps them (no second hashing of a million id strings).
-    customer = pc.dictionary_encode(table.column("customer_id").combine_chunks())
+                                   "is_return", "net"], filter=condition).unify_dictionaries()
+    customer = table.column("customer_id").combine_chunks()
     if active_since is not None:
         codes = customer.indices.to_numpy()
         recent = (table.column("day").to_numpy() >= _moment(active_since).as_py())
