@@ -24,7 +24,13 @@ import numpy as np
 import pandas as pd
 
 from engine.columns import TRANSITION_COLUMNS
-from engine.rfm import CustomerLines, coded_customer_lines, require_columns
+from engine.rfm import (
+    CustomerLines,
+    by_code,
+    coded_customer_lines,
+    codes_index,
+    require_columns,
+)
 from engine.settings import ClassSettings
 
 NEW, NEGATIVE, MOST_GROWTH = "New", "Negative", "Most Growth"
@@ -45,10 +51,12 @@ def growth_frame(history: pd.DataFrame, *, as_of: date, growth_days: int,
     recent = inside & (coded.ts >= recent_start.to_datetime64())
     earlier = inside & ~recent
     bought = inside & ~coded.is_return
+    n = len(coded.ids)
     frame = pd.DataFrame({
-        "first_seen": pd.Series(coded.ts[bought]).groupby(coded.customer[bought]).min(),
-        "recent_spend": pd.Series(coded.net[recent]).groupby(coded.customer[recent]).sum(),
-        "earlier_spend": pd.Series(coded.net[earlier]).groupby(coded.customer[earlier]).sum(),
+        "first_seen": codes_index(by_code(coded.ts[bought], coded.customer[bought], n).min()),
+        "recent_spend": codes_index(by_code(coded.net[recent], coded.customer[recent], n).sum()),
+        "earlier_spend": codes_index(by_code(coded.net[earlier], coded.customer[earlier],
+                                             n).sum()),
     })
     frame.index = pd.Index(coded.ids[frame.index.to_numpy(dtype=np.int64)], name="customer_id")
     return growth_periods(frame, as_of=as_of, growth_days=growth_days)

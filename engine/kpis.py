@@ -33,7 +33,13 @@ import numpy as np
 import pandas as pd
 
 from engine.columns import KPI_COLUMNS
-from engine.rfm import CustomerLines, coded_customer_lines, require_columns
+from engine.rfm import (
+    CustomerLines,
+    by_code,
+    coded_customer_lines,
+    codes_index,
+    require_columns,
+)
 
 # Scheme name (as exported) -> the segments column it groups by.
 KPI_SCHEMES: Final = {"class": "customer_class", "rfm_segment": "rfm_segment",
@@ -87,8 +93,9 @@ def customer_kpis(coded: CustomerLines, *, as_of: date, since: date | None = Non
     purchases = window & ~coded.is_return
     customer = coded.customer
     # pandas' grouped sums (compensated), as the RFM table's monetary is summed.
-    net = pd.Series(coded.net[window]).groupby(customer[window]).sum()
-    purchase_value = pd.Series(coded.net[purchases]).groupby(customer[purchases]).sum()
+    n = len(coded.ids)
+    net = codes_index(by_code(coded.net[window], customer[window], n).sum())
+    purchase_value = codes_index(by_code(coded.net[purchases], customer[purchases], n).sum())
     # Distinct named purchase invoices per customer.
     invoice = coded.invoice[purchases]
     named = invoice >= 0

@@ -18,13 +18,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
 
 from engine.errors import SegmintError
 from engine.settings import GridSegment, RfmSettings, ScoreSegment
+
+if TYPE_CHECKING:
+    from pandas.core.groupby import SeriesGroupBy
+
+Reduced = TypeVar("Reduced", pd.Series, pd.DataFrame)
 
 RFM_COLUMNS = ["customer_id", "recency_days", "frequency", "monetary", "first_purchase",
                "tenure_days"]
@@ -46,6 +51,15 @@ def require_columns(frame: pd.DataFrame, columns: Iterable[str], what: str) -> N
 
 def codes_of(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """(code per value, -1 when missing; the distinct values as sorted strings)."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        categories = values.cat.categories
+        codes = values.cat.codes.to_numpy().astype(np.int64)
+        if (pd.api.types.infer_dtype(categories, skipna=False) == "string"
+                and categories.is_monotonic_increasing
+                and np.bincount(codes[codes >= 0], minlength=len(categories)).all()):
+            # Already the sorted distinct texts, each used (a window's history,
+            # engine.store.invoice_days): the codes as they are, not 100,000 ids sorted again.
+            return codes, categories.to_numpy(dtype=object)
     codes, uniques = pd.factorize(values)
     return text_codes(codes, uniques)
 
@@ -56,6 +70,22 @@ def text_codes(codes: np.ndarray, uniques: Any) -> tuple[np.ndarray, np.ndarray]
     names, remap = np.unique(np.asarray(uniques, dtype=object).astype(str), return_inverse=True)
     coded = np.where(codes >= 0, remap[np.maximum(codes, 0)], -1) if len(uniques) else codes
     return coded.astype(np.int64), names.astype(object)
+
+
+def by_code(values: Any, codes: np.ndarray, n: int) -> SeriesGroupBy[Any, Any]:
+    """values grouped by codes (0 <= code < n), as pandas groups a Series by an integer key:
+    the same groups in code order and the same reductions (sums compensated), but on a
+    categorical key made from the codes, which pandas takes as they are instead of hashing
+    them (a 4-month window at 10 M lines groups 1.35 M rows seven times). Reductions give a
+    Series indexed by the codes present, as integers."""
+    key = pd.CategoricalIndex(pd.Categorical.from_codes(codes, categories=pd.RangeIndex(n)))
+    return pd.Series(values).groupby(key, observed=True)
+
+
+def codes_index(frame: Reduced) -> Reduced:
+    """A by_code reduction with its index as plain integer codes."""
+    frame.index = pd.Index(np.asarray(frame.index, dtype=np.int64))
+    return frame
 
 
 def customer_lines(lines: pd.DataFrame, non_product_codes: Sequence[str]) -> pd.DataFrame:
@@ -147,7 +177,7 @@ def rfm_table(lines: pd.DataFrame, *, as_of: date, non_product_codes: Sequence[s
     buy_ts = pd.Series(coded.ts[buy])
     check_as_of(buy_ts.max() if len(buy_ts) else None, as_of)
     buyers = coded.customer[buy]
-    spans = buy_ts.groupby(buyers).agg(["min", "max"])
+    spans = codes_index(by_code(buy_ts, buyers, len(coded.ids)).agg(["min", "max"]))
     present = spans.index.to_numpy(dtype=np.int64)
     # Distinct (customer, invoice) pairs, counted per customer.
     invoices = coded.invoice[buy]
@@ -155,7 +185,7 @@ def rfm_table(lines: pd.DataFrame, *, as_of: date, non_product_codes: Sequence[s
     width = int(invoices.max()) + 1 if len(invoices) else 1
     pairs = pd.unique(buyers[named] * width + invoices[named])
     frequency = np.bincount(pairs // width, minlength=len(coded.ids))
-    net = pd.Series(coded.net).groupby(coded.customer).sum()
+    net = codes_index(by_code(coded.net, coded.customer, len(coded.ids)).sum())
     return rfm_frame(coded.ids[present], first=spans["min"], last=spans["max"],
                      frequency=frequency[present], net=net.reindex(present).fillna(0.0),
                      as_of=as_of)

@@ -14,6 +14,7 @@ from engine.baskets import CodedLines
 from engine.rfm import (
     EngineInputError,
     coded_customer_lines,
+    codes_of,
     customer_lines,
     grid_segments,
     quantile_scores,
@@ -21,6 +22,7 @@ from engine.rfm import (
     rfm_segments,
     rfm_table,
     score_segments,
+    text_codes,
 )
 from engine.settings import RfmSettings
 from tests.engine.factories import line, lines_frame
@@ -189,3 +191,19 @@ def test_rfm_table_equals_a_plain_groupby_of_the_customer_lines(rows, as_categor
     shared = coded_customer_lines(lines, NON_PRODUCT, CodedLines.of(lines, NON_PRODUCT))
     pd.testing.assert_frame_equal(
         rfm_table(lines, as_of=as_of, coded=shared).set_index("customer_id"), table)
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.sampled_from(["a", "b", "c", "10", "9"])), min_size=1),
+       st.permutations(["a", "b", "c", "10", "9"]))
+def test_codes_of_a_categorical_are_those_of_its_values(values: list[str | None],
+                                                        order: list[str]) -> None:
+    """Sorted categories, all used (a window's history): taken as they are; otherwise (unsorted,
+    unused ones) recoded. Either way the codes and texts of factorising the values."""
+    for categories in (sorted(set(order)), order, sorted({v for v in values if v is not None})):
+        present = {v for v in values if v is not None}
+        column = pd.Series(pd.Categorical(values, categories=categories))
+        codes, names = codes_of(column)
+        expected_codes, expected_names = text_codes(*pd.factorize(column))
+        assert codes.tolist() == expected_codes.tolist()
+        assert list(names) == list(expected_names) == sorted(present)
