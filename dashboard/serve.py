@@ -153,7 +153,7 @@ def _warm_pages(settings: Settings) -> None:
     import dash
     from flask import session
 
-    from dashboard import frames
+    from dashboard import context, frames
     from dashboard.app import create_app
     from engine.store import columnar, get_engine
 
@@ -169,6 +169,7 @@ def _warm_pages(settings: Settings) -> None:
                 page["layout"]()
     with app.server.test_request_context("/"):
         frames.signups()  # no default view reads it; every analyst's first window does
+        context.flush()
 
 
 def preload_modules() -> None:

@@ -317,6 +317,7 @@ def test_a_kept_value_is_handed_out_again_until_its_key_changes(demo: Demo) -> N
         assert run_id is not None
         first = frames.run_rows(run_id)
         assert frames.run_rows(run_id) is first  # the same object, not a fresh unpickling
+        context.flush()  # written to the shared cache after the answer
         shared = context.cache().get(context.cache_key("run-rows", run_id))
         assert shared is not first
         pd.testing.assert_frame_equal(shared, first)
@@ -331,3 +332,22 @@ def test_a_kept_value_is_handed_out_again_until_its_key_changes(demo: Demo) -> N
         assert kept == [2] and made == [1, 2]
         assert context.cached("probe", 1, keep=True, compute=lambda: compute(4)) == [1]
         assert made == [1, 2]  # from the shared cache: it was stored there
+
+
+def test_a_computed_value_reaches_the_shared_cache_after_the_answer(demo: Demo) -> None:
+    """The first request answers before its value is written; one asking meanwhile waits for
+    the value (the lock is held until it is written), never computes it again."""
+    from dashboard import context
+
+    with demo.app.server.test_request_context("/"):
+        made: list[int] = []
+
+        def compute() -> list[int]:
+            made.append(1)
+            return [len(made)]
+        key = context.cache_key("written-later")
+        assert context.cached("written-later", compute=compute) == [1]
+        assert context.cached("written-later", compute=compute) == [1]
+        context.flush()
+        assert context.cache().get(key) == [1] and made == [1]
+        assert context.cache().get(context.lock_key(key)) is None
