@@ -8,6 +8,7 @@ last published run), so a new ingest or run shows up on the next visit.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,7 @@ LOCK_SECONDS = 60
 CACHE_KEY = "segmint_cache"
 KEPT_KEY = "segmint_kept"
 WRITER_KEY = "segmint_cache_writer"
+TURN_KEY = "segmint_compute_turn"
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -98,17 +100,41 @@ def _shared(key: str, compute: Callable[[], T], timeout: int | None = None) -> T
     if value is not None:
         return value  # type: ignore[no-any-return]
     lock = lock_key(key)
-    if not store.add(lock, True, timeout=LOCK_SECONDS):
-        deadline = time.monotonic() + LOCK_SECONDS
-        while value is None and time.monotonic() < deadline and store.get(lock) is not None:
-            time.sleep(0.01)  # a cold value takes tens of ms: answer the waiters soon after
-            value = store.get(key)
+    with _computing():
+        value = store.get(key)  # written while this request waited for its turn
         if value is not None:
             return value  # type: ignore[no-any-return]
+        if store.add(lock, True, timeout=LOCK_SECONDS):
+            return _compute(store, key, compute, timeout, lock)
+    # Another request computes it: wait for the value without holding this worker's turn.
+    deadline = time.monotonic() + LOCK_SECONDS
+    while value is None and time.monotonic() < deadline and store.get(lock) is not None:
+        time.sleep(0.01)  # a cold value takes tens of ms: answer the waiters soon after
+        value = store.get(key)
+    if value is not None:
+        return value  # type: ignore[no-any-return]
+    with _computing():  # that request failed or took too long: compute it here too
+        return _compute(store, key, compute, timeout, None)
+
+
+def _computing() -> threading.RLock:
+    """This worker's turn to compute: one missing value at a time per worker (a request that
+    computes one while computing another, as a page computing its frames, keeps its turn).
+    A worker's threads share one interpreter lock, so computing two at once gains no time, and
+    two windows' frames at once took a worker past 1 GiB at 10 M lines."""
+    turn: threading.RLock = current_app.extensions.setdefault(TURN_KEY, threading.RLock())
+    return turn
+
+
+def _compute(store: Cache, key: str, compute: Callable[[], T], timeout: int | None,
+             lock: str | None) -> T:
+    """compute(), then written to the shared cache after the answer; lock (held by this
+    request, None if none) is released once the value is written, or at once on error."""
     try:
         value = compute()
     except BaseException:
-        store.delete(lock)
+        if lock is not None:
+            store.delete(lock)
         raise
     # Written to the shared cache after the answer, by the worker's writer thread: pickling a
     # window's frames to disk costs 0.1-0.2 s at 10 M lines (50 MB for its customer-product
@@ -119,14 +145,16 @@ def _shared(key: str, compute: Callable[[], T], timeout: int | None = None) -> T
     return value
 
 
-def _write(app: Any, store: Cache, key: str, value: Any, timeout: int | None, lock: str) -> None:
+def _write(app: Any, store: Cache, key: str, value: Any, timeout: int | None,
+           lock: str | None) -> None:
     with app.app_context():
         try:
             store.set(key, value, timeout=timeout)
         except Exception:  # noqa: BLE001 - a cache that cannot be written only costs time
             log.exception("dashboard cache: %s not written", key.split("|")[1])
         finally:
-            store.delete(lock)
+            if lock is not None:
+                store.delete(lock)
 
 
 def _writer() -> ThreadPoolExecutor:
