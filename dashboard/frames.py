@@ -359,12 +359,14 @@ def _kpis_as_of(current: Scope) -> date:
 
 
 def signups() -> pd.DataFrame:
-    """customer_id and signup_date of every customer on file (the classes' "New"), read once
-    per data version: every recomputed window needs it."""
+    """signup_date of every customer on file (the classes' "New"), indexed by customer_id, read
+    once per data version: every recomputed window needs it."""
     def compute() -> pd.DataFrame:
         from engine.store.customers import load_customers
 
-        return load_customers(engine=context.engine())[["customer_id", "signup_date"]]
+        frame = load_customers(engine=context.engine())[["customer_id", "signup_date"]]
+        return frame.set_index(frame["customer_id"].astype(str).rename("customer_id"))[
+            ["signup_date"]].astype({"signup_date": "datetime64[ns]"})
     return context.cached("signups", keep=True, compute=compute)
 
 

@@ -103,7 +103,12 @@ def classify(segments: pd.DataFrame, history: pd.DataFrame | None,
                               non_product_codes=non_product_codes, coded=coded)
     growth = growth.reindex(ids)
     signup = pd.Series(pd.NaT, index=ids, dtype="datetime64[ns]")
-    if customers is not None and "signup_date" in customers.columns and len(customers):
+    if (customers is not None and customers.index.name == "customer_id"
+            and customers.get("signup_date", pd.Series()).dtype == "datetime64[ns]"):
+        # Indexed by id already (the dashboard keeps them so): its index's lookup table is
+        # built once, not once per window (185,000 ids).
+        signup = customers["signup_date"].reindex(ids)
+    elif customers is not None and "signup_date" in customers.columns and len(customers):
         known = customers.dropna(subset=["signup_date"])
         known_dates = pd.to_datetime(known["signup_date"]).to_numpy()
         signup = pd.Series(known_dates, index=known["customer_id"].astype(str)).reindex(ids)

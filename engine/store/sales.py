@@ -206,7 +206,7 @@ def _codes(values: Any) -> tuple[np.ndarray, list[str]]:
 
     encoded = pc.dictionary_encode(values.combine_chunks())
     codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-    return codes, [str(value) for value in encoded.dictionary.to_pylist()]
+    return codes, encoded.dictionary.to_numpy(zero_copy_only=False).astype(str).tolist()
 
 
 def product_names(*, engine: Engine, stock_codes: Sequence[str]) -> dict[str, str]:

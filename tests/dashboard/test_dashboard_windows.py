@@ -304,7 +304,8 @@ def test_the_warm_up_caches_the_sign_up_dates_every_window_reads(demo: Demo) -> 
     with demo.app.server.test_request_context("/"):
         stored = context.cache().get(context.cache_key("signups"))
     assert stored is not None
-    pd.testing.assert_frame_equal(stored, demo.customers[["customer_id", "signup_date"]])
+    expected = demo.customers.set_index("customer_id")[["signup_date"]]
+    pd.testing.assert_frame_equal(stored, expected.astype({"signup_date": "datetime64[ns]"}))
 
 
 def test_a_kept_value_is_handed_out_again_until_its_key_changes(demo: Demo) -> None:
