@@ -370,3 +370,33 @@ def test_load_lines_returns_what_was_staged_even_after_many_empty_cells(
     assert lines["country"].iloc[-1] is None
     assert lines["is_return"].tail(2).tolist() == [False, True]
     assert len(load_lines(engine=db, since=date(2030, 1, 1))) == 0
+
+
+@pytest.mark.postgres
+def test_a_load_into_postgresql_leaves_the_planner_statistics_current(
+        postgres_url: str, tmp_path: Path) -> None:
+    """ANALYZE after the load (autovacuum may be off, as on the test server): the grown tables
+    have statistics at once; a file already loaded analyses nothing again."""
+    from sqlalchemy import text
+
+    from engine.store import get_engine, init_db
+
+    engine = get_engine(postgres_url)
+    init_db(engine=engine)
+    settings = make_settings(tmp_path, postgres_url)
+    query = text("SELECT relname, last_analyze FROM pg_stat_user_tables "
+                 "WHERE schemaname = current_schema() AND relname IN "
+                 "('transaction_line', 'invoice_day', 'customer')")
+
+    def analysed() -> dict[str, object]:
+        with engine.connect() as connection:
+            return dict(connection.execute(query).all())
+    assert not any(analysed().values())
+    source = write_csv(tmp_path / "retail.csv", GOOD_ROWS)
+    ingest_file(engine, settings, source, preset="online-retail")
+    first = analysed()
+    assert all(first[table] is not None for table in ("transaction_line", "invoice_day",
+                                                      "customer"))
+    ingest_file(engine, settings, source, preset="online-retail")  # nothing new
+    assert analysed() == first
+    engine.dispose()
