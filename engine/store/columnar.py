@@ -260,7 +260,8 @@ def customer_history(copy: ColumnarCopy, *, until: date | None,
     customer = table.column("customer_id").combine_chunks()
     if active_since is not None:
         codes = customer.indices.to_numpy()
-        recent = (table.column("day").to_numpy() >= _moment(active_since).as_py())
+        recent = pc.greater_equal(table.column("day"), _moment(active_since)).combine_chunks(
+        ).to_numpy(zero_copy_only=False)  # (numpy's datetime comparison took 25 times longer)
         active = np.zeros(len(customer.dictionary), dtype=bool)
         active[codes[recent]] = True
         keep = pa.array(active[codes])
