@@ -64,7 +64,7 @@ def flask_server(settings: Settings, secret_key: str | None) -> Flask:
                           "CACHE_DEFAULT_TIMEOUT": settings.dashboard.cache_seconds,
                           "CACHE_THRESHOLD": 2000})
     cache.init_app(server)
-    server.extensions[context.CACHE_KEY] = cache
+    context.install_cache(server, cache)
     limiter = security.login_limiter(server, settings.dashboard)
     server.register_blueprint(auth.create_blueprint(
         lambda view: security.limit_login(limiter, settings.dashboard, view)))

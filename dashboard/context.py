@@ -45,6 +45,16 @@ def engine() -> Engine:
     return get_engine(current.database_url, current.database.echo)
 
 
+def install_cache(server: Any, store: Cache) -> None:
+    """The shared cache and this worker's own state around it: the kept values, the turn to
+    compute (one cold value at a time) and the thread that writes computed values."""
+    server.extensions[CACHE_KEY] = store
+    server.extensions[KEPT_KEY] = {}
+    server.extensions[TURN_KEY] = threading.RLock()
+    server.extensions[WRITER_KEY] = ThreadPoolExecutor(max_workers=1,
+                                                       thread_name_prefix="segmint-cache")
+
+
 def cache() -> Cache:
     value: Cache = current_app.extensions[CACHE_KEY]
     return value
@@ -84,7 +94,7 @@ def cached(name: str, *parts: Any, compute: Callable[[], T], keep: bool = False)
     key = cache_key(name, *parts)
     if not keep:
         return _shared(key, compute)
-    kept: dict[str, tuple[str, Any]] = current_app.extensions.setdefault(KEPT_KEY, {})
+    kept: dict[str, tuple[str, Any]] = current_app.extensions[KEPT_KEY]
     if name in kept and kept[name][0] == key:
         return kept[name][1]  # type: ignore[no-any-return]
     value = _shared(key, compute, timeout=0)
@@ -122,7 +132,7 @@ def _computing() -> threading.RLock:
     computes one while computing another, as a page computing its frames, keeps its turn).
     A worker's threads share one interpreter lock, so computing two at once gains no time, and
     two windows' frames at once took a worker past 1 GiB at 10 M lines."""
-    turn: threading.RLock = current_app.extensions.setdefault(TURN_KEY, threading.RLock())
+    turn: threading.RLock = current_app.extensions[TURN_KEY]
     return turn
 
 
@@ -159,8 +169,7 @@ def _write(app: Any, store: Cache, key: str, value: Any, timeout: int | None,
 
 def _writer() -> ThreadPoolExecutor:
     """This worker's one cache-writing thread (values are written in the order computed)."""
-    writer: ThreadPoolExecutor = current_app.extensions.setdefault(
-        WRITER_KEY, ThreadPoolExecutor(max_workers=1, thread_name_prefix="segmint-cache"))
+    writer: ThreadPoolExecutor = current_app.extensions[WRITER_KEY]
     return writer
 
 

@@ -104,7 +104,8 @@ def classify(segments: pd.DataFrame, history: pd.DataFrame | None,
     growth = growth.reindex(ids)
     signup = pd.Series(pd.NaT, index=ids, dtype="datetime64[ns]")
     if (customers is not None and customers.index.name == "customer_id"
-            and customers.get("signup_date", pd.Series()).dtype == "datetime64[ns]"):
+            and "signup_date" in customers.columns
+            and customers["signup_date"].dtype == "datetime64[ns]"):
         # Indexed by id already (the dashboard keeps them so): its index's lookup table is
         # built once, not once per window (185,000 ids).
         signup = customers["signup_date"].reindex(ids)
