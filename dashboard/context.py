@@ -92,14 +92,31 @@ def cached(name: str, *parts: Any, compute: Callable[[], T], keep: bool = False)
     change a kept value in place.
     """
     key = cache_key(name, *parts)
+    seen = _request_values()
+    if key in seen:
+        return seen[key]  # type: ignore[no-any-return]
     if not keep:
-        return _shared(key, compute)
-    kept: dict[str, tuple[str, Any]] = current_app.extensions[KEPT_KEY]
-    if name in kept and kept[name][0] == key:
-        return kept[name][1]  # type: ignore[no-any-return]
-    value = _shared(key, compute, timeout=0)
-    kept[name] = (key, value)
+        value = _shared(key, compute)
+    else:
+        kept: dict[str, tuple[str, Any]] = current_app.extensions[KEPT_KEY]
+        if name in kept and kept[name][0] == key:
+            value = kept[name][1]
+        else:
+            value = _shared(key, compute, timeout=0)
+            kept[name] = (key, value)
+    seen[key] = value
     return value
+
+
+def _request_values() -> dict[str, Any]:
+    """The values this request has had from `cached`, by key: a page asking twice for one
+    (Products reads the window's product figures for two charts) gets it once. Without this the
+    second ask read back from the shared cache what the first had just computed (the window's
+    customer x product pairs: 50 MB, 0.07 s to unpickle)."""
+    if "segmint_values" not in g:
+        g.segmint_values = {}
+    values: dict[str, Any] = g.segmint_values
+    return values
 
 
 def _shared(key: str, compute: Callable[[], T], timeout: int | None = None) -> T:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from engine.columns import SEGMENT_COLUMNS, split_items
 from engine.dates import last_day
-from engine.sales_figures import SalesFigures
+from engine.sales_figures import SalesFigures, distinct_inverse
 from engine.store import columnar, results
 from engine.store import jobs as jobs_store
 from engine.store import runs as run_store
@@ -205,25 +205,34 @@ def _selected_lines(current: Scope, filters: Filters) -> pd.DataFrame:
     groups = rows.set_index(rows["customer_id"].astype(str))[list(PRODUCT_GROUPINGS)]
     lines = customer_products(current.since, current.until)
     # Matched through the categorical's codes: a window holds a million (customer, product)
-    # pairs, and neither their ids as Python strings nor a merge on them are needed.
+    # pairs, and neither their ids as Python strings nor a merge on them are needed; the
+    # chosen pairs are taken column by column (a frame's .loc took 0.14 s of a 4-month window).
     ids = pd.Categorical(lines["customer_id"])
     row = groups.index.get_indexer(ids.categories.astype(str))[ids.codes]
-    kept = (ids.codes >= 0) & (row >= 0)
-    chosen = lines.loc[kept, ["stock_code", "revenue", "quantity", "purchases"]]
+    chosen = np.flatnonzero((ids.codes >= 0) & (row >= 0))
+    stock = pd.Categorical(lines["stock_code"])
+    taken: dict[str, Any] = {
+        "stock_code": pd.Categorical.from_codes(stock.codes[chosen], categories=stock.categories),
+        **{name: lines[name].to_numpy()[chosen] for name in ("revenue", "quantity", "purchases")}}
     for name in PRODUCT_GROUPINGS:  # categorical too: grouped on codes, not on a million labels
         labels = pd.Categorical(groups[name].to_numpy())
-        chosen[name] = pd.Categorical.from_codes(labels.codes[row[kept]],
-                                                 categories=labels.categories)
-    return chosen.reset_index(drop=True)
+        taken[name] = pd.Categorical.from_codes(labels.codes[row[chosen]],
+                                                categories=labels.categories)
+    return pd.DataFrame(taken)
 
 
-def _summed_by(lines: pd.DataFrame, keys: list[str], **sums: tuple[str, str]) -> pd.DataFrame:
+# Most possible combined keys _summed_by counts on directly (8 bytes each, 128 MiB at most).
+DENSE_GROUPS = 1 << 24
+
+
+def _summed_by(lines: pd.DataFrame, keys: list[str], sums: list[str]) -> pd.DataFrame:
     """lines grouped by keys (categorical or not; groups without lines left out), with the sums
-    named in `sums` and `customers`, the rows with a purchase; keys back to plain values.
+    of the columns `sums` and `customers`, the rows with a purchase; keys back to plain values.
 
-    The keys are grouped as one integer (their codes combined): a window holds a million
-    (customer, product) pairs, and pandas' grouping on several categoricals costs several
-    times that of one integer key. The sums are the same (each group's rows in row order)."""
+    The keys are grouped as one integer (their codes combined) and summed by np.bincount over
+    the combined keys present: a window holds a million (customer, product) pairs, and pandas'
+    grouping of them cost 0.2 s of a 4-month window's Products page (a sort of the keys, 0.3 s;
+    counting on every possible key, when there are at most DENSE_GROUPS, one pass)."""
     combined = np.zeros(len(lines), dtype=np.int64)
     known = np.ones(len(lines), dtype=bool)  # rows with every key (as groupby's dropna)
     coded: list[tuple[str, pd.Index, int]] = []
@@ -237,16 +246,24 @@ def _summed_by(lines: pd.DataFrame, keys: list[str], **sums: tuple[str, str]) ->
         combined = combined * width + codes
         known &= codes >= 0
         coded.append((key, pd.Index(uniques), width))
-    values = {column: lines[column].to_numpy()[known] for column, _ in sums.values()}
-    summed = (pd.DataFrame(values).assign(bought=lines["purchases"].to_numpy()[known] > 0)
-              .groupby(combined[known], sort=False)
-              .agg(**sums, customers=("bought", "sum")))
-    group = summed.index.to_numpy(dtype=np.int64)
-    frame = pd.DataFrame(index=pd.RangeIndex(len(summed)))
+    combined = combined[known]
+    space = int(np.prod([width for _, _, width in coded], dtype=np.int64))
+    if space <= DENSE_GROUPS:  # classes or clusters x products: count on every possible key
+        present = np.bincount(combined, minlength=space) > 0
+        group = np.flatnonzero(present)
+        inverse = (np.cumsum(present) - 1)[combined]
+    else:
+        group, inverse = distinct_inverse(combined)
+    frame = pd.DataFrame(index=pd.RangeIndex(len(group)))
     for key, uniques, width in reversed(coded):
         frame.insert(0, key, uniques.take(group % width).to_numpy())
         group = group // width
-    return pd.concat([frame, summed.reset_index(drop=True)], axis=1)
+    for name in sums:
+        frame[name] = np.bincount(inverse, weights=lines[name].to_numpy(dtype=float)[known],
+                                  minlength=len(frame))
+    frame["customers"] = np.bincount(inverse, minlength=len(frame),
+                                     weights=lines["purchases"].to_numpy()[known] > 0)
+    return frame
 
 
 def _described(frame: pd.DataFrame) -> pd.DataFrame:
@@ -279,7 +296,7 @@ def top_products(lines: pd.DataFrame, by: str, limit: int) -> pd.DataFrame:
     revenue, customers with a purchase). lines: customer_products' rows (customer_id,
     stock_code, revenue, purchases) with the customer's group in column `by`. Pure pandas, not
     the store's SQL: a recomputed window's groups exist only here, never in the database."""
-    return _top(_summed_by(lines, [by, "stock_code"], revenue=("revenue", "sum")).rename(
+    return _top(_summed_by(lines, [by, "stock_code"], ["revenue"]).rename(
         columns={by: "group"}), limit)
 
 
@@ -306,8 +323,7 @@ def selected_products(current: Scope, filters: Filters) -> pd.DataFrame:
 
     def compute() -> pd.DataFrame:
         lines = _selected_lines(current, filters)
-        frame = _summed_by(lines, ["stock_code"], revenue=("revenue", "sum"),
-                           quantity=("quantity", "sum"))
+        frame = _summed_by(lines, ["stock_code"], ["revenue", "quantity"])
         frame = frame.sort_values("stock_code").reset_index(drop=True)
         return _described(frame.astype({"revenue": float, "quantity": float, "customers": int}))
     return context.cached("selected-products", current.run_id, current.since, current.until,

@@ -38,6 +38,7 @@ from engine.rfm import (
     by_code,
     coded_customer_lines,
     codes_index,
+    distinct_invoices,
     require_columns,
 )
 
@@ -96,12 +97,8 @@ def customer_kpis(coded: CustomerLines, *, as_of: date, since: date | None = Non
     n = len(coded.ids)
     net = codes_index(by_code(coded.net[window], customer[window], n).sum())
     purchase_value = codes_index(by_code(coded.net[purchases], customer[purchases], n).sum())
-    # Distinct named purchase invoices per customer.
-    invoice = coded.invoice[purchases]
-    named = invoice >= 0
-    width = int(invoice.max()) + 1 if len(invoice) else 1
-    pairs = pd.unique(customer[purchases][named] * width + invoice[named])
-    orders = pd.Series(np.bincount(pairs // width, minlength=len(coded.ids)))
+    orders = pd.Series(distinct_invoices(customer[purchases], coded.invoice[purchases],
+                                         len(coded.ids)))
     n = len(coded.ids)
     before = np.bincount(customer[bought & (coded.ts < retention_start)], minlength=n) > 0
     recent = np.bincount(customer[bought & (coded.ts >= retention_start)], minlength=n) > 0

@@ -108,6 +108,9 @@ def window_figures(history: pd.DataFrame, customers: pd.DataFrame | None, *,
     segments["customer_class"] = classify(
         segments, history, customers, as_of=as_of, settings=settings.classes,
         tier_names=settings.clustering.tiers, non_product_codes=codes, coded=coded)
-    rows = segments[SEGMENT_COLUMNS].sort_values("customer_id").reset_index(drop=True)
+    rows = segments[SEGMENT_COLUMNS]
+    if not rows["customer_id"].is_monotonic_increasing:  # rfm_table's rows are in id order
+        rows = rows.sort_values("customer_id")
+    rows = rows.reset_index(drop=True)
     kpis = None if kpis_as_of is None else customer_kpis(coded, as_of=kpis_as_of, since=since)
     return WindowFigures(rows, kpis)

@@ -186,7 +186,8 @@ def window_products(*, engine: Engine, non_product_codes: Sequence[str],
         "quantity": np.bincount(product, weights=quantity, minlength=n_products),
         # Buying customers: the pairs with a purchase line among them.
         "customers": np.bincount(pairs[purchases > 0] % width, minlength=n_products).astype(int),
-    }).sort_values("stock_code").reset_index(drop=True)
+    })[np.bincount(product, minlength=n_products) > 0]  # a file's dictionary may hold more
+    products = products.sort_values("stock_code").reset_index(drop=True)
     per_pair = pd.DataFrame({
         "customer_id": pd.Categorical.from_codes(pairs // width,
                                                  categories=pd.Index(customer_ids)),
@@ -200,11 +201,15 @@ def window_products(*, engine: Engine, non_product_codes: Sequence[str],
 
 
 def _codes(values: Any) -> tuple[np.ndarray, list[str]]:
-    """(int64 code per value, -1 for null; the distinct values) of an Arrow string column, or
-    of a dictionary column whose chunks share one dictionary."""
+    """(int64 code per value, -1 for null; the distinct values, some perhaps unused) of an
+    Arrow string column, or of a dictionary column whose chunks share one dictionary (taken as
+    it is: encoding it again took 0.08 s of a 4-month window at 10 M lines)."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    encoded = pc.dictionary_encode(values.combine_chunks())
+    combined = values.combine_chunks()
+    encoded = (combined if pa.types.is_dictionary(combined.type)
+               else pc.dictionary_encode(combined))
     codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     return codes, encoded.dictionary.to_numpy(zero_copy_only=False).astype(str).tolist()
 
