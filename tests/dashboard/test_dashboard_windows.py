@@ -331,6 +331,8 @@ def test_a_kept_value_is_handed_out_again_until_its_key_changes(demo: Demo) -> N
         assert context.cached("probe", 2, keep=True, compute=lambda: compute(2)) == [2]
         kept = context.cached("probe", 2, keep=True, compute=lambda: compute(3))
         assert kept == [2] and made == [1, 2]
+        context.flush()
+    with demo.app.server.test_request_context("/"):  # a new request: nothing of the last one's
         assert context.cached("probe", 1, keep=True, compute=lambda: compute(4)) == [1]
         assert made == [1, 2]  # from the shared cache: it was stored there
 
@@ -348,7 +350,29 @@ def test_a_computed_value_reaches_the_shared_cache_after_the_answer(demo: Demo) 
             return [len(made)]
         key = context.cache_key("written-later")
         assert context.cached("written-later", compute=compute) == [1]
+    with demo.app.server.test_request_context("/"):  # another request: the shared cache's
         assert context.cached("written-later", compute=compute) == [1]
         context.flush()
         assert context.cache().get(key) == [1] and made == [1]
         assert context.cache().get(context.lock_key(key)) is None
+
+
+def test_a_request_asking_twice_for_a_value_gets_the_same_one(demo: Demo) -> None:
+    """Within one request a value comes once (Products asks twice for the window's product
+    figures): not read back from the shared cache, even when that has lost it meanwhile. The
+    next request asks the shared cache again."""
+    from dashboard import context
+
+    made: list[int] = []
+
+    def compute() -> list[int]:
+        made.append(1)
+        return [len(made)]
+    with demo.app.server.test_request_context("/"):
+        first = context.cached("asked-twice", compute=compute)
+        context.flush()
+        context.cache().clear()
+        assert context.cached("asked-twice", compute=compute) is first
+        assert made == [1]
+    with demo.app.server.test_request_context("/"):
+        assert context.cached("asked-twice", compute=compute) == [2]  # the cache was emptied

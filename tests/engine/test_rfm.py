@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given
@@ -16,7 +17,9 @@ from engine.rfm import (
     coded_customer_lines,
     codes_of,
     customer_lines,
+    distinct_invoices,
     grid_segments,
+    invoice_codes,
     quantile_scores,
     rfm_scores,
     rfm_segments,
@@ -207,3 +210,59 @@ def test_codes_of_a_categorical_are_those_of_its_values(values: list[str | None]
         expected_codes, expected_names = text_codes(*pd.factorize(column))
         assert codes.tolist() == expected_codes.tolist()
         assert list(names) == list(expected_names) == sorted(present)
+
+
+def _scores_by_text_keys(values: pd.Series, keys: pd.Series, levels: int) -> list[int]:
+    """quantile_scores' definition, plainly: ranks by (value, key as text), cut in equal bins."""
+    order = np.lexsort((keys.astype(str).to_numpy(dtype=str), values.to_numpy(dtype=float)))
+    ranks = np.empty(len(values), dtype=np.int64)
+    ranks[order] = np.arange(len(values))
+    return (ranks * levels // max(len(values), 1) + 1).tolist()
+
+
+@hypothesis_settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 30), st.integers(0, 5)), min_size=1, max_size=40),
+       st.sampled_from(["sorted text", "unsorted text", "numbers", "repeated"]),
+       st.sampled_from([4, 5]))
+def test_scores_rank_ties_by_the_key_as_text(rows, keys_kind, levels) -> None:
+    """Keys already distinct and in text order are ranked by position (an RFM table); any
+    other keys (unsorted, numbers, repeated) by their text, as before: the same scores."""
+    values = pd.Series([value for value, _ in rows])
+    n = len(rows)
+    keys = pd.Series({"sorted text": sorted(f"c{i}" for i in range(n)),
+                      "unsorted text": [f"c{i}" for i in range(n)],
+                      "numbers": [n - i for i in range(n)],  # 10 before 9 as text
+                      "repeated": [f"c{key}" for _, key in rows]}[keys_kind])
+    assert quantile_scores(values, keys, levels).tolist() == _scores_by_text_keys(
+        values, keys, levels)
+    table = pd.DataFrame({"customer_id": keys, "recency_days": values, "frequency": values,
+                          "monetary": values.astype(float)})
+    scored = rfm_scores(table, levels=levels)
+    assert scored["f_score"].tolist() == _scores_by_text_keys(values, keys, levels)
+    assert scored["rfm_code"].tolist() == [f"{r}{f}{m}" for r, f, m in zip(
+        scored["r_score"], scored["f_score"], scored["m_score"], strict=True)]
+
+
+@hypothesis_settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.one_of(st.none(), st.integers(0, 6))),
+                min_size=1, max_size=50),
+       st.sampled_from(["keys", "negative", "text"]))
+def test_distinct_invoices_per_customer_whatever_the_invoice_codes(rows, kind) -> None:
+    """Invoices as the columnar copy's wide integer keys (taken as they are), as integers
+    with a negative one, or as text: each customer's distinct invoices are the same."""
+    customers = np.array([customer for customer, _ in rows], dtype=np.int64)
+    raw = [invoice for _, invoice in rows]
+    if kind == "keys":  # 8 ASCII bytes read as one big-endian number: above 2**62
+        column = pd.Series([None if i is None else 0x4300000000000000 + i for i in raw],
+                           dtype="Int64")
+    elif kind == "negative":
+        column = pd.Series([None if i is None else i - 3 for i in raw], dtype="Int64")
+    else:
+        column = pd.Series([None if i is None else f"I{i}" for i in raw], dtype=object)
+    codes = invoice_codes(column)
+    assert ((codes >= 0) == column.notna().to_numpy()).all()
+    if kind == "keys":
+        assert codes[column.notna().to_numpy()].tolist() == column.dropna().tolist()
+    expected = pd.DataFrame({"c": customers, "i": raw}).dropna().groupby("c")["i"].nunique()
+    assert distinct_invoices(customers, codes, 5).tolist() == [
+        int(expected.get(c, 0)) for c in range(5)]

@@ -64,6 +64,12 @@ def test_products_leave_out_non_product_codes(filled: Any) -> None:
         alone = frames.top_products(lines, by, limit=3)
         pd.testing.assert_frame_equal(both[by], alone)
     assert list(both["value_tier"]["group"].unique()) == ["High value", "Low value"]
+    # Counted on every possible (group, product) key, or on the distinct keys when there would
+    # be too many possible ones: the same figures.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(frames, "DENSE_GROUPS", 0)
+        for by in ("customer_class", "value_tier"):
+            pd.testing.assert_frame_equal(frames.top_products(lines, by, limit=3), both[by])
     # February only: bob's return of A (no purchase), alice's and carol's purchases.
     february, pairs = sales.window_products(engine=filled, non_product_codes=NON_PRODUCT,
                                             since=date(2011, 2, 1), until=date(2011, 2, 28))
