@@ -81,13 +81,26 @@ def distinct_keys(keys: np.ndarray) -> np.ndarray:
 
 def distinct_inverse(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """np.unique(keys, return_inverse=True) by a stable sort (see distinct_keys)."""
-    order = np.argsort(keys, kind="stable")
-    ordered = keys[order]
+    ordered, order = sorted_with_order(keys)
     first = np.ones(len(ordered), dtype=bool)
     first[1:] = ordered[1:] != ordered[:-1]
     inverse = np.empty(len(keys), dtype=np.int64)
     inverse[order] = np.cumsum(first) - 1
     return ordered[first], inverse
+
+
+def sorted_with_order(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(keys sorted, the stable order that sorts them). Non-negative keys small enough to share
+    one int64 with their position are sorted as such pairs: numpy sorts values about twice as
+    fast as it sorts positions (a 4-month window's 1.9 M customer x product keys at 10 M lines:
+    0.21 -> 0.11 s)."""
+    n = len(keys)
+    shift = max(n - 1, 1).bit_length()
+    if n and int(keys.min()) >= 0 and int(keys.max()) < 1 << (62 - shift):
+        packed = np.sort((keys.astype(np.int64) << shift) | np.arange(n, dtype=np.int64))
+        return packed >> shift, packed & ((1 << shift) - 1)
+    order = np.argsort(keys, kind="stable")
+    return keys[order], order
 
 
 # Distinct counts over at most this many possible keys use a bitmap (one byte per key), which

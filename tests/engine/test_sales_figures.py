@@ -11,8 +11,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
-from engine.sales_figures import SalesFigures, group_products, sales_figures
+from engine.sales_figures import (
+    SalesFigures,
+    distinct_inverse,
+    group_products,
+    sales_figures,
+    sorted_with_order,
+)
 from tests.engine.factories import line, lines_frame
 
 CODES = ["POST"]
@@ -105,3 +114,19 @@ def test_without_stock_codes_there_are_no_product_figures() -> None:
     made = sales_figures(lines, lines, non_product_codes=CODES, has_products=False)
     assert made.products is None and made.totals["revenue"] == 140.0
     assert np.array_equal(made.months["orders"], [4, 2])
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.integers(0, 40), st.integers(-3, 2**62), st.just(2**60)),
+                max_size=60))
+def test_keys_sort_with_their_stable_order_packed_or_not(values: list[int]) -> None:
+    """Small non-negative keys are sorted packed with their positions, others by argsort: the
+    same sorted keys, order and distinct keys with their inverse as numpy's."""
+    keys = np.array(values, dtype=np.int64)
+    ordered, order = sorted_with_order(keys)
+    assert ordered.tolist() == np.sort(keys).tolist()
+    assert order.tolist() == np.argsort(keys, kind="stable").tolist()
+    distinct, inverse = distinct_inverse(keys)
+    expected, expected_inverse = np.unique(keys, return_inverse=True)
+    assert distinct.tolist() == expected.tolist()
+    assert inverse.tolist() == expected_inverse.reshape(-1).tolist()
