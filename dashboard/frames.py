@@ -227,10 +227,6 @@ def _selected_lines(current: Scope, filters: Filters) -> pd.DataFrame:
     return pd.DataFrame(taken)
 
 
-# Most possible combined keys _summed_by counts on directly (8 bytes each, 128 MiB at most).
-DENSE_GROUPS = 1 << 24
-
-
 def _summed_by(lines: pd.DataFrame, keys: list[str], sums: list[str]) -> pd.DataFrame:
     """lines grouped by keys (categorical or not; groups without lines left out), with the sums
     of the columns `sums` and `customers`, the rows with a purchase; keys back to plain values.
@@ -238,7 +234,7 @@ def _summed_by(lines: pd.DataFrame, keys: list[str], sums: list[str]) -> pd.Data
     The keys are grouped as one integer (their codes combined) and summed by np.bincount over
     the combined keys present: a window holds a million (customer, product) pairs, and pandas'
     grouping of them cost 0.2 s of a 4-month window's Products page (a sort of the keys, 0.3 s;
-    counting on every possible key, when there are at most DENSE_GROUPS, one pass)."""
+    counting on every possible key, when there are few enough, one pass)."""
     combined = np.zeros(len(lines), dtype=np.int64)
     known = np.ones(len(lines), dtype=bool)  # rows with every key (as groupby's dropna)
     coded: list[tuple[str, pd.Index, int]] = []
@@ -252,14 +248,8 @@ def _summed_by(lines: pd.DataFrame, keys: list[str], sums: list[str]) -> pd.Data
         combined = combined * width + codes
         known &= codes >= 0
         coded.append((key, pd.Index(uniques), width))
-    combined = combined[known]
-    space = int(np.prod([width for _, _, width in coded], dtype=np.int64))
-    if space <= DENSE_GROUPS:  # classes or clusters x products: count on every possible key
-        present = np.bincount(combined, minlength=space) > 0
-        group = np.flatnonzero(present)
-        inverse = (np.cumsum(present) - 1)[combined]
-    else:
-        group, inverse = distinct_inverse(combined)
+    group, inverse = distinct_inverse(
+        combined[known], int(np.prod([width for _, _, width in coded], dtype=np.int64)))
     frame = pd.DataFrame(index=pd.RangeIndex(len(group)))
     for key, uniques, width in reversed(coded):
         frame.insert(0, key, uniques.take(group % width).to_numpy())

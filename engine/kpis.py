@@ -97,9 +97,7 @@ def customer_kpis(coded: CustomerLines, *, as_of: date, since: date | None = Non
     n = len(coded.ids)
     net = codes_index(by_code(coded.net[window], customer[window], n).sum())
     purchase_value = codes_index(by_code(coded.net[purchases], customer[purchases], n).sum())
-    orders = pd.Series(distinct_invoices(customer[purchases], coded.invoice[purchases],
-                                         len(coded.ids)))
-    n = len(coded.ids)
+    orders = pd.Series(distinct_invoices(customer[purchases], coded.invoice[purchases], n))
     before = np.bincount(customer[bought & (coded.ts < retention_start)], minlength=n) > 0
     recent = np.bincount(customer[bought & (coded.ts >= retention_start)], minlength=n) > 0
     in_window = np.zeros(n, dtype=bool)

@@ -279,8 +279,7 @@ def rfm_scores(table: pd.DataFrame, *, levels: int = 5) -> pd.DataFrame:
     """Adds r_score (recent = high), f_score, m_score, rfm_code ("324") and rfm_score."""
     require_columns(table, ["customer_id", "recency_days", "frequency", "monetary"], "RFM table")
     scored = table.copy()
-    keys = _key_order(scored["customer_id"].astype(str) if scored["customer_id"].dtype != object
-                      else scored["customer_id"])
+    keys = _key_order(scored["customer_id"])
     # Fewer days since the last purchase is better: score the negated recency.
     scored["r_score"] = _scores(-scored["recency_days"], keys, levels)
     scored["f_score"] = _scores(scored["frequency"], keys, levels)

@@ -79,8 +79,19 @@ def distinct_keys(keys: np.ndarray) -> np.ndarray:
     return ordered[first]
 
 
-def distinct_inverse(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """np.unique(keys, return_inverse=True) by a stable sort (see distinct_keys)."""
+# distinct_inverse counts on every possible key (8 bytes each, 128 MiB at most) when told there
+# are at most this many; more are sorted.
+DENSE_KEYS = 1 << 24
+
+
+def distinct_inverse(keys: np.ndarray,
+                     n_keys: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(keys, return_inverse=True) by a stable sort (see distinct_keys), or, when
+    every key is below n_keys <= DENSE_KEYS (classes or clusters x products), by one pass of
+    np.bincount over every possible key."""
+    if n_keys is not None and n_keys <= DENSE_KEYS:
+        present = np.bincount(keys, minlength=n_keys) > 0
+        return np.flatnonzero(present), (np.cumsum(present) - 1)[keys]
     ordered, order = sorted_with_order(keys)
     first = np.ones(len(ordered), dtype=bool)
     first[1:] = ordered[1:] != ordered[:-1]

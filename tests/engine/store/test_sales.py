@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from dashboard import frames
+from engine import sales_figures
 from engine.store import jobs, offer_results, results, runs, sales
 from tests.engine.store.conftest import NON_PRODUCT
 
@@ -67,7 +68,7 @@ def test_products_leave_out_non_product_codes(filled: Any) -> None:
     # Counted on every possible (group, product) key, or on the distinct keys when there would
     # be too many possible ones: the same figures.
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(frames, "DENSE_GROUPS", 0)
+        patch.setattr(sales_figures, "DENSE_KEYS", 0)
         for by in ("customer_class", "value_tier"):
             pd.testing.assert_frame_equal(frames.top_products(lines, by, limit=3), both[by])
     # February only: bob's return of A (no purchase), alice's and carol's purchases.
