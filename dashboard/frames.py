@@ -111,9 +111,12 @@ def scope(filters: Filters) -> Scope:
 # --- overview and products ---------------------------------------------------------------------
 
 def new_customers() -> pd.DataFrame:
-    """New customers per month (over every line, whatever the window): computed once."""
-    return context.cached("new-customers", compute=lambda: sales_store.new_customers_by_month(
-        engine=context.engine()))
+    """New customers per month (over every line, whatever the window): computed once per data
+    version and kept (every analyst's window on Overview reads it; no default view does, and
+    its SQL over every customer's first purchase took 0.5-1.5 s at 10 M lines, which a window's
+    first visit paid again each time the shared cache's copy expired)."""
+    return context.cached("new-customers", keep=True, compute=lambda: (
+        sales_store.new_customers_by_month(engine=context.engine())))
 
 
 def run_sales(since: date | None, until: date | None, *,
@@ -330,8 +333,22 @@ def selected_products(current: Scope, filters: Filters) -> pd.DataFrame:
 # --- segments ----------------------------------------------------------------------------------
 
 def run_rows(run_id: int) -> pd.DataFrame:
-    return context.cached("run-rows", run_id, keep=True, compute=lambda: (
+    return context.cached("run-rows", run_id, keep=True, compute=lambda: shared_labels(
         results.customer_results(engine=context.engine(), run_id=run_id)))
+
+
+def shared_labels(rows: pd.DataFrame) -> pd.DataFrame:
+    """rows with each text column of few distinct values (segment, tier, class, RFM code)
+    holding one string object per value instead of one per row, values and dtype unchanged.
+    Every worker keeps the run's rows: at 185,000 customers the four label columns held 46 MB
+    of separate copies of a few dozen strings, and pickled as many."""
+    for name in rows.columns:
+        if rows[name].dtype != object:
+            continue
+        codes, uniques = pd.factorize(rows[name].to_numpy())
+        if (codes >= 0).all() and len(uniques) <= len(rows) // 2:
+            rows[name] = np.asarray(uniques, dtype=object)[codes]
+    return rows
 
 
 def segment_rows(current: Scope) -> pd.DataFrame:

@@ -168,7 +168,9 @@ def _warm_pages(settings: Settings) -> None:
                 session["role"] = role
                 page["layout"]()
     with app.server.test_request_context("/"):
-        frames.signups()  # no default view reads it; every analyst's first window does
+        # No default view reads these; every analyst's first window does.
+        frames.signups()
+        frames.new_customers()
         context.flush()
 
 

@@ -291,21 +291,33 @@ def test_the_warm_up_writes_a_missing_columnar_copy(demo: Demo) -> None:
     assert columnar.current_for(engine, demo.settings) == before
 
 
-def test_the_warm_up_caches_the_sign_up_dates_every_window_reads(demo: Demo) -> None:
-    """No default view reads the sign-up dates, but every analyst's first window does (a
-    second's SQL at 185,000 customers): the warm-up leaves them in the shared cache."""
+def test_the_warm_up_caches_what_every_window_reads(demo: Demo) -> None:
+    """No default view reads the sign-up dates nor the new customers per month, but every
+    analyst's first window does (each a second's SQL at 10 M lines): the warm-up leaves them in
+    the shared cache, with no expiry (their keys carry the data version)."""
     from dashboard import context
     from dashboard.serve import _warm_pages
+    from engine.store import sales
 
     with demo.app.server.test_request_context("/"):
         context.cache().clear()
-        assert context.cache().get(context.cache_key("signups")) is None
+        for name in ("signups", "new-customers"):
+            assert context.cache().get(context.cache_key(name)) is None
     _warm_pages(demo.settings)
     with demo.app.server.test_request_context("/"):
         stored = context.cache().get(context.cache_key("signups"))
-    assert stored is not None
+        months = context.cache().get(context.cache_key("new-customers"))
+    assert stored is not None and months is not None
     expected = demo.customers.set_index("customer_id")[["signup_date"]]
     pd.testing.assert_frame_equal(stored, expected.astype({"signup_date": "datetime64[ns]"}))
+    pd.testing.assert_frame_equal(months, sales.new_customers_by_month(
+        engine=get_engine(demo.settings.database_url)))
+    with demo.app.server.test_request_context("/"):
+        kept = frames.new_customers()
+        context.flush()
+        context.cache().clear()  # as when the shared cache's copy expired
+    with demo.app.server.test_request_context("/"):
+        assert frames.new_customers() is kept  # this worker's own, not computed again
 
 
 def test_a_kept_value_is_handed_out_again_until_its_key_changes(demo: Demo) -> None:
@@ -335,6 +347,23 @@ def test_a_kept_value_is_handed_out_again_until_its_key_changes(demo: Demo) -> N
     with demo.app.server.test_request_context("/"):  # a new request: nothing of the last one's
         assert context.cached("probe", 1, keep=True, compute=lambda: compute(4)) == [1]
         assert made == [1, 2]  # from the shared cache: it was stored there
+
+
+def test_the_kept_run_rows_hold_one_string_per_label(demo: Demo) -> None:
+    """The run's rows every worker keeps share one string object per segment, tier, class and
+    RFM code (not one per customer), and equal the store's rows."""
+    from engine.store import results
+
+    with demo.app.server.test_request_context("/"):
+        run_id = frames.scope(Filters()).run_id
+        assert run_id is not None
+        kept = frames.run_rows(run_id)
+        stored = results.customer_results(engine=get_engine(demo.settings.database_url),
+                                          run_id=run_id)
+    pd.testing.assert_frame_equal(kept, stored)
+    for name in ("rfm_code", "rfm_segment", "value_tier", "customer_class"):
+        assert len({id(value) for value in kept[name]}) == kept[name].nunique(), name
+    assert kept["customer_id"].is_unique
 
 
 def test_a_computed_value_reaches_the_shared_cache_after_the_answer(demo: Demo) -> None:
