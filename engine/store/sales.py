@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import ColumnElement, Engine, and_, case, distinct, func, not_, select
+from sqlalchemy import ColumnElement, Engine, Select, and_, case, distinct, func, not_, select
 
 from engine.sales_figures import distinct_inverse
 from engine.store.invoice_days import NO_CUSTOMER
@@ -79,10 +79,18 @@ def data_version(*, engine: Engine) -> str:
 def data_span(*, engine: Engine) -> tuple[date, date] | None:
     """First and last transaction dates, or None when nothing is loaded."""
     with engine.connect() as connection:
-        first, last = connection.execute(select(func.min(LINES.c.ts), func.max(LINES.c.ts))).one()
+        first, last = connection.execute(span_statement()).one()
     if first is None:
         return None
     return pd.Timestamp(first).date(), pd.Timestamp(last).date()
+
+
+def span_statement() -> Select[tuple[Any, Any]]:
+    """min(ts) and max(ts) as two subqueries: each is read off the end of the lines' index on
+    ts. As one SELECT of both aggregates SQLite scanned the whole index (0.6 s at 10 M lines
+    with the file cached, 7.5 s with it not), and every page asks for the span."""
+    return select(select(func.min(LINES.c.ts)).scalar_subquery(),
+                  select(func.max(LINES.c.ts)).scalar_subquery())
 
 
 # --- sales ------------------------------------------------------------------------------------
