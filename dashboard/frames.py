@@ -144,8 +144,9 @@ def run_sales(since: date | None, until: date | None, *,
     if (run.get("params") or {}).get("lines_seen") != seen:
         return None
     run_id = int(run["id"])
-    figures: SalesFigures | None = context.cached("run-sales", run_id, compute=lambda: (
-        results.read_sales(engine=context.engine(), run_id=run_id)))
+    figures: SalesFigures | None = context.cached("run-sales", run_id, lasting=True,
+                                                  compute=lambda: results.read_sales(
+                                                      engine=context.engine(), run_id=run_id))
     return figures
 
 
@@ -194,7 +195,8 @@ def products(since: date | None, until: date | None) -> pd.DataFrame:
     figures = run_sales(since, until)
     if figures is not None and figures.products is not None:
         made = figures.products
-        return context.cached("run-products", since, until, compute=lambda: _described(made))
+        return context.cached("run-products", since, until, lasting=True,
+                              compute=lambda: _described(made))
     return _window_products(since, until)[0]
 
 
@@ -286,7 +288,7 @@ def products_by_group(current: Scope, filters: Filters, by: str, limit: int = 5)
         return {name: _described(top_products(lines, name, limit)) for name in PRODUCT_GROUPINGS}
     both = context.cached("products-by", current.run_id, current.since, current.until,
                           current.recomputed, filters.classes, filters.segments, codes,
-                          compute=compute)
+                          lasting=not current.recomputed, compute=compute)
     return both[by]
 
 
@@ -327,7 +329,7 @@ def selected_products(current: Scope, filters: Filters) -> pd.DataFrame:
         return _described(frame.astype({"revenue": float, "quantity": float, "customers": int}))
     return context.cached("selected-products", current.run_id, current.since, current.until,
                           current.recomputed, filters.classes, filters.segments, codes,
-                          compute=compute)
+                          lasting=not current.recomputed, compute=compute)
 
 
 # --- segments ----------------------------------------------------------------------------------
@@ -444,7 +446,8 @@ def segment_kpis(current: Scope, filters: Filters) -> pd.DataFrame:
         return segment_kpis(lines, rows, as_of=as_of, since=current.since,
                             non_product_codes=list(context.settings().ingest.non_product_codes))
     return context.cached("segment-kpis", run["id"], current.since, current.until,
-                          filters.classes, filters.segments, compute=compute)
+                          filters.classes, filters.segments, lasting=not current.recomputed,
+                          compute=compute)
 
 
 def filter_rows(rows: pd.DataFrame, filters: Filters) -> pd.DataFrame:
@@ -486,14 +489,16 @@ def runs() -> pd.DataFrame:
 
 def transitions(from_run: int, to_run: int) -> pd.DataFrame:
     """Class flows between two runs (source, target, customers): the export's transitions."""
-    return context.cached("transitions", from_run, to_run, compute=lambda: results.transitions(
+    return context.cached("transitions", from_run, to_run, lasting=True,
+                          compute=lambda: results.transitions(
         engine=context.engine(), from_run=from_run, to_run=to_run).rename(
         columns={"from_class": "source", "to_class": "target"}))
 
 
 def profiles(run_id: int) -> pd.DataFrame:
-    return context.cached("profiles", run_id, compute=lambda: results.cluster_profiles(
-        engine=context.engine(), run_id=run_id))
+    return context.cached("profiles", run_id, lasting=True,
+                          compute=lambda: results.cluster_profiles(engine=context.engine(),
+                                                                   run_id=run_id))
 
 
 def rules(run_id: int) -> pd.DataFrame:
@@ -510,4 +515,4 @@ def rules(run_id: int) -> pd.DataFrame:
         found.insert(1, "if_bought", found["antecedents"].map(named))
         found.insert(2, "then_buy", found["consequents"].map(named))
         return found
-    return context.cached("rules", run_id, compute=compute)
+    return context.cached("rules", run_id, lasting=True, compute=compute)

@@ -123,7 +123,7 @@ def _sankey(from_run: int, to_run: int) -> Any:
         figure = sankey_figure(flows, f"Customers moving between classes: run #{from_run} → "
                                       f"#{to_run}", f"#{from_run}", f"#{to_run}")
         return dict(figure.to_dict())
-    return context.cached("sankey-figure", from_run, to_run, compute=build)
+    return context.cached("sankey-figure", from_run, to_run, lasting=True, compute=build)
 
 
 @callback(Output(ids.SANKEY, "figure"), Input(ids.RUN_FROM, "value"), Input(ids.RUN_TO, "value"),

@@ -28,11 +28,17 @@ dash.register_page(__name__, path="/value", name="Value & risk", title="Segmint 
 
 
 def _clv_frames(run_id: int) -> tuple[dict[str, Any] | None, pd.DataFrame]:
-    from engine.store import clv as clv_store
+    """The run's CLV fit and customer figures (written by the run, so kept until the data
+    changes: 0.8 s of SQL at 185,000 customers)."""
+    def compute() -> tuple[dict[str, Any] | None, pd.DataFrame]:
+        from engine.store import clv as clv_store
 
-    engine = context.engine()
-    return (clv_store.read_fit(engine=engine, run_id=run_id),
-            clv_store.read_customers(engine=engine, run_id=run_id))
+        engine = context.engine()
+        return (clv_store.read_fit(engine=engine, run_id=run_id),
+                clv_store.read_customers(engine=engine, run_id=run_id))
+    frames_: tuple[dict[str, Any] | None, pd.DataFrame] = context.cached(
+        "clv", run_id, lasting=True, compute=compute)
+    return frames_
 
 
 def _at_risk(run_id: int) -> pd.DataFrame:
@@ -42,7 +48,7 @@ def _at_risk(run_id: int) -> pd.DataFrame:
         clv = read_customers(engine=context.engine(), run_id=run_id)
         # the run's customer rows come from the page cache the other pages share
         return at_risk_rows(clv, frames.run_rows(run_id)) if not clv.empty else clv
-    frame: pd.DataFrame = context.cached("value-at-risk", run_id, compute=compute)
+    frame: pd.DataFrame = context.cached("value-at-risk", run_id, lasting=True, compute=compute)
     return frame
 
 

@@ -315,7 +315,7 @@ def test_the_warm_up_caches_what_every_window_reads(demo: Demo) -> None:
     with demo.app.server.test_request_context("/"):
         kept = frames.new_customers()
         context.flush()
-        context.cache().clear()  # as when the shared cache's copy expired
+        context.cache().delete(context.cache_key("new-customers"))  # as if it had expired
     with demo.app.server.test_request_context("/"):
         assert frames.new_customers() is kept  # this worker's own, not computed again
 
@@ -364,6 +364,28 @@ def test_the_kept_run_rows_hold_one_string_per_label(demo: Demo) -> None:
     for name in ("rfm_code", "rfm_segment", "value_tier", "customer_class"):
         assert len({id(value) for value in kept[name]}) == kept[name].nunique(), name
     assert kept["customer_id"].is_unique
+
+
+def test_a_lasting_value_outlives_cache_seconds(demo: Demo, tmp_path: Any) -> None:
+    """A lasting value (the default views' run-scoped figures) stays in the shared cache until
+    the data changes; the others expire after [dashboard] cache_seconds."""
+    import time
+
+    from dashboard import context
+
+    settings = demo.settings.model_copy(update={"dashboard": demo.settings.dashboard.model_copy(
+        update={"cache_seconds": 1, "cache_dir": str(tmp_path / "cache")})})
+    app = create_app(settings, secret_key="test")
+    with app.server.test_request_context("/"):
+        assert context.cached("short", compute=lambda: [1]) == [1]
+        assert context.cached("long", lasting=True, compute=lambda: [2]) == [2]
+        context.flush()
+        keys = {name: context.cache_key(name) for name in ("short", "long")}
+        assert context.cache().get(keys["short"]) == [1]
+    time.sleep(1.5)
+    with app.server.test_request_context("/"):
+        assert context.cache().get(keys["short"]) is None
+        assert context.cache().get(keys["long"]) == [2]
 
 
 def test_a_computed_value_reaches_the_shared_cache_after_the_answer(demo: Demo) -> None:
