@@ -5,10 +5,12 @@ checks cookies with the same key: SEGMINT_SECRET_KEY when set, else one random k
 Each worker builds its own app (no preload), so no database connection crosses a fork.
 
 The server listens first and warms its cache after: once gunicorn has bound its socket (its
-when_ready hook), the master forks one warm-up process that renders every page's default view
-into the shared cache while the workers already answer. A visitor never waits for the warm-up
-of another page: each page asks the cache only for its own values, and a value being computed
-(by the warm-up or by another visitor) is waited for, not computed twice (dashboard.context).
+when_ready hook), the master forks one warmer process, which has a child render every page's
+default view into the shared cache while the workers already answer, and does so again whenever
+the data version changes (a load or a new run while the server runs: the nightly job's new run
+is warm before the first manager opens it). A visitor never waits for the warm-up of another
+page: each page asks the cache only for its own values, and a value being computed (by the
+warm-up or by another visitor) is waited for, not computed twice (dashboard.context).
 """
 
 from __future__ import annotations
@@ -106,47 +108,99 @@ def session_key(settings: Settings) -> str:
 
 
 def start_warm_up(settings: Settings, arbiter: Any) -> int:
-    """Fork the warm-up process (from gunicorn's master, which never built the app nor opened a
-    connection, so nothing crosses the fork) and return its pid. It exits 0 whatever happens
+    """Fork the warmer (from gunicorn's master, which never built the app nor opened a
+    connection, so nothing crosses the fork) and return its pid. It leads a process group of its
+    own (its warm-ups included), which stop_warm_up ends, and exits 0 whatever happens
     (gunicorn reaps it like a worker and halts on a worker's boot-error status)."""
     pid = os.fork()
     if pid:
+        with contextlib.suppress(OSError):  # as the warmer does: whichever runs first
+            os.setpgid(pid, pid)
         return pid
     try:
         _leave_the_master(arbiter)
-        log.info("dashboard cache warm-up started (pid %d)", os.getpid())
-        started = time.perf_counter()
-        _warm_pages(settings)
-        log.info("dashboard cache warmed in %.1fs", time.perf_counter() - started)
+        _keep_warm(settings, master=os.getppid())
     except BaseException:  # noqa: BLE001 - the child must exit here, never return into gunicorn
-        log.exception("dashboard cache warm-up failed; pages compute on first visit")
+        log.exception("dashboard cache warmer failed; pages compute on first visit")
     finally:
         logging.shutdown()
         os._exit(0)
 
 
 def _leave_the_master(arbiter: Any) -> None:
-    """In the warm-up child: gunicorn's signal handlers, listening sockets and wake-up pipe stay
-    with the master; the warm-up ends by itself after WARM_UP_SECONDS (SIGALRM's default)."""
+    """In the warmer: gunicorn's signal handlers, listening sockets and wake-up pipe stay with
+    the master."""
     for name in ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGTTIN",
                  "SIGTTOU", "SIGWINCH", "SIGCHLD"):
         signal.signal(getattr(signal, name), signal.SIG_DFL)
     for fd in [listener.fileno() for listener in arbiter.LISTENERS] + list(arbiter.PIPE):
         with contextlib.suppress(OSError):
             os.close(fd)
-    signal.alarm(WARM_UP_SECONDS)
+    os.setpgid(0, 0)
+
+
+def _keep_warm(settings: Settings, *, master: int) -> None:
+    """Warm the default views now, then again each time the data version changes, looked at
+    every [dashboard] rewarm_seconds (0: once). Ends when the master is gone."""
+    warmed = _warm_up(settings)
+    every = settings.dashboard.rewarm_seconds
+    while every and os.getppid() == master:
+        time.sleep(every)
+        current = _data_version(settings)
+        if current is not None and current != warmed:
+            log.info("new data (version %s, was %s): warming the dashboard cache again",
+                     current, warmed)
+            warmed = _warm_up(settings)
+
+
+def _warm_up(settings: Settings) -> str | None:
+    """One warm-up in a child process (its frames' memory goes when it exits; it ends by itself
+    after WARM_UP_SECONDS, SIGALRM's default); the data version it started from."""
+    version = _data_version(settings)
+    pid = os.fork()
+    if pid:
+        os.waitpid(pid, 0)
+        return version
+    try:
+        signal.alarm(WARM_UP_SECONDS)
+        log.info("dashboard cache warm-up started (pid %d)", os.getpid())
+        started = time.perf_counter()
+        _warm_pages(settings)
+        log.info("dashboard cache warmed in %.1fs", time.perf_counter() - started)
+    except BaseException:  # noqa: BLE001 - the child must exit here
+        log.exception("dashboard cache warm-up failed; pages compute on first visit")
+    finally:
+        logging.shutdown()
+        os._exit(0)
+
+
+def _data_version(settings: Settings) -> str | None:
+    """The store's data version (None, with a warning, while the database cannot be reached);
+    the engine's connections are closed again, so none is inherited by the next warm-up."""
+    from engine.store import get_engine, sales
+
+    engine = get_engine(settings.database_url)
+    try:
+        return sales.data_version(engine=engine)
+    except Exception as exc:  # noqa: BLE001 - the next look may succeed
+        log.warning("dashboard warmer: the database cannot be read (%s)",
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return None
+    finally:
+        engine.dispose()
 
 
 def stop_warm_up(pid: int) -> None:
-    """When the server stops: end a warm-up still running (gunicorn may have reaped it)."""
+    """When the server stops: end the warmer and a warm-up still running (gunicorn may have
+    reaped the warmer)."""
     if not pid:
         return
     try:
-        os.kill(pid, signal.SIGTERM)
+        os.killpg(pid, signal.SIGTERM)
         os.waitpid(pid, 0)
     except (ProcessLookupError, ChildProcessError):
         return
-    log.info("dashboard cache warm-up stopped with the server")
+    log.info("dashboard cache warmer stopped with the server")
 
 
 def _warm_pages(settings: Settings) -> None:

@@ -421,6 +421,9 @@ class DashboardSettings(Section):
     port: Annotated[int, Field(ge=1, le=65535)] = 8050
     workers: Annotated[int, Field(ge=1)] = 2
     cache_seconds: Annotated[int, Field(ge=0)] = 300
+    # How often `serve` looks for new data (a load or a new run while it runs) to warm the
+    # default views again; 0: warm them at start only.
+    rewarm_seconds: Annotated[int, Field(ge=0)] = 30
     secure_cookies: bool = False
     session_hours: Annotated[int, Field(gt=0)] = 12
     cache_dir: str = "var/cache/dashboard"

@@ -679,6 +679,58 @@ def test_pages_answer_while_the_cache_warms_up(site: Site, browser: Any) -> None
     assert "Traceback" not in warming.log.read_text()
 
 
+def test_new_data_while_serving_warms_the_default_views_again(site: Site, tmp_path: Path) -> None:
+    """A load (or a new run) while `segmint serve` runs changes the data version: the warmer
+    sees it within [dashboard] rewarm_seconds and warms the default views again, so the first
+    visitor after the nightly job does not compute them. Stopping the server ends the warmer
+    and its warm-ups."""
+    import shutil
+
+    shutil.copy(site.folder / "segmint.db", tmp_path / "segmint.db")
+    (tmp_path / "config.toml").write_text("[dashboard]\nworkers = 1\nrewarm_seconds = 1\n")
+    settings = load_settings(tmp_path / "config.toml", environ={
+        "SEGMINT_DATABASE_URL": f"sqlite:///{tmp_path / 'segmint.db'}"})
+    shared = flask_server(settings, "test")
+    servers = _serve(tmp_path)
+    serving = next(servers)
+
+    def log() -> str:
+        return serving.log.read_text()
+
+    def until(condition: Any, seconds: float = 90) -> None:
+        deadline = time.monotonic() + seconds
+        while not condition():
+            assert time.monotonic() < deadline, log()[-3000:]
+            time.sleep(0.2)
+    try:
+        until(lambda: "dashboard cache warmed" in log())
+        with shared.test_request_context("/"):
+            assert context.cache().get(context.cache_key("new-customers")) is not None
+            before = context.data_version()
+        with (site.folder / "data" / "transactions.csv").open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            line, header = next(reader), list(reader.fieldnames or [])
+        late = tmp_path / "late.csv"
+        with late.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=header)
+            writer.writeheader()
+            writer.writerow({**line, "invoice": "999999", "timestamp": "2025-12-20 10:00:00"})
+        _cli(tmp_path, "ingest", str(late))
+        until(lambda: log().count("dashboard cache warmed") == 2)
+        assert "new data (version" in log()
+        with shared.test_request_context("/"):
+            assert context.data_version() != before
+            assert context.cache().get(context.cache_key("new-customers")) is not None
+    finally:
+        servers.close()
+    pids = [int(part.split(")")[0]) for part in log().split("warm-up started (pid ")[1:]]
+    assert len(pids) == 2
+    for pid in pids:  # each warm-up has exited (not left running after the server)
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert "Traceback" not in log()
+
+
 def _platform_font(driver: Any, selector: str) -> str:
     """The font Chromium really drew the element's text with (DevTools' CSS domain), not the
     font-family list it was asked for."""
