@@ -445,9 +445,10 @@ def segment_kpis(current: Scope, filters: Filters) -> pd.DataFrame:
         lines = customer_history(current.since, last_day(None, as_of))
         return segment_kpis(lines, rows, as_of=as_of, since=current.since,
                             non_product_codes=list(context.settings().ingest.non_product_codes))
+    codes = tuple(context.settings().ingest.non_product_codes)
     return context.cached("segment-kpis", run["id"], current.since, current.until,
-                          filters.classes, filters.segments, lasting=not current.recomputed,
-                          compute=compute)
+                          filters.classes, filters.segments, codes,
+                          lasting=not current.recomputed, compute=compute)
 
 
 def filter_rows(rows: pd.DataFrame, filters: Filters) -> pd.DataFrame:

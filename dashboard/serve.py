@@ -142,6 +142,7 @@ def _leave_the_master(arbiter: Any) -> None:
 def _keep_warm(settings: Settings, *, master: int) -> None:
     """Warm the default views now, then again each time the data version changes, looked at
     every [dashboard] rewarm_seconds (0: once). Ends when the master is gone."""
+    log.info("dashboard cache warmer started (pid %d)", os.getpid())
     warmed = _warm_up(settings)
     every = settings.dashboard.rewarm_seconds
     while every and os.getppid() == master:
@@ -196,9 +197,11 @@ def stop_warm_up(pid: int) -> None:
     if not pid:
         return
     try:
+        if os.waitpid(pid, os.WNOHANG) != (0, 0):
+            return  # it had ended: the group is empty, its number may be another's by now
         os.killpg(pid, signal.SIGTERM)
         os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError):
+    except (ProcessLookupError, ChildProcessError):  # ended and reaped by gunicorn already
         return
     log.info("dashboard cache warmer stopped with the server")
 

@@ -25,6 +25,7 @@ from engine.store.tables import (
     LINES,
     PRODUCTS,
     RUNS,
+    SOURCE_FILES,
     in_chunks,
     read_frame,
 )
@@ -63,12 +64,16 @@ def _day_window(since: date | None, until: date | None) -> list[ColumnElement[bo
 # --- data state -------------------------------------------------------------------------------
 
 def data_version(*, engine: Engine) -> str:
-    """Changes whenever lines are loaded or a run is published: part of every dashboard cache
+    """Changes whenever a file is loaded or a run is published: part of every dashboard cache
     key."""
-    # Lines are only ever appended (ingest never deletes), so the largest id tells them apart;
-    # both come from an index, never a table scan.
+    # Lines are only ever appended (ingest never deletes), so the largest id tells them apart,
+    # from an index, never a table scan. The count of loaded files (one row per file, written
+    # in its load's transaction) also changes when the largest id does not: a customers-only
+    # file, or on PostgreSQL a load that commits after a later-numbered one (its sequence hands
+    # out ids before either commits).
     statement = select(
         select(func.max(LINES.c.id)).scalar_subquery(),
+        select(func.count()).select_from(SOURCE_FILES).scalar_subquery(),
         published_run_query().with_only_columns(RUNS.c.id).scalar_subquery(),
     )
     with engine.connect() as connection:

@@ -108,3 +108,21 @@ def test_the_data_span_is_read_off_the_index_not_a_scan(filled: Any) -> None:
     searches = [step for step in plan if step.startswith("SEARCH transaction_line")]
     assert len(searches) == 2 and not any(step.startswith("SCAN transaction_line")
                                           for step in plan), plan
+
+
+def test_the_data_version_changes_with_every_loaded_file(filled: Any) -> None:
+    """A file that adds no line with a higher id (a customers file; on PostgreSQL a load that
+    commits after a later-numbered one) still changes the version every dashboard key carries:
+    the sign-up dates and the default views' figures are kept until it changes."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import insert
+
+    from engine.store.tables import SOURCE_FILES
+
+    before = sales.data_version(engine=filled)
+    with filled.begin() as connection:
+        connection.execute(insert(SOURCE_FILES).values(
+            path="customers.csv", sha256="c" * 64, kind="customers",
+            loaded_at=datetime.now(UTC), lines_read=4, lines_loaded=4))
+    assert sales.data_version(engine=filled) != before
