@@ -1,8 +1,8 @@
 """What pages and callbacks need from the running server: settings, the database, the cache.
 
 Everything hangs off the Flask app (`current_app`), so pages never import the Dash app and no
-state lives in module globals. Cached values are keyed by the data version (last loaded line and
-last published run), so a new ingest or run shows up on the next visit.
+state lives in module globals. Cached values are keyed by the data version (last loaded line,
+number of loaded files, last published run), so a new ingest or run shows up on the next visit.
 """
 
 from __future__ import annotations
