@@ -431,6 +431,7 @@ def segment_kpis(current: Scope, filters: Filters) -> pd.DataFrame:
 
         return pd.DataFrame(columns=KPI_COLUMNS)
     run = current.run
+    codes = tuple(context.settings().ingest.non_product_codes)
 
     def compute() -> pd.DataFrame:
         from engine.dates import last_day
@@ -444,8 +445,7 @@ def segment_kpis(current: Scope, filters: Filters) -> pd.DataFrame:
         as_of = _kpis_as_of(current)
         lines = customer_history(current.since, last_day(None, as_of))
         return segment_kpis(lines, rows, as_of=as_of, since=current.since,
-                            non_product_codes=list(context.settings().ingest.non_product_codes))
-    codes = tuple(context.settings().ingest.non_product_codes)
+                            non_product_codes=list(codes))
     return context.cached("segment-kpis", run["id"], current.since, current.until,
                           filters.classes, filters.segments, codes,
                           lasting=not current.recomputed, compute=compute)

@@ -36,16 +36,14 @@ def _clv_frames(run_id: int) -> tuple[dict[str, Any] | None, pd.DataFrame]:
         engine = context.engine()
         return (clv_store.read_fit(engine=engine, run_id=run_id),
                 clv_store.read_customers(engine=engine, run_id=run_id))
-    frames_: tuple[dict[str, Any] | None, pd.DataFrame] = context.cached(
+    found: tuple[dict[str, Any] | None, pd.DataFrame] = context.cached(
         "clv", run_id, lasting=True, compute=compute)
-    return frames_
+    return found
 
 
 def _at_risk(run_id: int) -> pd.DataFrame:
     def compute() -> pd.DataFrame:
-        from engine.store.clv import read_customers
-
-        clv = read_customers(engine=context.engine(), run_id=run_id)
+        clv = _clv_frames(run_id)[1]  # the page's own read, not a second one
         # the run's customer rows come from the page cache the other pages share
         return at_risk_rows(clv, frames.run_rows(run_id)) if not clv.empty else clv
     frame: pd.DataFrame = context.cached("value-at-risk", run_id, lasting=True, compute=compute)
