@@ -16,6 +16,11 @@ cutoff) and scored on the same customers:
   (implicit 0.7: users are rows) of the number of distinct invoices in which the customer bought
   the product, and asked for k products with `filter_already_liked_items=True` (the customer's own
   row), so neither recommends what the customer already bought.
+Segmint against each baseline (`versus`): the hit-rate ratio and the differences of the three
+metrics, each with a 95% interval from a paired bootstrap over the evaluated customers
+(`scipy.stats.bootstrap`, paired=True, percentile method, `evaluate.resamples` resamples, the
+evaluation's seed): a customer is drawn with both recommenders' outcomes, so the interval is that
+of the comparison on these customers, not of two independent figures.
 implicit (and its OpenBLAS threads) is imported here only when an evaluation runs.
 """
 
@@ -44,7 +49,12 @@ BM25 = "implicit BM25 item-kNN"
 ALS_FACTORS = 64
 ALS_ITERATIONS = 20
 BM25_NEIGHBOURS = 100
+BOOTSTRAP_CELLS = 1 << 22  # resamples x customers drawn at once (32 MiB as float64)
 METRIC_COLUMNS = ["hit_rate", "precision", "recall"]
+CONFIDENCE = 0.95
+RATIO = "hit_rate_ratio"
+VERSUS_FIGURES = [RATIO, *(f"{metric}_difference" for metric in METRIC_COLUMNS)]
+VERSUS_COLUMNS = [f"{figure}{end}" for figure in VERSUS_FIGURES for end in ("", "_low", "_high")]
 
 
 class EvaluationError(SegmintError):
@@ -58,6 +68,8 @@ class EvaluationResult:
     n_customers: int
     n_train_customers: int
     metrics: pd.DataFrame  # index: recommender; columns: METRIC_COLUMNS
+    versus: pd.DataFrame  # index: every other recommender; columns: VERSUS_COLUMNS (paired_versus)
+    resamples: int
 
     def table(self) -> str:
         width = max(len(name) for name in self.metrics.index)
@@ -68,14 +80,55 @@ class EvaluationResult:
             rows.append("  ".join(cells))
         return "\n".join(rows)
 
+    def versus_table(self) -> str:
+        """Segmint against each baseline, with the bootstrap's 95% intervals ("" without)."""
+        if self.versus.empty:
+            return ""
+        width = max(len(name) for name in self.versus.index)
+        titles = [f"hit-rate@{self.k} ratio"] + [
+            f"{m.replace('_', '-')}@{self.k} difference" for m in METRIC_COLUMNS]
+        cells = [[_with_interval(values, figure) for figure in VERSUS_FIGURES]
+                 for _, values in self.versus.iterrows()]
+        widths = [max(len(title), *(len(row[i]) for row in cells))
+                  for i, title in enumerate(titles)]
+        rows = [f"{SEGMINT} against each baseline on the same {self.n_customers:,} customers "
+                f"({CONFIDENCE:.0%} intervals: paired bootstrap, {self.resamples:,} resamples)",
+                "  ".join([f"{'baseline':<{width}}"]
+                          + [f"{t:<{w}}" for t, w in zip(titles, widths, strict=True)]).rstrip()]
+        for name, row in zip(self.versus.index, cells, strict=True):
+            rows.append("  ".join([f"{name:<{width}}"]
+                                  + [f"{c:<{w}}" for c, w in zip(row, widths, strict=True)]
+                                  ).rstrip())
+        return "\n".join(rows)
+
     def as_dict(self) -> dict[str, object]:
-        """JSON-safe: cutoff as ISO text, metrics per recommender."""
+        """JSON-safe: cutoff as ISO text, metrics per recommender, Segmint against each
+        baseline (None where a figure is undefined)."""
         return {
             "cutoff": self.cutoff.isoformat(), "k": self.k, "n_customers": self.n_customers,
             "n_train_customers": self.n_train_customers,
             "metrics": {str(name): {m: float(values[m]) for m in METRIC_COLUMNS}
                         for name, values in self.metrics.iterrows()},
+            "resamples": self.resamples, "confidence": CONFIDENCE,
+            "versus": {str(name): {c: _json_number(values[c]) for c in VERSUS_COLUMNS}
+                       for name, values in self.versus.iterrows()},
         }
+
+
+def _json_number(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def _with_interval(values: pd.Series, figure: str) -> str:
+    """"1.057 (1.021 to 1.094)" for the ratio, "+0.0297 (+0.0111 to +0.0480)" for a
+    difference; "n/a" where undefined, no interval where there is none."""
+    spec = ".3f" if figure == RATIO else "+.4f"
+    point, low, high = (values[f"{figure}{end}"] for end in ("", "_low", "_high"))
+    if not np.isfinite(point):
+        return "n/a"
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return f"{point:{spec}}"
+    return f"{point:{spec}} ({low:{spec}} to {high:{spec}})"
 
 
 def default_cutoff(lines: pd.DataFrame) -> date:
@@ -196,20 +249,67 @@ def _top_frame(customers: np.ndarray, products: np.ndarray, ids: np.ndarray,
     return pd.DataFrame({"customer_id": customers[row], "stock_code": products[ids[row, col]]})
 
 
+def per_customer(recommended: pd.DataFrame, truth: pd.DataFrame, customers: pd.Index,
+                 k: int) -> pd.DataFrame:
+    """Each customer's hit (0/1), precision and recall at k: rows `customers`, columns
+    METRIC_COLUMNS (`recommended`: the top k rows of each customer)."""
+    top = recommended[["customer_id", "stock_code"]].astype(str)
+    found = top.merge(truth, on=["customer_id", "stock_code"]).groupby("customer_id").size()
+    hits = found.reindex(customers, fill_value=0).to_numpy(dtype=float)
+    relevant = truth.groupby("customer_id").size().reindex(customers).to_numpy(dtype=float)
+    return pd.DataFrame({"hit_rate": (hits > 0).astype(float), "precision": hits / k,
+                         "recall": hits / relevant}, index=customers)[METRIC_COLUMNS]
+
+
 def score(recommended: pd.DataFrame, truth: pd.DataFrame, customers: pd.Index,
           k: int) -> dict[str, float]:
     """hit-rate, precision and recall at k, averaged over `customers`."""
     if len(customers) == 0:
         return dict.fromkeys(METRIC_COLUMNS, 0.0)
-    top = recommended[["customer_id", "stock_code"]].astype(str)
-    per_customer = top.merge(truth, on=["customer_id", "stock_code"]).groupby("customer_id").size()
-    hits = per_customer.reindex(customers, fill_value=0).to_numpy(dtype=float)
-    relevant = truth.groupby("customer_id").size().reindex(customers).to_numpy(dtype=float)
-    return {
-        "hit_rate": float(np.mean(hits > 0)),
-        "precision": float(np.mean(hits / k)),
-        "recall": float(np.mean(hits / relevant)),
-    }
+    means = per_customer(recommended, truth, customers, k).mean()
+    return {metric: float(means[metric]) for metric in METRIC_COLUMNS}
+
+
+def paired_versus(ours: pd.DataFrame, others: dict[str, pd.DataFrame], *, resamples: int,
+                  seed: int) -> pd.DataFrame:
+    """Ours against each of `others` on the same customers (per_customer frames, same rows):
+    the hit-rate ratio and each metric's difference (ours minus theirs), each with the
+    CONFIDENCE interval of a paired percentile bootstrap over the customers (NaN when
+    `resamples` is 0, with fewer than two customers, or for a ratio over a hit-rate of 0). Every
+    figure is drawn with the same seed, so all use the same resamples."""
+    from scipy.stats import bootstrap
+
+    def ratio(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.asarray(np.mean(a, axis=axis) / np.mean(b, axis=axis))
+
+    def difference(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.asarray(np.mean(a, axis=axis) - np.mean(b, axis=axis))
+
+    rows = {}
+    for name, theirs in others.items():
+        found: dict[str, float] = {}
+        pairs = [(RATIO, "hit_rate", ratio)] + [
+            (f"{metric}_difference", metric, difference) for metric in METRIC_COLUMNS]
+        for figure, metric, statistic in pairs:
+            a = ours[metric].to_numpy(dtype=float)
+            b = theirs[metric].to_numpy(dtype=float)
+            defined = len(a) > 0 and not (statistic is ratio and b.sum() == 0)
+            point = float(statistic(a, b)) if defined else np.nan
+            low = high = np.nan
+            if defined and resamples > 0 and len(a) > 1:
+                # Every resample that agrees everywhere (identical outcomes) is "degenerate"
+                # to scipy, which warns: the percentile interval is then the point itself.
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    interval = bootstrap(
+                        (a, b), statistic, paired=True, vectorized=True, n_resamples=resamples,
+                        batch=max(1, BOOTSTRAP_CELLS // len(a)), confidence_level=CONFIDENCE,
+                        method="percentile", rng=np.random.default_rng(seed),
+                    ).confidence_interval
+                low, high = float(interval.low), float(interval.high)
+            found.update({figure: point, f"{figure}_low": low, f"{figure}_high": high})
+        rows[name] = found
+    return pd.DataFrame.from_dict(rows, orient="index", columns=VERSUS_COLUMNS)
 
 
 def evaluate(lines: pd.DataFrame, customers: pd.DataFrame | None, settings: Settings,
@@ -246,7 +346,12 @@ def evaluate(lines: pd.DataFrame, customers: pd.DataFrame | None, settings: Sett
         found.update(implicit_baselines(train, trained, evaluated, k, codes,
                                         seed=settings.evaluate.seed,
                                         threads=settings.evaluate.threads))
-    metrics = pd.DataFrame([score(top, truth, evaluated, k) for top in found.values()],
-                           index=list(found))
+    each = {name: per_customer(top, truth, evaluated, k) for name, top in found.items()}
+    metrics = pd.DataFrame([frame.mean() if len(frame) else dict.fromkeys(METRIC_COLUMNS, 0.0)
+                            for frame in each.values()], index=list(each))[METRIC_COLUMNS]
+    resamples = settings.evaluate.resamples
+    versus = paired_versus(each.pop(SEGMINT), each, resamples=resamples,
+                           seed=settings.evaluate.seed)
     return EvaluationResult(cutoff=cutoff, k=k, n_customers=len(evaluated),
-                            n_train_customers=len(trained), metrics=metrics)
+                            n_train_customers=len(trained), metrics=metrics, versus=versus,
+                            resamples=resamples)

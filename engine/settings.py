@@ -297,6 +297,7 @@ class EvaluateSettings(Section):
     k: Annotated[int, Field(ge=1)] = 10
     seed: int = 42  # implicit's ALS starting factors
     threads: Annotated[int, Field(ge=1)] = 2  # implicit's threads (BLAS kept to one)
+    resamples: Annotated[int, Field(ge=0)] = 2000  # paired bootstrap against each baseline; 0: off
 
 
 class ClvSettings(Section):

@@ -146,3 +146,7 @@ def evaluate_command(context: Context, cutoff: str | None, as_json: bool) -> Non
                f"({result.n_train_customers} in the training run; the others bought nothing new "
                f"after the cutoff)")
     click.echo(result.table())
+    versus = result.versus_table()
+    if versus:
+        click.echo("")
+        click.echo(versus)

@@ -6,6 +6,7 @@ import json
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -14,11 +15,14 @@ from engine.evaluate import (
     BASELINE,
     BM25,
     SEGMINT,
+    VERSUS_COLUMNS,
     EvaluationError,
     default_cutoff,
     evaluate,
     implicit_baselines,
     new_products_after,
+    paired_versus,
+    per_customer,
     popularity_baseline,
     purchase_matrix,
     score,
@@ -85,6 +89,59 @@ def test_scores_by_hand_on_three_customers() -> None:
     assert metrics == pytest.approx({"hit_rate": 2 / 3, "precision": 1 / 3, "recall": 7 / 18})
 
 
+def outcomes(hits: list[int], k: int = 10) -> pd.DataFrame:
+    """per_customer's frame for customers with the given hit counts, 10 relevant products each."""
+    found = np.asarray(hits, dtype=float)
+    return pd.DataFrame({"hit_rate": (found > 0).astype(float), "precision": found / k,
+                         "recall": found / 10}, index=pd.Index([str(i) for i in range(len(hits))]))
+
+
+def test_per_customer_figures_average_to_the_scores() -> None:
+    truth = pd.DataFrame({"customer_id": ["a", "a", "a", "b", "c", "c"],
+                          "stock_code": ["P1", "P2", "P3", "P4", "P5", "P6"]})
+    recommended = pd.DataFrame({"customer_id": ["a", "a", "a", "b", "b", "c"],
+                                "stock_code": ["P1", "P9", "P2", "P8", "P7", "P5"]})
+    each = per_customer(recommended, truth, pd.Index(["a", "b", "c"]), 3)
+    assert each.to_numpy().ravel() == pytest.approx([1, 2 / 3, 2 / 3, 0, 0, 0, 1, 1 / 3, 1 / 2])
+    assert each.mean().to_dict() == pytest.approx(score(recommended, truth, each.index, 3))
+
+
+def test_paired_bootstrap_against_a_baseline_is_paired() -> None:
+    """400 customers: both hit the first 160, ours also the next 40 (hit-rates 0.5 and 0.4).
+    Paired, the difference's spread comes only from the 40 customers where the two differ: its
+    standard error is sqrt(0.1 x 0.9 / 400) = 0.015, a 95% interval of about +0.1 +- 0.029.
+    Two independent groups would give sqrt((0.25 + 0.24) / 400) = 0.035, +- 0.069."""
+    ours = outcomes([1] * 200 + [0] * 200)
+    theirs = outcomes([1] * 160 + [0] * 240)
+    versus = paired_versus(ours, {"base": theirs}, resamples=4000, seed=3)
+    row = versus.loc["base"]
+    assert list(versus.columns) == VERSUS_COLUMNS
+    assert row["hit_rate_difference"] == pytest.approx(0.1)
+    assert row["hit_rate_ratio"] == pytest.approx(1.25)
+    half = (row["hit_rate_difference_high"] - row["hit_rate_difference_low"]) / 2
+    assert 0.024 < half < 0.035
+    assert row["hit_rate_difference_low"] > 0.06  # ours is never behind on any resample's pairs
+    assert row["hit_rate_ratio_low"] < 1.25 < row["hit_rate_ratio_high"]
+    assert row["precision_difference"] == pytest.approx(0.01)
+    # the same seed draws the same resamples: every figure's interval is reproducible
+    assert paired_versus(ours, {"base": theirs}, resamples=4000, seed=3).equals(versus)
+
+
+def test_paired_bootstrap_edge_cases() -> None:
+    same = outcomes([1, 0, 2, 0])
+    versus = paired_versus(same, {"same": same, "none": outcomes([0, 0, 0, 0])},
+                           resamples=200, seed=1)
+    # identical outcomes on every customer: every resample's difference is 0
+    assert versus.loc["same", ["hit_rate_difference", "hit_rate_difference_low",
+                               "hit_rate_difference_high"]].tolist() == [0, 0, 0]
+    # a baseline that never hits has no ratio, but a difference
+    assert np.isnan(versus.loc["none", "hit_rate_ratio"])
+    assert versus.loc["none", "hit_rate_difference"] == pytest.approx(0.5)
+    off = paired_versus(same, {"none": outcomes([0, 0, 0, 0])}, resamples=0, seed=1)
+    assert off.loc["none", "hit_rate_difference"] == pytest.approx(0.5)
+    assert off.loc["none", ["hit_rate_difference_low", "hit_rate_difference_high"]].isna().all()
+
+
 def test_purchase_matrix_is_customers_by_products_of_invoice_counts() -> None:
     train = HAND.loc[HAND["ts"] < pd.Timestamp(CUTOFF)]
     repeat = lines_frame([line("a", "9", "2011-05-20 10:00", 2.0, stock_code="P1"),
@@ -139,6 +196,13 @@ def test_whole_evaluation_on_a_synthetic_population() -> None:
     assert list(result.metrics.index) == [SEGMINT, BASELINE, ALS, BM25]
     assert ((result.metrics >= 0) & (result.metrics <= 1)).all().all()
     assert f"hit_rate@{settings.evaluate.k}" in result.table()
+    assert list(result.versus.index) == [BASELINE, ALS, BM25]
+    for name, row in result.versus.iterrows():
+        metrics = result.metrics
+        difference = metrics.loc[SEGMINT, "recall"] - metrics.loc[name, "recall"]
+        assert row["recall_difference"] == pytest.approx(difference)
+        assert row["recall_difference_low"] <= difference <= row["recall_difference_high"]
+    assert "paired bootstrap, 2,000 resamples" in result.versus_table()
 
 
 def test_cutoff_outside_the_data_is_an_error() -> None:
@@ -165,6 +229,10 @@ def test_cli_evaluate(tmp_path: Path, sqlite_url: str) -> None:
     assert figures["cutoff"] == "2011-10-01" and figures["k"] == 10
     assert set(figures["metrics"]) == {SEGMINT, BASELINE, ALS, BM25}
     assert set(figures["metrics"][ALS]) == {"hit_rate", "precision", "recall"}
+    assert set(figures["versus"]) == {BASELINE, ALS, BM25}
+    assert set(figures["versus"][ALS]) == set(VERSUS_COLUMNS)
+    assert figures["resamples"] == 2000 and figures["confidence"] == 0.95
+    assert "against each baseline on the same" in shown.stdout
     bad = run_segmint(*config, "evaluate", "--cutoff", "2011-13-01", cwd=tmp_path, env=env)
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     late = run_segmint(*config, "evaluate", "--cutoff", "2030-01-01", cwd=tmp_path, env=env)
