@@ -39,6 +39,7 @@ from engine.baskets import purchase_lines
 from engine.errors import SegmintError
 from engine.rfm import require_columns
 from engine.settings import Settings
+from engine.values import plain
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,9 @@ BM25 = "implicit BM25 item-kNN"
 ALS_FACTORS = 64
 ALS_ITERATIONS = 20
 BM25_NEIGHBOURS = 100
-BOOTSTRAP_CELLS = 1 << 22  # resamples x customers drawn at once (32 MiB as float64)
+# resamples x customers per bootstrap batch: about 100 MiB held (the drawn indices and both
+# recommenders' resampled outcomes)
+BOOTSTRAP_CELLS = 1 << 22
 METRIC_COLUMNS = ["hit_rate", "precision", "recall"]
 CONFIDENCE = 0.95
 RATIO = "hit_rate_ratio"
@@ -91,8 +94,9 @@ class EvaluationResult:
                  for _, values in self.versus.iterrows()]
         widths = [max(len(title), *(len(row[i]) for row in cells))
                   for i, title in enumerate(titles)]
-        rows = [f"{SEGMINT} against each baseline on the same {self.n_customers:,} customers "
-                f"({CONFIDENCE:.0%} intervals: paired bootstrap, {self.resamples:,} resamples)",
+        how = (f" ({CONFIDENCE:.0%} intervals: paired bootstrap, {self.resamples:,} resamples)"
+               if self.resamples > 0 and self.n_customers > 1 else "")
+        rows = [f"{SEGMINT} against each baseline on the same {self.n_customers:,} customers{how}",
                 "  ".join([f"{'baseline':<{width}}"]
                           + [f"{t:<{w}}" for t, w in zip(titles, widths, strict=True)]).rstrip()]
         for name, row in zip(self.versus.index, cells, strict=True):
@@ -110,25 +114,23 @@ class EvaluationResult:
             "metrics": {str(name): {m: float(values[m]) for m in METRIC_COLUMNS}
                         for name, values in self.metrics.iterrows()},
             "resamples": self.resamples, "confidence": CONFIDENCE,
-            "versus": {str(name): {c: _json_number(values[c]) for c in VERSUS_COLUMNS}
+            "versus": {str(name): {c: plain(values[c]) for c in VERSUS_COLUMNS}
                        for name, values in self.versus.iterrows()},
         }
 
 
-def _json_number(value: float) -> float | None:
-    return float(value) if np.isfinite(value) else None
-
-
 def _with_interval(values: pd.Series, figure: str) -> str:
     """"1.057 (1.021 to 1.094)" for the ratio, "+0.0297 (+0.0111 to +0.0480)" for a
-    difference; "n/a" where undefined, no interval where there is none."""
+    difference; "n/a" where undefined, no interval when none was drawn; an end that is not a
+    number (a ratio over resamples where the baseline never hits) as "inf" or "n/a"."""
     spec = ".3f" if figure == RATIO else "+.4f"
     point, low, high = (values[f"{figure}{end}"] for end in ("", "_low", "_high"))
     if not np.isfinite(point):
         return "n/a"
-    if not (np.isfinite(low) and np.isfinite(high)):
+    if np.isnan(low) and np.isnan(high):
         return f"{point:{spec}}"
-    return f"{point:{spec}} ({low:{spec}} to {high:{spec}})"
+    ends = ["n/a" if np.isnan(end) else f"{end:{spec}}" for end in (low, high)]
+    return f"{point:{spec}} ({ends[0]} to {ends[1]})"
 
 
 def default_cutoff(lines: pd.DataFrame) -> date:
@@ -275,12 +277,14 @@ def paired_versus(ours: pd.DataFrame, others: dict[str, pd.DataFrame], *, resamp
     """Ours against each of `others` on the same customers (per_customer frames, same rows):
     the hit-rate ratio and each metric's difference (ours minus theirs), each with the
     CONFIDENCE interval of a paired percentile bootstrap over the customers (NaN when
-    `resamples` is 0, with fewer than two customers, or for a ratio over a hit-rate of 0). Every
+    `resamples` is 0, with fewer than two customers, or for a ratio over a hit-rate of 0; a
+    ratio's end is inf, or NaN, when the baseline hits nobody in enough resamples). Every
     figure is drawn with the same seed, so all use the same resamples."""
-    from scipy.stats import bootstrap
+    from scipy.stats import DegenerateDataWarning, bootstrap
 
     def ratio(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
-        return np.asarray(np.mean(a, axis=axis) / np.mean(b, axis=axis))
+        with np.errstate(divide="ignore", invalid="ignore"):  # a resample's baseline hits 0
+            return np.asarray(np.mean(a, axis=axis) / np.mean(b, axis=axis))
 
     def difference(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
         return np.asarray(np.mean(a, axis=axis) - np.mean(b, axis=axis))
@@ -297,10 +301,12 @@ def paired_versus(ours: pd.DataFrame, others: dict[str, pd.DataFrame], *, resamp
             point = float(statistic(a, b)) if defined else np.nan
             low = high = np.nan
             if defined and resamples > 0 and len(a) > 1:
-                # Every resample that agrees everywhere (identical outcomes) is "degenerate"
-                # to scipy, which warns: the percentile interval is then the point itself.
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
+                # scipy warns when an end comes out NaN (a ratio where the baseline hits nobody
+                # in some resamples, divided 0 by 0): the end is left NaN and shown as such.
+                # (numpy's own warnings on such infinite resamples, in scipy's standard
+                # error, are silenced the same way.)
+                with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+                    warnings.simplefilter("ignore", DegenerateDataWarning)
                     interval = bootstrap(
                         (a, b), statistic, paired=True, vectorized=True, n_resamples=resamples,
                         batch=max(1, BOOTSTRAP_CELLS // len(a)), confidence_level=CONFIDENCE,

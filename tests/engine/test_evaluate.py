@@ -17,6 +17,7 @@ from engine.evaluate import (
     SEGMINT,
     VERSUS_COLUMNS,
     EvaluationError,
+    EvaluationResult,
     default_cutoff,
     evaluate,
     implicit_baselines,
@@ -119,10 +120,15 @@ def test_paired_bootstrap_against_a_baseline_is_paired() -> None:
     assert row["hit_rate_difference"] == pytest.approx(0.1)
     assert row["hit_rate_ratio"] == pytest.approx(1.25)
     half = (row["hit_rate_difference_high"] - row["hit_rate_difference_low"]) / 2
-    assert 0.024 < half < 0.035
+    assert 0.027 < half < 0.031  # 1.96 x 0.015 = 0.0294 (a 90% interval: 0.025)
     assert row["hit_rate_difference_low"] > 0.06  # ours is never behind on any resample's pairs
     assert row["hit_rate_ratio_low"] < 1.25 < row["hit_rate_ratio_high"]
     assert row["precision_difference"] == pytest.approx(0.01)
+    # hits are 0 or 1 here, so precision is hits / 10 on every resample: the same resamples
+    # for every figure give the same interval, divided by 10
+    for end in ("_low", "_high"):
+        assert row[f"precision_difference{end}"] == pytest.approx(
+            row[f"hit_rate_difference{end}"] / 10)
     # the same seed draws the same resamples: every figure's interval is reproducible
     assert paired_versus(ours, {"base": theirs}, resamples=4000, seed=3).equals(versus)
 
@@ -140,6 +146,39 @@ def test_paired_bootstrap_edge_cases() -> None:
     off = paired_versus(same, {"none": outcomes([0, 0, 0, 0])}, resamples=0, seed=1)
     assert off.loc["none", "hit_rate_difference"] == pytest.approx(0.5)
     assert off.loc["none", ["hit_rate_difference_low", "hit_rate_difference_high"]].isna().all()
+
+
+def test_a_ratio_over_a_rarely_hitting_baseline() -> None:
+    """30 customers, the baseline hits 1: some resamples leave it at 0, so the ratio's upper end
+    is infinite; the table shows it, the JSON has null, the differences are unaffected."""
+    versus = paired_versus(outcomes([1] * 10 + [0] * 20), {"rare": outcomes([1] + [0] * 29)},
+                           resamples=2000, seed=5)
+    row = versus.loc["rare"]
+    assert row["hit_rate_ratio"] == pytest.approx(10.0)
+    assert 1 < row["hit_rate_ratio_low"] < 10 and np.isinf(row["hit_rate_ratio_high"])
+    assert 0 < row["hit_rate_difference_low"] < 0.3 < row["hit_rate_difference_high"] < 0.5
+    metrics = pd.DataFrame({"hit_rate": [1 / 3, 1 / 30], "precision": [0.0, 0.0],
+                            "recall": [0.0, 0.0]}, index=[SEGMINT, "rare"])
+    result = EvaluationResult(cutoff=CUTOFF, k=10, n_customers=30, n_train_customers=30,
+                              metrics=metrics, versus=versus, resamples=2000)
+    assert "10.000 (" in result.versus_table() and " to inf)" in result.versus_table()
+    figures = json.loads(json.dumps(result.as_dict()), parse_constant=pytest.fail)
+    assert figures["versus"]["rare"]["hit_rate_ratio_high"] is None
+    assert figures["versus"]["rare"]["hit_rate_ratio"] == pytest.approx(10.0)
+
+
+def test_no_intervals_when_none_are_drawn() -> None:
+    versus = paired_versus(outcomes([1, 0, 1]), {"none": outcomes([0, 0, 0])}, resamples=0,
+                           seed=1)
+    metrics = pd.DataFrame({"hit_rate": [2 / 3, 0.0], "precision": [0.0, 0.0],
+                            "recall": [0.0, 0.0]}, index=[SEGMINT, "none"])
+    result = EvaluationResult(cutoff=CUTOFF, k=10, n_customers=3, n_train_customers=3,
+                              metrics=metrics, versus=versus, resamples=0)
+    table = result.versus_table()
+    assert "bootstrap" not in table and "(" not in table.splitlines()[-1]
+    assert table.splitlines()[-1].split()[1:3] == ["n/a", "+0.6667"]  # no ratio over 0 hits
+    figures = json.loads(json.dumps(result.as_dict()), parse_constant=pytest.fail)
+    assert figures["versus"]["none"]["hit_rate_ratio"] is None
 
 
 def test_purchase_matrix_is_customers_by_products_of_invoice_counts() -> None:
