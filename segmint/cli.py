@@ -113,10 +113,9 @@ def runs_command(context: Context, as_json: bool) -> None:
     """Run history: id, status, started, finished, window, k, n_customers (newest first)."""
     import json
 
-    from engine.store.runs import list_runs
+    from engine.store.runs import run_rows
 
-    runs = list_runs(engine=context.engine())
-    rows = [_run_row(run) for run in runs.to_dict(orient="records")]
+    rows = [_run_row(run) for run in run_rows(engine=context.engine())]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -130,16 +129,16 @@ def runs_command(context: Context, as_json: bool) -> None:
 
 
 def _run_row(run: dict[Any, Any]) -> dict[str, Any]:
-    """A run for display: ISO timestamps (UTC, seconds), window as 'since..until'."""
+    """A run (a row of `run_rows`) for display: ISO timestamps (UTC, seconds), window as
+    'since..until'."""
     def stamp(value: Any) -> str | None:
-        return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None and value == value \
-            else None
+        return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else None
 
     def day(value: Any) -> str | None:
-        return value.isoformat() if value is not None and value == value else None
+        return value.isoformat() if value is not None else None
 
     def number(value: Any) -> int | None:
-        return int(value) if value is not None and value == value else None
+        return int(value) if value is not None else None
 
     window = f"{day(run['since']) or 'start'}..{day(run['until']) or 'end'}"
     return {"id": int(run["id"]), "status": run["status"], "started": stamp(run["started_at"]),

@@ -5,9 +5,8 @@ has anything new been loaded since the published run read the lines?
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from sqlalchemy import Connection, Engine, Row, Select, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -15,6 +14,9 @@ from engine.dates import utc_now
 from engine.store.db import database_error
 from engine.store.runs import published_run
 from engine.store.tables import JOBS, SOURCE_FILES, read_frame
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 STATUSES = ("running", "succeeded", "failed", "skipped")
 HISTORY_COLUMNS = ["id", "job_id", "trigger", "started_at", "finished_at", "status", "run_id",

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import socket
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from sqlalchemy import Connection, Engine, Select, delete, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -34,6 +33,9 @@ from engine.store.tables import (
     RUNS,
     read_frame,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
 
@@ -108,15 +110,27 @@ def fail_abandoned_runs(*, engine: Engine) -> list[int]:
     return abandoned
 
 
-def list_runs(*, engine: Engine, status: str | None = None,
-              limit: int | None = None) -> pd.DataFrame:
+def _listing(status: str | None, limit: int | None) -> Select[Any]:
     """Runs newest first (RUN_COLUMNS): every run, or those of one status; at most `limit`."""
     statement = select(*[RUNS.c[name] for name in RUN_COLUMNS]).order_by(RUNS.c.id.desc())
     if status is not None:
         statement = statement.where(RUNS.c.status == status)
     if limit is not None:
         statement = statement.limit(limit)
-    return read_frame(engine, statement, RUN_COLUMNS)
+    return statement
+
+
+def list_runs(*, engine: Engine, status: str | None = None,
+              limit: int | None = None) -> pd.DataFrame:
+    """Runs newest first (RUN_COLUMNS): every run, or those of one status; at most `limit`."""
+    return read_frame(engine, _listing(status, limit), RUN_COLUMNS)
+
+
+def run_rows(*, engine: Engine) -> list[dict[str, Any]]:
+    """Every run newest first as plain dicts of RUN_COLUMNS (None where empty): `list_runs`
+    without pandas, for `segmint runs`, which answers without importing it."""
+    with engine.connect() as connection:
+        return [dict(row) for row in connection.execute(_listing(None, None)).mappings()]
 
 
 def get_run(*, engine: Engine, run_id: int) -> dict[str, Any] | None:

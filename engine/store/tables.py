@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from sqlalchemy import ColumnElement, Connection, Engine, Select, Table
 
 from engine import models
 from engine.dates import window_bounds
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _table(model: Any) -> Table:
@@ -59,6 +61,8 @@ def read_frame(engine: Engine | Connection, statement: Select[Any],
 
 def _frame(connection: Connection, statement: Select[Any],
            columns: Sequence[str] | None) -> pd.DataFrame:
+    import pandas as pd  # here, not at the top: the listing commands read rows, never frames
+
     result = connection.execute(statement)
     rows = result.fetchall()
     names = list(columns) if columns is not None else list(result.keys())

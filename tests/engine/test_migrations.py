@@ -1,11 +1,14 @@
 """The Alembic migrations build the same schema on SQLite and PostgreSQL, idempotently."""
 
-from sqlalchemy import inspect
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
 
 import engine.models  # noqa: F401
 from engine.store import get_engine, init_db
-from engine.store.db import current_revision
+from engine.store.db import StoreError, current_revision, require_schema
 from tests.conftest import run_segmint
 
 
@@ -18,6 +21,32 @@ def test_migrations_create_every_model_table_twice_safely(db_url):
     assert set(SQLModel.metadata.tables) <= tables
     columns = {c["name"] for c in inspect(db).get_columns("transaction_line")}
     assert {"line_hash", "invoice", "stock_code", "quantity", "unit_price", "ts"} <= columns
+    db.dispose()
+
+
+def test_current_revision_agrees_with_alembic(db_url):
+    """Read with one SELECT (the listing commands never import alembic): no table, then the
+    head after init-db, exactly what Alembic's own MigrationContext says; a version table with
+    two rows (branches Segmint never makes) is refused in one line."""
+    from alembic.runtime.migration import MigrationContext
+
+    db = get_engine(db_url)
+    if db.url.get_backend_name() == "sqlite":
+        Path(str(db.url.database)).touch()  # only init-db creates the file
+    with db.connect() as connection:
+        connection.execute(text("CREATE TABLE unrelated (x INTEGER)"))
+        connection.commit()
+    assert current_revision(engine=db) is None
+    with pytest.raises(StoreError, match="has no Segmint schema: run `segmint init-db` first"):
+        require_schema(engine=db)
+    head = init_db(engine=db)
+    with db.connect() as connection:
+        assert current_revision(engine=db) == head == \
+            MigrationContext.configure(connection).get_current_revision()
+        connection.execute(text("INSERT INTO alembic_version (version_num) VALUES ('zz99')"))
+        connection.commit()
+    with pytest.raises(StoreError, match=r"is at several migrations \(.*zz99\)"):
+        require_schema(engine=db)
     db.dispose()
 
 
