@@ -5,7 +5,8 @@
 # SRC_DIR is a checkout of the tree to measure: `python -m segmint` imports from the current
 # directory first, so one venv measures any commit.
 set -eu
-LABEL=$1; CONFIG=$(realpath "$3"); PY=${PYTHON:-$(realpath .venv/bin/python)}; OUT=$(mktemp -d)
+# the venv's python by its own path (realpath would resolve it to the base interpreter)
+LABEL=$1; CONFIG=$(realpath "$3"); PY=${PYTHON:-$PWD/.venv/bin/python}; OUT=$(mktemp -d)
 cd "$2"
 for cmd in "--help" "runs"; do
   for i in 1 2 3; do
