@@ -113,9 +113,9 @@ def runs_command(context: Context, as_json: bool) -> None:
     """Run history: id, status, started, finished, window, k, n_customers (newest first)."""
     import json
 
-    from engine.store.runs import run_rows
+    from engine.store.runs import list_run_rows
 
-    rows = [_run_row(run) for run in run_rows(engine=context.engine())]
+    rows = [_run_row(run) for run in list_run_rows(engine=context.engine())]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -129,7 +129,7 @@ def runs_command(context: Context, as_json: bool) -> None:
 
 
 def _run_row(run: dict[Any, Any]) -> dict[str, Any]:
-    """A run (a row of `run_rows`) for display: ISO timestamps (UTC, seconds), window as
+    """A run (a row of `list_run_rows`) for display: ISO timestamps (UTC, seconds), window as
     'since..until'."""
     def stamp(value: Any) -> str | None:
         return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else None

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
-# Alembic's default name: engine/migrations/env.py sets no other
+# engine/migrations/env.py hands it to Alembic (its default name)
 ALEMBIC_VERSION_TABLE = "alembic_version"
 
 
@@ -193,8 +193,9 @@ def _create_sqlite_file(engine: Engine) -> None:
 
 
 def current_revision(*, engine: Engine) -> str | None:
-    """The schema's migration (None: init-db never ran), read with one SELECT of Alembic's
-    version table: importing alembic to ask would cost every command about 0.5 s of CPU."""
+    """The schema's migration (None: init-db never ran), read as Alembic reads it (does its
+    version table exist, then one SELECT of it) without importing alembic, which would cost
+    every command about 0.5 s of CPU."""
     with engine.connect() as connection:
         if not inspect(connection).has_table(ALEMBIC_VERSION_TABLE):
             return None

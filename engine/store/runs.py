@@ -111,7 +111,7 @@ def fail_abandoned_runs(*, engine: Engine) -> list[int]:
 
 
 def _listing(status: str | None, limit: int | None) -> Select[Any]:
-    """Runs newest first (RUN_COLUMNS): every run, or those of one status; at most `limit`."""
+    """The statement of list_runs and list_run_rows."""
     statement = select(*[RUNS.c[name] for name in RUN_COLUMNS]).order_by(RUNS.c.id.desc())
     if status is not None:
         statement = statement.where(RUNS.c.status == status)
@@ -126,7 +126,7 @@ def list_runs(*, engine: Engine, status: str | None = None,
     return read_frame(engine, _listing(status, limit), RUN_COLUMNS)
 
 
-def run_rows(*, engine: Engine) -> list[dict[str, Any]]:
+def list_run_rows(*, engine: Engine) -> list[dict[str, Any]]:
     """Every run newest first as plain dicts of RUN_COLUMNS (None where empty): `list_runs`
     without pandas, for `segmint runs`, which answers without importing it."""
     with engine.connect() as connection:

@@ -47,6 +47,11 @@ def test_current_revision_agrees_with_alembic(db_url):
         connection.commit()
     with pytest.raises(StoreError, match=r"is at several migrations \(.*zz99\)"):
         require_schema(engine=db)
+    with db.connect() as connection:
+        connection.execute(text("DELETE FROM alembic_version"))
+        connection.commit()
+        assert MigrationContext.configure(connection).get_current_revision() is None
+    assert current_revision(engine=db) is None  # an emptied version table: no schema, as Alembic
     db.dispose()
 
 

@@ -6,13 +6,18 @@ heavy import comes back at module level)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import pytest
 
 from engine.store import get_engine, init_db
+from engine.store.jobs import start_job
+from engine.store.runs import create_run, mark_failed
+from engine.store.users import save_user
 
 # Analytics, dashboard and modelling libraries: only the commands that compute import them.
 HEAVY = ("sklearn", "scipy", "mlxtend", "dash", "plotly", "pymc", "pymc_marketing", "pytensor",
@@ -35,10 +40,19 @@ def heavy_in(names: set[str]) -> list[str]:
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
+    """A store with a failed run (a window, no k), a running one (nothing but its start), a
+    running job and a user, so the listing commands format real rows."""
     path = tmp_path / "config.toml"
     path.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "segmint.db"}"\n')
     engine = get_engine(f"sqlite:///{tmp_path / 'segmint.db'}")
     init_db(engine=engine)
+    failed = create_run(engine=engine, params={}, as_of=date(2011, 12, 10),
+                        since=date(2011, 1, 1), until=None, k_mode="auto", seed=1)
+    mark_failed(engine=engine, run_id=failed, error="no customer with a purchase in the window")
+    create_run(engine=engine, params={}, as_of=None, since=None, until=None, k_mode="auto",
+               seed=1)
+    start_job(engine=engine, job_id="segment", trigger="cli")
+    save_user(engine=engine, username="ann", password_hash="not-a-real-hash", role="manager")
     engine.dispose()
     return path
 
@@ -58,6 +72,25 @@ def test_listing_commands_import_no_analytics_library(config: Path, command: lis
     # check reads its version table with one SELECT)
     assert sorted(name for name in names if name.split(".")[0] in
                   ("pandas", "numpy", "pyarrow", "alembic")) == []
+
+
+def test_runs_lists_unfinished_runs_with_empty_cells(config: Path) -> None:
+    """Rows straight from the store (no frame): NULLs are "-" in the table and null in JSON."""
+    args = [sys.executable, "-m", "segmint", "--config", str(config), "runs"]
+    listed = json.loads(subprocess.run([*args, "--json"], capture_output=True, text=True,
+                                       check=True).stdout)
+    assert [(row["id"], row["status"]) for row in listed] == [(2, "running"), (1, "failed")]
+    running, failed = listed
+    assert running["finished"] is None and running["k"] is None
+    assert running["n_customers"] is None and running["as_of"] is None
+    assert running["window"] == "start..end" and running["error"] is None
+    assert failed["window"] == "2011-01-01..end" and failed["as_of"] == "2011-12-10"
+    assert failed["error"] == "no customer with a purchase in the window"
+    assert len(failed["started"]) == len("2011-12-10 00:00:00") and failed["finished"]
+    table = subprocess.run(args, capture_output=True, text=True, check=True).stdout.splitlines()
+    assert table[1].split()[:2] == ["2", "running"] and table[1].split()[-3:] == [
+        "start..end", "-", "-"]
+    assert table[2].split()[-3:] == ["2011-01-01..end", "-", "-"]
 
 
 def test_users_add_imports_no_analytics_library(config: Path) -> None:
