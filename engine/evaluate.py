@@ -319,9 +319,11 @@ def paired_versus(ours: pd.DataFrame, others: dict[str, pd.DataFrame], *, resamp
 
 
 def evaluate(lines: pd.DataFrame, customers: pd.DataFrame | None, settings: Settings,
-             cutoff: date, *, baselines: bool = True) -> EvaluationResult:
-    """Train the whole engine before `cutoff`, test every recommender on what came after
-    (`baselines=False`: Segmint and popularity only, without implicit)."""
+             cutoff: date, *, baselines: bool = True, progress: bool = False) -> EvaluationResult:
+    """Train the engine before `cutoff`, test every recommender on what came after
+    (`baselines=False`: Segmint and popularity only, without implicit; `progress`: the training
+    run's stages logged at INFO, as `segmint run` does). The training run fits no CLV: nothing
+    it scores reads it, and on the real data it doubled the time (docs/benchmarks.md)."""
     from engine.pipeline import segment
 
     require_columns(lines, ("invoice", "stock_code", "customer_id", "is_return", "ts"), "lines")
@@ -335,9 +337,11 @@ def evaluate(lines: pd.DataFrame, customers: pd.DataFrame | None, settings: Sett
             f"{lines['ts'].min():%Y-%m-%d} to {lines['ts'].max():%Y-%m-%d})")
     if lines["stock_code"].isna().all():
         raise EvaluationError("the lines have no stock codes: nothing to recommend or evaluate")
-    at_k = settings.model_copy(
-        update={"recommend": settings.recommend.model_copy(update={"top_n": k})})
-    run = segment(lines, customers, at_k, as_of=cutoff)
+    at_k = settings.model_copy(update={
+        "recommend": settings.recommend.model_copy(update={"top_n": k}),
+        "clv": settings.clv.model_copy(update={"enabled": False}),
+    })
+    run = segment(lines, customers, at_k, as_of=cutoff, progress=progress)
     trained = pd.Index(np.sort(run.segments["customer_id"].astype(str).unique()))
     truth = new_products_after(lines, cutoff, trained, codes)
     evaluated = pd.Index(np.sort(truth["customer_id"].unique()))
@@ -349,6 +353,8 @@ def evaluate(lines: pd.DataFrame, customers: pd.DataFrame | None, settings: Sett
     ours = recommendations.loc[recommendations["rank"] <= k]
     found = {SEGMINT: ours, BASELINE: popularity_baseline(train, evaluated, k, codes)}
     if baselines:
+        log.info("fitting implicit's ALS and BM25 item-kNN on the %d training customers",
+                 len(trained))
         found.update(implicit_baselines(train, trained, evaluated, k, codes,
                                         seed=settings.evaluate.seed,
                                         threads=settings.evaluate.threads))

@@ -138,7 +138,7 @@ def evaluate_command(context: Context, cutoff: str | None, as_json: bool) -> Non
         raise SegmintError("no transaction lines in the database; run `segmint ingest PATH` first")
     if chosen is None:
         chosen = default_cutoff(lines)
-    result = evaluate(lines, load_customers(engine=db), settings, chosen)
+    result = evaluate(lines, load_customers(engine=db), settings, chosen, progress=True)
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2))
         return

@@ -257,8 +257,16 @@ def test_cli_evaluate(tmp_path: Path, sqlite_url: str) -> None:
     ingest_file(db, settings, write_generic_csv(population(), tmp_path / "lines.csv"))
     env = {"SEGMINT_DATABASE_URL": sqlite_url}
     config = ["--config", str(tmp_path / "config.toml")]
-    shown = run_segmint(*config, "evaluate", cwd=tmp_path, env=env)
+    # CLV is on in these settings; the training run skips it (nothing scored reads it), so
+    # pymc is never imported: the import-time report lists every module imported
+    shown = run_segmint(*config, "evaluate", cwd=tmp_path,
+                        env={**env, "PYTHONPROFILEIMPORTTIME": "1"})
     assert shown.returncode == 0, shown.stderr
+    imported = {line.rsplit("|", 1)[1].strip().split(".")[0]
+                for line in shown.stderr.splitlines() if line.startswith("import time:")}
+    assert "implicit" in imported and "pymc_marketing" not in imported and "pymc" not in imported
+    # progress on stderr: the training run's stages, then the baselines
+    assert "recommendations: " in shown.stderr and "fitting implicit's ALS" in shown.stderr
     assert "cutoff 2011-10-01:" in shown.stdout
     assert SEGMINT in shown.stdout and BASELINE in shown.stdout
     assert ALS in shown.stdout and BM25 in shown.stdout
