@@ -266,10 +266,14 @@ def per_customer(recommended: pd.DataFrame, truth: pd.DataFrame, customers: pd.I
 def score(recommended: pd.DataFrame, truth: pd.DataFrame, customers: pd.Index,
           k: int) -> dict[str, float]:
     """hit-rate, precision and recall at k, averaged over `customers`."""
-    if len(customers) == 0:
+    return averages(per_customer(recommended, truth, customers, k))
+
+
+def averages(each: pd.DataFrame) -> dict[str, float]:
+    """The mean of each of per_customer's figures (0 for no customers)."""
+    if each.empty:
         return dict.fromkeys(METRIC_COLUMNS, 0.0)
-    means = per_customer(recommended, truth, customers, k).mean()
-    return {metric: float(means[metric]) for metric in METRIC_COLUMNS}
+    return {metric: float(each[metric].mean()) for metric in METRIC_COLUMNS}
 
 
 def paired_versus(ours: pd.DataFrame, others: dict[str, pd.DataFrame], *, resamples: int,
@@ -289,11 +293,11 @@ def paired_versus(ours: pd.DataFrame, others: dict[str, pd.DataFrame], *, resamp
     def difference(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
         return np.asarray(np.mean(a, axis=axis) - np.mean(b, axis=axis))
 
+    pairs = [(RATIO, "hit_rate", ratio)] + [
+        (f"{metric}_difference", metric, difference) for metric in METRIC_COLUMNS]
     rows = {}
     for name, theirs in others.items():
         found: dict[str, float] = {}
-        pairs = [(RATIO, "hit_rate", ratio)] + [
-            (f"{metric}_difference", metric, difference) for metric in METRIC_COLUMNS]
         for figure, metric, statistic in pairs:
             a = ours[metric].to_numpy(dtype=float)
             b = theirs[metric].to_numpy(dtype=float)
@@ -359,8 +363,8 @@ def evaluate(lines: pd.DataFrame, customers: pd.DataFrame | None, settings: Sett
                                         seed=settings.evaluate.seed,
                                         threads=settings.evaluate.threads))
     each = {name: per_customer(top, truth, evaluated, k) for name, top in found.items()}
-    metrics = pd.DataFrame([frame.mean() if len(frame) else dict.fromkeys(METRIC_COLUMNS, 0.0)
-                            for frame in each.values()], index=list(each))[METRIC_COLUMNS]
+    metrics = pd.DataFrame([averages(frame) for frame in each.values()],
+                           index=list(each))[METRIC_COLUMNS]
     resamples = settings.evaluate.resamples
     versus = paired_versus(each.pop(SEGMINT), each, resamples=resamples,
                            seed=settings.evaluate.seed)
